@@ -1,0 +1,156 @@
+package agentstream
+
+import (
+	"crypto/rand"
+	"time"
+)
+
+// Role is who wrote a message.
+type Role string
+
+// Message roles. RoleSystem only appears in model input, never in a thread.
+const (
+	RoleSystem    Role = "system"
+	RoleUser      Role = "user"
+	RoleAssistant Role = "assistant"
+	RoleTool      Role = "tool"
+)
+
+// MessageStatus says whether a message was written whole.
+type MessageStatus string
+
+// Message statuses: a partial message is what was produced before a run
+// failed, was cancelled or was interrupted.
+const (
+	MessageComplete MessageStatus = "complete"
+	MessagePartial  MessageStatus = "partial"
+)
+
+// RunStatus is where a run is in its life.
+type RunStatus string
+
+// Run statuses. The last four are terminal.
+const (
+	RunQueued      RunStatus = "queued"
+	RunRunning     RunStatus = "running"
+	RunCompleted   RunStatus = "completed"
+	RunFailed      RunStatus = "failed"
+	RunCancelled   RunStatus = "cancelled"
+	RunInterrupted RunStatus = "interrupted"
+)
+
+// Terminal reports whether a run in this status has ended for good.
+func (s RunStatus) Terminal() bool {
+	switch s {
+	case RunCompleted, RunFailed, RunCancelled, RunInterrupted:
+		return true
+	}
+	return false
+}
+
+// Thread is a conversation owned by one user.
+type Thread struct {
+	ID     string `json:"id"`
+	UserID string `json:"user_id"`
+	// Agent is the thread's default agent; a run may name another.
+	Agent string `json:"agent"`
+	Title string `json:"title"`
+	// Metadata is the caller's own data, stored and returned as given.
+	Metadata map[string]any `json:"metadata"`
+	// Context is the default context of the thread's runs; a run's own
+	// context keys override it.
+	Context   map[string]any `json:"context"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+// ToolCall is one call an assistant message asks for. Arguments is the
+// model's text as it produced it: usually a JSON object, but a model can
+// produce invalid JSON and the thread keeps what it said.
+type ToolCall struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// Message is one entry of a thread.
+type Message struct {
+	ID       string `json:"id"`
+	ThreadID string `json:"thread_id"`
+	RunID    string `json:"run_id"`
+	// Seq is the message's position in its thread, from 1; the store assigns it.
+	Seq     int64  `json:"seq"`
+	Role    Role   `json:"role"`
+	Content string `json:"content"`
+	// ToolCalls is set on assistant messages that call tools.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID and ToolName are set on tool messages.
+	ToolCallID string        `json:"tool_call_id,omitempty"`
+	ToolName   string        `json:"tool_name,omitempty"`
+	Status     MessageStatus `json:"status"`
+	CreatedAt  time.Time     `json:"created_at"`
+}
+
+// Usage counts model tokens.
+type Usage struct {
+	InputTokens  int64 `json:"input_tokens"`
+	OutputTokens int64 `json:"output_tokens"`
+}
+
+// Add returns the sum of two usages.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{InputTokens: u.InputTokens + o.InputTokens, OutputTokens: u.OutputTokens + o.OutputTokens}
+}
+
+// ErrorInfo is the error a run ended with, as stored and as streamed.
+type ErrorInfo struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+// Run is one execution of an agent on a thread: one user input, then model
+// turns and tool calls until an answer, a failure or a cancel.
+type Run struct {
+	ID       string    `json:"id"`
+	ThreadID string    `json:"thread_id"`
+	UserID   string    `json:"user_id"`
+	Agent    string    `json:"agent"`
+	Status   RunStatus `json:"status"`
+	// Error is set when the run failed, was cancelled or was interrupted.
+	Error *ErrorInfo `json:"error,omitempty"`
+	Usage Usage      `json:"usage"`
+	// Context is the merged context the agent's instructions were rendered with.
+	Context    map[string]any `json:"context,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+	StartedAt  *time.Time     `json:"started_at,omitempty"`
+	FinishedAt *time.Time     `json:"finished_at,omitempty"`
+	// Owner is the instance running the run and LeaseUntil how long its
+	// claim holds; both are empty outside a running run.
+	Owner      string     `json:"-"`
+	LeaseUntil *time.Time `json:"-"`
+}
+
+// Agent is a configured agent: a model, instructions and tools.
+type Agent struct {
+	Name string `json:"name" yaml:"name"`
+	// Description is shown to API users listing agents.
+	Description string `json:"description,omitempty" yaml:"description"`
+	// Model is the upstream model name; empty means the server's default model.
+	Model string `json:"model,omitempty" yaml:"model"`
+	// Instructions is a Go text/template rendered with the run's context
+	// (for example {{.baby_name}}) and sent as the system message.
+	Instructions string `json:"instructions,omitempty" yaml:"instructions"`
+	// Tools names the tools the agent may call.
+	Tools []string `json:"tools,omitempty" yaml:"tools"`
+	// MaxTurns bounds the model calls of one run; default 10.
+	MaxTurns int `json:"max_turns,omitempty" yaml:"max_turns"`
+	// Temperature is passed to the model when set.
+	Temperature *float64 `json:"temperature,omitempty" yaml:"temperature"`
+}
+
+// DefaultMaxTurns is an agent's MaxTurns when it sets none.
+const DefaultMaxTurns = 10
+
+// NewID returns a new random identifier with the given prefix, such as
+// "run_". The random part has 130 bits and is URL-safe.
+func NewID(prefix string) string { return prefix + rand.Text() }

@@ -1,0 +1,124 @@
+package agentstream
+
+import "encoding/json"
+
+// EventType names an event in a run's log. The names are the native wire
+// format's `event:` field.
+type EventType string
+
+// Event types, in the order a run produces them.
+const (
+	EventRunCreated         EventType = "run.created"
+	EventRunQueued          EventType = "run.queued"
+	EventRunStarted         EventType = "run.started"
+	EventMessageDelta       EventType = "message.delta"
+	EventToolArgumentsDelta EventType = "tool.arguments.delta"
+	EventToolCall           EventType = "tool.call"
+	EventToolResult         EventType = "tool.result"
+	EventMessageCompleted   EventType = "message.completed"
+	EventRunCompleted       EventType = "run.completed"
+	EventRunFailed          EventType = "run.failed"
+	EventRunCancelled       EventType = "run.cancelled"
+	EventRunInterrupted     EventType = "run.interrupted"
+)
+
+// Terminal reports whether the event ends a run's log.
+func (t EventType) Terminal() bool {
+	switch t {
+	case EventRunCompleted, EventRunFailed, EventRunCancelled, EventRunInterrupted:
+		return true
+	}
+	return false
+}
+
+// TerminalEventFor returns the terminal event type of a terminal run status.
+func TerminalEventFor(s RunStatus) EventType {
+	switch s {
+	case RunCompleted:
+		return EventRunCompleted
+	case RunCancelled:
+		return EventRunCancelled
+	case RunInterrupted:
+		return EventRunInterrupted
+	}
+	return EventRunFailed
+}
+
+// Event is one entry of a run's log. Data is the event's JSON payload
+// exactly as the native wire format sends it; it is encoded once, when the
+// event is made, and shared read-only by every reader. Seq is assigned by
+// the log on append, from 1 without gaps.
+type Event struct {
+	Seq  int64
+	Type EventType
+	Data json.RawMessage
+}
+
+// NewEvent encodes payload as the data of an event of type t.
+func NewEvent(t EventType, payload any) Event {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		// Payloads are the structs below; they always encode.
+		panic("agentstream: encoding event payload: " + err.Error())
+	}
+	return Event{Type: t, Data: data}
+}
+
+// Payloads of each event type.
+type (
+	// RunCreatedData is the payload of run.created.
+	RunCreatedData struct {
+		RunID    string    `json:"run_id"`
+		ThreadID string    `json:"thread_id"`
+		Agent    string    `json:"agent"`
+		Status   RunStatus `json:"status"`
+	}
+	// RunQueuedData is the payload of run.queued: Position 1 runs next.
+	RunQueuedData struct {
+		Position int `json:"position"`
+	}
+	// RunStartedData is the payload of run.started.
+	RunStartedData struct {
+		RunID string `json:"run_id"`
+	}
+	// MessageDeltaData is the payload of message.delta.
+	MessageDeltaData struct {
+		MessageID string `json:"message_id"`
+		Delta     string `json:"delta"`
+	}
+	// ToolArgumentsDeltaData is the payload of tool.arguments.delta.
+	ToolArgumentsDeltaData struct {
+		CallID string `json:"call_id"`
+		Name   string `json:"name"`
+		Delta  string `json:"delta"`
+	}
+	// ToolCallData is the payload of tool.call. Arguments is the parsed
+	// JSON object, or a JSON string holding the model's text when that
+	// text was not valid JSON.
+	ToolCallData struct {
+		CallID    string          `json:"call_id"`
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	// ToolResultData is the payload of tool.result.
+	ToolResultData struct {
+		CallID     string `json:"call_id"`
+		Name       string `json:"name"`
+		Output     string `json:"output"`
+		IsError    bool   `json:"is_error"`
+		DurationMS int64  `json:"duration_ms"`
+	}
+	// MessageCompletedData is the payload of message.completed.
+	MessageCompletedData struct {
+		MessageID string `json:"message_id"`
+		Role      Role   `json:"role"`
+		Content   string `json:"content"`
+	}
+	// RunEndData is the payload of the terminal events.
+	RunEndData struct {
+		RunID  string     `json:"run_id"`
+		Status RunStatus  `json:"status"`
+		Usage  Usage      `json:"usage"`
+		Error  *ErrorInfo `json:"error,omitempty"`
+	}
+)

@@ -1,0 +1,126 @@
+package agentstream
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Store persists threads, messages and runs. Implementations return *Error
+// values (ErrNotFound, ErrConflict, …) for domain failures and are safe for
+// concurrent use.
+type Store interface {
+	// CreateThread inserts t. ErrConflict when a thread with its ID exists
+	// (whoever owns it).
+	CreateThread(ctx context.Context, t Thread) error
+	// GetThread returns the thread when it exists and belongs to userID;
+	// ErrNotFound otherwise, so a foreign thread looks like a missing one.
+	GetThread(ctx context.Context, userID, threadID string) (Thread, error)
+	// ListMessages returns the thread's messages, oldest first (by Seq).
+	ListMessages(ctx context.Context, threadID string) ([]Message, error)
+
+	// CreateRun inserts the run and its user input message in one
+	// transaction and returns the message with its Seq assigned. The
+	// thread's UpdatedAt is set to the run's CreatedAt. ErrNotFound when the
+	// thread does not exist; ErrConflict when the thread already has a run
+	// that is queued or running.
+	CreateRun(ctx context.Context, run Run, input Message) (Message, error)
+	// StartRun marks a queued run running at the given time.
+	// ErrNotFound for an unknown run; ErrConflict when it is not queued.
+	StartRun(ctx context.Context, runID string, at time.Time) error
+	// CheckpointRun saves messages of a running run, in one transaction:
+	// a message whose ID is new is appended to the thread (Seq assigned),
+	// one whose ID exists is updated in place (content, tool calls, status).
+	CheckpointRun(ctx context.Context, runID string, msgs []Message) error
+	// FinishRun saves the run's outcome in one transaction: msgs are saved
+	// as in CheckpointRun, then run's Status, Error, Usage and FinishedAt
+	// are written. ErrConflict when the stored run is already terminal.
+	FinishRun(ctx context.Context, run Run, msgs []Message) error
+	// GetRun returns the run when it exists and belongs to userID.
+	GetRun(ctx context.Context, userID, runID string) (Run, error)
+
+	// Ping checks the store can be reached.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// EventLog holds the events of each run, in order, for any number of
+// readers that each keep their own position. Implementations are safe for
+// concurrent use.
+type EventLog interface {
+	// Append adds events to the end of the run's log, creating the log on
+	// first use, assigns their Seq (1, 2, 3… without gaps) and returns the
+	// Seq of the last one. Once a terminal event is appended the log is
+	// closed: a later Append fails with ErrConflict.
+	Append(ctx context.Context, runID string, events ...Event) (int64, error)
+	// Read returns up to max events with Seq > after, oldest first. When
+	// there are none yet it waits until one is appended or ctx ends (then
+	// it returns ctx's error). end is true when the returned events reach
+	// the terminal event, or after is already at or past it: nothing more
+	// will ever come. ErrNotFound when the log does not exist (never
+	// created, or evicted after its retention).
+	Read(ctx context.Context, runID string, after int64, max int) (events []Event, end bool, err error)
+}
+
+// ModelRequest is one call to a chat model.
+type ModelRequest struct {
+	// Model is the upstream model name.
+	Model string
+	// Messages is the conversation: system instructions first, then the
+	// thread's history and the new input.
+	Messages    []Message
+	Tools       []ToolSpec
+	Temperature *float64
+}
+
+// ModelDelta is one streamed piece of a model's answer: text, or a piece of
+// a tool call.
+type ModelDelta struct {
+	Text     string
+	ToolCall *ToolCallDelta
+}
+
+// ToolCallDelta is a piece of a tool call's arguments. Index is the call's
+// position in the answer; ID and Name are always filled in, from earlier
+// pieces when this one lacks them.
+type ToolCallDelta struct {
+	Index     int
+	ID        string
+	Name      string
+	Arguments string
+}
+
+// ModelResult is what one model call produced.
+type ModelResult struct {
+	Content      string
+	ToolCalls    []ToolCall
+	Usage        Usage
+	FinishReason string
+}
+
+// Model is a chat model that streams.
+type Model interface {
+	// Stream calls the model and reports each piece of its answer to
+	// onDelta as it arrives, then returns the whole answer. On failure it
+	// returns what arrived before the failure along with an *Error
+	// (CodeUpstream, CodeUpstreamTimeout, CodeRateLimited or, when ctx
+	// ended, CodeCancelled).
+	Stream(ctx context.Context, req ModelRequest, onDelta func(ModelDelta)) (ModelResult, error)
+}
+
+// ToolSpec describes a tool to the model.
+type ToolSpec struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Parameters is the JSON Schema of the arguments object.
+	Parameters json.RawMessage `json:"parameters"`
+}
+
+// Tool is something the model can call.
+type Tool interface {
+	Spec() ToolSpec
+	// Call runs the tool. A returned error is reported to the model as the
+	// tool's output; it never fails the run.
+	Call(ctx context.Context, arguments json.RawMessage) (string, error)
+}
