@@ -1,0 +1,301 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/agentstream/agentstream"
+)
+
+// execution is the state of one run while it executes.
+type execution struct {
+	r     *Runner
+	run   agentstream.Run
+	agent *compiledAgent
+	// msgs are the assistant and tool messages this run produced, in order.
+	msgs []agentstream.Message
+}
+
+func (r *Runner) execute(ctx context.Context, run agentstream.Run, ca *compiledAgent, system string) {
+	x := &execution{r: r, run: run, agent: ca}
+	err := x.loop(ctx, system)
+	x.finish(ctx, err)
+}
+
+// loop runs model turns and tool calls until the model answers without
+// calling a tool. It returns nil on success.
+func (x *execution) loop(ctx context.Context, system string) error {
+	r := x.r
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	started := r.now().UTC()
+	if err := r.store.StartRun(ctx, x.run.ID, started); err != nil {
+		return err
+	}
+	x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
+	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
+
+	history, err := r.store.ListMessages(ctx, x.run.ThreadID)
+	if err != nil {
+		return err
+	}
+	req := agentstream.ModelRequest{
+		Model:       x.agent.Model,
+		Messages:    modelInput(system, history),
+		Tools:       x.agent.specs,
+		Temperature: x.agent.Temperature,
+	}
+
+	for turn := 1; ; turn++ {
+		if turn > x.agent.MaxTurns {
+			return agentstream.Errorf(agentstream.CodeMaxTurns,
+				"agent %q called tools %d times without giving an answer (max_turns is %d)", x.agent.Name, x.agent.MaxTurns, x.agent.MaxTurns)
+		}
+		msg, err := x.modelTurn(ctx, req)
+		if err != nil {
+			return err
+		}
+		if len(msg.ToolCalls) == 0 {
+			return nil
+		}
+		results := x.callTools(ctx, msg.ToolCalls)
+		req.Messages = append(req.Messages, msg)
+		req.Messages = append(req.Messages, results...)
+		// A tool boundary is a checkpoint: a crash from here on loses
+		// only what the next turn streams.
+		if err := r.store.CheckpointRun(ctx, x.run.ID, x.msgs); err != nil {
+			r.logger.Warn("checkpointing a run", "run_id", x.run.ID, "err", err)
+		}
+	}
+}
+
+// modelTurn streams one model call, appending its deltas to the log, and
+// records the assistant message it produced (partial on failure).
+func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest) (agentstream.Message, error) {
+	r := x.r
+	msg := agentstream.Message{
+		ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
+		Role: agentstream.RoleAssistant, Status: agentstream.MessageComplete,
+	}
+	names := map[int]string{}
+	res, err := r.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
+		switch {
+		case d.ToolCall != nil:
+			names[d.ToolCall.Index] = d.ToolCall.Name
+			if d.ToolCall.Arguments == "" {
+				return
+			}
+			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolArgumentsDelta, agentstream.ToolArgumentsDeltaData{
+				CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
+			}))
+		case d.Text != "":
+			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{
+				MessageID: msg.ID, Delta: d.Text,
+			}))
+		}
+	})
+	x.run.Usage = x.run.Usage.Add(res.Usage)
+	msg.Content = res.Content
+	msg.CreatedAt = r.now().UTC()
+	if err != nil {
+		// Tool calls that never ran are dropped: the thread keeps what
+		// the user saw, the partial text.
+		if msg.Content != "" {
+			msg.Status = agentstream.MessagePartial
+			x.msgs = append(x.msgs, msg)
+		}
+		return msg, err
+	}
+	msg.ToolCalls = res.ToolCalls
+	x.msgs = append(x.msgs, msg)
+	if msg.Content != "" {
+		r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventMessageCompleted, agentstream.MessageCompletedData{
+			MessageID: msg.ID, Role: msg.Role, Content: msg.Content,
+		}))
+	}
+	return msg, nil
+}
+
+// callTools runs the calls concurrently, each under the tool timeout, and
+// returns the tool messages in call order. Results are streamed as each
+// call ends. Failures become the tool's output; they never fail the run.
+func (x *execution) callTools(ctx context.Context, calls []agentstream.ToolCall) []agentstream.Message {
+	r := x.r
+	for _, c := range calls {
+		r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolCall, agentstream.ToolCallData{
+			CallID: c.ID, Name: c.Name, Arguments: argumentsJSON(c.Arguments),
+		}))
+	}
+	out := make([]agentstream.Message, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Go(func() {
+			start := time.Now()
+			output, isErr := x.callTool(ctx, c)
+			d := time.Since(start)
+			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolResult, agentstream.ToolResultData{
+				CallID: c.ID, Name: c.Name, Output: output, IsError: isErr, DurationMS: d.Milliseconds(),
+			}))
+			out[i] = agentstream.Message{
+				ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
+				Role: agentstream.RoleTool, Content: output, ToolCallID: c.ID, ToolName: c.Name,
+				Status: agentstream.MessageComplete, CreatedAt: r.now().UTC(),
+			}
+		})
+	}
+	wg.Wait()
+	x.msgs = append(x.msgs, out...)
+	return out
+}
+
+func (x *execution) callTool(ctx context.Context, c agentstream.ToolCall) (output string, isErr bool) {
+	t, ok := x.r.tools[c.Name]
+	if !ok || !x.agent.hasTool(c.Name) {
+		return fmt.Sprintf("error: there is no tool named %q", c.Name), true
+	}
+	args := json.RawMessage(c.Arguments)
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+	if !json.Valid(args) {
+		return "error: the arguments are not valid JSON: " + c.Arguments, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, x.r.cfg.ToolTimeout)
+	defer cancel()
+	type result struct {
+		out string
+		err error
+	}
+	// The tool runs in its own goroutine so that one ignoring its context
+	// still times out.
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{err: fmt.Errorf("the tool crashed: %v", p)}
+			}
+		}()
+		out, err := t.Call(ctx, args)
+		done <- result{out, err}
+	}()
+	select {
+	case res := <-done:
+		if res.err != nil {
+			return "error: " + res.err.Error(), true
+		}
+		return res.out, false
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Sprintf("error: the tool did not answer within %s", x.r.cfg.ToolTimeout), true
+		}
+		return "error: the run was stopped while the tool ran", true
+	}
+}
+
+func (ca *compiledAgent) hasTool(name string) bool {
+	for _, s := range ca.specs {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// argumentsJSON is the tool.call event's arguments: the parsed object, or
+// the model's text as a JSON string when it is not valid JSON.
+func argumentsJSON(s string) json.RawMessage {
+	if s == "" {
+		return json.RawMessage("{}")
+	}
+	if json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// finish saves the run's outcome in one transaction, then appends the
+// terminal event: a client that sees it can trust the stored thread.
+func (x *execution) finish(runCtx context.Context, err error) {
+	r := x.r
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), r.cfg.FinalizeTimeout)
+	defer cancel()
+
+	now := r.now().UTC()
+	x.run.FinishedAt = &now
+	x.run.Status, x.run.Error = outcome(runCtx, err)
+	if x.run.Error != nil {
+		r.logger.Info("run ended", "run_id", x.run.ID, "status", x.run.Status, "code", x.run.Error.Code, "err", err)
+	}
+	if serr := r.store.FinishRun(ctx, x.run, x.msgs); serr != nil {
+		r.logger.Error("saving a finished run", "run_id", x.run.ID, "err", serr)
+		x.run.Status = agentstream.RunFailed
+		x.run.Error = &agentstream.ErrorInfo{Code: agentstream.CodeInternal, Message: "the run's result could not be saved"}
+	}
+	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.TerminalEventFor(x.run.Status), agentstream.RunEndData{
+		RunID: x.run.ID, Status: x.run.Status, Usage: x.run.Usage, Error: x.run.Error,
+	}))
+	r.mu.Lock()
+	delete(r.active, x.run.ID)
+	r.mu.Unlock()
+}
+
+// outcome maps how the loop ended to the run's status and error.
+func outcome(ctx context.Context, err error) (agentstream.RunStatus, *agentstream.ErrorInfo) {
+	if err == nil {
+		return agentstream.RunCompleted, nil
+	}
+	if cause := context.Cause(ctx); cause != nil {
+		switch {
+		case errors.Is(cause, errInterrupted):
+			return agentstream.RunInterrupted, errInterrupted.Info()
+		case errors.Is(cause, errCancelled):
+			return agentstream.RunCancelled, errCancelled.Info()
+		}
+	}
+	return agentstream.RunFailed, agentstream.AsError(err).Info()
+}
+
+// modelInput is the system message, then the thread's history made valid
+// for a chat API: tool calls without a result (a run that died between the
+// call and the result) are dropped, and so are results whose call is gone.
+func modelInput(system string, history []agentstream.Message) []agentstream.Message {
+	answered := map[string]bool{}
+	for _, m := range history {
+		if m.Role == agentstream.RoleTool {
+			answered[m.ToolCallID] = true
+		}
+	}
+	out := make([]agentstream.Message, 0, len(history)+1)
+	if system != "" {
+		out = append(out, agentstream.Message{Role: agentstream.RoleSystem, Content: system})
+	}
+	called := map[string]bool{}
+	for _, m := range history {
+		switch m.Role {
+		case agentstream.RoleAssistant:
+			var calls []agentstream.ToolCall
+			for _, c := range m.ToolCalls {
+				if answered[c.ID] {
+					calls = append(calls, c)
+					called[c.ID] = true
+				}
+			}
+			m.ToolCalls = calls
+			if m.Content == "" && len(calls) == 0 {
+				continue
+			}
+		case agentstream.RoleTool:
+			if !called[m.ToolCallID] {
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}

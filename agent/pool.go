@@ -1,0 +1,95 @@
+package agent
+
+import "sync"
+
+// pool bounds how many runs execute at once and how many wait. Admission is
+// two-step so the caller can write the run to the store between reserving
+// a place and submitting: a request that gets 429 has written nothing.
+type pool struct {
+	maxRunning, maxQueued int
+
+	mu       sync.Mutex
+	running  int
+	reserved int
+	queue    []*job
+	closed   bool
+}
+
+type job struct {
+	run func()
+	// positioned is told the job's place in the queue (1 runs next) each
+	// time it changes, outside the pool's lock.
+	positioned func(pos int)
+}
+
+func newPool(maxRunning, maxQueued int) *pool {
+	return &pool{maxRunning: maxRunning, maxQueued: maxQueued}
+}
+
+// reserve takes a place for a job that will be submitted, or reports that
+// the pool and its queue are full (or closed).
+func (p *pool) reserve() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.running+len(p.queue)+p.reserved >= p.maxRunning+p.maxQueued {
+		return false
+	}
+	p.reserved++
+	return true
+}
+
+// unreserve gives back a reservation that will not be submitted.
+func (p *pool) unreserve() {
+	p.mu.Lock()
+	p.reserved--
+	p.mu.Unlock()
+}
+
+// submit turns a reservation into a running or queued job.
+func (p *pool) submit(j *job) {
+	p.mu.Lock()
+	p.reserved--
+	if p.running < p.maxRunning {
+		p.running++
+		p.mu.Unlock()
+		go p.exec(j)
+		return
+	}
+	p.queue = append(p.queue, j)
+	pos := len(p.queue)
+	p.mu.Unlock()
+	j.positioned(pos)
+}
+
+func (p *pool) exec(j *job) {
+	j.run()
+	p.mu.Lock()
+	if len(p.queue) == 0 {
+		p.running--
+		p.mu.Unlock()
+		return
+	}
+	next := p.queue[0]
+	p.queue[0] = nil
+	p.queue = p.queue[1:]
+	waiting := append([]*job(nil), p.queue...)
+	p.mu.Unlock()
+	go p.exec(next)
+	for i, w := range waiting {
+		w.positioned(i + 1)
+	}
+}
+
+// close refuses further reservations.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+}
+
+// load returns how many jobs run and wait.
+func (p *pool) load() (running, queued int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running, len(p.queue)
+}

@@ -1,0 +1,378 @@
+// Package agent is the runner: it turns a user's input into a run, executes
+// the run on a bounded worker pool (model stream, tool calls, the loop
+// between them), appends every step to the run's event log and saves the
+// thread to the store. It never touches an HTTP connection.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/template"
+	"time"
+
+	"github.com/agentstream/agentstream"
+)
+
+// Config configures a Runner. Zero fields take the defaults given.
+type Config struct {
+	// MaxConcurrentRuns bounds the runs executing at once. Default 256.
+	MaxConcurrentRuns int
+	// MaxQueuedRuns bounds the runs waiting for a worker; past it Start
+	// fails with CodeOverloaded. Default 1024.
+	MaxQueuedRuns int
+	// ToolTimeout bounds each tool call. Default 30s.
+	ToolTimeout time.Duration
+	// DefaultModel is the model of agents that name none. Required.
+	DefaultModel string
+	// DefaultAgent is the agent of runs and threads that name none.
+	// Default "assistant".
+	DefaultAgent string
+	// FinalizeTimeout bounds the store write and log append that end a
+	// run, which happen after the run's own context may be gone. Default 30s.
+	FinalizeTimeout time.Duration
+}
+
+// WithDefaults returns c with unset fields filled in.
+func (c Config) WithDefaults() Config {
+	if c.MaxConcurrentRuns <= 0 {
+		c.MaxConcurrentRuns = 256
+	}
+	if c.MaxQueuedRuns < 0 {
+		c.MaxQueuedRuns = 0
+	} else if c.MaxQueuedRuns == 0 {
+		c.MaxQueuedRuns = 1024
+	}
+	if c.ToolTimeout <= 0 {
+		c.ToolTimeout = 30 * time.Second
+	}
+	if c.DefaultAgent == "" {
+		c.DefaultAgent = "assistant"
+	}
+	if c.FinalizeTimeout <= 0 {
+		c.FinalizeTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// Deps are the runner's collaborators.
+type Deps struct {
+	Store  agentstream.Store
+	Log    agentstream.EventLog
+	Model  agentstream.Model
+	Agents []agentstream.Agent
+	Tools  map[string]agentstream.Tool
+	Logger *slog.Logger
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// Runner starts and executes runs.
+type Runner struct {
+	cfg    Config
+	store  agentstream.Store
+	log    agentstream.EventLog
+	model  agentstream.Model
+	tools  map[string]agentstream.Tool
+	logger *slog.Logger
+	now    func() time.Time
+
+	agents map[string]*compiledAgent
+	pool   *pool
+
+	mu     sync.Mutex
+	active map[string]context.CancelCauseFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+type compiledAgent struct {
+	agentstream.Agent
+	instructions *template.Template
+	specs        []agentstream.ToolSpec
+}
+
+// New checks the agents (templates parse, tools exist, the default agent
+// is among them) and returns a Runner.
+func New(cfg Config, d Deps) (*Runner, error) {
+	cfg = cfg.WithDefaults()
+	if d.Store == nil || d.Log == nil || d.Model == nil {
+		return nil, errors.New("agent: Store, Log and Model are required")
+	}
+	if cfg.DefaultModel == "" {
+		return nil, errors.New("agent: DefaultModel is required")
+	}
+	r := &Runner{
+		cfg: cfg, store: d.Store, log: d.Log, model: d.Model, tools: d.Tools,
+		logger: d.Logger, now: d.Now,
+		agents: make(map[string]*compiledAgent, len(d.Agents)),
+		pool:   newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
+		active: make(map[string]context.CancelCauseFunc),
+	}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	for _, a := range d.Agents {
+		ca, err := r.compile(a)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := r.agents[a.Name]; dup {
+			return nil, fmt.Errorf("agent %q is declared twice", a.Name)
+		}
+		r.agents[a.Name] = ca
+	}
+	if _, ok := r.agents[cfg.DefaultAgent]; !ok {
+		return nil, fmt.Errorf("default agent %q is not declared", cfg.DefaultAgent)
+	}
+	return r, nil
+}
+
+func (r *Runner) compile(a agentstream.Agent) (*compiledAgent, error) {
+	if a.Name == "" {
+		return nil, errors.New("an agent has no name")
+	}
+	if a.Model == "" {
+		a.Model = r.cfg.DefaultModel
+	}
+	if a.MaxTurns <= 0 {
+		a.MaxTurns = agentstream.DefaultMaxTurns
+	}
+	tmpl, err := template.New(a.Name).Parse(a.Instructions)
+	if err != nil {
+		return nil, fmt.Errorf("agent %q: instructions: %w", a.Name, err)
+	}
+	ca := &compiledAgent{Agent: a, instructions: tmpl}
+	for _, name := range a.Tools {
+		t, ok := r.tools[name]
+		if !ok {
+			return nil, fmt.Errorf("agent %q: unknown tool %q", a.Name, name)
+		}
+		ca.specs = append(ca.specs, t.Spec())
+	}
+	return ca, nil
+}
+
+// Agent returns the named agent (the default agent for ""), or a
+// CodeInvalidRequest error naming the unknown agent.
+func (r *Runner) Agent(name string) (agentstream.Agent, error) {
+	ca, err := r.agent(name)
+	if err != nil {
+		return agentstream.Agent{}, err
+	}
+	return ca.Agent, nil
+}
+
+func (r *Runner) agent(name string) (*compiledAgent, error) {
+	if name == "" {
+		name = r.cfg.DefaultAgent
+	}
+	ca, ok := r.agents[name]
+	if !ok {
+		return nil, agentstream.Errorf(agentstream.CodeInvalidRequest, "unknown agent %q", name)
+	}
+	return ca, nil
+}
+
+// Agents returns every configured agent.
+func (r *Runner) Agents() []agentstream.Agent {
+	out := make([]agentstream.Agent, 0, len(r.agents))
+	for _, ca := range r.agents {
+		out = append(out, ca.Agent)
+	}
+	return out
+}
+
+// DefaultAgent returns the name of the default agent.
+func (r *Runner) DefaultAgent() string { return r.cfg.DefaultAgent }
+
+// Check reports whether a run of the named agent could start with this
+// context (the agent exists, its instructions render), without writing
+// anything, so a caller can validate before it creates a thread.
+func (r *Runner) Check(agentName string, runCtx map[string]any) error {
+	ca, err := r.agent(agentName)
+	if err != nil {
+		return err
+	}
+	_, err = ca.render(runCtx)
+	return err
+}
+
+// StartRequest asks for a run on an existing thread.
+type StartRequest struct {
+	Thread agentstream.Thread
+	// UserID is the authenticated user; it must own Thread.
+	UserID string
+	// Agent overrides the thread's agent when set.
+	Agent string
+	Input string
+	// Context overrides the thread's context key by key.
+	Context map[string]any
+}
+
+// Start validates the request, saves the user's input and the run (the
+// question is never lost once Start returns), appends run.created and
+// hands the run to the pool. It returns the run; its events follow in the
+// log. Errors: CodeInvalidRequest (unknown agent, empty input, instructions
+// that do not render with the context), CodeOverloaded (pool and queue
+// full; nothing written), CodeConflict (the thread has an active run), or
+// a store error.
+func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, error) {
+	if strings.TrimSpace(req.Input) == "" {
+		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeInvalidRequest, "input is empty")
+	}
+	name := req.Agent
+	if name == "" {
+		name = req.Thread.Agent
+	}
+	ca, err := r.agent(name)
+	if err != nil {
+		return agentstream.Run{}, err
+	}
+	runCtx := mergeContext(req.Thread.Context, req.Context)
+	system, err := ca.render(runCtx)
+	if err != nil {
+		return agentstream.Run{}, err
+	}
+	if r.closed.Load() {
+		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeUnavailable, "the server is shutting down; try another instance or try again shortly")
+	}
+	if !r.pool.reserve() {
+		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeOverloaded,
+			"the server is running %d runs and queueing as many as it may; try again shortly", r.cfg.MaxConcurrentRuns)
+	}
+
+	now := r.now().UTC()
+	run := agentstream.Run{
+		ID: agentstream.NewID("run_"), ThreadID: req.Thread.ID, UserID: req.UserID,
+		Agent: ca.Name, Status: agentstream.RunQueued, Context: runCtx, CreatedAt: now,
+	}
+	input := agentstream.Message{
+		ID: agentstream.NewID("msg_"), ThreadID: run.ThreadID, RunID: run.ID,
+		Role: agentstream.RoleUser, Content: req.Input, Status: agentstream.MessageComplete, CreatedAt: now,
+	}
+	if _, err := r.store.CreateRun(ctx, run, input); err != nil {
+		r.pool.unreserve()
+		if errors.Is(err, agentstream.ErrConflict) {
+			return agentstream.Run{}, agentstream.Wrap(agentstream.CodeConflict, err,
+				"the thread already has an active run; wait for it to end or cancel it")
+		}
+		return agentstream.Run{}, err
+	}
+	r.appendEvents(ctx, run.ID, agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{
+		RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent, Status: run.Status,
+	}))
+
+	execCtx, cancel := context.WithCancelCause(context.Background())
+	r.mu.Lock()
+	r.active[run.ID] = cancel
+	r.mu.Unlock()
+	r.wg.Add(1)
+
+	var posMu sync.Mutex
+	lastPos := int(^uint(0) >> 1)
+	r.pool.submit(&job{
+		run: func() {
+			defer r.wg.Done()
+			defer cancel(nil)
+			r.execute(execCtx, run, ca, system)
+		},
+		positioned: func(pos int) {
+			// Positions only go down; a stale, larger one is dropped.
+			posMu.Lock()
+			defer posMu.Unlock()
+			if pos >= lastPos {
+				return
+			}
+			lastPos = pos
+			r.appendEvents(context.Background(), run.ID,
+				agentstream.NewEvent(agentstream.EventRunQueued, agentstream.RunQueuedData{Position: pos}))
+		},
+	})
+	return run, nil
+}
+
+// Cancel stops a run that is queued or running: the model call and tools
+// are aborted, the partial answer is saved and the run ends cancelled.
+// It reports whether the run was active here.
+func (r *Runner) Cancel(runID string) bool {
+	return r.stop(runID, errCancelled)
+}
+
+var (
+	errCancelled   = agentstream.Errorf(agentstream.CodeCancelled, "the run was cancelled")
+	errInterrupted = agentstream.Errorf(agentstream.CodeInterrupted, "the server stopped before the run ended")
+)
+
+func (r *Runner) stop(runID string, cause error) bool {
+	r.mu.Lock()
+	cancel, ok := r.active[runID]
+	r.mu.Unlock()
+	if ok {
+		cancel(cause)
+	}
+	return ok
+}
+
+// Shutdown stops taking runs, lets running and queued runs finish until
+// ctx ends, then interrupts the rest and waits for them to be saved.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.closed.Store(true)
+	r.pool.close()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	for _, cancel := range r.active {
+		cancel(errInterrupted)
+	}
+	r.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// Load returns how many runs execute and wait now.
+func (r *Runner) Load() (running, queued int) { return r.pool.load() }
+
+func (r *Runner) appendEvents(ctx context.Context, runID string, evs ...agentstream.Event) {
+	if _, err := r.log.Append(ctx, runID, evs...); err != nil {
+		r.logger.Error("appending to the event log", "run_id", runID, "err", err)
+	}
+}
+
+func mergeContext(base, over map[string]any) map[string]any {
+	if len(base) == 0 && len(over) == 0 {
+		return nil
+	}
+	m := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		m[k] = v
+	}
+	for k, v := range over {
+		m[k] = v
+	}
+	return m
+}
+
+func (ca *compiledAgent) render(ctx map[string]any) (string, error) {
+	if ctx == nil {
+		ctx = map[string]any{}
+	}
+	var b strings.Builder
+	if err := ca.instructions.Execute(&b, ctx); err != nil {
+		return "", agentstream.Errorf(agentstream.CodeInvalidRequest,
+			"the context does not fit agent %q's instructions: %v", ca.Name, err)
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,53 @@
+// Command agentstream runs LLM agents and streams every step to clients
+// over Server-Sent Events.
+//
+//	agentstream serve   the server (SQLite and the simulated model by default)
+//	agentstream sim     the simulated OpenAI-compatible model on its own
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+const usage = `agentstream runs LLM agents and streams every step over Server-Sent Events.
+
+Usage:
+  agentstream serve [flags]   run the server (agentstream serve -h for flags)
+  agentstream sim [flags]     run the simulated OpenAI-compatible model
+  agentstream version         print the version
+`
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		_, _ = fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stderr)
+	case "sim":
+		return simulate(ctx, args[1:], stderr)
+	case "version", "--version", "-v":
+		_, _ = fmt.Fprintln(stdout, "agentstream", version)
+		return 0
+	case "help", "-h", "--help":
+		_, _ = fmt.Fprint(stdout, usage)
+		return 0
+	}
+	_, _ = fmt.Fprintf(stderr, "agentstream: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

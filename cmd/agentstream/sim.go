@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/agentstream/agentstream/sim"
+)
+
+// simulate runs the simulated model until ctx ends.
+func simulate(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agentstream sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	tokens := fs.Int("tokens", sim.DefaultTokens, "reply length in tokens")
+	pace := fs.Duration("pace", sim.DefaultPace, "time between tokens, e.g. 50ms (negative: none)")
+	ttft := fs.Duration("ttft", sim.DefaultTTFT, "time to the first token (negative: none)")
+	fault := fs.String("fault", "", "answer every request with a fault: 429, 500, cut or stall")
+	faultAfter := fs.Int("fault-after", 0, "tokens sent before a cut or stall")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	opts := sim.Options{Tokens: *tokens, Pace: *pace, TTFT: *ttft, Fault: sim.Fault(*fault), FaultAfter: *faultAfter, Record: -1}
+	if err := opts.WithDefaults().Validate(); err != nil {
+		_, _ = fmt.Fprintf(stderr, "agentstream sim: %v\n", err)
+		return 2
+	}
+	running, err := sim.Start(*addr, opts)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "agentstream sim: %v\n", err)
+		return 1
+	}
+	defer running.Close()
+	_, _ = fmt.Fprintf(stderr, "agentstream sim: a SIMULATED OpenAI-compatible model (not a real one) at %s\n"+
+		"  set OPENAI_BASE_URL=%s to point a client at it\n", running.URL(), running.URL())
+	<-ctx.Done()
+	return 0
+}

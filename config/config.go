@@ -1,0 +1,296 @@
+// Package config is agentstream's configuration: one documented struct,
+// its defaults, its validation, and decoding from YAML. Reading files,
+// the environment and flags happens in cmd/ only.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/agentstream/agentstream"
+)
+
+// Config is the whole configuration of `agentstream serve`. Each field says
+// its default; the YAML key is the field's snake_case name.
+type Config struct {
+	// Addr is the listen address. Default "127.0.0.1:8080".
+	// Env AGENTSTREAM_ADDR, flag --addr.
+	Addr string `yaml:"addr"`
+	// DatabaseURL selects the store: a SQLite file path (or sqlite://PATH).
+	// Default "agentstream.db" in the working directory.
+	// Env AGENTSTREAM_DATABASE_URL, flag --database-url.
+	DatabaseURL string `yaml:"database_url"`
+	// RedisURL selects the Redis event log for several instances. Default
+	// empty: the in-process log. Env AGENTSTREAM_REDIS_URL, flag --redis-url.
+	RedisURL string `yaml:"redis_url"`
+	// Model is the upstream model of agents that name none. Default
+	// "gpt-4o-mini", or "sim" when the simulated model is used.
+	// Env AGENTSTREAM_MODEL, flag --model.
+	Model string `yaml:"model"`
+	// OpenAI is the model endpoint.
+	OpenAI OpenAI `yaml:"openai"`
+	// Sim configures the in-process simulated model used when
+	// OpenAI.APIKey is empty.
+	Sim Sim `yaml:"sim"`
+	// Auth lists the API keys; none means one local user and a loopback
+	// address only.
+	Auth Auth `yaml:"auth"`
+	// Runs bounds the work of the runner.
+	Runs Runs `yaml:"runs"`
+	// HTTP tunes the HTTP server.
+	HTTP HTTP `yaml:"http"`
+	// EventLog tunes the in-process event log.
+	EventLog EventLog `yaml:"event_log"`
+	// DefaultAgent is the agent of threads and runs that name none.
+	// Default "assistant".
+	DefaultAgent string `yaml:"default_agent"`
+	// Agents are declared here; they are added to the built-in "assistant"
+	// (an agent of that name replaces it).
+	Agents []agentstream.Agent `yaml:"agents"`
+}
+
+// OpenAI is the OpenAI-compatible endpoint.
+type OpenAI struct {
+	// APIKey authenticates to the endpoint. Default empty: use the
+	// simulated model. Env OPENAI_API_KEY.
+	APIKey string `yaml:"api_key"`
+	// BaseURL of the API. Default "https://api.openai.com/v1"; Ollama,
+	// vLLM and llama.cpp's server work too. Env OPENAI_BASE_URL.
+	BaseURL string `yaml:"base_url"`
+	// MaxRetries of 429/5xx/connection failures before the first token.
+	// Default 2.
+	MaxRetries *int `yaml:"max_retries"`
+	// IdleTimeout fails a call whose stream is silent this long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Sim configures the simulated model.
+type Sim struct {
+	// Tokens is the reply length. Default 40.
+	Tokens int `yaml:"tokens"`
+	// Pace is the time between tokens. Default 30ms.
+	Pace time.Duration `yaml:"pace"`
+	// TTFT is the time to the first token. Default 200ms.
+	TTFT time.Duration `yaml:"ttft"`
+}
+
+// Auth holds the API keys.
+type Auth struct {
+	// Keys maps bearer tokens to users. Default none.
+	Keys []APIKey `yaml:"keys"`
+}
+
+// APIKey is one bearer token and the user it authenticates.
+type APIKey struct {
+	Key  string `yaml:"key"`
+	User string `yaml:"user"`
+}
+
+// Runs bounds the runner.
+type Runs struct {
+	// MaxConcurrent is how many runs execute at once. Default 256.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxQueued is how many runs may wait for a worker; past it requests
+	// get 429. Default 1024.
+	MaxQueued int `yaml:"max_queued"`
+	// ToolTimeout bounds each tool call. Default 30s.
+	ToolTimeout time.Duration `yaml:"tool_timeout"`
+}
+
+// HTTP tunes the HTTP server.
+type HTTP struct {
+	// MaxBodyBytes limits request bodies (413 past it). Default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Heartbeat is the silence after which a stream gets a comment line.
+	// Default 15s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// ShutdownTimeout is how long running runs may go on after SIGTERM.
+	// Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// EventLog tunes the in-process event log.
+type EventLog struct {
+	// Retention keeps a finished run's events readable. Default 10m.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// SimModel is the model name used with the simulated model.
+const SimModel = "sim"
+
+//go:embed assistant.yaml
+var builtinAgents []byte
+
+// WithDefaults returns c with every unset field set to its default and the
+// built-in agents added.
+func (c Config) WithDefaults() Config {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Addr, "127.0.0.1:8080")
+	def(&c.DatabaseURL, "agentstream.db")
+	def(&c.OpenAI.BaseURL, "https://api.openai.com/v1")
+	if c.Model == "" {
+		c.Model = "gpt-4o-mini"
+		if c.UsesSim() {
+			c.Model = SimModel
+		}
+	}
+	if c.OpenAI.MaxRetries == nil {
+		n := 2
+		c.OpenAI.MaxRetries = &n
+	}
+	if c.OpenAI.IdleTimeout == 0 {
+		c.OpenAI.IdleTimeout = 60 * time.Second
+	}
+	if c.Sim.Tokens == 0 {
+		c.Sim.Tokens = 40
+	}
+	if c.Sim.Pace == 0 {
+		c.Sim.Pace = 30 * time.Millisecond
+	}
+	if c.Sim.TTFT == 0 {
+		c.Sim.TTFT = 200 * time.Millisecond
+	}
+	if c.Runs.MaxConcurrent == 0 {
+		c.Runs.MaxConcurrent = 256
+	}
+	if c.Runs.MaxQueued == 0 {
+		c.Runs.MaxQueued = 1024
+	}
+	if c.Runs.ToolTimeout == 0 {
+		c.Runs.ToolTimeout = 30 * time.Second
+	}
+	if c.HTTP.MaxBodyBytes == 0 {
+		c.HTTP.MaxBodyBytes = 1 << 20
+	}
+	if c.HTTP.Heartbeat == 0 {
+		c.HTTP.Heartbeat = 15 * time.Second
+	}
+	if c.HTTP.ShutdownTimeout == 0 {
+		c.HTTP.ShutdownTimeout = 30 * time.Second
+	}
+	if c.EventLog.Retention == 0 {
+		c.EventLog.Retention = 10 * time.Minute
+	}
+	def(&c.DefaultAgent, "assistant")
+	c.Agents = withBuiltins(c.Agents)
+	return c
+}
+
+// withBuiltins prepends the built-in agents that the configured ones do
+// not replace.
+func withBuiltins(agents []agentstream.Agent) []agentstream.Agent {
+	var builtin struct {
+		Agents []agentstream.Agent `yaml:"agents"`
+	}
+	if err := yaml.Unmarshal(builtinAgents, &builtin); err != nil {
+		panic("config: the embedded assistant.yaml is invalid: " + err.Error())
+	}
+	out := make([]agentstream.Agent, 0, len(builtin.Agents)+len(agents))
+	for _, b := range builtin.Agents {
+		replaced := false
+		for _, a := range agents {
+			replaced = replaced || a.Name == b.Name
+		}
+		if !replaced {
+			out = append(out, b)
+		}
+	}
+	return append(out, agents...)
+}
+
+// UsesSim reports whether the server runs against the simulated model.
+func (c Config) UsesSim() bool { return c.OpenAI.APIKey == "" }
+
+// Validate reports every problem of a defaulted config at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		bad("addr %q: %v", c.Addr, err)
+	} else if len(c.Auth.Keys) == 0 && !isLoopback(host) {
+		bad("addr %q is not a loopback address, and no auth keys are configured: add auth.keys, or listen on 127.0.0.1", c.Addr)
+	}
+	if c.Runs.MaxConcurrent < 0 || c.Runs.MaxQueued < 0 {
+		bad("runs.max_concurrent and runs.max_queued must not be negative")
+	}
+	if c.HTTP.MaxBodyBytes < 0 {
+		bad("http.max_body_bytes must not be negative")
+	}
+	if c.OpenAI.MaxRetries != nil && *c.OpenAI.MaxRetries < 0 {
+		bad("openai.max_retries must not be negative")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout},
+		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
+		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
+	} {
+		if d.v < 0 {
+			bad("%s must not be negative", d.name)
+		}
+	}
+	users := map[string]bool{}
+	for i, k := range c.Auth.Keys {
+		if len(k.Key) < 16 {
+			bad("auth.keys[%d]: a key needs at least 16 characters", i)
+		}
+		if k.User == "" {
+			bad("auth.keys[%d]: user is empty", i)
+		}
+		if users[k.Key] {
+			bad("auth.keys[%d]: the key is listed twice", i)
+		}
+		users[k.Key] = true
+	}
+	names := map[string]bool{}
+	for i, a := range c.Agents {
+		switch {
+		case a.Name == "":
+			bad("agents[%d]: name is empty", i)
+		case names[a.Name]:
+			bad("agents[%d]: agent %q is declared twice", i, a.Name)
+		case strings.ContainsAny(a.Name, " /"):
+			bad("agents[%d]: name %q may not contain spaces or slashes", i, a.Name)
+		}
+		names[a.Name] = true
+		if a.MaxTurns < 0 {
+			bad("agents[%d] (%s): max_turns must not be negative", i, a.Name)
+		}
+	}
+	if !names[c.DefaultAgent] {
+		bad("default_agent %q is not among the agents", c.DefaultAgent)
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Decode parses a YAML config. Unknown keys are errors, so a typo does not
+// silently fall back to a default.
+func Decode(data []byte) (Config, error) {
+	var c Config
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler()); err != nil {
+		return Config{}, fmt.Errorf("config: %s", yaml.FormatError(err, false, true))
+	}
+	return c, nil
+}

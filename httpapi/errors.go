@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/agentstream/agentstream"
+)
+
+// statusOf is the one table from domain error codes to HTTP statuses.
+var statusOf = map[agentstream.Code]int{
+	agentstream.CodeInvalidRequest:  http.StatusBadRequest,
+	agentstream.CodeUnauthorized:    http.StatusUnauthorized,
+	agentstream.CodeNotFound:        http.StatusNotFound,
+	agentstream.CodeConflict:        http.StatusConflict,
+	agentstream.CodeTooLarge:        http.StatusRequestEntityTooLarge,
+	agentstream.CodeOverloaded:      http.StatusTooManyRequests,
+	agentstream.CodeUnavailable:     http.StatusServiceUnavailable,
+	agentstream.CodeInternal:        http.StatusInternalServerError,
+	agentstream.CodeUpstream:        http.StatusBadGateway,
+	agentstream.CodeUpstreamTimeout: http.StatusGatewayTimeout,
+	agentstream.CodeRateLimited:     http.StatusBadGateway,
+	agentstream.CodeMaxTurns:        http.StatusUnprocessableEntity,
+	agentstream.CodeCancelled:       http.StatusConflict,
+	agentstream.CodeInterrupted:     http.StatusServiceUnavailable,
+}
+
+// HTTPStatus returns the status an error is answered with.
+func HTTPStatus(err error) int {
+	if s, ok := statusOf[agentstream.CodeOf(err)]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error agentstream.ErrorInfo `json:"error"`
+}
+
+// writeError answers with {"error": {"code", "message"}}. Internal causes
+// are logged, never sent.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := agentstream.AsError(err)
+	status := HTTPStatus(e)
+	if status >= 500 {
+		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	switch e.Code {
+	case agentstream.CodeOverloaded, agentstream.CodeUnavailable:
+		w.Header().Set("Retry-After", "1")
+	case agentstream.CodeUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="agentstream"`)
+	}
+	writeJSON(w, status, errorBody{Error: *e.Info()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The client may be gone; nothing useful can be done about it here.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeBody decodes a JSON request body into v. With strict, unknown
+// fields are errors. Every failure is an *agentstream.Error that names
+// the problem.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err, s.opts.MaxBodyBytes)
+	}
+	if dec.More() {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the request body has data after its JSON object")
+	}
+	// Read to the end so an oversized tail is noticed too.
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return bodyError(err, s.opts.MaxBodyBytes)
+	}
+	return nil
+}
+
+func bodyError(err error, limit int64) error {
+	var (
+		maxErr    *http.MaxBytesError
+		syntaxErr *json.SyntaxError
+		typeErr   *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &maxErr):
+		return agentstream.Errorf(agentstream.CodeTooLarge, "the request body is larger than %d bytes", limit)
+	case errors.Is(err, io.EOF):
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the request body is empty: a JSON object is expected")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "malformed JSON: the body ends in the middle of a value")
+	case errors.As(err, &syntaxErr):
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return agentstream.Errorf(agentstream.CodeInvalidRequest, "the request body must be a JSON object, not %s", typeErr.Value)
+		}
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q must be %s, not %s", typeErr.Field, jsonType(typeErr.Type.Kind().String()), typeErr.Value)
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "unknown field %s in the request body", f)
+	}
+	return agentstream.Errorf(agentstream.CodeInvalidRequest, "invalid request body: %v", err)
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "map", "struct":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "float64", "int32":
+		return "a number"
+	}
+	return fmt.Sprintf("of type %s", kind)
+}

@@ -1,0 +1,220 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
+)
+
+type agentInfo struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Model       string   `json:"model"`
+	Tools       []string `json:"tools"`
+	Default     bool     `json:"default"`
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, _ *http.Request, _ string) {
+	agents := s.runner.Agents()
+	sort.Slice(agents, func(i, j int) bool { return agents[i].Name < agents[j].Name })
+	out := make([]agentInfo, 0, len(agents))
+	for _, a := range agents {
+		tools := a.Tools
+		if tools == nil {
+			tools = []string{}
+		}
+		out = append(out, agentInfo{a.Name, a.Description, a.Model, tools, a.Name == s.runner.DefaultAgent()})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+type createThreadRequest struct {
+	Agent    string         `json:"agent"`
+	Title    string         `json:"title"`
+	Metadata map[string]any `json:"metadata"`
+	Context  map[string]any `json:"context"`
+}
+
+func (s *Server) createThread(w http.ResponseWriter, r *http.Request, user string) {
+	var req createThreadRequest
+	if err := s.decodeBody(w, r, &req, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	t, err := s.newThread(r, user, "", req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, t)
+}
+
+// newThread creates a thread for user (with id when given). A taken id is
+// answered as not found: a thread of another user is never hinted at.
+func (s *Server) newThread(r *http.Request, user, id string, req createThreadRequest) (agentstream.Thread, error) {
+	a, err := s.runner.Agent(req.Agent)
+	if err != nil {
+		return agentstream.Thread{}, err
+	}
+	if id == "" {
+		id = agentstream.NewID("thr_")
+	}
+	now := timeNow()
+	t := agentstream.Thread{
+		ID: id, UserID: user, Agent: a.Name, Title: req.Title,
+		Metadata: req.Metadata, Context: req.Context, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := s.store.CreateThread(r.Context(), t); err != nil {
+		if errors.Is(err, agentstream.ErrConflict) {
+			return agentstream.Thread{}, agentstream.Errorf(agentstream.CodeNotFound, "thread %q not found", id)
+		}
+		return agentstream.Thread{}, err
+	}
+	return t, nil
+}
+
+func (s *Server) getThread(w http.ResponseWriter, r *http.Request, user string) {
+	t, err := s.store.GetThread(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, user string) {
+	t, err := s.store.GetThread(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	msgs, err := s.store.ListMessages(r.Context(), t.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if msgs == nil {
+		msgs = []agentstream.Message{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": msgs})
+}
+
+type createRunRequest struct {
+	Input   *string        `json:"input"`
+	Agent   string         `json:"agent"`
+	Context map[string]any `json:"context"`
+}
+
+func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
+	var req createRunRequest
+	if err := s.decodeBody(w, r, &req, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Input == nil {
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, `field "input" is required`))
+		return
+	}
+	t, err := s.store.GetThread(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	run, err := s.runner.Start(r.Context(), agent.StartRequest{
+		Thread: t, UserID: user, Agent: req.Agent, Input: *req.Input, Context: req.Context,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.streamRun(w, r, run, 0, nativeEncoder{})
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
+	run, err := s.store.GetRun(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+// chat is the seed-compatible endpoint: {"query", "thread_id"?, "agent"?,
+// …context} in, the seed's data-only chunks out.
+func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
+	var body map[string]json.RawMessage
+	if err := s.decodeBody(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var query, threadID, agentName string
+	for _, f := range []struct {
+		name     string
+		dst      *string
+		required bool
+	}{{"query", &query, true}, {"thread_id", &threadID, false}, {"agent", &agentName, false}} {
+		raw, ok := body[f.name]
+		delete(body, f.name)
+		if !ok || string(raw) == "null" {
+			if f.required {
+				s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q is required", f.name))
+				return
+			}
+			continue
+		}
+		if err := json.Unmarshal(raw, f.dst); err != nil {
+			s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q must be a string", f.name))
+			return
+		}
+	}
+	if strings.TrimSpace(query) == "" {
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, `field "query" is empty`))
+		return
+	}
+	// Every other field is the run's context, as the seed sent
+	// pregnancy_week and baby_name.
+	runCtx := make(map[string]any, len(body))
+	for k, raw := range body {
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q: %v", k, err))
+			return
+		}
+		runCtx[k] = v
+	}
+	// Check the agent before a thread is created, so bad input writes nothing.
+	if err := s.runner.Check(agentName, runCtx); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+
+	var t agentstream.Thread
+	var err error
+	if threadID != "" {
+		t, err = s.store.GetThread(r.Context(), user, threadID)
+		if errors.Is(err, agentstream.ErrNotFound) {
+			// The seed's clients name their own threads: an unknown id
+			// starts a thread of that id for this user.
+			t, err = s.newThread(r, user, threadID, createThreadRequest{Agent: agentName})
+		}
+	} else {
+		t, err = s.newThread(r, user, "", createThreadRequest{Agent: agentName})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	run, err := s.runner.Start(r.Context(), agent.StartRequest{
+		Thread: t, UserID: user, Agent: agentName, Input: query, Context: runCtx,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.streamRun(w, r, run, 0, &seedEncoder{threadID: run.ThreadID, runID: run.ID})
+}

@@ -1,0 +1,141 @@
+// Package httpapi is agentstream's HTTP API: routes, authentication, the
+// error → status table, and the SSE stream of a run in each wire format.
+// Handlers are subscribers of the event log: they never run agents.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
+)
+
+// Options configures a Server.
+type Options struct {
+	// MaxBodyBytes limits request bodies. Default 1 MiB.
+	MaxBodyBytes int64
+	// Heartbeat is the silence after which a stream gets a comment line.
+	// Default 15s.
+	Heartbeat time.Duration
+	// Keys maps bearer tokens to user IDs. Empty means no authentication:
+	// every request is LocalUser (serve refuses a non-loopback address then).
+	Keys   map[string]string
+	Logger *slog.Logger
+}
+
+// LocalUser is the user of every request when no keys are configured.
+const LocalUser = "local"
+
+// Server serves the API.
+type Server struct {
+	runner *agent.Runner
+	store  agentstream.Store
+	log    agentstream.EventLog
+	opts   Options
+	logger *slog.Logger
+	// keys maps the SHA-256 of each token to its user, so lookups do not
+	// compare secrets byte by byte.
+	keys map[[32]byte]string
+}
+
+// New returns a Server.
+func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	for k, u := range opts.Keys {
+		s.keys[sha256.Sum256([]byte(k))] = u
+	}
+	return s
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	api := func(pattern string, h func(http.ResponseWriter, *http.Request, string)) {
+		mux.HandleFunc(pattern, s.authenticated(h))
+	}
+	api("GET /v1/agents", s.listAgents)
+	api("POST /v1/threads", s.createThread)
+	api("GET /v1/threads/{id}", s.getThread)
+	api("GET /v1/threads/{id}/messages", s.listMessages)
+	api("POST /v1/threads/{id}/runs", s.createRun)
+	api("GET /v1/runs/{id}", s.getRun)
+	api("POST /v1/chat", s.chat)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// authenticated resolves the request's user and passes it to h.
+func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(s.keys) == 0 {
+			h(w, r, LocalUser)
+			return
+		}
+		token, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
+			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "missing credential: send Authorization: Bearer <key>"))
+			return
+		}
+		user, ok := s.keys[sha256.Sum256([]byte(token))]
+		if !ok {
+			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "the API key is not valid"))
+			return
+		}
+		h(w, r, user)
+	}
+}
+
+func bearer(h string) (string, bool) {
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !equalFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return h[len(prefix):], true
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.writeError(w, r, agentstream.Wrap(agentstream.CodeUnavailable, err, "the store cannot be reached"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// timeNow is the clock of thread timestamps, in UTC.
+func timeNow() time.Time { return time.Now().UTC() }

@@ -1,0 +1,174 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/agentstream/agentstream"
+)
+
+// encoder turns a run's events into one wire format.
+type encoder interface {
+	// encode appends the wire form of ev (possibly nothing) to buf.
+	encode(buf []byte, ev agentstream.Event) []byte
+}
+
+// readBatch is how many events one log read takes at most: a reader that
+// fell behind catches up in few writes.
+const readBatch = 256
+
+// streamRun sends the run's events after `after` to the client in enc's
+// format, following the log live until the terminal event, the client
+// leaving, or a log failure. Headers leave at once with a comment line;
+// silence longer than the heartbeat gets a comment line too.
+func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Run-Id", run.ID)
+	h.Set("X-Thread-Id", run.ThreadID)
+	w.WriteHeader(http.StatusOK)
+
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 0, 4096)
+	buf = append(buf, ": ok\n\n"...)
+	if !s.send(w, rc, buf) {
+		return
+	}
+	ctx := r.Context()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.Heartbeat)
+		evs, end, err := s.log.Read(rctx, run.ID, after, readBatch)
+		cancel()
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return // the client left
+			case errors.Is(err, context.DeadlineExceeded):
+				if !s.send(w, rc, append(buf[:0], ": heartbeat\n\n"...)) {
+					return
+				}
+				continue
+			}
+			s.logger.Error("reading a run's events", "run_id", run.ID, "err", err)
+			return
+		}
+		buf = buf[:0]
+		for _, ev := range evs {
+			buf = enc.encode(buf, ev)
+			after = ev.Seq
+		}
+		if len(buf) > 0 && !s.send(w, rc, buf) {
+			return
+		}
+		if end {
+			return
+		}
+	}
+}
+
+// send writes and flushes; false means the client is gone.
+func (s *Server) send(w http.ResponseWriter, rc *http.ResponseController, b []byte) bool {
+	if _, err := w.Write(b); err != nil {
+		return false
+	}
+	return rc.Flush() == nil
+}
+
+// nativeEncoder is the v1 wire format: every event with its id, type and
+// JSON payload as stored in the log.
+type nativeEncoder struct{}
+
+func (nativeEncoder) encode(buf []byte, ev agentstream.Event) []byte {
+	buf = append(buf, "id: "...)
+	buf = strconv.AppendInt(buf, ev.Seq, 10)
+	buf = append(buf, "\nevent: "...)
+	buf = append(buf, ev.Type...)
+	buf = append(buf, "\ndata: "...)
+	buf = append(buf, ev.Data...)
+	return append(buf, "\n\n"...)
+}
+
+// seedEncoder is the contract of the original Django view: data-only
+// lines with delta, tool start/end, the whole response, then done.
+type seedEncoder struct {
+	threadID, runID string
+	answer          strings.Builder
+}
+
+type (
+	seedDelta struct {
+		Delta    string `json:"delta"`
+		Complete bool   `json:"complete"`
+	}
+	seedTool struct {
+		Tool   string `json:"tool"`
+		Status string `json:"status"`
+	}
+	seedResponse struct {
+		Response string `json:"response"`
+		Complete bool   `json:"complete"`
+		ThreadID string `json:"thread_id"`
+		RunID    string `json:"run_id"`
+	}
+	seedError struct {
+		Error    string `json:"error"`
+		Code     string `json:"code"`
+		ThreadID string `json:"thread_id"`
+		RunID    string `json:"run_id"`
+	}
+)
+
+var seedDone = []byte("data: {\"status\":\"done\"}\n\n")
+
+func (e *seedEncoder) encode(buf []byte, ev agentstream.Event) []byte {
+	switch ev.Type {
+	case agentstream.EventMessageDelta:
+		var d agentstream.MessageDeltaData
+		if json.Unmarshal(ev.Data, &d) != nil {
+			return buf
+		}
+		e.answer.WriteString(d.Delta)
+		return appendData(buf, seedDelta{Delta: d.Delta})
+	case agentstream.EventToolCall, agentstream.EventToolResult:
+		var d struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil {
+			return buf
+		}
+		status := "start"
+		if ev.Type == agentstream.EventToolResult {
+			status = "end"
+		}
+		return appendData(buf, seedTool{Tool: d.Name, Status: status})
+	case agentstream.EventRunCompleted:
+		buf = appendData(buf, seedResponse{Response: e.answer.String(), Complete: true, ThreadID: e.threadID, RunID: e.runID})
+		return append(buf, seedDone...)
+	case agentstream.EventRunFailed, agentstream.EventRunCancelled, agentstream.EventRunInterrupted:
+		var d agentstream.RunEndData
+		_ = json.Unmarshal(ev.Data, &d)
+		msg, code := "the run ended without an answer", string(agentstream.CodeInternal)
+		if d.Error != nil {
+			msg, code = d.Error.Message, string(d.Error.Code)
+		}
+		buf = appendData(buf, seedError{Error: msg, Code: code, ThreadID: e.threadID, RunID: e.runID})
+		return append(buf, seedDone...)
+	}
+	return buf
+}
+
+func appendData(buf []byte, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return buf
+	}
+	buf = append(buf, "data: "...)
+	buf = append(buf, b...)
+	return append(buf, "\n\n"...)
+}

@@ -1,0 +1,287 @@
+// Package openai is an agentstream.Model on the chat completions API of
+// OpenAI and of the servers that copy it (Ollama, vLLM, llama.cpp server),
+// built on the official client github.com/openai/openai-go.
+package openai
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	oai "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+// Model is an agentstream.Model calling a chat completions API. It is safe
+// for concurrent use.
+type Model struct {
+	svc    oai.ChatCompletionService
+	idle   time.Duration
+	apiKey string
+}
+
+var _ agentstream.Model = (*Model)(nil)
+
+// New returns a Model for cfg, with its defaults applied.
+func New(cfg Config) (*Model, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = defaultHTTPClient()
+	}
+	opts := []option.RequestOption{
+		option.WithBaseURL(cfg.BaseURL),
+		option.WithHTTPClient(hc),
+		option.WithMaxRetries(cfg.MaxRetries),
+		option.WithMaxRetryDelay(cfg.MaxRetryDelay),
+	}
+	if cfg.APIKey != "" {
+		opts = append(opts, option.WithAPIKey(cfg.APIKey))
+	}
+	for k, v := range cfg.Headers {
+		opts = append(opts, option.WithHeader(k, v))
+	}
+	// The service, not oai.NewClient: NewClient adds options read from the
+	// environment (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID…), which
+	// could send an OpenAI key to another server.
+	return &Model{
+		svc:    oai.NewChatCompletionService(opts...),
+		idle:   cfg.IdleTimeout,
+		apiKey: cfg.APIKey,
+	}, nil
+}
+
+func defaultHTTPClient() *http.Client {
+	var rt http.RoundTripper = http.DefaultTransport
+	if t, ok := rt.(*http.Transport); ok {
+		t = t.Clone()
+		// A server streams many calls to one host at once; the default of
+		// 2 idle connections would make most calls dial (and handshake)
+		// anew.
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 64
+		rt = t
+	}
+	return &http.Client{Transport: rt}
+}
+
+// errIdle is the cancel cause of a call whose upstream went silent.
+var errIdle = errors.New("model API idle timeout")
+
+// Stream calls the model; see agentstream.Model. onDelta runs on the
+// calling goroutine; it may be nil.
+func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
+	params, err := buildParams(req)
+	if err != nil {
+		return agentstream.ModelResult{}, err
+	}
+	if ctx.Err() != nil {
+		return agentstream.ModelResult{}, cancelled(ctx)
+	}
+	if onDelta == nil {
+		onDelta = func(agentstream.ModelDelta) {}
+	}
+
+	// sctx carries the call; the idle timer cancels it when the upstream is
+	// silent for m.idle. The timer runs while an attempt waits for its
+	// response headers (the middleware rearms it around each attempt) and
+	// while the stream waits for its next chunk; it is stopped while a
+	// chunk is handled, so a slow onDelta is not the upstream's fault.
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(m.idle, func() { cancel(errIdle) })
+	defer idle.Stop()
+	watch := option.WithMiddleware(func(r *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+		actx, acancel := context.WithCancel(r.Context())
+		idle.Reset(m.idle)
+		res, err := next(r.WithContext(actx))
+		idle.Reset(m.idle)
+		if err != nil || res.Body == nil {
+			acancel()
+			return res, err
+		}
+		res.Body = &drainingBody{rc: res.Body, cancel: acancel}
+		return res, nil
+	})
+
+	stream := m.svc.NewStreaming(sctx, params, watch)
+	defer stream.Close()
+	if err := stream.Err(); err != nil {
+		return agentstream.ModelResult{}, m.callError(ctx, sctx, err, false)
+	}
+
+	var acc accumulator
+	for {
+		idle.Reset(m.idle)
+		if !stream.Next() {
+			break
+		}
+		idle.Stop()
+		chunk := stream.Current()
+		if err := acc.add(&chunk, onDelta); err != nil {
+			return acc.result(), err
+		}
+	}
+	idle.Stop()
+	res := acc.result()
+	if err := stream.Err(); err != nil {
+		return res, m.callError(ctx, sctx, err, true)
+	}
+	if res.FinishReason == "" {
+		// The body ended cleanly but before a finish_reason: a proxy cut
+		// it, or the answer was not a stream at all.
+		return res, agentstream.Errorf(agentstream.CodeUpstream, "model stream ended early: no finish_reason")
+	}
+	return res, nil
+}
+
+// drainingBody is an attempt's response body. Its Close reads what is left
+// of the body (for a stream, the end of the chunked encoding that follows
+// [DONE]) before closing: net/http reuses a connection only when its body
+// was read to the end, and openai-go closes the stream as soon as it sees
+// [DONE]. Without this, every call could dial and handshake anew. The
+// drain is bounded in bytes and time; a server holding the response open
+// past it loses its connection, as it would have anyway.
+type drainingBody struct {
+	rc     io.ReadCloser
+	cancel context.CancelFunc // the attempt's context
+	ended  bool               // a Read returned an error (io.EOF included)
+}
+
+const (
+	maxDrain     = 64 << 10
+	drainTimeout = 100 * time.Millisecond
+)
+
+func (b *drainingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil {
+		b.ended = true
+	}
+	return n, err
+}
+
+func (b *drainingBody) Close() error {
+	if !b.ended {
+		t := time.AfterFunc(drainTimeout, b.cancel)
+		_, _ = io.CopyN(io.Discard, b.rc, maxDrain)
+		t.Stop()
+	}
+	err := b.rc.Close()
+	b.cancel()
+	return err
+}
+
+// accumulator gathers a streamed answer.
+type accumulator struct {
+	content strings.Builder
+	calls   []toolCallAcc
+	// remap sends an upstream index to another position; see add.
+	remap  map[int]int
+	usage  agentstream.Usage
+	finish string
+}
+
+type toolCallAcc struct {
+	id, name string
+	args     []byte
+	// synthID is set when the upstream gave no ID and id was made up.
+	synthID bool
+}
+
+// maxToolCalls bounds the tool calls of one answer (and so the index the
+// upstream may use).
+const maxToolCalls = 128
+
+func (a *accumulator) add(c *oai.ChatCompletionChunk, onDelta func(agentstream.ModelDelta)) error {
+	if c.JSON.Usage.Valid() {
+		a.usage = agentstream.Usage{InputTokens: c.Usage.PromptTokens, OutputTokens: c.Usage.CompletionTokens}
+	}
+	for i := range c.Choices {
+		ch := &c.Choices[i]
+		if ch.Index != 0 {
+			continue // n is 1: other choices never come
+		}
+		d := &ch.Delta
+		if d.Content != "" {
+			a.content.WriteString(d.Content)
+			onDelta(agentstream.ModelDelta{Text: d.Content})
+		}
+		if d.Refusal != "" {
+			a.content.WriteString(d.Refusal)
+			onDelta(agentstream.ModelDelta{Text: d.Refusal})
+		}
+		for j := range d.ToolCalls {
+			if err := a.addToolCall(&d.ToolCalls[j], onDelta); err != nil {
+				return err
+			}
+		}
+		if ch.FinishReason != "" {
+			a.finish = ch.FinishReason
+		}
+	}
+	return nil
+}
+
+func (a *accumulator) addToolCall(tc *oai.ChatCompletionChunkChoiceDeltaToolCall, onDelta func(agentstream.ModelDelta)) error {
+	if tc.Index < 0 || tc.Index >= maxToolCalls {
+		return agentstream.Errorf(agentstream.CodeUpstream, "model stream sent tool call index %d", tc.Index)
+	}
+	p := int(tc.Index)
+	if q, ok := a.remap[p]; ok {
+		p = q
+	}
+	if p >= len(a.calls) {
+		a.calls = append(a.calls, make([]toolCallAcc, p+1-len(a.calls))...)
+	}
+	// Some servers give every call index 0 and tell them apart by ID only:
+	// a new ID at an index in use starts a new call at the next position.
+	if tc.ID != "" && a.calls[p].id != "" && !a.calls[p].synthID && tc.ID != a.calls[p].id {
+		if len(a.calls) >= maxToolCalls {
+			return agentstream.Errorf(agentstream.CodeUpstream, "model stream sent over %d tool calls", maxToolCalls)
+		}
+		if a.remap == nil {
+			a.remap = make(map[int]int)
+		}
+		a.remap[int(tc.Index)] = len(a.calls)
+		p = len(a.calls)
+		a.calls = append(a.calls, toolCallAcc{})
+	}
+	call := &a.calls[p]
+	if call.id == "" {
+		if tc.ID != "" {
+			call.id = tc.ID
+		} else {
+			call.id, call.synthID = agentstream.NewID("call_"), true
+		}
+	}
+	if call.name == "" {
+		call.name = tc.Function.Name
+	}
+	piece := tc.Function.Arguments
+	call.args = append(call.args, piece...)
+	onDelta(agentstream.ModelDelta{ToolCall: &agentstream.ToolCallDelta{
+		Index: p, ID: call.id, Name: call.name, Arguments: piece,
+	}})
+	return nil
+}
+
+// result returns what has arrived so far, tool calls in index order.
+func (a *accumulator) result() agentstream.ModelResult {
+	res := agentstream.ModelResult{Content: a.content.String(), Usage: a.usage, FinishReason: a.finish}
+	for i := range a.calls {
+		c := &a.calls[i]
+		if c.id == "" { // a gap in the upstream's indexes
+			continue
+		}
+		res.ToolCalls = append(res.ToolCalls, agentstream.ToolCall{ID: c.id, Name: c.name, Arguments: string(c.args)})
+	}
+	return res
+}

@@ -1,0 +1,180 @@
+// Package server wires agentstream together from a config: the store, the
+// event log, the model (or the simulated model), the runner and the HTTP
+// API. cmd/agentstream and the end-to-end tests both start it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
+	"github.com/agentstream/agentstream/config"
+	"github.com/agentstream/agentstream/httpapi"
+	"github.com/agentstream/agentstream/memlog"
+	"github.com/agentstream/agentstream/openai"
+	"github.com/agentstream/agentstream/sim"
+	"github.com/agentstream/agentstream/sqlite"
+	"github.com/agentstream/agentstream/tools"
+)
+
+// Server is a configured agentstream server.
+type Server struct {
+	cfg    config.Config
+	logger *slog.Logger
+	store  agentstream.Store
+	log    *memlog.Log
+	runner *agent.Runner
+	sim    *sim.Running
+	http   *http.Server
+	ln     net.Listener
+}
+
+// New builds a server from cfg (defaults applied, then validated) and
+// listens on cfg.Addr. Nothing is served until Serve.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	if s.store, err = openStore(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	if cfg.RedisURL != "" {
+		return nil, errors.New("redis_url is set, but this build has no Redis event log yet: unset it to use the in-process log")
+	}
+	s.log = memlog.New(memlog.Options{Retention: cfg.EventLog.Retention})
+
+	baseURL, apiKey := cfg.OpenAI.BaseURL, cfg.OpenAI.APIKey
+	if cfg.UsesSim() {
+		s.sim, err = sim.Start("127.0.0.1:0", sim.Options{Tokens: cfg.Sim.Tokens, Pace: cfg.Sim.Pace, TTFT: cfg.Sim.TTFT})
+		if err != nil {
+			return nil, fmt.Errorf("starting the simulated model: %w", err)
+		}
+		baseURL, apiKey = s.sim.URL(), ""
+		logger.Warn("OPENAI_API_KEY is not set: using the simulated model; every reply is simulated, not from a real model",
+			"sim_url", baseURL)
+	}
+	model, err := openai.New(openai.Config{
+		APIKey: apiKey, BaseURL: baseURL,
+		MaxRetries: *cfg.OpenAI.MaxRetries, DisableRetries: *cfg.OpenAI.MaxRetries == 0,
+		IdleTimeout: cfg.OpenAI.IdleTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("model client: %w", err)
+	}
+
+	s.runner, err = agent.New(agent.Config{
+		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: cfg.Runs.MaxQueued,
+		ToolTimeout: cfg.Runs.ToolTimeout, DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
+	}, agent.Deps{
+		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
+		Tools: tools.Builtins(time.Now), Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agents: %w", err)
+	}
+
+	keys := make(map[string]string, len(cfg.Auth.Keys))
+	for _, k := range cfg.Auth.Keys {
+		keys[k.Key] = k.User
+	}
+	api := httpapi.New(s.runner, s.store, s.log, httpapi.Options{
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Heartbeat: cfg.HTTP.Heartbeat, Keys: keys, Logger: logger,
+	})
+	s.http = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// No write timeout: streams last as long as their runs.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	return s, nil
+}
+
+// openStore opens the store a database URL names.
+func openStore(ctx context.Context, url string) (agentstream.Store, error) {
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return nil, errors.New("database_url is a PostgreSQL URL, but this build has no PostgreSQL store yet: use a SQLite file path")
+	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
+		return nil, fmt.Errorf("database_url %q: unsupported scheme (want a SQLite file path or sqlite://PATH)", url)
+	}
+	st, err := sqlite.Open(ctx, strings.TrimPrefix(url, "sqlite://"))
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Addr is the address the server listens on (with the real port when the
+// configured one was 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Config is the server's defaulted configuration.
+func (s *Server) Config() config.Config { return s.cfg }
+
+// Serve serves until Shutdown. It returns nil after a clean shutdown.
+func (s *Server) Serve() error {
+	s.logger.Info("agentstream listening", "addr", "http://"+s.Addr(), "model", s.cfg.Model,
+		"simulated", s.cfg.UsesSim(), "database", s.cfg.DatabaseURL)
+	if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops taking runs, lets running runs finish until the
+// configured shutdown timeout (or ctx, whichever ends first), interrupts
+// the rest, lets every open stream receive its terminal event, then
+// closes the listener, the store and the simulated model.
+func (s *Server) Shutdown(ctx context.Context) error {
+	drainCtx, cancel := context.WithTimeout(ctx, s.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	runErr := s.runner.Shutdown(drainCtx)
+	if runErr != nil {
+		s.logger.Warn("runs still going at the shutdown deadline were interrupted")
+	}
+	// Every run has its terminal event now; streams end on their own.
+	httpCtx, cancelHTTP := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancelHTTP()
+	httpErr := s.http.Shutdown(httpCtx)
+	s.close()
+	if errors.Is(runErr, context.DeadlineExceeded) {
+		runErr = nil // interrupting at the deadline is the documented behaviour
+	}
+	return errors.Join(runErr, httpErr)
+}
+
+func (s *Server) close() {
+	if s.ln != nil {
+		_ = s.ln.Close() // already closed after http.Shutdown
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.logger.Warn("closing the store", "err", err)
+		}
+	}
+	if s.sim != nil {
+		s.sim.Close()
+	}
+}

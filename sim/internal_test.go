@@ -1,0 +1,174 @@
+package sim
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestDefaultTextAndSplit(t *testing.T) {
+	for _, n := range []int{-1, 0, 1, 2, 20, 100} {
+		text := DefaultText(n)
+		toks := Split(text)
+		want := max(n, 1)
+		if len(toks) != want || strings.Join(toks, "") != text {
+			t.Errorf("DefaultText(%d) = %q splits into %d tokens %q", n, text, len(toks), toks)
+		}
+		if !strings.HasPrefix(text, Prefix) || strings.HasSuffix(text, " ") {
+			t.Errorf("DefaultText(%d) = %q", n, text)
+		}
+	}
+	for _, tc := range []struct {
+		text string
+		want []string
+	}{
+		{"", nil},
+		{" ", []string{" "}},
+		{"a", []string{"a"}},
+		{"a b", []string{"a ", "b"}},
+		{"  a\n\nb\t c  ", []string{"  a\n\n", "b\t ", "c  "}},
+		{"héllo wörld\u00a0x", []string{"héllo ", "wörld\u00a0", "x"}},
+	} {
+		if got := Split(tc.text); strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
+			t.Errorf("Split(%q) = %q, want %q", tc.text, got, tc.want)
+		}
+	}
+}
+
+func TestSampleArguments(t *testing.T) {
+	for _, tc := range []struct{ schema, want string }{
+		{``, `{}`},
+		{`not json`, `{}`},
+		{`true`, `{}`},
+		{`{"type": "object"}`, `{}`},
+		{`{"type":"object","properties":{"a":{"type":"string"}}}`, `{}`},
+		{`{"required": ["b", "a", "b"], "properties": {"a": {"const": 7, "default": 1}, "b": {"type": "number", "minimum": 5}}}`, `{"b":1,"a":7}`},
+		{`{"required": ["x"], "properties": {"x": {"examples": [ {"deep" : [1, 2]} ]}}}`, `{"x":{"deep":[1,2]}}`},
+		{`{"required": ["x"], "properties": {"x": {"type": "string", "default": null}}}`, `{"x":null}`},
+		{`{"required": ["x"], "properties": {"x": {"type": ["null"]}}}`, `{"x":null}`},
+		{`{"required": ["x"]}`, `{"x":"example"}`},
+		{`{"required": ["q\"uote"], "properties": {"q\"uote": {"type": "boolean"}}}`, `{"q\"uote":true}`},
+		{`{"required": ["r"], "properties": {"r": {"$ref": "#"}}}`, `{"r":"example"}`},
+	} {
+		got := SampleArguments(json.RawMessage(tc.schema))
+		if got != tc.want {
+			t.Errorf("SampleArguments(%s) = %s, want %s", tc.schema, got, tc.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("SampleArguments(%s) = %s is not JSON", tc.schema, got)
+		}
+	}
+	// A self-nesting schema stops at maxDepth.
+	deep := `{"type":"object","required":["n"],"properties":{"n":` + strings.Repeat(`{"type":"object","required":["n"],"properties":{"n":`, 20) +
+		`{}` + strings.Repeat(`}}`, 20) + `}}`
+	if got := SampleArguments(json.RawMessage(deep)); !json.Valid([]byte(got)) || strings.Count(got, "{") > maxDepth+2 {
+		t.Errorf("deep schema gave %s", got)
+	}
+}
+
+func TestNextPiece(t *testing.T) {
+	args := `{"a":"héé€"}`
+	var pieces []string
+	for s := args; s != ""; {
+		n := nextPiece(s, 4)
+		pieces = append(pieces, s[:n])
+		s = s[n:]
+	}
+	if strings.Join(pieces, "") != args {
+		t.Fatalf("pieces %q", pieces)
+	}
+	for _, p := range pieces {
+		if !utf8.ValidString(p) || len(p) < 4 && p != pieces[len(pieces)-1] {
+			t.Errorf("piece %q of %q", p, pieces)
+		}
+	}
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"b\`, "\n\r\t\x00\x1f", "<>&", "é€😀", "\u2028\u2029", "bad\xffutf8\xc3"} {
+		checkAppendString(t, s)
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "lorem ", "\"\\\n", "\xff", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkAppendString)
+}
+
+// checkAppendString checks appendString against encoding/json: valid JSON
+// that decodes to what encoding/json's encoding of s decodes to.
+func checkAppendString(t *testing.T, s string) {
+	got := appendString(nil, s)
+	var back string
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatalf("appendString(%q) = %s: %v", s, got, err)
+	}
+	ref, _ := json.Marshal(s)
+	var want string
+	if err := json.Unmarshal(ref, &want); err != nil {
+		t.Fatal(err)
+	}
+	if back != want {
+		t.Errorf("appendString(%q) decodes to %q, want %q", s, back, want)
+	}
+	if strings.ContainsAny(string(got), "\u2028\u2029") {
+		t.Errorf("appendString(%q) = %s keeps a line separator", s, got)
+	}
+}
+
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{
+		``,
+		`{}`,
+		`null`,
+		`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","stream":true,"stream_options":{"include_usage":true},"temperature":1,"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url"}]}]}`,
+		`{"model":"m","messages":[{"role":"user","content":"t"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{"}}]},{"role":"tool","tool_call_id":"c","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","required":["a"]}}}]}`,
+		`{"model":"m","messages":[{"role":"tool","tool_call_id":"c"}]}`,
+		`{"model":5}`,
+		`{"model":"m","messages":[{"content":{}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, strict := range []bool{true, false} {
+			r, err := parseRequest(body, strict)
+			if (r == nil) == (err == nil) {
+				t.Fatalf("parseRequest(%q) = %v, %v", body, r, err)
+			}
+			if err != nil {
+				if err.Status != 400 || err.Message == "" || err.Type == "" {
+					t.Fatalf("parseRequest(%q) error %+v", body, err)
+				}
+				continue
+			}
+			if r.Model == "" || len(r.Messages) == 0 {
+				t.Fatalf("parseRequest(%q) accepted %+v", body, r)
+			}
+			// What the server does with a request must not panic either.
+			d := Default(r)
+			for _, c := range d.ToolCalls {
+				if !json.Valid([]byte(c.Arguments)) {
+					t.Fatalf("arguments %q", c.Arguments)
+				}
+			}
+			_ = PromptTokens(r)
+		}
+	})
+}
+
+func BenchmarkChunkContent(b *testing.B) {
+	c := newChunker("chatcmpl-sim-abcdefgh_1", 1700000000, "gpt-4o-mini")
+	text := DefaultText(64)
+	b.ReportAllocs()
+	for b.Loop() {
+		for t := text; t != ""; {
+			n := nextToken(t)
+			_ = c.content(t[:n])
+			t = t[n:]
+		}
+	}
+}

@@ -1,0 +1,398 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentstream/agentstream"
+)
+
+// CreateThread inserts t. ErrConflict when its ID is taken.
+func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
+	metadata, err := encodeMap("metadata", t.Metadata)
+	if err != nil {
+		return err
+	}
+	threadContext, err := encodeMap("context", t.Context)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, "create thread", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO threads (id, user_id, agent, title, metadata, context, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.UserID, t.Agent, t.Title, metadata, threadContext,
+			micros(t.CreatedAt), micros(t.UpdatedAt))
+		if isUniqueViolation(err) {
+			return agentstream.Wrap(agentstream.CodeConflict, err, "thread already exists")
+		}
+		return err
+	})
+}
+
+// GetThread returns the thread when it belongs to userID.
+func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentstream.Thread, error) {
+	t := agentstream.Thread{ID: threadID, UserID: userID}
+	var metadata, threadContext sql.NullString
+	var created, updated int64
+	err := s.r.QueryRowContext(ctx, `
+		SELECT agent, title, metadata, context, created_at, updated_at
+		FROM threads WHERE id = ? AND user_id = ?`, threadID, userID,
+	).Scan(&t.Agent, &t.Title, &metadata, &threadContext, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return agentstream.Thread{}, agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+	}
+	if err != nil {
+		return agentstream.Thread{}, fmt.Errorf("sqlite: get thread: %w", err)
+	}
+	if t.Metadata, err = decodeMap(metadata); err != nil {
+		return agentstream.Thread{}, fmt.Errorf("sqlite: get thread %s: metadata: %w", threadID, err)
+	}
+	if t.Context, err = decodeMap(threadContext); err != nil {
+		return agentstream.Thread{}, fmt.Errorf("sqlite: get thread %s: context: %w", threadID, err)
+	}
+	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return t, nil
+}
+
+// ListMessages returns the thread's messages by Seq; an empty non-nil slice
+// when there are none (or no such thread).
+func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstream.Message, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
+		FROM messages WHERE thread_id = ? ORDER BY seq`, threadID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list messages: %w", err)
+	}
+	defer func() { _ = rows.Close() }() // Err below reports read failures
+	msgs := []agentstream.Message{}
+	for rows.Next() {
+		m := agentstream.Message{ThreadID: threadID}
+		var toolCalls sql.NullString
+		var created int64
+		if err := rows.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &toolCalls,
+			&m.ToolCallID, &m.ToolName, &m.Status, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: list messages: %w", err)
+		}
+		if toolCalls.Valid {
+			if err := json.Unmarshal([]byte(toolCalls.String), &m.ToolCalls); err != nil {
+				return nil, fmt.Errorf("sqlite: list messages: message %s: tool calls: %w", m.ID, err)
+			}
+		}
+		m.CreatedAt = fromMicros(created)
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list messages: %w", err)
+	}
+	return msgs, nil
+}
+
+// CreateRun inserts run and its input message, which it returns with Seq,
+// ThreadID and RunID set. The run's Status must be queued or running.
+func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
+	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
+		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
+			"a new run must be queued or running, not %q", run.Status)
+	}
+	runContext, err := encodeMap("context", run.Context)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	input.ThreadID, input.RunID = run.ThreadID, run.ID
+	toolCalls, err := encodeToolCalls(input.ToolCalls)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	var errCode, errMessage sql.NullString
+	if run.Error != nil {
+		errCode = sql.NullString{String: string(run.Error.Code), Valid: true}
+		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
+	}
+	err = s.write(ctx, "create run", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
+			micros(run.CreatedAt), run.ThreadID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+		}
+		var active string
+		err = tx.QueryRowContext(ctx, `
+			SELECT id FROM runs WHERE thread_id = ? AND status IN ('queued', 'running') LIMIT 1`,
+			run.ThreadID).Scan(&active)
+		switch {
+		case err == nil:
+			return agentstream.Errorf(agentstream.CodeConflict, "thread already has an active run %s", active)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO runs (id, thread_id, user_id, agent, status, error_code, error_message,
+				input_tokens, output_tokens, context, created_at, started_at, finished_at,
+				owner, lease_until)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			run.ID, run.ThreadID, run.UserID, run.Agent, run.Status, errCode, errMessage,
+			run.Usage.InputTokens, run.Usage.OutputTokens, runContext, micros(run.CreatedAt),
+			nullMicros(run.StartedAt), nullMicros(run.FinishedAt), run.Owner, nullMicros(run.LeaseUntil))
+		if isUniqueViolation(err) {
+			// The active-run index is checked above; this is the run's ID.
+			return agentstream.Wrap(agentstream.CodeConflict, err, "run already exists")
+		}
+		if err != nil {
+			return err
+		}
+		input.Seq, err = insertMessage(ctx, tx, input, toolCalls)
+		return err
+	})
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	return input, nil
+}
+
+// StartRun marks a queued run running.
+func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error {
+	return s.write(ctx, "start run", func(tx *sql.Tx) error {
+		_, status, err := runState(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if status != agentstream.RunQueued {
+			return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not queued", status)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ? WHERE id = ?`,
+			agentstream.RunRunning, micros(at), runID)
+		return err
+	})
+}
+
+// CheckpointRun saves messages of a running run. ErrNotFound for an unknown
+// run, ErrConflict when the run is not running. Messages are saved in the
+// run's thread, under the run, whatever their ThreadID and RunID say.
+func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstream.Message) error {
+	return s.write(ctx, "checkpoint run", func(tx *sql.Tx) error {
+		threadID, status, err := runState(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if status != agentstream.RunRunning {
+			return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
+		}
+		return saveMessages(ctx, tx, threadID, runID, msgs)
+	})
+}
+
+// FinishRun saves msgs and the run's outcome, and clears its owner and
+// lease. run.Status must be terminal (ErrInvalid otherwise); ErrNotFound for
+// an unknown run, ErrConflict when the stored run is already terminal.
+func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
+	if !run.Status.Terminal() {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "run status %q is not terminal", run.Status)
+	}
+	var errCode, errMessage sql.NullString
+	if run.Error != nil {
+		errCode = sql.NullString{String: string(run.Error.Code), Valid: true}
+		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
+	}
+	return s.write(ctx, "finish run", func(tx *sql.Tx) error {
+		threadID, status, err := runState(ctx, tx, run.ID)
+		if err != nil {
+			return err
+		}
+		if status.Terminal() {
+			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
+		}
+		if err := saveMessages(ctx, tx, threadID, run.ID, msgs); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
+			UPDATE runs SET status = ?, error_code = ?, error_message = ?,
+				input_tokens = ?, output_tokens = ?, finished_at = ?,
+				owner = '', lease_until = NULL
+			WHERE id = ?`,
+			run.Status, errCode, errMessage, run.Usage.InputTokens, run.Usage.OutputTokens,
+			nullMicros(run.FinishedAt), run.ID)
+		return err
+	})
+}
+
+// GetRun returns the run when it belongs to userID.
+func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {
+	r := agentstream.Run{ID: runID, UserID: userID}
+	var errCode, errMessage, runContext sql.NullString
+	var created int64
+	var started, finished, lease sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `
+		SELECT thread_id, agent, status, error_code, error_message, input_tokens, output_tokens,
+			context, created_at, started_at, finished_at, owner, lease_until
+		FROM runs WHERE id = ? AND user_id = ?`, runID, userID,
+	).Scan(&r.ThreadID, &r.Agent, &r.Status, &errCode, &errMessage, &r.Usage.InputTokens,
+		&r.Usage.OutputTokens, &runContext, &created, &started, &finished, &r.Owner, &lease)
+	if errors.Is(err, sql.ErrNoRows) {
+		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeNotFound, "run not found")
+	}
+	if err != nil {
+		return agentstream.Run{}, fmt.Errorf("sqlite: get run: %w", err)
+	}
+	if errCode.Valid {
+		r.Error = &agentstream.ErrorInfo{Code: agentstream.Code(errCode.String), Message: errMessage.String}
+	}
+	if r.Context, err = decodeMap(runContext); err != nil {
+		return agentstream.Run{}, fmt.Errorf("sqlite: get run %s: context: %w", runID, err)
+	}
+	r.CreatedAt = fromMicros(created)
+	r.StartedAt, r.FinishedAt, r.LeaseUntil = fromNullMicros(started), fromNullMicros(finished), fromNullMicros(lease)
+	return r, nil
+}
+
+// write runs fn in a transaction on the write connection. Errors that are
+// not already *agentstream.Error are reported as "sqlite: op: …", except
+// unique-constraint failures, which become ErrConflict.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	err := s.tx(ctx, fn)
+	var e *agentstream.Error
+	switch {
+	case err == nil, errors.As(err, &e):
+		return err
+	case isUniqueViolation(err):
+		return agentstream.Wrap(agentstream.CodeConflict, err, "already exists")
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback() // fn's error is the one to report
+		return err
+	}
+	return tx.Commit()
+}
+
+// runState returns a run's thread and status; ErrNotFound when there is no
+// such run.
+func runState(ctx context.Context, tx *sql.Tx, runID string) (threadID string, status agentstream.RunStatus, err error) {
+	err = tx.QueryRowContext(ctx, `SELECT thread_id, status FROM runs WHERE id = ?`, runID).Scan(&threadID, &status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", agentstream.Errorf(agentstream.CodeNotFound, "run not found")
+	}
+	return threadID, status, err
+}
+
+// saveMessages updates the run's messages whose ID exists (content, tool
+// calls, status) and appends the others to the thread. A message is always
+// saved in the run's thread and under the run, whatever its ThreadID and
+// RunID say; an ID taken by a message of another run is ErrConflict.
+func saveMessages(ctx context.Context, tx *sql.Tx, threadID, runID string, msgs []agentstream.Message) error {
+	for _, m := range msgs {
+		m.ThreadID, m.RunID = threadID, runID
+		toolCalls, err := encodeToolCalls(m.ToolCalls)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `
+			UPDATE messages SET content = ?, tool_calls = ?, status = ?
+			WHERE id = ? AND run_id = ?`,
+			m.Content, toolCalls, m.Status, m.ID, runID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		if _, err := insertMessage(ctx, tx, m, toolCalls); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertMessage appends m, whose tool calls are encoded as toolCalls, to
+// its thread and returns the Seq it got.
+func insertMessage(ctx context.Context, tx *sql.Tx, m agentstream.Message, toolCalls sql.NullString) (int64, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `
+		INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
+			tool_call_id, tool_name, status, created_at)
+		VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = ?),
+			?, ?, ?, ?, ?, ?, ?)
+		RETURNING seq`,
+		m.ID, m.ThreadID, m.RunID, m.ThreadID, m.Role, m.Content, toolCalls,
+		m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt),
+	).Scan(&seq)
+	if isUniqueViolation(err) {
+		return 0, agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+	}
+	return seq, err
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func nullMicros(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromNullMicros(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMicros(v.Int64)
+	return &t
+}
+
+// encodeMap returns m as JSON, or NULL when it has no entries.
+func encodeMap(field string, m map[string]any) (sql.NullString, error) {
+	if len(m) == 0 {
+		return sql.NullString{}, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return sql.NullString{}, agentstream.Wrap(agentstream.CodeInvalidRequest, err, field+" is not representable as JSON")
+	}
+	return sql.NullString{String: string(b), Valid: true}, nil
+}
+
+func decodeMap(v sql.NullString) (map[string]any, error) {
+	if !v.Valid {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(v.String), &m); err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return m, nil
+}
+
+func encodeToolCalls(calls []agentstream.ToolCall) (sql.NullString, error) {
+	if len(calls) == 0 {
+		return sql.NullString{}, nil
+	}
+	b, err := json.Marshal(calls)
+	if err != nil {
+		return sql.NullString{}, agentstream.Wrap(agentstream.CodeInvalidRequest, err, "tool calls are not representable as JSON")
+	}
+	return sql.NullString{String: string(b), Valid: true}, nil
+}

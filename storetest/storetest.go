@@ -1,0 +1,130 @@
+// Package storetest is a conformance suite for agentstream.Store
+// implementations. A store's tests call Run with a function that opens a
+// fresh, empty store:
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t testing.TB) agentstream.Store {
+//			s, err := mystore.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
+//
+// Subtests run in parallel, each on its own store, so newStore must be
+// safe to call concurrently. Run closes every store newStore returns
+// (once); newStore must not close it.
+//
+// Besides what the Store interface documents, the suite holds stores to
+// this contract:
+//   - Times are kept to the microsecond: a time reads back equal to the
+//     time written truncated to the microsecond (its location is free).
+//   - Metadata and context maps round trip as JSON: values come back as
+//     encoding/json decodes into any (float64, string, bool, nil, []any,
+//     map[string]any). A map with no entries, nil or empty, reads back nil;
+//     so do a message's ToolCalls when it has none.
+//   - ListMessages of a thread without messages returns no messages and no
+//     error; the slice may be nil or empty.
+//   - CreateRun stores every field of the run as given (a run may be created
+//     running, with StartedAt, Owner and LeaseUntil), and ErrConflict when
+//     the run's ID or the input message's ID exists; it writes nothing then.
+//   - CheckpointRun: ErrNotFound for an unknown run, ErrConflict for a
+//     terminal one; it writes nothing then.
+//   - FinishRun: ErrNotFound for an unknown run; a queued run may be
+//     finished (cancelled before it started); Owner and LeaseUntil are
+//     cleared.
+package storetest
+
+import (
+	"testing"
+
+	"github.com/agentstream/agentstream"
+)
+
+type suite struct {
+	newStore func(t testing.TB) agentstream.Store
+}
+
+// Run runs the conformance suite against stores made by newStore.
+func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
+	s := suite{newStore: newStore}
+	type test struct {
+		name string
+		fn   func(t *testing.T)
+	}
+	groups := []struct {
+		name  string
+		tests []test
+	}{
+		{"CreateThread", []test{
+			{"RoundTrip", s.testCreateThreadRoundTrip},
+			{"EmptyMaps", s.testCreateThreadEmptyMaps},
+			{"DuplicateID", s.testCreateThreadDuplicateID},
+		}},
+		{"GetThread", []test{
+			{"Missing", s.testGetThreadMissing},
+			{"OtherUser", s.testGetThreadOtherUser},
+		}},
+		{"CreateRun", []test{
+			{"ReturnsInputWithSeq", s.testCreateRunReturnsInput},
+			{"SeqAcrossRuns", s.testCreateRunSeqAcrossRuns},
+			{"UnknownThread", s.testCreateRunUnknownThread},
+			{"OneActiveRunPerThread", s.testCreateRunOneActive},
+			{"DuplicateIDs", s.testCreateRunDuplicateIDs},
+		}},
+		{"StartRun", []test{
+			{"QueuedToRunning", s.testStartRun},
+			{"UnknownRun", s.testStartRunUnknown},
+			{"NotQueued", s.testStartRunNotQueued},
+		}},
+		{"CheckpointRun", []test{
+			{"AppendsAndUpdates", s.testCheckpointRun},
+			{"NoMessages", s.testCheckpointRunEmpty},
+			{"UnknownRun", s.testCheckpointRunUnknown},
+			{"FinishedRun", s.testCheckpointRunFinished},
+		}},
+		{"FinishRun", []test{
+			{"Completed", s.testFinishRunCompleted},
+			{"FailedWithError", s.testFinishRunFailed},
+			{"QueuedRun", s.testFinishRunQueued},
+			{"ClearsOwnerAndLease", s.testFinishRunClearsOwner},
+			{"AlreadyTerminal", s.testFinishRunTerminal},
+			{"UnknownRun", s.testFinishRunUnknown},
+		}},
+		{"GetRun", []test{
+			{"RoundTrip", s.testGetRunRoundTrip},
+			{"Missing", s.testGetRunMissing},
+			{"OtherUser", s.testGetRunOtherUser},
+		}},
+		{"ListMessages", []test{
+			{"OrderAndFields", s.testListMessages},
+			{"EmptyThread", s.testListMessagesEmpty},
+		}},
+		{"Concurrent", []test{
+			{"CreateRunSameThread", s.testConcurrentCreateRun},
+			{"RunsOnManyThreads", s.testConcurrentManyThreads},
+			{"AppendsToSameThreads", s.testConcurrentAppends},
+			{"CreateRunWhileFinishing", s.testConcurrentCreateWhileFinishing},
+			{"FinishRunRace", s.testConcurrentFinishRace},
+			{"CheckpointWhileFinishing", s.testConcurrentCheckpointWhileFinishing},
+		}},
+		{"Ping", []test{
+			{"Reachable", s.testPing},
+		}},
+		{"Close", []test{
+			{"ThenPingFails", s.testClose},
+		}},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range g.tests {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					tc.fn(t)
+				})
+			}
+		})
+	}
+}
