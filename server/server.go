@@ -178,3 +178,6 @@ func (s *Server) close() {
 		s.sim.Close()
 	}
 }
+
+// Load returns how many runs execute and wait now.
+func (s *Server) Load() (running, queued int) { return s.runner.Load() }

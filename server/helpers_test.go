@@ -1,0 +1,284 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/config"
+	"github.com/agentstream/agentstream/internal/sse"
+	"github.com/agentstream/agentstream/server"
+	"github.com/agentstream/agentstream/sim"
+)
+
+// env is a real agentstream server on a loopback port, talking over HTTP
+// to a simulated model of its own.
+type env struct {
+	t   testing.TB
+	url string
+	sim *sim.Server
+	srv *server.Server
+}
+
+func intPtr(n int) *int { return &n }
+
+// testAgent is the agent most tests run: both built-in tools, few turns.
+var testAgent = agentstream.Agent{
+	Name: "tester", Instructions: "You test things.{{with .topic}} Topic: {{.}}.{{end}}",
+	Tools: []string{"current_time", "due_date"}, MaxTurns: 3,
+}
+
+// start runs a server against a simulator with simOpts; mod adjusts the
+// config. The simulator streams fast unless simOpts says otherwise.
+func start(t testing.TB, simOpts sim.Options, mod func(*config.Config)) *env {
+	t.Helper()
+	if simOpts.Pace == 0 {
+		simOpts.Pace = -1
+	}
+	if simOpts.TTFT == 0 {
+		simOpts.TTFT = -1
+	}
+	running, err := sim.Start("127.0.0.1:0", simOpts)
+	if err != nil {
+		t.Fatalf("starting the simulator: %v", err)
+	}
+	t.Cleanup(func() { _ = running.Close() })
+
+	example, err := os.ReadFile(filepath.Join("..", "examples", "pregnancy-companion.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Decode(example)
+	if err != nil {
+		t.Fatalf("the example config: %v", err)
+	}
+	cfg.Addr = "127.0.0.1:0"
+	cfg.DatabaseURL = filepath.Join(t.TempDir(), "agentstream.db")
+	cfg.OpenAI = config.OpenAI{APIKey: "sk-test", BaseURL: running.URL(), MaxRetries: intPtr(2), IdleTimeout: 10 * time.Second}
+	cfg.Agents = append(cfg.Agents, testAgent)
+	cfg.DefaultAgent = "tester"
+	if mod != nil {
+		mod(&cfg)
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.New(context.Background(), cfg, logger)
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &env{t: t, url: "http://" + srv.Addr(), sim: running.Server(), srv: srv}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// do sends a request and returns the response; the body is closed at cleanup.
+func (e *env) do(method, path, body string) *http.Response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	e.t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+// json sends a request, checks the status and decodes the JSON answer.
+func (e *env) json(method, path, body string, wantStatus int, out any) {
+	e.t.Helper()
+	resp := e.do(method, path, body)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != wantStatus {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantStatus, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: decoding %s: %v", method, path, b, err)
+		}
+	}
+}
+
+// stream sends a request and reads its whole SSE answer.
+func (e *env) stream(method, path, body string) (*http.Response, []sse.Event) {
+	e.t.Helper()
+	resp := e.do(method, path, body)
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		e.t.Fatalf("%s %s: status %d: %s", method, path, resp.StatusCode, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		e.t.Fatalf("Content-Type %q", ct)
+	}
+	var evs []sse.Event
+	r := sse.NewReader(resp.Body)
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return resp, evs
+		}
+		if err != nil {
+			e.t.Fatalf("reading the stream after %d events: %v", len(evs), err)
+		}
+		evs = append(evs, ev)
+	}
+}
+
+func (e *env) newThread(body string) agentstream.Thread {
+	e.t.Helper()
+	var th agentstream.Thread
+	e.json("POST", "/v1/threads", body, http.StatusCreated, &th)
+	return th
+}
+
+func (e *env) messages(threadID string) []agentstream.Message {
+	e.t.Helper()
+	var out struct {
+		Data []agentstream.Message `json:"data"`
+	}
+	e.json("GET", "/v1/threads/"+threadID+"/messages", "", http.StatusOK, &out)
+	return out.Data
+}
+
+// nativeRun is what a native stream said, checked for the protocol's
+// invariants on the way.
+type nativeRun struct {
+	events   []sse.Event
+	runID    string
+	terminal sse.Event
+	end      agentstream.RunEndData
+	// text joins every delta of the run; completed maps message ids to
+	// their message.completed content.
+	text      string
+	completed map[string]string
+	toolCalls []agentstream.ToolCallData
+	results   []agentstream.ToolResultData
+	argDeltas map[string]string
+}
+
+// checkNative checks ids run 1..N without a gap, exactly one terminal
+// event and it is last, and each message's deltas join to its
+// message.completed content.
+func checkNative(t testing.TB, evs []sse.Event) nativeRun {
+	t.Helper()
+	n := nativeRun{events: evs, completed: map[string]string{}, argDeltas: map[string]string{}}
+	deltas := map[string]*strings.Builder{}
+	terminals := 0
+	for i, ev := range evs {
+		if ev.ID != strconv.Itoa(i+1) {
+			t.Fatalf("event %d has id %q, want %d (events: %v)", i, ev.ID, i+1, evs)
+		}
+		decode := func(v any) {
+			if err := json.Unmarshal([]byte(ev.Data), v); err != nil {
+				t.Fatalf("event %s data %q: %v", ev.Type, ev.Data, err)
+			}
+		}
+		switch agentstream.EventType(ev.Type) {
+		case agentstream.EventRunCreated:
+			var d agentstream.RunCreatedData
+			decode(&d)
+			n.runID = d.RunID
+		case agentstream.EventMessageDelta:
+			var d agentstream.MessageDeltaData
+			decode(&d)
+			if deltas[d.MessageID] == nil {
+				deltas[d.MessageID] = &strings.Builder{}
+			}
+			deltas[d.MessageID].WriteString(d.Delta)
+			n.text += d.Delta
+		case agentstream.EventMessageCompleted:
+			var d agentstream.MessageCompletedData
+			decode(&d)
+			n.completed[d.MessageID] = d.Content
+		case agentstream.EventToolArgumentsDelta:
+			var d agentstream.ToolArgumentsDeltaData
+			decode(&d)
+			n.argDeltas[d.CallID] += d.Delta
+		case agentstream.EventToolCall:
+			var d agentstream.ToolCallData
+			decode(&d)
+			n.toolCalls = append(n.toolCalls, d)
+		case agentstream.EventToolResult:
+			var d agentstream.ToolResultData
+			decode(&d)
+			n.results = append(n.results, d)
+		}
+		if agentstream.EventType(ev.Type).Terminal() {
+			terminals++
+			n.terminal = ev
+			decode(&n.end)
+		}
+	}
+	if terminals != 1 || len(evs) == 0 || !agentstream.EventType(evs[len(evs)-1].Type).Terminal() {
+		t.Fatalf("%d terminal events, want exactly one, last (events: %v)", terminals, evs)
+	}
+	for id, b := range deltas {
+		if c, ok := n.completed[id]; ok && c != b.String() {
+			t.Fatalf("message %s: deltas join to %q, message.completed says %q", id, b.String(), c)
+		}
+	}
+	return n
+}
+
+// seedChunks decodes a /v1/chat stream's data lines.
+func seedChunks(t testing.TB, evs []sse.Event) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, ev := range evs {
+		if ev.Type != "message" || ev.ID != "" {
+			t.Fatalf("the seed stream has only data lines; got event %q id %q", ev.Type, ev.ID)
+		}
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader([]byte(ev.Data)))
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("chunk %q: %v", ev.Data, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func errorBody(t testing.TB, resp *http.Response) agentstream.ErrorInfo {
+	t.Helper()
+	var body struct {
+		Error agentstream.ErrorInfo `json:"error"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &body); err != nil || body.Error.Code == "" || body.Error.Message == "" {
+		t.Fatalf("error body %q is not {\"error\": {\"code\", \"message\"}}: %v", b, err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("error Content-Type %q", ct)
+	}
+	return body.Error
+}
