@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:1001\nmodel: from-file\ndatabase_url: file.db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cfg, err := loadConfig([]string{"--addr", "127.0.0.1:1003"}, env(map[string]string{
+		"AGENTSTREAM_CONFIG": file, "AGENTSTREAM_ADDR": "127.0.0.1:1002", "AGENTSTREAM_MODEL": "from-env",
+		"OPENAI_API_KEY": "sk-env", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+	}), &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:1003" || cfg.Model != "from-env" || cfg.DatabaseURL != "file.db" ||
+		cfg.OpenAI.APIKey != "sk-env" || cfg.OpenAI.BaseURL != "http://127.0.0.1:9/v1" {
+		t.Fatalf("config %+v: want flag > env > file", cfg)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("adr: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, 2, "Usage"},
+		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
+		{"bad flag", []string{"serve", "--bogus"}, 2, "flag provided but not defined"},
+		{"stray argument", []string{"serve", "extra"}, 2, `unexpected argument "extra"`},
+		{"missing config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, 2, "reading the config file"},
+		{"unknown config key", []string{"serve", "--config", bad}, 2, "adr"},
+		{"bad log level", []string{"serve", "--log-level", "loud"}, 2, "--log-level"},
+		{"public address without keys", []string{"serve", "--addr", "0.0.0.0:0", "--database-url", filepath.Join(dir, "a.db")}, 1, "not a loopback address"},
+		{"postgres not built", []string{"serve", "--addr", "127.0.0.1:0", "--database-url", "postgres://x@127.0.0.1/db"}, 1, "PostgreSQL"},
+		{"bad sim fault", []string{"sim", "--fault", "explode"}, 2, "unknown fault"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, env(nil), &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String()+stdout.String(), tt.want) {
+				t.Fatalf("exit %d, output %q; want exit %d and %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	var stdout bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, env(nil), &stdout, &stdout); code != 0 || !strings.HasPrefix(stdout.String(), "agentstream ") {
+		t.Fatalf("exit %d, %q", code, stdout.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeUntilSignal: serve starts on its defaults (simulated model, a
+// SQLite file), answers, and stops cleanly when its context ends, as on
+// SIGTERM.
+func TestServeUntilSignal(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	db := filepath.Join(t.TempDir(), "agentstream.db")
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--database-url", db}, env(nil), &stderr, &stderr)
+	}()
+	listening := regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == ""; {
+		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(stderr.String(), "simulated model") {
+		t.Fatalf("start-up does not say the model is simulated: %s", stderr.String())
+	}
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	_ = resp.Body.Close()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Fatalf("the SQLite file: %v", err)
+	}
+}
