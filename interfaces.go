@@ -23,7 +23,8 @@ type Store interface {
 	// transaction and returns the message with its Seq assigned. The
 	// thread's UpdatedAt is set to the run's CreatedAt. ErrNotFound when the
 	// thread does not exist; ErrConflict when the thread already has a run
-	// that is queued or running.
+	// that is queued or running, or the run or message ID is taken. The
+	// caller checks that run.UserID owns the thread (GetThread).
 	CreateRun(ctx context.Context, run Run, input Message) (Message, error)
 	// StartRun marks a queued run running at the given time.
 	// ErrNotFound for an unknown run; ErrConflict when it is not queued.
@@ -31,10 +32,14 @@ type Store interface {
 	// CheckpointRun saves messages of a running run, in one transaction:
 	// a message whose ID is new is appended to the thread (Seq assigned),
 	// one whose ID exists is updated in place (content, tool calls, status).
+	// Messages go to the run's thread whatever their ThreadID says.
+	// ErrNotFound for an unknown run; ErrConflict when the run has ended.
 	CheckpointRun(ctx context.Context, runID string, msgs []Message) error
 	// FinishRun saves the run's outcome in one transaction: msgs are saved
 	// as in CheckpointRun, then run's Status, Error, Usage and FinishedAt
-	// are written. ErrConflict when the stored run is already terminal.
+	// are written, and Owner and LeaseUntil cleared. run.Status must be
+	// terminal. ErrNotFound for an unknown run; ErrConflict when the stored
+	// run is already terminal (then nothing is written).
 	FinishRun(ctx context.Context, run Run, msgs []Message) error
 	// GetRun returns the run when it exists and belongs to userID.
 	GetRun(ctx context.Context, userID, runID string) (Run, error)
@@ -102,10 +107,12 @@ type ModelResult struct {
 // Model is a chat model that streams.
 type Model interface {
 	// Stream calls the model and reports each piece of its answer to
-	// onDelta as it arrives, then returns the whole answer. On failure it
+	// onDelta as it arrives, then returns the whole answer. The delta (and
+	// its ToolCall) is valid only during the call to onDelta. On failure it
 	// returns what arrived before the failure along with an *Error
-	// (CodeUpstream, CodeUpstreamTimeout, CodeRateLimited or, when ctx
-	// ended, CodeCancelled).
+	// (CodeUpstream, CodeUpstreamTimeout, CodeRateLimited, CodeCancelled
+	// when ctx ended, or CodeInternal for a request it cannot build). Usage
+	// comes with the last chunk of a stream, so a failed call may report none.
 	Stream(ctx context.Context, req ModelRequest, onDelta func(ModelDelta)) (ModelResult, error)
 }
 
