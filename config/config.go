@@ -35,8 +35,8 @@ type Config struct {
 	Model string `yaml:"model"`
 	// OpenAI is the model endpoint.
 	OpenAI OpenAI `yaml:"openai"`
-	// Sim configures the in-process simulated model used when
-	// OpenAI.APIKey is empty.
+	// Sim configures the in-process simulated model used when neither
+	// OpenAI.APIKey nor OpenAI.BaseURL is set.
 	Sim Sim `yaml:"sim"`
 	// Auth lists the API keys; none means one local user and a loopback
 	// address only.
@@ -57,11 +57,13 @@ type Config struct {
 
 // OpenAI is the OpenAI-compatible endpoint.
 type OpenAI struct {
-	// APIKey authenticates to the endpoint. Default empty: use the
-	// simulated model. Env OPENAI_API_KEY.
+	// APIKey authenticates to the endpoint. Default empty: no
+	// Authorization header. With neither APIKey nor BaseURL set, the
+	// server runs the simulated model. Env OPENAI_API_KEY.
 	APIKey string `yaml:"api_key"`
-	// BaseURL of the API. Default "https://api.openai.com/v1"; Ollama,
-	// vLLM and llama.cpp's server work too. Env OPENAI_BASE_URL.
+	// BaseURL of the API. Default "https://api.openai.com/v1" when an
+	// APIKey is set; Ollama, vLLM and llama.cpp's server work too, with or
+	// without a key. Env OPENAI_BASE_URL.
 	BaseURL string `yaml:"base_url"`
 	// MaxRetries of 429/5xx/connection failures before the first token.
 	// Default 2.
@@ -137,10 +139,15 @@ func (c Config) WithDefaults() Config {
 	}
 	def(&c.Addr, "127.0.0.1:8080")
 	def(&c.DatabaseURL, "agentstream.db")
-	def(&c.OpenAI.BaseURL, "https://api.openai.com/v1")
+	// Decided before the base URL gets its default: a base URL without a
+	// key is a server that needs none (Ollama, vLLM), not the simulator.
+	usesSim := c.UsesSim()
+	if !usesSim {
+		def(&c.OpenAI.BaseURL, "https://api.openai.com/v1")
+	}
 	if c.Model == "" {
 		c.Model = "gpt-4o-mini"
-		if c.UsesSim() {
+		if usesSim {
 			c.Model = SimModel
 		}
 	}
@@ -208,8 +215,9 @@ func withBuiltins(agents []agentstream.Agent) []agentstream.Agent {
 	return append(out, agents...)
 }
 
-// UsesSim reports whether the server runs against the simulated model.
-func (c Config) UsesSim() bool { return c.OpenAI.APIKey == "" }
+// UsesSim reports whether the server runs against the in-process
+// simulated model: when neither an API key nor a base URL is set.
+func (c Config) UsesSim() bool { return c.OpenAI.APIKey == "" && c.OpenAI.BaseURL == "" }
 
 // Validate reports every problem of a defaulted config at once.
 func (c Config) Validate() error {

@@ -22,8 +22,13 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("built-in agents: %+v", c.Agents)
 	}
 	withKey := Config{OpenAI: OpenAI{APIKey: "sk-test"}}.WithDefaults()
-	if withKey.Model != "gpt-4o-mini" || withKey.UsesSim() {
-		t.Fatalf("with an API key: model %q", withKey.Model)
+	if withKey.Model != "gpt-4o-mini" || withKey.UsesSim() || withKey.OpenAI.BaseURL != "https://api.openai.com/v1" {
+		t.Fatalf("with an API key: %+v", withKey)
+	}
+	// A base URL without a key is a keyless server such as Ollama.
+	keyless := Config{OpenAI: OpenAI{BaseURL: "http://127.0.0.1:11434/v1"}}.WithDefaults()
+	if keyless.UsesSim() || keyless.OpenAI.BaseURL != "http://127.0.0.1:11434/v1" || keyless.Model != "gpt-4o-mini" {
+		t.Fatalf("with a base URL only: %+v", keyless)
 	}
 }
 

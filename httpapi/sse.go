@@ -15,6 +15,9 @@ import (
 type encoder interface {
 	// encode appends the wire form of ev (possibly nothing) to buf.
 	encode(buf []byte, ev agentstream.Event) []byte
+	// comments reports whether the format may carry SSE comment lines
+	// (the opening ": ok" and heartbeats).
+	comments() bool
 }
 
 // readBatch is how many events one log read takes at most: a reader that
@@ -36,7 +39,9 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 0, 4096)
-	buf = append(buf, ": ok\n\n"...)
+	if enc.comments() {
+		buf = append(buf, ": ok\n\n"...)
+	}
 	if !s.send(w, rc, buf) {
 		return
 	}
@@ -50,7 +55,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 			case ctx.Err() != nil:
 				return // the client left
 			case errors.Is(err, context.DeadlineExceeded):
-				if !s.send(w, rc, append(buf[:0], ": heartbeat\n\n"...)) {
+				if enc.comments() && !s.send(w, rc, append(buf[:0], ": heartbeat\n\n"...)) {
 					return
 				}
 				continue
@@ -83,6 +88,8 @@ func (s *Server) send(w http.ResponseWriter, rc *http.ResponseController, b []by
 // nativeEncoder is the v1 wire format: every event with its id, type and
 // JSON payload as stored in the log.
 type nativeEncoder struct{}
+
+func (nativeEncoder) comments() bool { return true }
 
 func (nativeEncoder) encode(buf []byte, ev agentstream.Event) []byte {
 	buf = append(buf, "id: "...)
@@ -125,6 +132,10 @@ type (
 )
 
 var seedDone = []byte("data: {\"status\":\"done\"}\n\n")
+
+// comments is false: the original view sent nothing but data lines, and its
+// clients may parse every non-empty line as one.
+func (*seedEncoder) comments() bool { return false }
 
 func (e *seedEncoder) encode(buf []byte, ev agentstream.Event) []byte {
 	switch ev.Type {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -519,5 +520,31 @@ func TestHeartbeat(t *testing.T) {
 	}
 	if got := strings.Count(b.String(), ": heartbeat\n\n"); got < 3 {
 		t.Fatalf("%d heartbeats during 400ms of silence at a 50ms interval", got)
+	}
+}
+
+// TestSeedStreamHasOnlyDataLines: the seed's clients may parse every
+// non-empty line as data, so that stream carries no comments, not even
+// heartbeats during a silence.
+func TestSeedStreamHasOnlyDataLines(t *testing.T) {
+	t.Parallel()
+	e := start(t, sim.Options{Tokens: 3, TTFT: 200 * time.Millisecond}, func(c *config.Config) { c.HTTP.Heartbeat = 20 * time.Millisecond })
+	resp := e.do("POST", "/v1/chat", `{"query": "hi"}`)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" {
+			continue
+		}
+		lines++
+		if !strings.HasPrefix(line, "data: {") {
+			t.Fatalf("line %q in the seed stream", line)
+		}
+	}
+	if lines != 5 { // 3 deltas, the response, done
+		t.Fatalf("%d lines: %s", lines, body)
 	}
 }

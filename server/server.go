@@ -68,7 +68,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 			return nil, fmt.Errorf("starting the simulated model: %w", err)
 		}
 		baseURL, apiKey = s.sim.URL(), ""
-		logger.Warn("OPENAI_API_KEY is not set: using the simulated model; every reply is simulated, not from a real model",
+		logger.Warn("neither OPENAI_API_KEY nor OPENAI_BASE_URL is set: using the simulated model; every reply is simulated, not from a real model",
 			"sim_url", baseURL)
 	}
 	model, err := openai.New(openai.Config{

@@ -64,7 +64,7 @@ func TestRunErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, env(nil), &stdout, &stderr)
+			code := run(context.Background(), func() {}, tt.args, env(nil), &stdout, &stderr)
 			if code != tt.code || !strings.Contains(stderr.String()+stdout.String(), tt.want) {
 				t.Fatalf("exit %d, output %q; want exit %d and %q", code, stderr.String(), tt.code, tt.want)
 			}
@@ -75,7 +75,7 @@ func TestRunErrors(t *testing.T) {
 func TestVersion(t *testing.T) {
 	t.Parallel()
 	var stdout bytes.Buffer
-	if code := run(context.Background(), []string{"version"}, env(nil), &stdout, &stdout); code != 0 || !strings.HasPrefix(stdout.String(), "agentstream ") {
+	if code := run(context.Background(), func() {}, []string{"version"}, env(nil), &stdout, &stdout); code != 0 || !strings.HasPrefix(stdout.String(), "agentstream ") {
 		t.Fatalf("exit %d, %q", code, stdout.String())
 	}
 }
@@ -109,7 +109,7 @@ func TestServeUntilSignal(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "agentstream.db")
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--database-url", db}, env(nil), &stderr, &stderr)
+		done <- run(ctx, func() {}, []string{"serve", "--addr", "127.0.0.1:0", "--database-url", db}, env(nil), &stderr, &stderr)
 	}()
 	listening := regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
 	var addr string

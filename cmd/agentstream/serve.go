@@ -70,7 +70,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 
 var logLevelVar = new(slog.LevelVar)
 
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+// serve runs the server until ctx ends (the first SIGINT or SIGTERM), then
+// shuts down gracefully; stopSignals restores the default signal handling.
+func serve(ctx context.Context, stopSignals func(), args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -93,7 +95,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return 1
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: no new runs; running runs may finish", "deadline", srv.Config().HTTP.ShutdownTimeout)
+	// A second signal now ends the process at once.
+	stopSignals()
+	logger.Info("shutting down: no new runs; running runs may finish (a second signal stops at once)", "deadline", srv.Config().HTTP.ShutdownTimeout)
 	if err := srv.Shutdown(context.Background()); err != nil {
 		logger.Error("shutdown", "err", err)
 		return 1
