@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -86,8 +85,14 @@ type Runner struct {
 
 	mu     sync.Mutex
 	active map[string]context.CancelCauseFunc
+	// closed is guarded by mu, so that a Start either sees it set or has
+	// counted itself in wg before Shutdown waits on wg.
+	closed bool
 	wg     sync.WaitGroup
-	closed atomic.Bool
+	// base is the parent of every run's context; Shutdown cancels it to
+	// interrupt every run, even one whose Start has not registered it yet.
+	base      context.Context
+	interrupt context.CancelCauseFunc
 }
 
 type compiledAgent struct {
@@ -113,6 +118,7 @@ func New(cfg Config, d Deps) (*Runner, error) {
 		pool:   newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
 		active: make(map[string]context.CancelCauseFunc),
 	}
+	r.base, r.interrupt = context.WithCancelCause(context.Background())
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
 	}
@@ -241,10 +247,16 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	if err != nil {
 		return agentstream.Run{}, err
 	}
-	if r.closed.Load() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
 		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeUnavailable, "the server is shutting down; try another instance or try again shortly")
 	}
+	// Counted from here, so that Shutdown waits for this Start too.
+	r.wg.Add(1)
+	r.mu.Unlock()
 	if !r.pool.reserve() {
+		r.wg.Done()
 		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeOverloaded,
 			"the server is running %d runs and queueing as many as it may; try again shortly", r.cfg.MaxConcurrentRuns)
 	}
@@ -260,6 +272,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	}
 	if _, err := r.store.CreateRun(ctx, run, input); err != nil {
 		r.pool.unreserve()
+		r.wg.Done()
 		if errors.Is(err, agentstream.ErrConflict) {
 			return agentstream.Run{}, agentstream.Wrap(agentstream.CodeConflict, err,
 				"the thread already has an active run; wait for it to end or cancel it")
@@ -270,11 +283,10 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent, Status: run.Status,
 	}))
 
-	execCtx, cancel := context.WithCancelCause(context.Background())
+	execCtx, cancel := context.WithCancelCause(r.base)
 	r.mu.Lock()
 	r.active[run.ID] = cancel
 	r.mu.Unlock()
-	r.wg.Add(1)
 
 	var posMu sync.Mutex
 	lastPos := int(^uint(0) >> 1)
@@ -282,6 +294,10 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		run: func() {
 			defer r.wg.Done()
 			defer cancel(nil)
+			// The run has left the queue: a late position is stale.
+			posMu.Lock()
+			lastPos = 0
+			posMu.Unlock()
 			r.execute(execCtx, run, ca, system)
 		},
 		positioned: func(pos int) {
@@ -324,7 +340,9 @@ func (r *Runner) stop(runID string, cause error) bool {
 // Shutdown stops taking runs, lets running and queued runs finish until
 // ctx ends, then interrupts the rest and waits for them to be saved.
 func (r *Runner) Shutdown(ctx context.Context) error {
-	r.closed.Store(true)
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	r.pool.close()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
@@ -333,11 +351,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	r.mu.Lock()
-	for _, cancel := range r.active {
-		cancel(errInterrupted)
-	}
-	r.mu.Unlock()
+	r.interrupt(errInterrupted)
 	<-done
 	return ctx.Err()
 }

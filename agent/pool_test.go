@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/agentstream/agentstream"
+)
+
+// TestPoolAccounting: reservations count against capacity but not load;
+// submit runs or queues; a finished job hands its worker to the head of the
+// queue and tells the others their new places; close refuses reservations.
+func TestPoolAccounting(t *testing.T) {
+	t.Parallel()
+	p := newPool(1, 2)
+	checkLoad := func(wantRunning, wantQueued int) {
+		t.Helper()
+		eventually(t, "the pool's load", func() bool {
+			r, q := p.load()
+			return r == wantRunning && q == wantQueued
+		})
+	}
+
+	for i := range 3 {
+		if !p.reserve() {
+			t.Fatalf("reservation %d refused with room for 3", i+1)
+		}
+	}
+	if p.reserve() {
+		t.Fatal("a fourth reservation was granted with room for 3")
+	}
+	if r, q := p.load(); r != 0 || q != 0 {
+		t.Fatalf("load %d, %d: reservations are not load", r, q)
+	}
+	p.unreserve()
+	if !p.reserve() {
+		t.Fatal("a returned reservation was not reusable")
+	}
+
+	type jobState struct {
+		release  chan struct{}
+		started  chan struct{}
+		finished chan struct{}
+		pos      chan int
+	}
+	newJob := func() (*job, *jobState) {
+		s := &jobState{release: make(chan struct{}), started: make(chan struct{}), finished: make(chan struct{}), pos: make(chan int, 10)}
+		return &job{
+			run: func() {
+				close(s.started)
+				<-s.release
+				close(s.finished)
+			},
+			positioned: func(pos int) { s.pos <- pos },
+		}, s
+	}
+	j1, s1 := newJob()
+	j2, s2 := newJob()
+	j3, s3 := newJob()
+
+	p.submit(j1)
+	receive(t, s1.started, "job 1 to start")
+	checkLoad(1, 0)
+	p.submit(j2)
+	if pos := receive(t, s2.pos, "job 2's position"); pos != 1 {
+		t.Fatalf("job 2 queued at %d, want 1", pos)
+	}
+	p.submit(j3)
+	if pos := receive(t, s3.pos, "job 3's position"); pos != 2 {
+		t.Fatalf("job 3 queued at %d, want 2", pos)
+	}
+	checkLoad(1, 2)
+	if p.reserve() {
+		t.Fatal("reserved past running + queued capacity")
+	}
+
+	close(s1.release)
+	receive(t, s2.started, "job 2 to start")
+	if pos := receive(t, s3.pos, "job 3's new position"); pos != 1 {
+		t.Fatalf("job 3 moved to %d, want 1", pos)
+	}
+	checkLoad(1, 1)
+	select {
+	case <-s3.started:
+		t.Fatal("job 3 started while job 2 held the only worker")
+	default:
+	}
+	// A place freed in the queue can be reserved again.
+	if !p.reserve() {
+		t.Fatal("no reservation with a free place in the queue")
+	}
+	p.unreserve()
+
+	close(s2.release)
+	receive(t, s3.started, "job 3 to start")
+	checkLoad(1, 0)
+	close(s3.release)
+	receive(t, s3.finished, "job 3 to finish")
+	checkLoad(0, 0)
+	if len(s1.pos) != 0 || len(s2.pos) != 0 || len(s3.pos) != 0 {
+		t.Fatal("extra position reports")
+	}
+
+	p.close()
+	if p.reserve() {
+		t.Fatal("a closed pool granted a reservation")
+	}
+}
+
+// TestRunnerQueue: one worker and a queue of two. Queued runs say where
+// they stand, positions only go down and reach 1 before the run starts, runs
+// start in order, and a fourth run is refused without writing anything.
+func TestRunnerQueue(t *testing.T) {
+	t.Parallel()
+	gates := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{}), "c": make(chan struct{})}
+	h := newHarness(t, setup{
+		cfg: Config{MaxConcurrentRuns: 1, MaxQueuedRuns: 2},
+		script: func(_ int, req agentstream.ModelRequest) turn {
+			return turn{text: []string{"answer"}, wait: gates[req.Messages[len(req.Messages)-1].Content]}
+		},
+	})
+	threads := []agentstream.Thread{h.thread(nil), h.thread(nil), h.thread(nil), h.thread(nil)}
+	a := h.start(threads[0], "a")
+	h.model.waitStreamed(t, 1)
+	b := h.start(threads[1], "b")
+	c := h.start(threads[2], "c")
+	if r, q := h.r.Load(); r != 1 || q != 2 {
+		t.Fatalf("load %d running, %d queued; want 1, 2", r, q)
+	}
+
+	_, err := h.r.Start(context.Background(), StartRequest{Thread: threads[3], UserID: "u1", Input: "d"})
+	if code := codeOf(t, err); code != agentstream.CodeOverloaded {
+		t.Fatalf("fourth run: code %s (%v), want overloaded", code, err)
+	}
+	if msgs := h.messages(threads[3].ID); len(msgs) != 0 {
+		t.Fatalf("the refused run wrote %d messages", len(msgs))
+	}
+
+	close(gates["a"])
+	h.waitEvents(b.ID, "b to start", func(evs []agentstream.Event) bool { return count(evs, agentstream.EventRunStarted) == 1 })
+	close(gates["b"])
+	close(gates["c"])
+
+	wantPositions := map[string][]int{a.ID: nil, b.ID: {1}, c.ID: {2, 1}}
+	for _, run := range []agentstream.Run{a, b, c} {
+		evs := h.events(run.ID)
+		end(t, evs, agentstream.EventRunCompleted)
+		if evs[0].Type != agentstream.EventRunCreated {
+			t.Fatalf("run %s starts with %s", run.ID, evs[0].Type)
+		}
+		var positions []int
+		started := false
+		for _, ev := range evs {
+			switch ev.Type {
+			case agentstream.EventRunQueued:
+				if started {
+					t.Fatalf("run %s: run.queued after run.started: %v", run.ID, types(evs))
+				}
+				positions = append(positions, decode[agentstream.RunQueuedData](t, ev).Position)
+			case agentstream.EventRunStarted:
+				started = true
+			}
+		}
+		if !started {
+			t.Fatalf("run %s never started: %v", run.ID, types(evs))
+		}
+		for i := 1; i < len(positions); i++ {
+			if positions[i] > positions[i-1] {
+				t.Fatalf("run %s: positions %v go up", run.ID, positions)
+			}
+		}
+		if len(positions) > 0 && positions[len(positions)-1] != 1 {
+			t.Fatalf("run %s: last position %d before starting, want 1", run.ID, positions[len(positions)-1])
+		}
+		if want := wantPositions[run.ID]; !slices.Equal(positions, want) {
+			t.Fatalf("run %s: positions %v, want %v", run.ID, positions, want)
+		}
+	}
+
+	// Runs reached the model in the order they came.
+	var order string
+	for _, req := range h.model.requests() {
+		order += req.Messages[len(req.Messages)-1].Content
+	}
+	if order != "abc" {
+		t.Fatalf("model calls in order %q, want abc", order)
+	}
+	eventually(t, "the pool to drain", func() bool {
+		r, q := h.r.Load()
+		return r == 0 && q == 0
+	})
+}
+
+// TestCancelQueued: a queued run can be cancelled; it never starts and
+// never reaches the model, and ends cancelled once a worker frees up.
+func TestCancelQueued(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, setup{
+		cfg:    Config{MaxConcurrentRuns: 1},
+		script: scripted(turn{text: []string{"thinking"}, hold: true}),
+	})
+	a := h.start(h.thread(nil), "a")
+	h.model.waitStreamed(t, 1)
+	thB := h.thread(nil)
+	b := h.start(thB, "b")
+	if !h.r.Cancel(b.ID) {
+		t.Fatal("Cancel of a queued run returned false")
+	}
+	if !h.r.Cancel(a.ID) {
+		t.Fatal("Cancel of a running run returned false")
+	}
+	end(t, h.events(a.ID), agentstream.EventRunCancelled)
+	evs := h.events(b.ID)
+	if e := end(t, evs, agentstream.EventRunCancelled); e.Error == nil || e.Error.Code != agentstream.CodeCancelled {
+		t.Fatalf("queued run ended %+v", e)
+	}
+	if count(evs, agentstream.EventRunStarted) != 0 {
+		t.Fatalf("the cancelled queued run started: %v", types(evs))
+	}
+	if n := len(h.model.requests()); n != 1 {
+		t.Fatalf("the model was called %d times, want 1", n)
+	}
+	if got := h.stored(b.ID); got.Status != agentstream.RunCancelled {
+		t.Fatalf("stored queued run %+v", got)
+	}
+	if msgs := h.messages(thB.ID); len(msgs) != 1 || msgs[0].Content != "b" {
+		t.Fatalf("stored %+v: want the input alone", msgs)
+	}
+}
