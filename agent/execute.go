@@ -82,11 +82,9 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 		ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
 		Role: agentstream.RoleAssistant, Status: agentstream.MessageComplete,
 	}
-	names := map[int]string{}
 	res, err := r.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
 		switch {
 		case d.ToolCall != nil:
-			names[d.ToolCall.Index] = d.ToolCall.Name
 			if d.ToolCall.Arguments == "" {
 				return
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -22,7 +23,7 @@ type Config struct {
 	// MaxConcurrentRuns bounds the runs executing at once. Default 256.
 	MaxConcurrentRuns int
 	// MaxQueuedRuns bounds the runs waiting for a worker; past it Start
-	// fails with CodeOverloaded. Default 1024.
+	// fails with CodeOverloaded. Default 1024; negative means no queue.
 	MaxQueuedRuns int
 	// ToolTimeout bounds each tool call. Default 30s.
 	ToolTimeout time.Duration
@@ -98,7 +99,72 @@ type Runner struct {
 type compiledAgent struct {
 	agentstream.Agent
 	instructions *template.Template
-	specs        []agentstream.ToolSpec
+	// fields are the context keys the instructions use ({{.name}}).
+	fields []string
+	specs  []agentstream.ToolSpec
+}
+
+// topFields returns the names of the top-level fields ({{.name}}, also
+// inside if, with and range) a template uses.
+func topFields(node parse.Node) []string {
+	seen := map[string]bool{}
+	// top is false inside with and range, where "." is no longer the
+	// context and only $.name reaches it.
+	var walk func(n parse.Node, top bool)
+	walk = func(n parse.Node, top bool) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c, top)
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe, top)
+		case *parse.PipeNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Cmds {
+				walk(c, top)
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a, top)
+			}
+		case *parse.FieldNode:
+			if top {
+				seen[n.Ident[0]] = true
+			}
+		case *parse.VariableNode:
+			if len(n.Ident) > 1 && n.Ident[0] == "$" {
+				seen[n.Ident[1]] = true
+			}
+		case *parse.ChainNode:
+			walk(n.Node, top)
+		case *parse.IfNode:
+			walk(n.Pipe, top)
+			walk(n.List, top)
+			walk(n.ElseList, top)
+		case *parse.WithNode:
+			walk(n.Pipe, top)
+			walk(n.List, false)
+			walk(n.ElseList, top)
+		case *parse.RangeNode:
+			walk(n.Pipe, top)
+			walk(n.List, false)
+			walk(n.ElseList, top)
+		case *parse.TemplateNode:
+			walk(n.Pipe, top)
+		}
+	}
+	walk(node, true)
+	out := make([]string, 0, len(seen))
+	for f := range seen {
+		out = append(out, f)
+	}
+	return out
 }
 
 // New checks the agents (templates parse, tools exist, the default agent
@@ -155,7 +221,7 @@ func (r *Runner) compile(a agentstream.Agent) (*compiledAgent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent %q: instructions: %w", a.Name, err)
 	}
-	ca := &compiledAgent{Agent: a, instructions: tmpl}
+	ca := &compiledAgent{Agent: a, instructions: tmpl, fields: topFields(tmpl.Tree.Root)}
 	for _, name := range a.Tools {
 		t, ok := r.tools[name]
 		if !ok {
@@ -221,7 +287,14 @@ type StartRequest struct {
 	Input string
 	// Context overrides the thread's context key by key.
 	Context map[string]any
+	// NewThread says Thread is not stored yet: Start creates it once the
+	// run has a place in the pool, so a refused request writes nothing.
+	// When its ID is taken, Start fails with ErrThreadTaken.
+	NewThread bool
 }
+
+// ErrThreadTaken is the error of a Start whose NewThread's ID exists.
+var ErrThreadTaken = agentstream.Errorf(agentstream.CodeConflict, "a thread with this id exists")
 
 // Start validates the request, saves the user's input and the run (the
 // question is never lost once Start returns), appends run.created and
@@ -259,6 +332,17 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		r.wg.Done()
 		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeOverloaded,
 			"the server is running %d runs and queueing as many as it may; try again shortly", r.cfg.MaxConcurrentRuns)
+	}
+
+	if req.NewThread {
+		if err := r.store.CreateThread(ctx, req.Thread); err != nil {
+			r.pool.unreserve()
+			r.wg.Done()
+			if errors.Is(err, agentstream.ErrConflict) {
+				return agentstream.Run{}, ErrThreadTaken
+			}
+			return agentstream.Run{}, err
+		}
 	}
 
 	now := r.now().UTC()
@@ -380,11 +464,17 @@ func mergeContext(base, over map[string]any) map[string]any {
 }
 
 func (ca *compiledAgent) render(ctx map[string]any) (string, error) {
-	if ctx == nil {
-		ctx = map[string]any{}
+	// A key the instructions use but the context lacks renders as an empty
+	// string, not as text/template's "<no value>".
+	data := make(map[string]any, len(ctx)+len(ca.fields))
+	for _, f := range ca.fields {
+		data[f] = ""
+	}
+	for k, v := range ctx {
+		data[k] = v
 	}
 	var b strings.Builder
-	if err := ca.instructions.Execute(&b, ctx); err != nil {
+	if err := ca.instructions.Execute(&b, data); err != nil {
 		return "", agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"the context does not fit agent %q's instructions: %v", ca.Name, err)
 	}

@@ -99,8 +99,8 @@ type Runs struct {
 	// MaxConcurrent is how many runs execute at once. Default 256.
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// MaxQueued is how many runs may wait for a worker; past it requests
-	// get 429. Default 1024.
-	MaxQueued int `yaml:"max_queued"`
+	// get 429. Default 1024; 0 means no queue.
+	MaxQueued *int `yaml:"max_queued"`
 	// ToolTimeout bounds each tool call. Default 30s.
 	ToolTimeout time.Duration `yaml:"tool_timeout"`
 }
@@ -170,8 +170,9 @@ func (c Config) WithDefaults() Config {
 	if c.Runs.MaxConcurrent == 0 {
 		c.Runs.MaxConcurrent = 256
 	}
-	if c.Runs.MaxQueued == 0 {
-		c.Runs.MaxQueued = 1024
+	if c.Runs.MaxQueued == nil {
+		n := 1024
+		c.Runs.MaxQueued = &n
 	}
 	if c.Runs.ToolTimeout == 0 {
 		c.Runs.ToolTimeout = 30 * time.Second
@@ -230,7 +231,7 @@ func (c Config) Validate() error {
 	} else if len(c.Auth.Keys) == 0 && !isLoopback(host) {
 		bad("addr %q is not a loopback address, and no auth keys are configured: add auth.keys, or listen on 127.0.0.1", c.Addr)
 	}
-	if c.Runs.MaxConcurrent < 0 || c.Runs.MaxQueued < 0 {
+	if c.Runs.MaxConcurrent < 0 || (c.Runs.MaxQueued != nil && *c.Runs.MaxQueued < 0) {
 		bad("runs.max_concurrent and runs.max_queued must not be negative")
 	}
 	if c.HTTP.MaxBodyBytes < 0 {

@@ -63,7 +63,7 @@ agents:
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:9000" || *c.OpenAI.MaxRetries != 0 || c.OpenAI.IdleTimeout != 5*time.Second ||
-		c.HTTP.Heartbeat != 250*time.Millisecond || c.Runs.MaxConcurrent != 2 || c.Runs.MaxQueued != 1 {
+		c.HTTP.Heartbeat != 250*time.Millisecond || c.Runs.MaxConcurrent != 2 || *c.Runs.MaxQueued != 1 {
 		t.Fatalf("decoded: %+v", c)
 	}
 	if len(c.Agents) != 2 {

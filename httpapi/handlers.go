@@ -46,7 +46,10 @@ func (s *Server) createThread(w http.ResponseWriter, r *http.Request, user strin
 		s.writeError(w, r, err)
 		return
 	}
-	t, err := s.newThread(r, user, "", req)
+	t, err := s.newThread(user, "", req)
+	if err == nil {
+		err = s.store.CreateThread(r.Context(), t)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -54,9 +57,8 @@ func (s *Server) createThread(w http.ResponseWriter, r *http.Request, user strin
 	writeJSON(w, http.StatusCreated, t)
 }
 
-// newThread creates a thread for user (with id when given). A taken id is
-// answered as not found: a thread of another user is never hinted at.
-func (s *Server) newThread(r *http.Request, user, id string, req createThreadRequest) (agentstream.Thread, error) {
+// newThread returns a thread for user, not yet stored.
+func (s *Server) newThread(user, id string, req createThreadRequest) (agentstream.Thread, error) {
 	a, err := s.runner.Agent(req.Agent)
 	if err != nil {
 		return agentstream.Thread{}, err
@@ -65,17 +67,50 @@ func (s *Server) newThread(r *http.Request, user, id string, req createThreadReq
 		id = agentstream.NewID("thr_")
 	}
 	now := timeNow()
-	t := agentstream.Thread{
+	return agentstream.Thread{
 		ID: id, UserID: user, Agent: a.Name, Title: req.Title,
 		Metadata: req.Metadata, Context: req.Context, CreatedAt: now, UpdatedAt: now,
-	}
-	if err := s.store.CreateThread(r.Context(), t); err != nil {
-		if errors.Is(err, agentstream.ErrConflict) {
-			return agentstream.Thread{}, agentstream.Errorf(agentstream.CodeNotFound, "thread %q not found", id)
+	}, nil
+}
+
+type agentStart struct {
+	agent, input string
+	context      map[string]any
+}
+
+// startChat starts a run for /v1/chat on the thread the client named, on a
+// thread of that id created for this user when it is unknown, or on a new
+// thread. The thread is created only once the run is accepted. A thread
+// of another user is answered as not found.
+func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart) (agentstream.Run, error) {
+	req := agent.StartRequest{UserID: user, Agent: a.agent, Input: a.input, Context: a.context}
+	// Two tries: a first request racing another one that creates the same
+	// thread id finds the thread on the second.
+	for range 2 {
+		t, err := agentstream.Thread{}, error(agentstream.ErrNotFound)
+		if threadID != "" {
+			t, err = s.store.GetThread(r.Context(), user, threadID)
 		}
-		return agentstream.Thread{}, err
+		switch {
+		case err == nil:
+			req.Thread, req.NewThread = t, false
+		case errors.Is(err, agentstream.ErrNotFound):
+			if req.Thread, err = s.newThread(user, threadID, createThreadRequest{Agent: a.agent}); err != nil {
+				return agentstream.Run{}, err
+			}
+			req.NewThread = true
+		default:
+			return agentstream.Run{}, err
+		}
+		run, err := s.runner.Start(r.Context(), req)
+		if !errors.Is(err, agent.ErrThreadTaken) {
+			return run, err
+		}
+		if threadID == "" {
+			return agentstream.Run{}, err // a fresh random id cannot be taken
+		}
 	}
-	return t, nil
+	return agentstream.Run{}, agentstream.Errorf(agentstream.CodeNotFound, "thread %q not found", threadID)
 }
 
 func (s *Server) getThread(w http.ResponseWriter, r *http.Request, user string) {
@@ -193,25 +228,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		return
 	}
 
-	var t agentstream.Thread
-	var err error
-	if threadID != "" {
-		t, err = s.store.GetThread(r.Context(), user, threadID)
-		if errors.Is(err, agentstream.ErrNotFound) {
-			// The seed's clients name their own threads: an unknown id
-			// starts a thread of that id for this user.
-			t, err = s.newThread(r, user, threadID, createThreadRequest{Agent: agentName})
-		}
-	} else {
-		t, err = s.newThread(r, user, "", createThreadRequest{Agent: agentName})
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	run, err := s.runner.Start(r.Context(), agent.StartRequest{
-		Thread: t, UserID: user, Agent: agentName, Input: query, Context: runCtx,
-	})
+	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, context: runCtx})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

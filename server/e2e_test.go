@@ -387,7 +387,7 @@ func TestUpstreamFaults(t *testing.T) {
 func TestWorkerPool(t *testing.T) {
 	t.Parallel()
 	e := start(t, sim.Options{Tokens: 30, Pace: 20 * time.Millisecond}, func(c *config.Config) {
-		c.Runs.MaxConcurrent, c.Runs.MaxQueued = 2, 1
+		c.Runs.MaxConcurrent, c.Runs.MaxQueued = 2, intPtr(1)
 	})
 	threads := make([]agentstream.Thread, 4)
 	for i := range threads {
@@ -547,4 +547,29 @@ func TestSeedStreamHasOnlyDataLines(t *testing.T) {
 	if lines != 5 { // 3 deltas, the response, done
 		t.Fatalf("%d lines: %s", lines, body)
 	}
+}
+
+// TestChatRefusedWritesNothing: a /v1/chat request refused for lack of
+// capacity does not create the thread it names, and a thread of another
+// user's id is never revealed.
+func TestChatRefusedWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := start(t, sim.Options{Tokens: 40, Pace: 20 * time.Millisecond}, func(c *config.Config) {
+		c.Runs.MaxConcurrent, c.Runs.MaxQueued = 1, intPtr(0)
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { e.stream("POST", "/v1/chat", `{"query": "one", "thread_id": "busy-1"}`) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.sim.WaitActive(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	resp := e.do("POST", "/v1/chat", `{"query": "two", "thread_id": "refused-1"}`)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d, want 429", resp.StatusCode)
+	}
+	if r := e.do("GET", "/v1/threads/refused-1", ""); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("the refused request created its thread (status %d)", r.StatusCode)
+	}
+	wg.Wait()
 }

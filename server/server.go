@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	}
 
 	s.runner, err = agent.New(agent.Config{
-		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: cfg.Runs.MaxQueued,
+		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
 		ToolTimeout: cfg.Runs.ToolTimeout, DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 	}, agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
@@ -109,6 +109,15 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	return s, nil
+}
+
+// queueSize maps the config's queue size (0: none) to the runner's
+// (negative: none, 0: default).
+func queueSize(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // openStore opens the store a database URL names.
