@@ -41,6 +41,12 @@ type Store interface {
 	// terminal. ErrNotFound for an unknown run; ErrConflict when the stored
 	// run is already terminal (then nothing is written).
 	FinishRun(ctx context.Context, run Run, msgs []Message) error
+	// InterruptRuns ends every queued or running run as interrupted at the
+	// given time, with error e, keeping its messages (a checkpointed
+	// partial answer stays partial), and returns those runs as stored.
+	// A server whose store no other process uses calls it at start: such
+	// runs belonged to a process that died.
+	InterruptRuns(ctx context.Context, at time.Time, e ErrorInfo) ([]Run, error)
 	// GetRun returns the run when it exists and belongs to userID.
 	GetRun(ctx context.Context, userID, runID string) (Run, error)
 

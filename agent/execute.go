@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,10 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 		ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
 		Role: agentstream.RoleAssistant, Status: agentstream.MessageComplete,
 	}
+	// The answer so far is checkpointed every CheckpointInterval, so a
+	// process that dies mid-answer loses at most that much of it.
+	var sofar strings.Builder
+	lastCheckpoint := time.Now()
 	res, err := r.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
 		switch {
 		case d.ToolCall != nil:
@@ -95,6 +100,15 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{
 				MessageID: msg.ID, Delta: d.Text,
 			}))
+			sofar.WriteString(d.Text)
+			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
+				lastCheckpoint = now
+				partial := msg
+				partial.Content, partial.Status, partial.CreatedAt = sofar.String(), agentstream.MessagePartial, now.UTC()
+				if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{partial}); err != nil && ctx.Err() == nil {
+					r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
+				}
+			}
 		}
 	})
 	x.run.Usage = x.run.Usage.Add(res.Usage)

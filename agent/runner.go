@@ -32,6 +32,9 @@ type Config struct {
 	// DefaultAgent is the agent of runs and threads that name none.
 	// Default "assistant".
 	DefaultAgent string
+	// CheckpointInterval is how often the answer being streamed is saved
+	// as a partial message. Default 2s.
+	CheckpointInterval time.Duration
 	// FinalizeTimeout bounds the store write and log append that end a
 	// run, which happen after the run's own context may be gone. Default 30s.
 	FinalizeTimeout time.Duration
@@ -52,6 +55,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DefaultAgent == "" {
 		c.DefaultAgent = "assistant"
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = 2 * time.Second
 	}
 	if c.FinalizeTimeout <= 0 {
 		c.FinalizeTimeout = 30 * time.Second

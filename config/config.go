@@ -103,6 +103,10 @@ type Runs struct {
 	MaxQueued *int `yaml:"max_queued"`
 	// ToolTimeout bounds each tool call. Default 30s.
 	ToolTimeout time.Duration `yaml:"tool_timeout"`
+	// CheckpointInterval is how often a streaming answer is saved as a
+	// partial message (it is also saved at every tool call), so a killed
+	// process loses at most this much of it. Default 2s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // HTTP tunes the HTTP server.
@@ -177,6 +181,9 @@ func (c Config) WithDefaults() Config {
 	if c.Runs.ToolTimeout == 0 {
 		c.Runs.ToolTimeout = 30 * time.Second
 	}
+	if c.Runs.CheckpointInterval == 0 {
+		c.Runs.CheckpointInterval = 2 * time.Second
+	}
 	if c.HTTP.MaxBodyBytes == 0 {
 		c.HTTP.MaxBodyBytes = 1 << 20
 	}
@@ -244,7 +251,7 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout},
+		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval},
 		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
 		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
 	} {

@@ -56,6 +56,18 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if s.store, err = openStore(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
+	// Only this process uses the store: runs it left queued or running
+	// belonged to a process that died. Their questions and checkpointed
+	// partial answers stay; the runs end interrupted.
+	recovered, err := s.store.InterruptRuns(ctx, time.Now().UTC(), agentstream.ErrorInfo{
+		Code: agentstream.CodeInterrupted, Message: "the server stopped before the run ended",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recovering runs of a previous process: %w", err)
+	}
+	if len(recovered) > 0 {
+		logger.Warn("runs left unfinished by a previous process were marked interrupted", "runs", len(recovered))
+	}
 	if cfg.RedisURL != "" {
 		return nil, errors.New("redis_url is set, but this build has no Redis event log yet: unset it to use the in-process log")
 	}
@@ -82,7 +94,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 
 	s.runner, err = agent.New(agent.Config{
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
-		ToolTimeout: cfg.Runs.ToolTimeout, DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
+		ToolTimeout: cfg.Runs.ToolTimeout, CheckpointInterval: cfg.Runs.CheckpointInterval,
+		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 	}, agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
 		Tools: tools.Builtins(time.Now), Logger: logger,

@@ -224,6 +224,48 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 	})
 }
 
+// InterruptRuns ends every queued or running run as interrupted.
+func (s *Store) InterruptRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
+	var ids []idAndUser
+	err := s.write(ctx, "interrupt runs", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, user_id FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var r idAndUser
+			if err := rows.Scan(&r.id, &r.user); err != nil {
+				_ = rows.Close() // the scan error is the one to report
+				return err
+			}
+			ids = append(ids, r)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
+			UPDATE runs SET status = ?, error_code = ?, error_message = ?, finished_at = ?,
+				owner = '', lease_until = NULL
+			WHERE status IN ('queued', 'running')`,
+			agentstream.RunInterrupted, e.Code, e.Message, micros(at))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	runs := make([]agentstream.Run, 0, len(ids))
+	for _, r := range ids {
+		run, err := s.GetRun(ctx, r.user, r.id)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+type idAndUser struct{ id, user string }
+
 // GetRun returns the run when it belongs to userID.
 func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {
 	r := agentstream.Run{ID: runID, UserID: userID}

@@ -92,6 +92,10 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"AlreadyTerminal", s.testFinishRunTerminal},
 			{"UnknownRun", s.testFinishRunUnknown},
 		}},
+		{"InterruptRuns", []test{
+			{"EndsActiveRuns", s.testInterruptRuns},
+			{"NothingActive", s.testInterruptRunsNone},
+		}},
 		{"GetRun", []test{
 			{"RoundTrip", s.testGetRunRoundTrip},
 			{"Missing", s.testGetRunMissing},
