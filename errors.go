@@ -16,6 +16,7 @@ const (
 	CodeNotFound        Code = "not_found"           // 404: unknown, or someone else's
 	CodeConflict        Code = "conflict"            // 409: e.g. the thread already has an active run
 	CodeTooLarge        Code = "request_too_large"   // 413: request body over the limit
+	CodeGone            Code = "events_gone"         // 410: the events asked for are no longer kept
 	CodeOverloaded      Code = "overloaded"          // 429: worker pool and queue are full
 	CodeUnavailable     Code = "unavailable"         // 503: shutting down, or a backing service is down
 	CodeInternal        Code = "internal"            // 500: a bug or an unexpected failure
@@ -81,6 +82,7 @@ var (
 	ErrInvalid     = &Error{Code: CodeInvalidRequest}
 	ErrOverloaded  = &Error{Code: CodeOverloaded}
 	ErrUnavailable = &Error{Code: CodeUnavailable}
+	ErrGone        = &Error{Code: CodeGone}
 )
 
 // CodeOf returns the code of err's *Error, or CodeInternal.

@@ -254,6 +254,10 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	}))
 	r.mu.Lock()
 	delete(r.active, x.run.ID)
+	if t := r.threads[x.run.ThreadID]; t != nil && t.runID == x.run.ID {
+		delete(r.threads, x.run.ThreadID)
+		close(t.done)
+	}
 	r.mu.Unlock()
 }
 

@@ -92,6 +92,8 @@ type Runner struct {
 
 	mu     sync.Mutex
 	active map[string]context.CancelCauseFunc
+	// threads maps a thread to its active run in this runner.
+	threads map[string]*threadRun
 	// closed is guarded by mu, so that a Start either sees it set or has
 	// counted itself in wg before Shutdown waits on wg.
 	closed bool
@@ -186,9 +188,10 @@ func New(cfg Config, d Deps) (*Runner, error) {
 	r := &Runner{
 		cfg: cfg, store: d.Store, log: d.Log, model: d.Model, tools: d.Tools,
 		logger: d.Logger, now: d.Now,
-		agents: make(map[string]*compiledAgent, len(d.Agents)),
-		pool:   newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
-		active: make(map[string]context.CancelCauseFunc),
+		agents:  make(map[string]*compiledAgent, len(d.Agents)),
+		pool:    newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
+		active:  make(map[string]context.CancelCauseFunc),
+		threads: make(map[string]*threadRun),
 	}
 	r.base, r.interrupt = context.WithCancelCause(context.Background())
 	if r.logger == nil {
@@ -293,10 +296,64 @@ type StartRequest struct {
 	Input string
 	// Context overrides the thread's context key by key.
 	Context map[string]any
+	// Multitask is what to do when the thread has an active run:
+	// MultitaskReject (also ""), MultitaskEnqueue or MultitaskInterrupt.
+	Multitask string
 	// NewThread says Thread is not stored yet: Start creates it once the
 	// run has a place in the pool, so a refused request writes nothing.
 	// When its ID is taken, Start fails with ErrThreadTaken.
 	NewThread bool
+}
+
+// Multitask settings: what a run does when its thread has an active run.
+const (
+	// MultitaskReject refuses the new run with CodeConflict (the default).
+	MultitaskReject = "reject"
+	// MultitaskEnqueue waits for the active run to end, then starts.
+	MultitaskEnqueue = "enqueue"
+	// MultitaskInterrupt cancels the active run, then starts.
+	MultitaskInterrupt = "interrupt"
+)
+
+// threadRun is the active run of a thread; done closes when it has ended.
+type threadRun struct {
+	runID string
+	done  chan struct{}
+}
+
+// createRun saves the run, applying the multitask setting when the thread
+// has an active run.
+func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message) error {
+	for {
+		_, err := r.store.CreateRun(ctx, run, input)
+		if !errors.Is(err, agentstream.ErrConflict) {
+			return err
+		}
+		if multitask == "" || multitask == MultitaskReject {
+			return agentstream.Wrap(agentstream.CodeConflict, err,
+				"the thread already has an active run; wait for it to end, cancel it, or send multitask \"enqueue\" or \"interrupt\"")
+		}
+		r.mu.Lock()
+		active := r.threads[run.ThreadID]
+		r.mu.Unlock()
+		if active != nil && multitask == MultitaskInterrupt {
+			r.stop(active.runID, errCancelled)
+		}
+		// Wait for the active run to end. One this runner does not know
+		// (a Start still saving it) is polled for.
+		var done <-chan struct{}
+		if active != nil {
+			done = active.done
+		}
+		select {
+		case <-done:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return agentstream.Wrap(agentstream.CodeCancelled, ctx.Err(), "the request ended while waiting for the thread's active run")
+		case <-r.base.Done():
+			return agentstream.Errorf(agentstream.CodeUnavailable, "the server is shutting down; try another instance or try again shortly")
+		}
+	}
 }
 
 // ErrThreadTaken is the error of a Start whose NewThread's ID exists.
@@ -360,13 +417,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		ID: agentstream.NewID("msg_"), ThreadID: run.ThreadID, RunID: run.ID,
 		Role: agentstream.RoleUser, Content: req.Input, Status: agentstream.MessageComplete, CreatedAt: now,
 	}
-	if _, err := r.store.CreateRun(ctx, run, input); err != nil {
+	if err := r.createRun(ctx, req.Multitask, run, input); err != nil {
 		r.pool.unreserve()
 		r.wg.Done()
-		if errors.Is(err, agentstream.ErrConflict) {
-			return agentstream.Run{}, agentstream.Wrap(agentstream.CodeConflict, err,
-				"the thread already has an active run; wait for it to end or cancel it")
-		}
 		return agentstream.Run{}, err
 	}
 	r.appendEvents(ctx, run.ID, agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{
@@ -376,6 +429,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	execCtx, cancel := context.WithCancelCause(r.base)
 	r.mu.Lock()
 	r.active[run.ID] = cancel
+	r.threads[run.ThreadID] = &threadRun{runID: run.ID, done: make(chan struct{})}
 	r.mu.Unlock()
 
 	var posMu sync.Mutex

@@ -107,6 +107,11 @@ type Runs struct {
 	// partial message (it is also saved at every tool call), so a killed
 	// process loses at most this much of it. Default 2s.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// OnDisconnect is what a run does when the client that started it
+	// leaves, for requests that do not say: "continue" (the run finishes
+	// and is saved; the client can come back) or "cancel". Default
+	// "continue".
+	OnDisconnect string `yaml:"on_disconnect"`
 }
 
 // HTTP tunes the HTTP server.
@@ -184,6 +189,7 @@ func (c Config) WithDefaults() Config {
 	if c.Runs.CheckpointInterval == 0 {
 		c.Runs.CheckpointInterval = 2 * time.Second
 	}
+	def(&c.Runs.OnDisconnect, "continue")
 	if c.HTTP.MaxBodyBytes == 0 {
 		c.HTTP.MaxBodyBytes = 1 << 20
 	}
@@ -240,6 +246,9 @@ func (c Config) Validate() error {
 	}
 	if c.Runs.MaxConcurrent < 0 || (c.Runs.MaxQueued != nil && *c.Runs.MaxQueued < 0) {
 		bad("runs.max_concurrent and runs.max_queued must not be negative")
+	}
+	if c.Runs.OnDisconnect != "continue" && c.Runs.OnDisconnect != "cancel" {
+		bad("runs.on_disconnect must be continue or cancel, not %q", c.Runs.OnDisconnect)
 	}
 	if c.HTTP.MaxBodyBytes < 0 {
 		bad("http.max_body_bytes must not be negative")

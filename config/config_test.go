@@ -107,6 +107,7 @@ func TestValidate(t *testing.T) {
 		{"unknown default agent", func(c *Config) { c.DefaultAgent = "nobody" }, `default_agent "nobody"`},
 		{"duplicate agent", func(c *Config) { c.Agents = append(c.Agents, c.Agents[0]) }, "declared twice"},
 		{"negative duration", func(c *Config) { c.HTTP.Heartbeat = -time.Second }, "http.heartbeat"},
+		{"bad disconnect policy", func(c *Config) { c.Runs.OnDisconnect = "abandon" }, "runs.on_disconnect"},
 		{"negative retries", func(c *Config) { n := -1; c.OpenAI.MaxRetries = &n }, "max_retries"},
 	}
 	for _, tt := range tests {

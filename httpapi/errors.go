@@ -18,6 +18,7 @@ var statusOf = map[agentstream.Code]int{
 	agentstream.CodeNotFound:        http.StatusNotFound,
 	agentstream.CodeConflict:        http.StatusConflict,
 	agentstream.CodeTooLarge:        http.StatusRequestEntityTooLarge,
+	agentstream.CodeGone:            http.StatusGone,
 	agentstream.CodeOverloaded:      http.StatusTooManyRequests,
 	agentstream.CodeUnavailable:     http.StatusServiceUnavailable,
 	agentstream.CodeInternal:        http.StatusInternalServerError,

@@ -1,11 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/agent"
@@ -140,9 +143,29 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, user strin
 }
 
 type createRunRequest struct {
-	Input   *string        `json:"input"`
-	Agent   string         `json:"agent"`
-	Context map[string]any `json:"context"`
+	Input        *string        `json:"input"`
+	Agent        string         `json:"agent"`
+	Context      map[string]any `json:"context"`
+	OnDisconnect string         `json:"on_disconnect"`
+	Multitask    string         `json:"multitask"`
+}
+
+// Disconnect policies: what a run does when the client that started it leaves.
+const (
+	OnDisconnectContinue = "continue"
+	OnDisconnectCancel   = "cancel"
+)
+
+func checkEnum(field, v string, allowed ...string) error {
+	if v == "" {
+		return nil
+	}
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q must be one of %s, not %q", field, strings.Join(allowed, ", "), v)
 }
 
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
@@ -155,19 +178,106 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, `field "input" is required`))
 		return
 	}
+	for _, err := range []error{
+		checkEnum("on_disconnect", req.OnDisconnect, OnDisconnectContinue, OnDisconnectCancel),
+		checkEnum("multitask", req.Multitask, agent.MultitaskReject, agent.MultitaskEnqueue, agent.MultitaskInterrupt),
+	} {
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	t, err := s.store.GetThread(r.Context(), user, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	run, err := s.runner.Start(r.Context(), agent.StartRequest{
-		Thread: t, UserID: user, Agent: req.Agent, Input: *req.Input, Context: req.Context,
+		Thread: t, UserID: user, Agent: req.Agent, Input: *req.Input, Context: req.Context, Multitask: req.Multitask,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.streamRun(w, r, run, 0, nativeEncoder{})
+	s.followRun(w, r, run, 0, nativeEncoder{}, req.OnDisconnect)
+}
+
+// followRun streams a run its request started; when the client leaves
+// before the end and the policy says cancel, the run is cancelled.
+func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder, onDisconnect string) {
+	if onDisconnect == "" {
+		onDisconnect = s.opts.OnDisconnect
+	}
+	if !s.streamRun(w, r, run, after, enc) && r.Context().Err() != nil && onDisconnect == OnDisconnectCancel {
+		s.runner.Cancel(run.ID)
+	}
+}
+
+// runEvents streams a run's events after Last-Event-ID (or ?after=N), then
+// follows it live: the read path of reconnecting clients and of clients
+// that join a run another request started.
+func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, user string) {
+	after, err := afterParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	run, err := s.store.GetRun(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.streamRun(w, r, run, after, nativeEncoder{})
+}
+
+// afterParam is the position a reader resumes from: the Last-Event-ID
+// header (an EventSource reconnecting) wins over ?after=N.
+func afterParam(r *http.Request) (int64, error) {
+	name, v := "Last-Event-ID", r.Header.Get("Last-Event-ID")
+	if v == "" {
+		name, v = "after", r.URL.Query().Get("after")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, agentstream.Errorf(agentstream.CodeInvalidRequest, "%s must be an event id (a whole number ≥ 0), not %q", name, v)
+	}
+	return n, nil
+}
+
+// cancelRun stops a run and answers with the run once it has ended.
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, user string) {
+	run, err := s.store.GetRun(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if run.Status.Terminal() {
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeConflict, "the run has already ended (%s)", run.Status))
+		return
+	}
+	if !s.runner.Cancel(run.ID) {
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeConflict, "the run is not active on this server"))
+		return
+	}
+	// Wait, bounded, for the terminal event: it follows the final commit,
+	// so the run read next is the cancelled one.
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	for after := int64(0); ; {
+		evs, end, err := s.log.Read(ctx, run.ID, after, readBatch)
+		if err != nil || end {
+			break
+		}
+		after = evs[len(evs)-1].Seq
+	}
+	if run, err = s.store.GetRun(r.Context(), user, run.ID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
@@ -233,5 +343,5 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.streamRun(w, r, run, 0, &seedEncoder{threadID: run.ThreadID, runID: run.ID})
+	s.followRun(w, r, run, 0, &seedEncoder{threadID: run.ThreadID, runID: run.ID}, "")
 }

@@ -23,8 +23,11 @@ type Options struct {
 	Heartbeat time.Duration
 	// Keys maps bearer tokens to user IDs. Empty means no authentication:
 	// every request is LocalUser (serve refuses a non-loopback address then).
-	Keys   map[string]string
-	Logger *slog.Logger
+	Keys map[string]string
+	// OnDisconnect is the policy of runs whose request names none:
+	// OnDisconnectContinue (the default) or OnDisconnectCancel.
+	OnDisconnect string
+	Logger       *slog.Logger
 }
 
 // LocalUser is the user of every request when no keys are configured.
@@ -46,6 +49,9 @@ type Server struct {
 func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog, opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.OnDisconnect == "" {
+		opts.OnDisconnect = OnDisconnectContinue
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
@@ -74,6 +80,8 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/threads/{id}/messages", s.listMessages)
 	api("POST /v1/threads/{id}/runs", s.createRun)
 	api("GET /v1/runs/{id}", s.getRun)
+	api("GET /v1/runs/{id}/events", s.runEvents)
+	api("POST /v1/runs/{id}/cancel", s.cancelRun)
 	api("POST /v1/chat", s.chat)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))

@@ -26,9 +26,12 @@ const readBatch = 256
 
 // streamRun sends the run's events after `after` to the client in enc's
 // format, following the log live until the terminal event, the client
-// leaving, or a log failure. Headers leave at once with a comment line;
-// silence longer than the heartbeat gets a comment line too.
-func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder) {
+// leaving, or a log failure; it reports whether the terminal event was
+// sent. Headers leave at once with a comment line; silence longer than the
+// heartbeat gets a comment line too. When the log no longer holds the
+// events (evicted after its retention, or trimmed) the end of a finished
+// run is answered from the store.
+func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder) bool {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -43,7 +46,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 		buf = append(buf, ": ok\n\n"...)
 	}
 	if !s.send(w, rc, buf) {
-		return
+		return false
 	}
 	ctx := r.Context()
 	for {
@@ -53,15 +56,26 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-				return // the client left
+				return false // the client left
 			case errors.Is(err, context.DeadlineExceeded):
 				if enc.comments() && !s.send(w, rc, append(buf[:0], ": heartbeat\n\n"...)) {
-					return
+					return false
 				}
 				continue
+			case errors.Is(err, agentstream.ErrNotFound), errors.Is(err, agentstream.ErrGone):
+				evs, ok := s.storedEnd(ctx, run, after)
+				if !ok {
+					s.logger.Warn("a run's events are gone and it has not ended", "run_id", run.ID, "err", err)
+					return false
+				}
+				buf = buf[:0]
+				for _, ev := range evs {
+					buf = enc.encode(buf, ev)
+				}
+				return s.send(w, rc, buf)
 			}
 			s.logger.Error("reading a run's events", "run_id", run.ID, "err", err)
-			return
+			return false
 		}
 		buf = buf[:0]
 		for _, ev := range evs {
@@ -69,12 +83,42 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 			after = ev.Seq
 		}
 		if len(buf) > 0 && !s.send(w, rc, buf) {
-			return
+			return false
 		}
 		if end {
-			return
+			return true
 		}
 	}
+}
+
+// storedEnd rebuilds the end of a finished run from the store, for a
+// reader whose events the log no longer holds: each assistant message of
+// the run as message.completed, then the terminal event, numbered on from
+// after. It reports false when the run has not ended.
+func (s *Server) storedEnd(ctx context.Context, run agentstream.Run, after int64) ([]agentstream.Event, bool) {
+	run, err := s.store.GetRun(ctx, run.UserID, run.ID)
+	if err != nil || !run.Status.Terminal() {
+		return nil, false
+	}
+	msgs, err := s.store.ListMessages(ctx, run.ThreadID)
+	if err != nil {
+		return nil, false
+	}
+	var evs []agentstream.Event
+	for _, m := range msgs {
+		if m.RunID == run.ID && m.Role == agentstream.RoleAssistant && m.Content != "" {
+			evs = append(evs, agentstream.NewEvent(agentstream.EventMessageCompleted, agentstream.MessageCompletedData{
+				MessageID: m.ID, Role: m.Role, Content: m.Content,
+			}))
+		}
+	}
+	evs = append(evs, agentstream.NewEvent(agentstream.TerminalEventFor(run.Status), agentstream.RunEndData{
+		RunID: run.ID, Status: run.Status, Usage: run.Usage, Error: run.Error,
+	}))
+	for i := range evs {
+		evs[i].Seq = after + int64(i) + 1
+	}
+	return evs, true
 }
 
 // send writes and flushes; false means the client is gone.

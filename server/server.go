@@ -109,7 +109,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		keys[k.Key] = k.User
 	}
 	api := httpapi.New(s.runner, s.store, s.log, httpapi.Options{
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Heartbeat: cfg.HTTP.Heartbeat, Keys: keys, Logger: logger,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Heartbeat: cfg.HTTP.Heartbeat, Keys: keys,
+		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger,
 	})
 	s.http = &http.Server{
 		Handler:           api.Handler(),
