@@ -362,3 +362,57 @@ func TestRestartInterruptsOrphans(t *testing.T) {
 		t.Fatalf("a new run on the recovered thread: %+v", n.end)
 	}
 }
+
+// TestShutdownDrains: on shutdown new runs get 503, a run still going at
+// the deadline ends interrupted with its partial answer saved, and its
+// open stream receives run.interrupted before the connection closes.
+func TestShutdownDrains(t *testing.T) {
+	t.Parallel()
+	e := start(t, sim.Options{Tokens: 2000, Pace: 5 * time.Millisecond}, func(c *config.Config) {
+		c.HTTP.ShutdownTimeout = 300 * time.Millisecond
+	})
+	th, other := e.newThread(`{}`), e.newThread(`{}`)
+	r, resp := e.openStream(context.Background(), "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "long"}`, nil)
+	readN(t, r, 5)
+	runID := resp.Header.Get("X-Run-Id")
+
+	shut := make(chan error, 1)
+	go func() { shut <- e.srv.Shutdown(context.Background()) }()
+	// While draining, a new run is refused with 503 and Retry-After.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := e.do("POST", "/v1/threads/"+other.ID+"/runs", `{"input": "late"}`)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			if resp.Header.Get("Retry-After") == "" || errorBody(t, resp).Code != agentstream.CodeUnavailable {
+				t.Fatal("503 without Retry-After or the unavailable code")
+			}
+			break
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if time.Now().After(deadline) {
+			t.Fatalf("new runs still accepted while shutting down (status %d)", resp.StatusCode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	evs := readToEnd(t, r)
+	if last := evs[len(evs)-1]; last.Type != "run.interrupted" {
+		t.Fatalf("the stream ended with %s, want run.interrupted", last.Type)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	// The store holds the interrupted run and its partial answer.
+	st, err := sqlite.Open(context.Background(), e.srv.Config().DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	run, err := st.GetRun(context.Background(), "local", runID)
+	if err != nil || run.Status != agentstream.RunInterrupted {
+		t.Fatalf("stored run %+v, %v", run, err)
+	}
+	msgs, err := st.ListMessages(context.Background(), th.ID)
+	if err != nil || len(msgs) != 2 || msgs[1].Status != agentstream.MessagePartial || msgs[1].Content == "" {
+		t.Fatalf("stored messages %+v, %v", msgs, err)
+	}
+}
