@@ -70,7 +70,9 @@ type EventLog interface {
 	// it returns ctx's error). end is true when the returned events reach
 	// the terminal event, or after is already at or past it: nothing more
 	// will ever come. ErrNotFound when the log does not exist (never
-	// created, or evicted after its retention).
+	// created, or evicted after its retention or under a size cap);
+	// ErrGone when the events after `after` were dropped to keep the log
+	// within its size caps.
 	Read(ctx context.Context, runID string, after int64, max int) (events []Event, end bool, err error)
 }
 

@@ -130,6 +130,12 @@ type HTTP struct {
 type EventLog struct {
 	// Retention keeps a finished run's events readable. Default 10m.
 	Retention time.Duration `yaml:"retention"`
+	// MaxRunBytes bounds one run's events; past it the oldest are
+	// dropped (a reader asking for them gets 410). Default 4 MiB.
+	MaxRunBytes int64 `yaml:"max_run_bytes"`
+	// MaxTotalBytes bounds all runs' events; past it finished runs' events
+	// are evicted first (then answered from the store). Default 256 MiB.
+	MaxTotalBytes int64 `yaml:"max_total_bytes"`
 }
 
 // SimModel is the model name used with the simulated model.
@@ -202,6 +208,12 @@ func (c Config) WithDefaults() Config {
 	if c.EventLog.Retention == 0 {
 		c.EventLog.Retention = 10 * time.Minute
 	}
+	if c.EventLog.MaxRunBytes == 0 {
+		c.EventLog.MaxRunBytes = 4 << 20
+	}
+	if c.EventLog.MaxTotalBytes == 0 {
+		c.EventLog.MaxTotalBytes = 256 << 20
+	}
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
 	return c
@@ -249,6 +261,9 @@ func (c Config) Validate() error {
 	}
 	if c.Runs.OnDisconnect != "continue" && c.Runs.OnDisconnect != "cancel" {
 		bad("runs.on_disconnect must be continue or cancel, not %q", c.Runs.OnDisconnect)
+	}
+	if c.EventLog.MaxRunBytes < 0 || c.EventLog.MaxTotalBytes < 0 {
+		bad("event_log.max_run_bytes and event_log.max_total_bytes must not be negative")
 	}
 	if c.HTTP.MaxBodyBytes < 0 {
 		bad("http.max_body_bytes must not be negative")

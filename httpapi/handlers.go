@@ -227,6 +227,15 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, user string) 
 		s.writeError(w, r, err)
 		return
 	}
+	// A position the log no longer holds, on a run that has not ended, is
+	// a 410 before any stream starts (a finished run is answered from the
+	// store instead). The probe does not wait: its context is already done.
+	probe, cancel := context.WithCancel(r.Context())
+	cancel()
+	if _, _, err := s.log.Read(probe, run.ID, after, 1); errors.Is(err, agentstream.ErrGone) && !run.Status.Terminal() {
+		s.writeError(w, r, err)
+		return
+	}
 	s.streamRun(w, r, run, after, nativeEncoder{})
 }
 

@@ -1,6 +1,8 @@
 // Package logtest is the conformance suite every agentstream.EventLog must
 // pass: ordering, sequence numbers, blocking reads, terminal events, many
-// concurrent readers and error mapping.
+// concurrent readers (from the start or joining mid-log) and error mapping.
+// Every log it writes stays under a megabyte, so a log that bounds its
+// memory passes it with its default bounds.
 package logtest
 
 import (
@@ -27,6 +29,7 @@ func Run(t *testing.T, newLog func(t testing.TB) agentstream.EventLog) {
 	t.Run("RunsAreSeparate", func(t *testing.T) { t.Parallel(); testRunsSeparate(t, newLog(t)) })
 	t.Run("ManyReaders", func(t *testing.T) { t.Parallel(); testManyReaders(t, newLog(t)) })
 	t.Run("IdleReaderDoesNotBlock", func(t *testing.T) { t.Parallel(); testIdleReader(t, newLog(t)) })
+	t.Run("ReadersMidLog", func(t *testing.T) { t.Parallel(); testReadersMidLog(t, newLog(t)) })
 	t.Run("ConcurrentAppenders", func(t *testing.T) { t.Parallel(); testConcurrentAppenders(t, newLog(t)) })
 }
 
@@ -266,6 +269,43 @@ func testIdleReader(t *testing.T, l agentstream.EventLog) {
 	mustAppend(t, l, id, done(id))
 	if got := len(readAll(t, l, id, 1, 1000)); got != 5001 {
 		t.Fatalf("late read: %d events", got)
+	}
+}
+
+// testReadersMidLog: readers that join a log already under way, each at
+// its own position, keep receiving every later event while several
+// appenders add to it.
+func testReadersMidLog(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	const before, appenders, each = 100, 4, 100
+	for i := 1; i <= before; i++ {
+		mustAppend(t, l, id, delta(i))
+	}
+	starts := []int64{1, 50, 99, before}
+	counts := make([]int, len(starts))
+	var readers sync.WaitGroup
+	for i, after := range starts {
+		readers.Go(func() {
+			counts[i] = len(readAll(t, l, id, after, 1+i*3))
+		})
+	}
+	var wg sync.WaitGroup
+	for w := range appenders {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := l.Append(context.Background(), id, delta((w+1)*1000+i)); err != nil {
+					t.Errorf("append: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mustAppend(t, l, id, done(id))
+	readers.Wait()
+	for i, after := range starts {
+		if want := before + appenders*each + 1 - int(after); counts[i] != want {
+			t.Fatalf("reader from %d saw %d events, want %d", after, counts[i], want)
+		}
 	}
 }
 

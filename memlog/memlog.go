@@ -2,12 +2,43 @@
 // slice that readers index with their own cursor, so a slow reader holds
 // nothing and never blocks the runner or other readers. Appends wake
 // waiting readers by closing a channel, which costs the same for one
-// reader or thousands.
+// reader or thousands, and costs nothing when nobody waits.
+//
+// The log is bounded. An event counts len(Data) + len(Type) + 48 bytes (the
+// Event in the log's slice); Stats reports the total.
+//
+//   - Per run: when an append takes a run's log over Options.MaxRunBytes,
+//     its oldest events are dropped until it fits again, always keeping the
+//     newest event (so one run holds at most MaxRunBytes plus one event,
+//     and the terminal event, always the newest of a finished run, is never
+//     dropped). Sequence numbers never change. A Read asking for a dropped
+//     event (after < first kept seq - 1) fails with agentstream.ErrGone,
+//     whose message names the first seq still kept; a reader at or past
+//     that point is unaffected.
+//   - In total: when the logs together exceed Options.MaxTotalBytes, whole
+//     logs of finished runs (terminal event appended) are evicted, the
+//     earliest finished first; if that is not enough, the oldest events of
+//     the largest unfinished logs are dropped as above, again keeping each
+//     log's newest event (so the total may exceed MaxTotalBytes by at most
+//     one event per unfinished run). Reads of an evicted log get
+//     ErrNotFound, as after its retention; the HTTP layer then answers
+//     from the store.
+//   - In time: a finished run's log is evicted Options.Retention after its
+//     terminal event.
+//
+// Dropped events release their memory: the retained ones move to a new
+// array when the old one is full, or as soon as dropped events outnumber,
+// or outweigh, the retained ones; a new array has room for as many again.
+// So the memory in use stays within a small multiple of what Stats counts
+// (about 1.2 to 2.7 MiB of heap for a run held to 1 MiB). A slice
+// already returned by Read stays valid (events are never modified),
+// holding its own events until its reader lets go of it.
 package memlog
 
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -21,30 +52,90 @@ type Options struct {
 	// event. Default 10 minutes. Later reads get ErrNotFound and are
 	// answered from the store.
 	Retention time.Duration
+	// MaxRunBytes bounds one run's log: past it the oldest events are
+	// dropped (the newest is always kept) and reads of them get ErrGone.
+	// Default 4 MiB.
+	MaxRunBytes int64
+	// MaxTotalBytes bounds all logs together: past it finished runs' logs
+	// are evicted, earliest finished first, then the largest unfinished
+	// logs lose their oldest events. Default 256 MiB.
+	MaxTotalBytes int64
 }
+
+// Defaults of Options.
+const (
+	DefaultRetention     = 10 * time.Minute
+	DefaultMaxRunBytes   = 4 << 20
+	DefaultMaxTotalBytes = 256 << 20
+)
 
 // WithDefaults fills in unset fields.
 func (o Options) WithDefaults() Options {
 	if o.Retention <= 0 {
-		o.Retention = 10 * time.Minute
+		o.Retention = DefaultRetention
+	}
+	if o.MaxRunBytes <= 0 {
+		o.MaxRunBytes = DefaultMaxRunBytes
+	}
+	if o.MaxTotalBytes <= 0 {
+		o.MaxTotalBytes = DefaultMaxTotalBytes
 	}
 	return o
+}
+
+// eventOverhead is what an event costs besides its Type and Data bytes:
+// the Event struct in the log's slice (its Seq and the headers of Type and
+// Data).
+const eventOverhead = 48
+
+// eventSize is the number of bytes an event counts against the caps.
+func eventSize(ev agentstream.Event) int64 {
+	return int64(len(ev.Data) + len(ev.Type) + eventOverhead)
 }
 
 // Log is an in-process EventLog.
 type Log struct {
 	opts Options
 
+	// total is the bytes of all retained events, of logs in runs.
+	total atomic.Int64
+
+	// mu guards runs, the finished list and armed. Lock order: mu, then a
+	// runLog's mu.
 	mu   sync.RWMutex
 	runs map[string]*runLog
+	// oldest and newest end the list of finished runs' logs still held, in
+	// the order they finished (linked by prev and next).
+	oldest, newest *runLog
+	// timer evicts the oldest finished logs when their retention ends; it
+	// is armed while the finished list is not empty.
+	timer *time.Timer
+	armed bool
 }
 
 type runLog struct {
-	mu     sync.Mutex
+	id string
+
+	mu sync.Mutex
+	// events are the retained events; events[0] has Seq first.
 	events []agentstream.Event
-	closed bool
-	// wake is closed and replaced on every append, waking all waiters.
+	// first is the Seq of events[0], or the next Seq when events is empty.
+	first int64
+	// bytes is the size of events.
+	bytes int64
+	// dead and deadBytes count the dropped events still in events' backing
+	// array, before events[0].
+	dead      int
+	deadBytes int64
+	closed    bool
+	// wake, when not nil, is closed by the next append, waking the readers
+	// waiting on it. Readers make it; appends close it and leave it nil.
 	wake chan struct{}
+
+	// Guarded by Log.mu: the finished list.
+	listed     bool
+	finishedAt time.Time
+	prev, next *runLog
 }
 
 // New returns an empty Log.
@@ -59,13 +150,14 @@ func (l *Log) get(runID string) *runLog {
 	return r
 }
 
-// Append implements agentstream.EventLog.
+// Append implements agentstream.EventLog. It drops the run's oldest events
+// past MaxRunBytes and enforces MaxTotalBytes before returning.
 func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Event) (int64, error) {
 	r := l.get(runID)
 	if r == nil {
 		l.mu.Lock()
 		if r = l.runs[runID]; r == nil {
-			r = &runLog{wake: make(chan struct{})}
+			r = &runLog{id: runID, first: 1}
 			l.runs[runID] = r
 		}
 		l.mu.Unlock()
@@ -84,33 +176,179 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 		}
 		terminal = ev.Type.Terminal()
 	}
-	for _, ev := range events {
-		ev.Seq = int64(len(r.events)) + 1
-		r.events = append(r.events, ev)
+	if len(r.events)+len(events) > cap(r.events) {
+		r.move(len(events))
 	}
-	last := int64(len(r.events))
+	seq := r.first + int64(len(r.events))
+	var added int64
+	for _, ev := range events {
+		ev.Seq = seq
+		seq++
+		r.events = append(r.events, ev)
+		added += eventSize(ev)
+	}
+	last := seq - 1
+	r.bytes += added
+	dropped := r.trim(l.opts.MaxRunBytes)
 	if terminal {
 		r.closed = true
 	}
-	close(r.wake)
-	r.wake = make(chan struct{})
+	if r.wake != nil {
+		close(r.wake)
+		r.wake = nil
+	}
 	r.mu.Unlock()
 
-	if terminal {
-		time.AfterFunc(l.opts.Retention, func() { l.evict(runID, r) })
+	if total := l.total.Add(added - dropped); terminal || total > l.opts.MaxTotalBytes {
+		l.mu.Lock()
+		if terminal && l.runs[runID] == r {
+			l.finished(r)
+		}
+		l.enforce()
+		l.mu.Unlock()
 	}
 	return last, nil
 }
 
-func (l *Log) evict(runID string, r *runLog) {
-	l.mu.Lock()
-	if l.runs[runID] == r {
-		delete(l.runs, runID)
+// trim drops r's oldest events until it holds at most limit bytes, keeping
+// its newest event, and returns the bytes dropped. r.mu is held.
+func (r *runLog) trim(limit int64) int64 {
+	if r.bytes <= limit {
+		return 0
 	}
-	l.mu.Unlock()
+	k, dropped := 0, int64(0)
+	for r.bytes-dropped > limit && k < len(r.events)-1 {
+		dropped += eventSize(r.events[k])
+		k++
+	}
+	if k == 0 {
+		return 0
+	}
+	// Slices returned by Read may share the dropped events: they stay as
+	// they are.
+	r.events = r.events[k:]
+	r.first += int64(k)
+	r.bytes -= dropped
+	r.dead += k
+	r.deadBytes += dropped
+	if r.dead > len(r.events) || r.deadBytes > r.bytes {
+		// Let the dropped events go. The copy costs at most what was
+		// dropped since the last one.
+		r.move(0)
+	}
+	return dropped
 }
 
-// Read implements agentstream.EventLog.
+// move copies the retained events to a new array with room for n more and
+// as many again, leaving the dropped ones behind (with the readers that
+// still share the old array). Doubling, rather than append's smaller
+// growth of long slices, keeps a log that drops an event for each one it
+// appends to one copy of its events per len(events) appends. r.mu is held.
+func (r *runLog) move(n int) {
+	moved := make([]agentstream.Event, len(r.events), 2*(len(r.events)+n))
+	copy(moved, r.events)
+	r.events = moved
+	r.dead, r.deadBytes = 0, 0
+}
+
+// finished puts r at the end of the finished list and makes sure the
+// retention timer is armed. l.mu is held.
+func (l *Log) finished(r *runLog) {
+	r.listed = true
+	r.finishedAt = time.Now()
+	r.prev = l.newest
+	if l.newest != nil {
+		l.newest.next = r
+	} else {
+		l.oldest = r
+	}
+	l.newest = r
+	if !l.armed {
+		l.armed = true
+		if l.timer == nil {
+			l.timer = time.AfterFunc(l.opts.Retention, l.expire)
+		} else {
+			l.timer.Reset(l.opts.Retention)
+		}
+	}
+}
+
+// expire evicts the finished logs whose retention has ended and re-arms
+// the timer for the next one. One timer serves every finished run.
+func (l *Log) expire() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	for l.oldest != nil && now.Sub(l.oldest.finishedAt) >= l.opts.Retention {
+		l.evict(l.oldest)
+	}
+	if l.oldest == nil {
+		l.armed = false
+		return
+	}
+	l.timer.Reset(l.opts.Retention - now.Sub(l.oldest.finishedAt))
+}
+
+// evict removes the finished log r. l.mu is held.
+func (l *Log) evict(r *runLog) {
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		l.oldest = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	} else {
+		l.newest = r.prev
+	}
+	r.prev, r.next, r.listed = nil, nil, false
+	if l.runs[r.id] == r {
+		delete(l.runs, r.id)
+	}
+	r.mu.Lock()
+	b := r.bytes
+	r.mu.Unlock()
+	l.total.Add(-b)
+}
+
+// enforce brings the total under MaxTotalBytes: it evicts finished logs,
+// earliest finished first, then trims the largest unfinished logs. l.mu is
+// held.
+func (l *Log) enforce() {
+	for l.oldest != nil && l.total.Load() > l.opts.MaxTotalBytes {
+		l.evict(l.oldest)
+	}
+	for {
+		over := l.total.Load() - l.opts.MaxTotalBytes
+		if over <= 0 {
+			return
+		}
+		var victim *runLog
+		var most int64
+		for _, r := range l.runs {
+			if r.listed {
+				continue
+			}
+			r.mu.Lock()
+			b, n := r.bytes, len(r.events)
+			r.mu.Unlock()
+			if n > 1 && b > most {
+				victim, most = r, b
+			}
+		}
+		if victim == nil {
+			return // every log is down to its newest event
+		}
+		victim.mu.Lock()
+		dropped := victim.trim(victim.bytes - over)
+		victim.mu.Unlock()
+		l.total.Add(-dropped)
+	}
+}
+
+// Read implements agentstream.EventLog. It costs O(returned events) and
+// allocates nothing when events are there: the result shares the log's
+// array. ErrGone when events after `after` were dropped under the caps.
 func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]agentstream.Event, bool, error) {
 	r := l.get(runID)
 	if r == nil {
@@ -124,13 +362,19 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 	}
 	for {
 		r.mu.Lock()
-		n := int64(len(r.events))
-		if after < n {
-			end := min(n, after+int64(max))
+		if after < r.first-1 {
+			first := r.first
+			r.mu.Unlock()
+			return nil, false, agentstream.Errorf(agentstream.CodeGone,
+				"events before %d of run %s are no longer kept; read the thread's messages", first, runID)
+		}
+		i, n := after-(r.first-1), int64(len(r.events))
+		if i < n {
+			end := min(n, i+int64(max))
 			// Events are never modified once appended, so the slice can be
-			// shared: a later append may move the backing array but leaves
-			// this one intact.
-			evs := r.events[after:end:end]
+			// shared: a later append or trim may move the log to another
+			// array but leaves this one intact.
+			evs := r.events[i:end:end]
 			done := r.closed && end == n
 			r.mu.Unlock()
 			return evs, done, nil
@@ -138,6 +382,9 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 		if r.closed {
 			r.mu.Unlock()
 			return nil, true, nil
+		}
+		if r.wake == nil {
+			r.wake = make(chan struct{})
 		}
 		wake := r.wake
 		r.mu.Unlock()
@@ -149,9 +396,17 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 	}
 }
 
-// Len returns how many runs' logs are held, for tests and metrics.
-func (l *Log) Len() int {
+// Stats returns how many runs' logs are held and the bytes of their
+// retained events, as the caps count them.
+func (l *Log) Stats() (runs int, bytes int64) {
 	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return len(l.runs)
+	runs = len(l.runs)
+	l.mu.RUnlock()
+	return runs, l.total.Load()
+}
+
+// Len returns how many runs' logs are held: the runs of Stats.
+func (l *Log) Len() int {
+	runs, _ := l.Stats()
+	return runs
 }

@@ -3,6 +3,11 @@ package memlog
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,10 +19,106 @@ func TestConformance(t *testing.T) {
 	logtest.Run(t, func(testing.TB) agentstream.EventLog { return New(Options{}) })
 }
 
+// TestConformanceSmallCaps runs the suite with caps well under the
+// defaults, that still fit each of its logs.
+func TestConformanceSmallCaps(t *testing.T) {
+	logtest.Run(t, func(testing.TB) agentstream.EventLog {
+		return New(Options{MaxRunBytes: 1 << 20, MaxTotalBytes: 1 << 20})
+	})
+}
+
+var ctx = context.Background()
+
+// sized is a message.delta of about n bytes, numbered i.
+func sized(i, n int) agentstream.Event {
+	return agentstream.NewEvent(agentstream.EventMessageDelta,
+		agentstream.MessageDeltaData{MessageID: fmt.Sprint("msg_", i), Delta: strings.Repeat("x", n)})
+}
+
+func ended(id string) agentstream.Event {
+	return agentstream.NewEvent(agentstream.EventRunCompleted,
+		agentstream.RunEndData{RunID: id, Status: agentstream.RunCompleted})
+}
+
+func mustAppend(t testing.TB, l *Log, id string, evs ...agentstream.Event) int64 {
+	t.Helper()
+	seq, err := l.Append(ctx, id, evs...)
+	if err != nil {
+		t.Fatalf("Append(%s): %v", id, err)
+	}
+	return seq
+}
+
+func statBytes(l *Log) int64 {
+	_, b := l.Stats()
+	return b
+}
+
+// readErr reads one event of id after `after`; the log must have it, be
+// trimmed past it, or be gone, so the read never waits.
+func readErr(l *Log, id string, after int64) error {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _, err := l.Read(c, id, after, 1)
+	return err
+}
+
+// checkLog checks the log's books: sequence numbers, byte counts, the
+// dropped events still held, and the finished list.
+func checkLog(t testing.TB, l *Log) {
+	t.Helper()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var total int64
+	for id, r := range l.runs {
+		r.mu.Lock()
+		var b int64
+		for i, ev := range r.events {
+			if ev.Seq != r.first+int64(i) {
+				t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
+			}
+			b += eventSize(ev)
+		}
+		if b != r.bytes {
+			t.Errorf("run %s: counts %d bytes, holds %d", id, r.bytes, b)
+		}
+		if r.dead > len(r.events) || r.deadBytes > r.bytes {
+			t.Errorf("run %s: %d dropped events (%d bytes) held for %d retained (%d bytes)", id, r.dead, r.deadBytes, len(r.events), r.bytes)
+		}
+		if r.listed && !r.closed {
+			t.Errorf("run %s: listed as finished but open", id)
+		}
+		total += b
+		r.mu.Unlock()
+	}
+	if got := l.total.Load(); got != total {
+		t.Errorf("total counts %d bytes, logs hold %d", got, total)
+	}
+	var prev *runLog
+	for r := l.oldest; r != nil; prev, r = r, r.next {
+		if r.prev != prev || l.runs[r.id] != r {
+			t.Errorf("finished list broken at run %s", r.id)
+			return
+		}
+		if prev != nil && r.finishedAt.Before(prev.finishedAt) {
+			t.Errorf("finished list out of order at run %s", r.id)
+		}
+	}
+	if l.newest != prev {
+		t.Error("finished list: newest is not its last")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	o := Options{}.WithDefaults()
+	if o.Retention != 10*time.Minute || o.MaxRunBytes != 4<<20 || o.MaxTotalBytes != 256<<20 {
+		t.Fatalf("defaults: %+v", o)
+	}
+}
+
 func TestRetentionEvicts(t *testing.T) {
 	t.Parallel()
 	l := New(Options{Retention: 20 * time.Millisecond})
-	ctx := context.Background()
 	ev := agentstream.NewEvent(agentstream.EventRunCompleted, agentstream.RunEndData{RunID: "r", Status: agentstream.RunCompleted})
 	if _, err := l.Append(ctx, "r", ev); err != nil {
 		t.Fatal(err)
@@ -35,16 +136,539 @@ func TestRetentionEvicts(t *testing.T) {
 	if _, _, err := l.Read(ctx, "r", 0, 10); !errors.Is(err, agentstream.ErrNotFound) {
 		t.Fatalf("read after eviction: %v, want ErrNotFound", err)
 	}
+	if _, b := l.Stats(); b != 0 {
+		t.Fatalf("%d bytes held after eviction", b)
+	}
+}
+
+// TestRetentionOrder: one timer evicts finished runs in the order they
+// finished, each after its own retention, and disarms when none is left.
+func TestRetentionOrder(t *testing.T) {
+	t.Parallel()
+	const retention = 60 * time.Millisecond
+	l := New(Options{Retention: retention})
+	mustAppend(t, l, "a", ended("a"))
+	time.Sleep(retention / 2)
+	mustAppend(t, l, "b", ended("b"))
+	mustAppend(t, l, "open", sized(1, 10))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		aGone := errors.Is(readErr(l, "a", 0), agentstream.ErrNotFound)
+		bGone := errors.Is(readErr(l, "b", 0), agentstream.ErrNotFound)
+		if bGone && !aGone {
+			t.Fatal("the later finished run was evicted first")
+		}
+		if aGone && bGone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("finished runs not evicted after their retention")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := readErr(l, "open", 0); err != nil {
+		t.Fatalf("unfinished run: %v", err)
+	}
+	l.mu.RLock()
+	armed := l.armed
+	l.mu.RUnlock()
+	if armed {
+		t.Fatal("timer still armed with no finished run")
+	}
+	// A run finishing later re-arms it.
+	mustAppend(t, l, "c", ended("c"))
+	for l.Len() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("run finished after the timer disarmed was not evicted")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	checkLog(t, l)
+}
+
+// TestEarlyEvictionSparesNewLog: a finished run evicted early by the total
+// cap has no retention left pending that could remove a new log of the
+// same run ID.
+func TestEarlyEvictionSparesNewLog(t *testing.T) {
+	t.Parallel()
+	const retention = 30 * time.Millisecond
+	l := New(Options{Retention: retention, MaxTotalBytes: 8 << 10})
+	mustAppend(t, l, "r", sized(0, 1000), ended("r"))
+	mustAppend(t, l, "other", sized(0, 7<<10))
+	if err := readErr(l, "r", 0); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("finished run over the total cap: %v, want ErrNotFound", err)
+	}
+	if seq := mustAppend(t, l, "r", sized(1, 10)); seq != 1 {
+		t.Fatalf("new log of r starts at seq %d", seq)
+	}
+	time.Sleep(4 * retention)
+	if err := readErr(l, "r", 0); err != nil {
+		t.Fatalf("new log of r after the old one's retention: %v", err)
+	}
+	checkLog(t, l)
+}
+
+// firstKept is the first seq a log keeps under a cap, given its events'
+// sizes (seq i has sizes[i-1]): the longest tail that fits, at least the
+// newest event.
+func firstKept(sizes []int64, limit int64) int64 {
+	first, sum := int64(len(sizes)), sizes[len(sizes)-1]
+	for first > 1 && sum+sizes[first-2] <= limit {
+		first--
+		sum += sizes[first-1]
+	}
+	return first
+}
+
+func TestRunCap(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	l := New(Options{MaxRunBytes: limit})
+	const id = "run_cap"
+	var sizes []int64
+	var appended int64
+	for i := 1; appended < 10*limit; i++ {
+		ev := sized(i, 50+i%7*100)
+		if seq := mustAppend(t, l, id, ev); seq != int64(i) {
+			t.Fatalf("append %d got seq %d", i, seq)
+		}
+		sizes = append(sizes, eventSize(ev))
+		appended += eventSize(ev)
+		if b := statBytes(l); b > limit {
+			t.Fatalf("after %d bytes appended the run holds %d, over its cap %d", appended, b, limit)
+		}
+	}
+	checkLog(t, l)
+	last := int64(len(sizes))
+	first := firstKept(sizes, limit)
+	if first <= 1 {
+		t.Fatalf("nothing dropped after %d bytes under a cap of %d", appended, limit)
+	}
+
+	err := readErr(l, id, 0)
+	if !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("read from the start: %v, want ErrGone", err)
+	}
+	if want := fmt.Sprintf("events before %d of run %s are no longer kept", first, id); !strings.Contains(err.Error(), want) {
+		t.Fatalf("ErrGone says %q, want it to say %q", err, want)
+	}
+	if err := readErr(l, id, first-2); !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("read after %d (first kept %d): %v, want ErrGone", first-2, first, err)
+	}
+	evs, end, err := l.Read(ctx, id, first-1, 1<<20)
+	if err != nil || end || len(evs) != int(last-first+1) || evs[0].Seq != first || evs[len(evs)-1].Seq != last {
+		t.Fatalf("read from the first kept: %d events, end=%v, err=%v", len(evs), end, err)
+	}
+
+	// A reader at the head keeps following.
+	got := make(chan []agentstream.Event, 1)
+	go func() {
+		evs, _, err := l.Read(ctx, id, last, 10)
+		if err != nil {
+			t.Errorf("read at the head: %v", err)
+		}
+		got <- evs
+	}()
+	time.Sleep(10 * time.Millisecond)
+	if seq := mustAppend(t, l, id, sized(0, 10)); seq != last+1 {
+		t.Fatalf("seq after trimming: %d, want %d", seq, last+1)
+	}
+	if evs := <-got; len(evs) != 1 || evs[0].Seq != last+1 {
+		t.Fatalf("reader at the head got %+v", evs)
+	}
+
+	// A terminal event bigger than the cap is kept, alone.
+	term := agentstream.NewEvent(agentstream.EventRunFailed, agentstream.RunEndData{
+		RunID: id, Status: agentstream.RunFailed,
+		Error: &agentstream.ErrorInfo{Code: agentstream.CodeInternal, Message: strings.Repeat("e", 2*limit)},
+	})
+	seq := mustAppend(t, l, id, term)
+	if seq != last+2 {
+		t.Fatalf("terminal seq %d, want %d", seq, last+2)
+	}
+	evs, end, err = l.Read(ctx, id, seq-1, 10)
+	if err != nil || !end || len(evs) != 1 || evs[0].Seq != seq || !evs[0].Type.Terminal() {
+		t.Fatalf("read of the terminal event: %+v end=%v err=%v", evs, end, err)
+	}
+	if _, end, err := l.Read(ctx, id, seq, 10); err != nil || !end {
+		t.Fatalf("read past the terminal event: end=%v err=%v", end, err)
+	}
+	if err := readErr(l, id, seq-2); !errors.Is(err, agentstream.ErrGone) || !strings.Contains(err.Error(), fmt.Sprintf("before %d ", seq)) {
+		t.Fatalf("read before the terminal event: %v", err)
+	}
+	if b := statBytes(l); b != eventSize(term) {
+		t.Fatalf("holds %d bytes, want the terminal event's %d", b, eventSize(term))
+	}
+	checkLog(t, l)
+}
+
+// TestTotalCap: over the total cap, finished runs go first, earliest
+// finished first; then the largest unfinished run loses its oldest events.
+func TestTotalCap(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	l := New(Options{MaxTotalBytes: limit})
+	fill := func(id string, n int64) {
+		for start := statBytes(l); statBytes(l)-start < n; {
+			mustAppend(t, l, id, sized(0, 1000))
+		}
+	}
+	fill("a", 12<<10)
+	fill("b", 12<<10)
+	fill("c", 12<<10)
+	for _, id := range []string{"b", "a", "c"} { // the order they finish
+		mustAppend(t, l, id, ended(id))
+	}
+	fill("small", 8<<10)
+	if runs, b := l.Stats(); runs != 4 || b > limit {
+		t.Fatalf("before the cap: %d runs, %d bytes", runs, b)
+	}
+	order := []string{"b", "a", "c"}
+	evicted := func() int {
+		n := 0
+		for i, id := range order {
+			err := readErr(l, id, 0)
+			switch {
+			case errors.Is(err, agentstream.ErrNotFound):
+				if n != i {
+					t.Fatalf("run %s evicted before %s", id, order[n])
+				}
+				n++
+			case err != nil:
+				t.Fatalf("finished run %s: %v", id, err)
+			}
+		}
+		return n
+	}
+	trimmed := func(id string) bool {
+		err := readErr(l, id, 0)
+		if err != nil && !errors.Is(err, agentstream.ErrGone) {
+			t.Fatalf("unfinished run %s: %v", id, err)
+		}
+		return err != nil
+	}
+	for i := 0; i == 0 || !trimmed("big"); i++ {
+		if i > 1000 {
+			t.Fatal("the growing run is never trimmed")
+		}
+		mustAppend(t, l, "big", sized(i, 1000))
+		if b := statBytes(l); b > limit {
+			t.Fatalf("append %d: %d bytes held, over the cap %d", i, b, limit)
+		}
+		if n := evicted(); trimmed("big") && n != len(order) {
+			t.Fatalf("unfinished run trimmed while %d finished runs are held", len(order)-n)
+		}
+		if trimmed("small") {
+			t.Fatal("the smaller unfinished run was trimmed first")
+		}
+	}
+	// Appends to the smaller run trim the larger.
+	for i := range 20 {
+		mustAppend(t, l, "small", sized(i, 1000))
+		if b := statBytes(l); b > limit {
+			t.Fatalf("append %d to the small run: %d bytes held", i, b)
+		}
+		if trimmed("small") {
+			t.Fatal("the smaller unfinished run was trimmed")
+		}
+	}
+	if runs, _ := l.Stats(); runs != 2 {
+		t.Fatalf("%d runs held, want the 2 unfinished", runs)
+	}
+	checkLog(t, l)
+}
+
+// TestTotalCapKeepsNewest: unfinished runs keep their newest event even
+// when those alone exceed the total cap.
+func TestTotalCapKeepsNewest(t *testing.T) {
+	t.Parallel()
+	l := New(Options{MaxTotalBytes: 4 << 10})
+	mustAppend(t, l, "a", sized(1, 100), sized(2, 3000))
+	seq := mustAppend(t, l, "b", sized(1, 3000))
+	if err := readErr(l, "a", 1); err != nil {
+		t.Fatalf("newest event of a: %v", err)
+	}
+	if err := readErr(l, "b", seq-1); err != nil {
+		t.Fatalf("newest event of b: %v", err)
+	}
+	if err := readErr(l, "a", 0); !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("oldest event of a: %v, want ErrGone", err)
+	}
+	checkLog(t, l)
+}
+
+// TestIdleReaderHoldsNothing: a reader that read once and stopped does not
+// keep the log from dropping events.
+func TestIdleReaderHoldsNothing(t *testing.T) {
+	t.Parallel()
+	const runCap, totalCap = 32 << 10, 48 << 10
+	l := New(Options{MaxRunBytes: runCap, MaxTotalBytes: totalCap})
+	mustAppend(t, l, "a", sized(0, 500))
+	mustAppend(t, l, "b", sized(0, 500))
+	idle, _, err := l.Read(ctx, "a", 0, 10)
+	if err != nil || len(idle) != 1 {
+		t.Fatalf("first read: %d events, %v", len(idle), err)
+	}
+	for i := range 20000 {
+		mustAppend(t, l, "a", sized(i, 500))
+		mustAppend(t, l, "b", sized(i, 500))
+		if b := statBytes(l); b > totalCap {
+			t.Fatalf("append %d: %d bytes held", i, b)
+		}
+	}
+	l.mu.RLock()
+	r := l.runs["a"]
+	l.mu.RUnlock()
+	r.mu.Lock()
+	if r.bytes > runCap || cap(r.events) > 4*len(r.events) {
+		t.Errorf("run holds %d bytes in %d events, its array has room for %d", r.bytes, len(r.events), cap(r.events))
+	}
+	r.mu.Unlock()
+	if err := readErr(l, "a", idle[0].Seq); !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("the idle reader's next read: %v, want ErrGone", err)
+	}
+	// What the idle reader got is intact.
+	if idle[0].Seq != 1 || string(idle[0].Data) != string(sized(0, 500).Data) {
+		t.Fatalf("the idle reader's event changed: %d %s", idle[0].Seq, idle[0].Data)
+	}
+	checkLog(t, l)
+}
+
+// TestConcurrentTrim: appenders and readers of several runs with caps so
+// small that the log trims all the time. Readers get contiguous events or
+// ErrGone, never a gap or a duplicate; Append's seqs are 1, 2, 3… without
+// gaps.
+func TestConcurrentTrim(t *testing.T) {
+	t.Parallel()
+	const (
+		runs      = 4
+		appenders = 3
+		each      = 400
+		readers   = 4
+	)
+	l := New(Options{MaxRunBytes: 3 << 10, MaxTotalBytes: 8 << 10})
+	var wg sync.WaitGroup
+	var gones atomic.Int64
+	for run := range runs {
+		id := fmt.Sprint("run_", run)
+		mustAppend(t, l, id, sized(0, 10))
+		var finished atomic.Bool
+		seqs := make([][]int64, appenders)
+		var appending sync.WaitGroup
+		for a := range appenders {
+			appending.Go(func() {
+				for i := range each {
+					seq, err := l.Append(ctx, id, sized(i, 20+i%5*40))
+					if err != nil {
+						t.Errorf("append: %v", err)
+						return
+					}
+					seqs[a] = append(seqs[a], seq)
+					if i%50 == 0 {
+						runtime.Gosched()
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			appending.Wait()
+			last := mustAppend(t, l, id, ended(id))
+			finished.Store(true)
+			seen := make([]bool, last+1)
+			for _, s := range seqs {
+				for _, seq := range s {
+					if seq < 2 || seq >= last || seen[seq] {
+						t.Errorf("run %s: Append returned seq %d twice or out of range", id, seq)
+						return
+					}
+					seen[seq] = true
+				}
+			}
+			if last != 1+appenders*each+1 {
+				t.Errorf("run %s: terminal seq %d, want %d", id, last, 1+appenders*each+1)
+			}
+		})
+		for r := range readers {
+			wg.Go(func() {
+				batch := []int{1, 3, 16, 256}[r]
+				var after, kept int64
+				for {
+					evs, end, err := l.Read(ctx, id, after, batch)
+					switch {
+					case errors.Is(err, agentstream.ErrGone):
+						gones.Add(1)
+						var first int64
+						if _, serr := fmt.Sscanf(err.Error(), "events before %d ", &first); serr != nil || first-1 <= after || first < kept {
+							t.Errorf("run %s after %d: %v (first kept before: %d)", id, after, err, kept)
+							return
+						}
+						after, kept = first-1, first
+						continue
+					case errors.Is(err, agentstream.ErrNotFound):
+						if !finished.Load() {
+							t.Errorf("run %s evicted before it finished", id)
+						}
+						return
+					case err != nil:
+						t.Errorf("run %s: %v", id, err)
+						return
+					}
+					for i, ev := range evs {
+						if ev.Seq != after+1+int64(i) {
+							t.Errorf("run %s after %d: event %d has seq %d", id, after, i, ev.Seq)
+							return
+						}
+					}
+					if len(evs) > 0 {
+						after = evs[len(evs)-1].Seq
+					}
+					if end {
+						if len(evs) == 0 || !evs[len(evs)-1].Type.Terminal() {
+							t.Errorf("run %s: the end after %d is not the terminal event", id, after)
+						}
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	t.Logf("readers fell behind the caps %d times", gones.Load())
+	checkLog(t, l)
+	if _, b := l.Stats(); b > 8<<10 {
+		t.Fatalf("%d bytes held after every run finished", b)
+	}
+}
+
+func heapInuse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// TestMemoryReleased: dropped events are garbage, whether a run is
+// trimmed by its own appends or, idle, by another run's.
+func TestMemoryReleased(t *testing.T) {
+	const mib = 1 << 20
+	base := heapInuse()
+	l := New(Options{MaxRunBytes: mib})
+	for i := 0; i < 50*mib/1000; i++ {
+		mustAppend(t, l, "r", sized(i, 1000))
+	}
+	grown := int64(heapInuse()) - int64(base)
+	t.Logf("50 MiB appended under a 1 MiB cap: heap grew %.1f MiB", float64(grown)/mib)
+	if grown > 20*mib {
+		t.Errorf("50 MiB appended under a 1 MiB cap: heap grew %d MiB", grown/mib)
+	}
+	runtime.KeepAlive(l)
+	l = nil
+
+	// An idle run trimmed by the total cap lets go too.
+	base = heapInuse()
+	l = New(Options{MaxRunBytes: 64 * mib, MaxTotalBytes: 48 * mib})
+	for i := 0; i < 40*mib/1000; i++ {
+		mustAppend(t, l, "idle", sized(i, 1000))
+	}
+	mustAppend(t, l, "big", sized(0, 44*mib))
+	if b := statBytes(l); b > 48*mib {
+		t.Fatalf("%d MiB held over a 48 MiB cap", b/mib)
+	}
+	grown = int64(heapInuse()) - int64(base)
+	t.Logf("idle run trimmed to fit 48 MiB: heap grew %.1f MiB", float64(grown)/mib)
+	// Keeping the dropped events would hold about 40 + 44 MiB.
+	if grown > 72*mib {
+		t.Errorf("48 MiB held: heap grew %d MiB", grown/mib)
+	}
+	checkLog(t, l)
+	runtime.KeepAlive(l)
 }
 
 func BenchmarkAppend(b *testing.B) {
 	l := New(Options{})
 	ev := agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: "msg_1", Delta: "token "})
-	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := l.Append(ctx, "run", ev); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRead follows a live appender with 1 and 1000 readers reading
+// in batches of 256, as the SSE handler does. One op is one appended event,
+// delivered to every reader. With lag=0 the appender waits for every
+// reader to have each event before appending the next (readers are caught
+// up and wait for each append, as when a model streams tokens); with
+// lag=4096 it runs up to 4096 events ahead of the slowest reader (readers
+// take full batches). Either way the default caps never trim what a reader
+// still needs.
+func BenchmarkRead(b *testing.B) {
+	for _, lag := range []int64{0, 4096} {
+		for _, readers := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("lag=%d/readers=%d", lag, readers), func(b *testing.B) { benchRead(b, readers, lag) })
+		}
+	}
+}
+
+func benchRead(b *testing.B, readers int, lag int64) {
+	const batch = 256
+	check := max(1, lag/16)
+	l := New(Options{})
+	const id = "run_bench"
+	ev := agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: "msg_1", Delta: "token "})
+	type pos struct {
+		seq atomic.Int64
+		_   [56]byte // one cache line each
+	}
+	at := make([]pos, readers)
+	var reads atomic.Int64
+	var wg sync.WaitGroup
+	if _, err := l.Append(ctx, id, ev); err != nil {
+		b.Fatal(err)
+	}
+	for r := range readers {
+		wg.Go(func() {
+			var after, n int64
+			for {
+				evs, end, err := l.Read(ctx, id, after, batch)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				n++
+				if len(evs) > 0 {
+					after = evs[len(evs)-1].Seq
+					at[r].seq.Store(after)
+				}
+				if end {
+					reads.Add(n)
+					return
+				}
+			}
+		})
+	}
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		seq, err := l.Append(ctx, id, ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if seq%check == 0 {
+			for r := range at {
+				for seq-at[r].seq.Load() > lag {
+					runtime.Gosched()
+				}
+			}
+		}
+	}
+	if _, err := l.Append(ctx, id, ended(id)); err != nil {
+		b.Fatal(err)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(reads.Load())/float64(b.N)/float64(readers), "reads/op/reader")
+	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N)/float64(readers), "ns/delivery")
 }

@@ -416,3 +416,24 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("stored messages %+v, %v", msgs, err)
 	}
 }
+
+// TestResumeFromDroppedEvents: a reader asking for events the log dropped
+// to stay within event_log.max_run_bytes gets 410 and the code
+// events_gone; one resuming from a kept position reads on.
+func TestResumeFromDroppedEvents(t *testing.T) {
+	t.Parallel()
+	e := start(t, sim.Options{Tokens: 400, Pace: 5 * time.Millisecond}, func(c *config.Config) { c.EventLog.MaxRunBytes = 4096 })
+	th := e.newThread(`{}`)
+	r, resp := e.openStream(context.Background(), "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "long"}`, nil)
+	evs := readN(t, r, 100)
+	runID := resp.Header.Get("X-Run-Id")
+	gone := e.do("GET", "/v1/runs/"+runID+"/events?after=1", "")
+	if gone.StatusCode != http.StatusGone || errorBody(t, gone).Code != agentstream.CodeGone {
+		t.Fatalf("status %d, want 410 events_gone", gone.StatusCode)
+	}
+	r2, _ := e.openStream(context.Background(), "GET", "/v1/runs/"+runID+"/events", "", map[string]string{"Last-Event-ID": evs[len(evs)-1].ID})
+	rest := readToEnd(t, r2)
+	if rest[0].ID != strconv.Itoa(len(evs)+1) || rest[len(rest)-1].Type != "run.completed" {
+		t.Fatalf("resuming from a kept position: first id %s, last %s", rest[0].ID, rest[len(rest)-1].Type)
+	}
+}

@@ -71,7 +71,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if cfg.RedisURL != "" {
 		return nil, errors.New("redis_url is set, but this build has no Redis event log yet: unset it to use the in-process log")
 	}
-	s.log = memlog.New(memlog.Options{Retention: cfg.EventLog.Retention})
+	s.log = memlog.New(memlog.Options{
+		Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes, MaxTotalBytes: cfg.EventLog.MaxTotalBytes,
+	})
 
 	baseURL, apiKey := cfg.OpenAI.BaseURL, cfg.OpenAI.APIKey
 	if cfg.UsesSim() {
