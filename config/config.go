@@ -147,11 +147,6 @@ var builtinAgents []byte
 // WithDefaults returns c with every unset field set to its default and the
 // built-in agents added.
 func (c Config) WithDefaults() Config {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
 	def(&c.Addr, "127.0.0.1:8080")
 	def(&c.DatabaseURL, "agentstream.db")
 	// Decided before the base URL gets its default: a base URL without a
@@ -170,53 +165,35 @@ func (c Config) WithDefaults() Config {
 		n := 2
 		c.OpenAI.MaxRetries = &n
 	}
-	if c.OpenAI.IdleTimeout == 0 {
-		c.OpenAI.IdleTimeout = 60 * time.Second
-	}
-	if c.Sim.Tokens == 0 {
-		c.Sim.Tokens = 40
-	}
-	if c.Sim.Pace == 0 {
-		c.Sim.Pace = 30 * time.Millisecond
-	}
-	if c.Sim.TTFT == 0 {
-		c.Sim.TTFT = 200 * time.Millisecond
-	}
-	if c.Runs.MaxConcurrent == 0 {
-		c.Runs.MaxConcurrent = 256
-	}
+	def(&c.OpenAI.IdleTimeout, 60*time.Second)
+	def(&c.Sim.Tokens, 40)
+	def(&c.Sim.Pace, 30*time.Millisecond)
+	def(&c.Sim.TTFT, 200*time.Millisecond)
+	def(&c.Runs.MaxConcurrent, 256)
 	if c.Runs.MaxQueued == nil {
 		n := 1024
 		c.Runs.MaxQueued = &n
 	}
-	if c.Runs.ToolTimeout == 0 {
-		c.Runs.ToolTimeout = 30 * time.Second
-	}
-	if c.Runs.CheckpointInterval == 0 {
-		c.Runs.CheckpointInterval = 2 * time.Second
-	}
+	def(&c.Runs.ToolTimeout, 30*time.Second)
+	def(&c.Runs.CheckpointInterval, 2*time.Second)
 	def(&c.Runs.OnDisconnect, "continue")
-	if c.HTTP.MaxBodyBytes == 0 {
-		c.HTTP.MaxBodyBytes = 1 << 20
-	}
-	if c.HTTP.Heartbeat == 0 {
-		c.HTTP.Heartbeat = 15 * time.Second
-	}
-	if c.HTTP.ShutdownTimeout == 0 {
-		c.HTTP.ShutdownTimeout = 30 * time.Second
-	}
-	if c.EventLog.Retention == 0 {
-		c.EventLog.Retention = 10 * time.Minute
-	}
-	if c.EventLog.MaxRunBytes == 0 {
-		c.EventLog.MaxRunBytes = 4 << 20
-	}
-	if c.EventLog.MaxTotalBytes == 0 {
-		c.EventLog.MaxTotalBytes = 256 << 20
-	}
+	def(&c.HTTP.MaxBodyBytes, 1<<20)
+	def(&c.HTTP.Heartbeat, 15*time.Second)
+	def(&c.HTTP.ShutdownTimeout, 30*time.Second)
+	def(&c.EventLog.Retention, 10*time.Minute)
+	def(&c.EventLog.MaxRunBytes, 4<<20)
+	def(&c.EventLog.MaxTotalBytes, 256<<20)
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
 	return c
+}
+
+// def sets *p to v when *p is its type's zero value.
+func def[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
 }
 
 // withBuiltins prepends the built-in agents that the configured ones do
