@@ -1,6 +1,9 @@
 package agent
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // pool bounds how many runs execute at once and how many wait. Admission is
 // two-step so the caller can write the run to the store between reserving
@@ -75,6 +78,31 @@ func (p *pool) exec(j *job) {
 	waiting := append([]*job(nil), p.queue...)
 	p.mu.Unlock()
 	go p.exec(next)
+	reposition(waiting)
+}
+
+// withdraw takes a job out of the queue, reporting whether it was there
+// (false: it already runs, or ran). A run cancelled while it waits is
+// withdrawn so that it ends at once instead of holding its place until a
+// worker is free; the caller runs it outside the pool.
+func (p *pool) withdraw(j *job) bool {
+	p.mu.Lock()
+	i := slices.Index(p.queue, j)
+	if i < 0 {
+		p.mu.Unlock()
+		return false
+	}
+	p.queue = slices.Delete(p.queue, i, i+1)
+	behind := append([]*job(nil), p.queue[i:]...)
+	p.mu.Unlock()
+	for k, w := range behind {
+		w.positioned(i + k + 1)
+	}
+	return true
+}
+
+// reposition tells each waiting job its new place.
+func reposition(waiting []*job) {
 	for i, w := range waiting {
 		w.positioned(i + 1)
 	}

@@ -192,8 +192,9 @@ func TestRunnerQueue(t *testing.T) {
 	})
 }
 
-// TestCancelQueued: a queued run can be cancelled; it never starts and
-// never reaches the model, and ends cancelled once a worker frees up.
+// TestCancelQueued: a queued run can be cancelled; it leaves the queue at
+// once (the runs behind it move up), never starts, never reaches the model,
+// and ends cancelled while the run ahead of it still holds the worker.
 func TestCancelQueued(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, setup{
@@ -204,13 +205,14 @@ func TestCancelQueued(t *testing.T) {
 	h.model.waitStreamed(t, 1)
 	thB := h.thread(nil)
 	b := h.start(thB, "b")
+	c := h.start(h.thread(nil), "c")
+	h.waitEvents(c.ID, "c queued second", func(evs []agentstream.Event) bool {
+		return count(evs, agentstream.EventRunQueued) == 1
+	})
 	if !h.r.Cancel(b.ID) {
 		t.Fatal("Cancel of a queued run returned false")
 	}
-	if !h.r.Cancel(a.ID) {
-		t.Fatal("Cancel of a running run returned false")
-	}
-	end(t, h.events(a.ID), agentstream.EventRunCancelled)
+	// b ends while a still runs: it does not wait for the worker.
 	evs := h.events(b.ID)
 	if e := end(t, evs, agentstream.EventRunCancelled); e.Error == nil || e.Error.Code != agentstream.CodeCancelled {
 		t.Fatalf("queued run ended %+v", e)
@@ -218,13 +220,82 @@ func TestCancelQueued(t *testing.T) {
 	if count(evs, agentstream.EventRunStarted) != 0 {
 		t.Fatalf("the cancelled queued run started: %v", types(evs))
 	}
-	if n := len(h.model.requests()); n != 1 {
-		t.Fatalf("the model was called %d times, want 1", n)
-	}
 	if got := h.stored(b.ID); got.Status != agentstream.RunCancelled {
 		t.Fatalf("stored queued run %+v", got)
+	}
+	if running, queued := h.r.Load(); running != 1 || queued != 1 {
+		t.Fatalf("load %d running, %d queued after withdrawing b; want 1, 1", running, queued)
+	}
+	cEvs := h.waitEvents(c.ID, "c to move up", func(evs []agentstream.Event) bool {
+		return count(evs, agentstream.EventRunQueued) == 2
+	})
+	if q := decode[agentstream.RunQueuedData](t, cEvs[len(cEvs)-1]); q.Position != 1 {
+		t.Fatalf("c moved to position %d, want 1", q.Position)
+	}
+	if h.r.Cancel(b.ID) {
+		t.Fatal("a second Cancel of the ended run reported it active")
+	}
+
+	if !h.r.Cancel(a.ID) || !h.r.Cancel(c.ID) {
+		t.Fatal("Cancel of an active run returned false")
+	}
+	end(t, h.events(a.ID), agentstream.EventRunCancelled)
+	end(t, h.events(c.ID), agentstream.EventRunCancelled)
+	if n := len(h.model.requests()); n != 1 {
+		t.Fatalf("the model was called %d times, want 1", n)
 	}
 	if msgs := h.messages(thB.ID); len(msgs) != 1 || msgs[0].Content != "b" {
 		t.Fatalf("stored %+v: want the input alone", msgs)
 	}
+	eventually(t, "an idle pool", func() bool {
+		r, q := h.r.Load()
+		return r == 0 && q == 0
+	})
+}
+
+// TestPoolWithdraw: only a waiting job can be withdrawn, once; the jobs
+// behind it are told their new places and the ones ahead are not.
+func TestPoolWithdraw(t *testing.T) {
+	t.Parallel()
+	p := newPool(1, 3)
+	release := make(chan struct{})
+	positions := make([]chan int, 4)
+	jobs := make([]*job, 4)
+	for i := range jobs {
+		positions[i] = make(chan int, 10)
+		jobs[i] = &job{run: func() { <-release }, positioned: func(pos int) { positions[i] <- pos }}
+		if !p.reserve() {
+			t.Fatalf("reservation %d refused", i)
+		}
+		p.submit(jobs[i])
+	}
+	if running, queued := p.load(); running != 1 || queued != 3 {
+		t.Fatalf("load %d, %d; want 1, 3", running, queued)
+	}
+	if p.withdraw(jobs[0]) {
+		t.Fatal("withdrew the running job")
+	}
+	for i := 1; i < 4; i++ {
+		receive(t, positions[i], "the first position")
+	}
+	if !p.withdraw(jobs[2]) {
+		t.Fatal("could not withdraw a waiting job")
+	}
+	if p.withdraw(jobs[2]) {
+		t.Fatal("withdrew a job twice")
+	}
+	if pos := receive(t, positions[3], "job 3's new place"); pos != 2 {
+		t.Fatalf("job 3 moved to %d, want 2", pos)
+	}
+	if len(positions[1]) != 0 {
+		t.Fatal("the job ahead of the withdrawn one was repositioned")
+	}
+	if running, queued := p.load(); running != 1 || queued != 2 {
+		t.Fatalf("load %d, %d; want 1, 2", running, queued)
+	}
+	close(release)
+	eventually(t, "an idle pool", func() bool {
+		r, q := p.load()
+		return r == 0 && q == 0
+	})
 }

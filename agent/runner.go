@@ -434,7 +434,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 
 	var posMu sync.Mutex
 	lastPos := int(^uint(0) >> 1)
-	r.pool.submit(&job{
+	j := &job{
 		run: func() {
 			defer r.wg.Done()
 			defer cancel(nil)
@@ -455,7 +455,20 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 			r.appendEvents(context.Background(), run.ID,
 				agentstream.NewEvent(agentstream.EventRunQueued, agentstream.RunQueuedData{Position: pos}))
 		},
-	})
+	}
+	// A run cancelled (or interrupted) while it waits leaves the queue and
+	// ends now: it needs no worker to be saved as cancelled. withdraw
+	// succeeds at most once, and only for a job still waiting.
+	withdraw := func() {
+		if r.pool.withdraw(j) {
+			go j.run()
+		}
+	}
+	context.AfterFunc(execCtx, withdraw) // released by cancel when the run ends
+	r.pool.submit(j)
+	if execCtx.Err() != nil {
+		withdraw() // cancelled before it was queued
+	}
 	return run, nil
 }
 
