@@ -121,6 +121,10 @@ type HTTP struct {
 	// Heartbeat is the silence after which a stream gets a comment line.
 	// Default 15s.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+	// StallTimeout is how long one write to a streaming client may block:
+	// a client that stops reading for longer is disconnected (its run goes
+	// on, and it can resume). Default 1m.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// ShutdownTimeout is how long running runs may go on after SIGTERM.
 	// Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -179,6 +183,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.Runs.OnDisconnect, "continue")
 	def(&c.HTTP.MaxBodyBytes, 1<<20)
 	def(&c.HTTP.Heartbeat, 15*time.Second)
+	def(&c.HTTP.StallTimeout, time.Minute)
 	def(&c.HTTP.ShutdownTimeout, 30*time.Second)
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
@@ -253,7 +258,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval},
-		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
+		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.stall_timeout", c.HTTP.StallTimeout}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
 		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
 	} {
 		if d.v < 0 {

@@ -21,6 +21,11 @@ type Options struct {
 	// Heartbeat is the silence after which a stream gets a comment line.
 	// Default 15s.
 	Heartbeat time.Duration
+	// StallTimeout bounds one write to a streaming client: a client that
+	// stops reading for longer is disconnected, so it holds no goroutine or
+	// buffer for ever. Its run goes on (or is cancelled, by on_disconnect);
+	// it can resume with Last-Event-ID. Default 1m.
+	StallTimeout time.Duration
 	// Keys maps bearer tokens to user IDs. Empty means no authentication:
 	// every request is LocalUser (serve refuses a non-loopback address then).
 	Keys map[string]string
@@ -55,6 +60,9 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = time.Minute
 	}
 	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}}
 	if s.logger == nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -23,6 +24,10 @@ type encoder interface {
 // readBatch is how many events one log read takes at most: a reader that
 // fell behind catches up in few writes.
 const readBatch = 256
+
+// maxWrite is the encoded size past which a batch is written out before
+// the rest is encoded.
+const maxWrite = 32 << 10
 
 // streamRun sends the run's events after `after` to the client in enc's
 // format, following the log live until the terminal event, the client
@@ -41,6 +46,10 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 	w.WriteHeader(http.StatusOK)
 
 	rc := http.NewResponseController(w)
+	// send sets a write deadline each time. It stays in force after the
+	// handler returns, so the end of the response (the last chunk) is
+	// bounded too; net/http clears it before the connection serves
+	// another request.
 	buf := make([]byte, 0, 4096)
 	if enc.comments() {
 		buf = append(buf, ": ok\n\n"...)
@@ -81,6 +90,14 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 		for _, ev := range evs {
 			buf = enc.encode(buf, ev)
 			after = ev.Seq
+			// A reader that fell behind holds at most about one write's
+			// worth of encoded events, however big the batch.
+			if len(buf) >= maxWrite {
+				if !s.send(w, rc, buf) {
+					return false
+				}
+				buf = buf[:0]
+			}
 		}
 		if len(buf) > 0 && !s.send(w, rc, buf) {
 			return false
@@ -121,8 +138,11 @@ func (s *Server) storedEnd(ctx context.Context, run agentstream.Run, after int64
 	return evs, true
 }
 
-// send writes and flushes; false means the client is gone.
+// send writes and flushes; false means the client is gone, or stopped
+// reading for longer than the stall timeout.
 func (s *Server) send(w http.ResponseWriter, rc *http.ResponseController, b []byte) bool {
+	// Not every ResponseWriter has deadlines (a test recorder has none).
+	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.StallTimeout))
 	if _, err := w.Write(b); err != nil {
 		return false
 	}

@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		keys[k.Key] = k.User
 	}
 	api := httpapi.New(s.runner, s.store, s.log, httpapi.Options{
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Heartbeat: cfg.HTTP.Heartbeat, Keys: keys,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout, Keys: keys,
 		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger,
 	})
 	s.http = &http.Server{
@@ -203,6 +203,10 @@ func (s *Server) close() {
 		s.sim.Close()
 	}
 }
+
+// EventLogStats returns how many runs' logs the in-process event log holds
+// and the bytes of their events, as its caps count them.
+func (s *Server) EventLogStats() (runs int, bytes int64) { return s.log.Stats() }
 
 // Load returns how many runs execute and wait now.
 func (s *Server) Load() (running, queued int) { return s.runner.Load() }

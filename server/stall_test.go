@@ -1,0 +1,212 @@
+//go:build unix
+
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/config"
+	"github.com/agentstream/agentstream/sim"
+)
+
+// stalledReader opens GET /v1/runs/{id}/events on a raw connection and
+// never reads: its socket buffers fill and the server's writes block.
+func stalledReader(t testing.TB, addr, runID string) net.Conn {
+	t.Helper()
+	// A small receive buffer, so the server's writes block early.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := fmt.Fprintf(conn, "GET /v1/runs/%s/events HTTP/1.1\r\nHost: %s\r\n\r\n", runID, addr); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// TestStalledReaders: during a long run, readers that never read do not
+// slow the run, the event log stays within its configured caps, the heap
+// does not grow with what the stalled readers missed, and each stalled
+// reader is disconnected after http.stall_timeout. Not parallel: it
+// measures the process's heap.
+func TestStalledReaders(t *testing.T) {
+	const (
+		words    = 1500
+		wordSize = 4 << 10
+		readers  = 20
+		maxRun   = 1 << 20
+		maxTotal = 2 << 20
+		pace     = 2 * time.Millisecond
+		stall    = time.Second
+	)
+	// 6 MB of answer in 4 KiB words over 3 s: more than the kernel buffers
+	// of a loopback connection hold, so the stalled readers' writes block
+	// well before the run ends, for longer than the stall timeout.
+	text := strings.Repeat(strings.Repeat("x", wordSize-1)+" ", words)
+	e := start(t, sim.Options{Decide: func(*sim.Request) sim.Behavior { return sim.Behavior{Text: text, Pace: pace} }}, func(c *config.Config) {
+		c.EventLog.MaxRunBytes = maxRun
+		c.EventLog.MaxTotalBytes = maxTotal
+		c.HTTP.StallTimeout = stall
+	})
+	addr := strings.TrimPrefix(e.url, "http://")
+
+	// The same run with a reader that keeps up: the time to beat.
+	base := e.newThread(`{}`)
+	baseResp := e.do("POST", "/v1/threads/"+base.ID+"/runs", `{"input":"hello"}`)
+	if _, err := io.Copy(io.Discard, baseResp.Body); err != nil {
+		t.Fatalf("reading the baseline run: %v", err)
+	}
+	baseline := waitRunEnd(t, e, baseResp.Header.Get("X-Run-Id"))
+	if baseline.Status != agentstream.RunCompleted {
+		t.Fatalf("baseline run %+v", baseline)
+	}
+	baseTook := baseline.FinishedAt.Sub(*baseline.StartedAt)
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	// The run's own stream reads its first event, then stops reading, as
+	// do readers more that join it.
+	th := e.newThread(`{}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	first, resp := e.openStream(ctx, "POST", "/v1/threads/"+th.ID+"/runs", `{"input":"hello"}`, nil)
+	readN(t, first, 1)
+	runID := resp.Header.Get("X-Run-Id")
+	conns := make([]net.Conn, readers)
+	for i := range conns {
+		conns[i] = stalledReader(t, addr, runID)
+	}
+
+	// Sample the log's size and the heap until the run ends.
+	var (
+		mu                 sync.Mutex
+		peakLog            int64
+		peakHeap           uint64
+		stopSampling       = make(chan struct{})
+		samplingDone       = make(chan struct{})
+		sampleLogAndMemory = func() {
+			_, b := e.srv.EventLogStats()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			mu.Lock()
+			peakLog, peakHeap = max(peakLog, b), max(peakHeap, ms.HeapAlloc)
+			mu.Unlock()
+		}
+	)
+	go func() {
+		defer close(samplingDone)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sampleLogAndMemory()
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	run := waitRunEnd(t, e, runID)
+	close(stopSampling)
+	<-samplingDone
+	if run.Status != agentstream.RunCompleted {
+		t.Fatalf("run with stalled readers ended %+v", run)
+	}
+	took := run.FinishedAt.Sub(*run.StartedAt)
+	t.Logf("%d words of %d bytes: %v with a reader that keeps up, %v with %d stalled readers; peak log %d bytes (caps %d per run, %d total); heap %d → peak %d bytes",
+		words, wordSize, baseTook, took, readers+1, peakLog, maxRun, maxTotal, before.HeapAlloc, peakHeap)
+	// Generous: the point is that the run does not wait for its readers,
+	// which would make it take the stall timeout at least.
+	if took > 3*baseTook+stall {
+		t.Errorf("the run took %v with stalled readers, %v without", took, baseTook)
+	}
+	answer := e.messages(th.ID)
+	if len(answer) != 2 || answer[1].Status != agentstream.MessageComplete || len(answer[1].Content) < len(text) {
+		t.Fatalf("stored %d messages, the answer %d bytes", len(answer), len(answer[len(answer)-1].Content))
+	}
+	// The caps hold, but for the newest event of a run, which is always
+	// kept: message.completed carries the whole answer.
+	if peakLog > maxTotal+int64(len(text))+4096 {
+		t.Errorf("the log held %d bytes, over its cap of %d and the largest event", peakLog, maxTotal)
+	}
+	// Were each stalled reader to hold what it missed, the heap would grow
+	// by readers × 6 MB more; the allowance is for the answer's own copies
+	// (the simulator's, the model client's, the runner's, the log's, the
+	// store's; about 10 in all, measured).
+	if grew := int64(peakHeap) - int64(before.HeapAlloc); grew > 16*int64(len(text)) {
+		t.Errorf("the heap grew by %d bytes during the run", grew)
+	}
+
+	// Each stalled reader was cut off after the stall timeout, before the
+	// run ended: reading now drains what its buffers held and ends without
+	// the terminal event.
+	for i, conn := range conns {
+		_ = conn.SetReadDeadline(time.Now().Add(stall + 30*time.Second))
+		got, err := io.ReadAll(bufio.NewReader(conn))
+		if err != nil && !isReset(err) {
+			t.Fatalf("stalled reader %d: %v after %d bytes", i, err, len(got))
+		}
+		if !bytes.HasPrefix(got, []byte("HTTP/1.1 200")) {
+			t.Fatalf("stalled reader %d got %.100q", i, got)
+		}
+		t.Logf("stalled reader %d received %d bytes", i, len(got))
+		if bytes.Contains(got, []byte("event: run.completed")) {
+			t.Fatalf("stalled reader %d received the whole run (%d bytes): its writes never blocked", i, len(got))
+		}
+	}
+	// A reader that comes back now gets what it missed: the log no longer
+	// holds those events, so the end of the run is answered from the
+	// store, numbered on from where it was.
+	_, evs := e.stream("GET", "/v1/runs/"+runID+"/events?after=1", "")
+	if len(evs) != 2 || evs[0].Type != string(agentstream.EventMessageCompleted) || evs[1].Type != string(agentstream.EventRunCompleted) || evs[0].ID != "2" {
+		t.Fatalf("resuming after event 1 of the trimmed run: %d events, first %+v", len(evs), evs[0].Type)
+	}
+}
+
+// isReset reports whether err is the peer resetting the connection, which
+// a server that closes with unread data in its buffers does.
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
+// waitRunEnd polls the run until it has ended.
+func waitRunEnd(t testing.TB, e *env, runID string) agentstream.Run {
+	t.Helper()
+	var run agentstream.Run
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		e.json("GET", "/v1/runs/"+runID, "", http.StatusOK, &run)
+		if run.Status.Terminal() {
+			return run
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run did not end: %+v", run)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
