@@ -295,3 +295,69 @@ func (s suite) testConcurrentCheckpointWhileFinishing(t *testing.T) {
 		checkRun(t, getRun(t, st, run), done)
 	}
 }
+
+// testConcurrentStartRunRace: a queued run started twice at once; one
+// StartRun wins, the other gets ErrConflict.
+func (s suite) testConcurrentStartRunRace(t *testing.T) {
+	st := s.open(t)
+	for i := range 10 {
+		th := createThread(t, st, "user-1")
+		run, _ := createRun(t, st, th, at(10))
+		starts := []time.Time{at(11), at(12)}
+		errs := race(
+			func() error { return st.StartRun(t.Context(), run.ID, starts[0]) },
+			func() error { return st.StartRun(t.Context(), run.ID, starts[1]) },
+		)
+		var winner int
+		switch {
+		case errs[0] == nil && errors.Is(errs[1], agentstream.ErrConflict):
+			winner = 0
+		case errs[1] == nil && errors.Is(errs[0], agentstream.ErrConflict):
+			winner = 1
+		default:
+			t.Fatalf("round %d: StartRun errors %v and %v; want one nil and one ErrConflict", i, errs[0], errs[1])
+		}
+		want := run
+		want.Status, want.StartedAt = agentstream.RunRunning, &starts[winner]
+		checkRun(t, getRun(t, st, run), want)
+	}
+}
+
+// testConcurrentInterruptWhileFinishing: InterruptRuns races a run's end.
+// Either the run finishes (and InterruptRuns leaves it out), or it is
+// interrupted (and FinishRun gets ErrConflict and writes nothing).
+func (s suite) testConcurrentInterruptWhileFinishing(t *testing.T) {
+	st := s.open(t)
+	for i := range 10 {
+		th := createThread(t, st, "user-1")
+		run, in := runningRun(t, st, th, at(10))
+		a1 := assistant(run, "the answer", agentstream.MessageComplete, at(11))
+		done := finished(run, agentstream.RunCompleted, nil, agentstream.Usage{OutputTokens: 3}, at(12))
+		var got []agentstream.Run
+		errs := race(
+			func() error { return st.FinishRun(t.Context(), done, []agentstream.Message{a1}) },
+			func() (err error) { got, err = st.InterruptRuns(t.Context(), at(13), interrupted); return err },
+		)
+		if errs[1] != nil {
+			t.Fatalf("round %d: InterruptRuns: %v", i, errs[1])
+		}
+		switch {
+		case errs[0] == nil:
+			if len(got) != 0 {
+				t.Fatalf("round %d: the run finished, yet InterruptRuns returned %+v", i, got)
+			}
+			checkRun(t, getRun(t, st, run), done)
+			checkMessages(t, st, th.ID, in, withSeq(a1, 2))
+		case errors.Is(errs[0], agentstream.ErrConflict):
+			want := finished(run, agentstream.RunInterrupted, &interrupted, agentstream.Usage{}, at(13))
+			if len(got) != 1 {
+				t.Fatalf("round %d: FinishRun lost to InterruptRuns, which returned %d runs, want 1", i, len(got))
+			}
+			checkRun(t, got[0], want)
+			checkRun(t, getRun(t, st, run), want)
+			checkMessages(t, st, th.ID, in)
+		default:
+			t.Fatalf("round %d: FinishRun: %v; want nil or ErrConflict", i, errs[0])
+		}
+	}
+}

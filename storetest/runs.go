@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/agentstream/agentstream"
@@ -157,6 +158,49 @@ func (s suite) testCreateRunDuplicateIDs(t *testing.T) {
 	checkMessages(t, st, other.ID, withSeq(in3, 1))
 }
 
+func (s suite) testCreateRunInputIDsFromRun(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	run, in := newRun(th, at(10))
+	in.ThreadID, in.RunID = "", ""
+	got, err := st.CreateRun(t.Context(), run, in)
+	if err != nil {
+		t.Fatalf("CreateRun: %v", err)
+	}
+	in.ThreadID, in.RunID = th.ID, run.ID
+	checkMessage(t, got, withSeq(in, 1))
+	checkMessages(t, st, th.ID, withSeq(in, 1))
+}
+
+func (s suite) testCreateRunInvalidStatus(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	for _, status := range []agentstream.RunStatus{agentstream.RunCompleted, agentstream.RunFailed,
+		agentstream.RunCancelled, agentstream.RunInterrupted, "", "paused"} {
+		run, in := newRun(th, at(10))
+		run.Status = status
+		_, err := st.CreateRun(t.Context(), run, in)
+		wantErr(t, err, agentstream.ErrInvalid, "CreateRun of a run with status "+strconv.Quote(string(status)))
+		_, err = st.GetRun(t.Context(), run.UserID, run.ID)
+		wantErr(t, err, agentstream.ErrNotFound, "GetRun of the refused run")
+	}
+	checkMessages(t, st, th.ID)
+	// The thread is still free for a run.
+	createRun(t, st, th, at(20))
+}
+
+func (s suite) testCreateRunUnencodableContext(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	run, in := newRun(th, at(10))
+	run.Context = map[string]any{"f": func() {}}
+	_, err := st.CreateRun(t.Context(), run, in)
+	wantErr(t, err, agentstream.ErrInvalid, "CreateRun with a context that is not JSON")
+	_, err = st.GetRun(t.Context(), run.UserID, run.ID)
+	wantErr(t, err, agentstream.ErrNotFound, "GetRun of the refused run")
+	checkMessages(t, st, th.ID)
+}
+
 func (s suite) testStartRun(t *testing.T) {
 	st := s.open(t)
 	th := createThread(t, st, "user-1")
@@ -274,6 +318,88 @@ func (s suite) testCheckpointRunFinished(t *testing.T) {
 	checkMessages(t, st, th.ID, in, withSeq(a1, 2))
 }
 
+func (s suite) testCheckpointRunQueued(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	run, in := createRun(t, st, th, at(10))
+	err := st.CheckpointRun(t.Context(), run.ID, []agentstream.Message{assistant(run, "early", agentstream.MessagePartial, at(11))})
+	wantErr(t, err, agentstream.ErrConflict, "CheckpointRun of a queued run")
+	checkMessages(t, st, th.ID, in)
+	checkRun(t, getRun(t, st, run), run)
+}
+
+// testCheckpointRunForeignIDs: messages go to the run's thread, under the
+// run, whatever their ThreadID and RunID say (CheckpointRun and FinishRun).
+func (s suite) testCheckpointRunForeignIDs(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	other := createThread(t, st, "user-1")
+	otherRun, otherIn := createRun(t, st, other, at(5))
+	run, in := runningRun(t, st, th, at(10))
+
+	a1 := assistant(run, "first", agentstream.MessagePartial, at(11))
+	a1.ThreadID, a1.RunID = other.ID, otherRun.ID
+	a2 := assistant(run, "second", agentstream.MessageComplete, at(12))
+	a2.ThreadID, a2.RunID = "", ""
+	if err := st.CheckpointRun(t.Context(), run.ID, []agentstream.Message{a1, a2}); err != nil {
+		t.Fatalf("CheckpointRun: %v", err)
+	}
+	a3 := assistant(run, "third", agentstream.MessageComplete, at(13))
+	a3.ThreadID, a3.RunID = other.ID, "run_unknown"
+	a1.Content, a1.Status = "first, done", agentstream.MessageComplete
+	if err := st.FinishRun(t.Context(), finished(run, agentstream.RunCompleted, nil, agentstream.Usage{}, at(14)),
+		[]agentstream.Message{a1, a3}); err != nil {
+		t.Fatalf("FinishRun: %v", err)
+	}
+	for _, m := range []*agentstream.Message{&a1, &a2, &a3} {
+		m.ThreadID, m.RunID = th.ID, run.ID
+	}
+	checkMessages(t, st, th.ID, in, withSeq(a1, 2), withSeq(a2, 3), withSeq(a3, 4))
+	checkMessages(t, st, other.ID, otherIn)
+}
+
+// testCheckpointRunMessageOfAnotherRun: a message whose ID is taken by a
+// message of another run is ErrConflict, and nothing of the call is
+// written (CheckpointRun and FinishRun).
+func (s suite) testCheckpointRunMessageOfAnotherRun(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	run1, in1 := runningRun(t, st, th, at(10))
+	a1 := assistant(run1, "answer one", agentstream.MessageComplete, at(11))
+	done1 := finished(run1, agentstream.RunCompleted, nil, agentstream.Usage{}, at(12))
+	if err := st.FinishRun(t.Context(), done1, []agentstream.Message{a1}); err != nil {
+		t.Fatalf("FinishRun: %v", err)
+	}
+	run2, in2 := runningRun(t, st, th, at(20))
+	mine := assistant(run2, "mine", agentstream.MessagePartial, at(21))
+	if err := st.CheckpointRun(t.Context(), run2.ID, []agentstream.Message{mine}); err != nil {
+		t.Fatalf("CheckpointRun: %v", err)
+	}
+
+	mineEdited := mine
+	mineEdited.Content = "mine, edited"
+	fresh := assistant(run2, "new", agentstream.MessageComplete, at(22))
+	stolen := a1
+	stolen.ThreadID, stolen.RunID = th.ID, run2.ID
+	stolen.Content = "overwritten by another run"
+	err := st.CheckpointRun(t.Context(), run2.ID, []agentstream.Message{mineEdited, fresh, stolen})
+	wantErr(t, err, agentstream.ErrConflict, "CheckpointRun with the ID of another run's message")
+	stolenInput := in1
+	stolenInput.ThreadID, stolenInput.RunID = th.ID, run2.ID
+	err = st.FinishRun(t.Context(), finished(run2, agentstream.RunCompleted, nil, agentstream.Usage{}, at(23)),
+		[]agentstream.Message{mineEdited, fresh, stolenInput})
+	wantErr(t, err, agentstream.ErrConflict, "FinishRun with the ID of another run's message")
+
+	checkMessages(t, st, th.ID, in1, withSeq(a1, 2), withSeq(in2, 3), withSeq(mine, 4))
+	checkRun(t, getRun(t, st, run1), done1)
+	checkRun(t, getRun(t, st, run2), run2)
+	// The run goes on.
+	if err := st.CheckpointRun(t.Context(), run2.ID, []agentstream.Message{mineEdited, fresh}); err != nil {
+		t.Fatalf("CheckpointRun: %v", err)
+	}
+	checkMessages(t, st, th.ID, in1, withSeq(a1, 2), withSeq(in2, 3), withSeq(mineEdited, 4), withSeq(fresh, 5))
+}
+
 func (s suite) testFinishRunCompleted(t *testing.T) {
 	st := s.open(t)
 	th := createThread(t, st, "user-1")
@@ -371,6 +497,19 @@ func (s suite) testFinishRunTerminal(t *testing.T) {
 		checkRun(t, getRun(t, st, run), done)
 		checkMessages(t, st, th.ID, in, withSeq(a1, 2))
 	}
+}
+
+func (s suite) testFinishRunNotTerminal(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	run, in := runningRun(t, st, th, at(10))
+	for _, status := range []agentstream.RunStatus{agentstream.RunQueued, agentstream.RunRunning, "", "paused"} {
+		again := finished(run, status, nil, agentstream.Usage{InputTokens: 3}, at(11))
+		err := st.FinishRun(t.Context(), again, []agentstream.Message{assistant(run, "x", agentstream.MessageComplete, at(11))})
+		wantErr(t, err, agentstream.ErrInvalid, "FinishRun with status "+strconv.Quote(string(status)))
+	}
+	checkRun(t, getRun(t, st, run), run)
+	checkMessages(t, st, th.ID, in)
 }
 
 func (s suite) testFinishRunUnknown(t *testing.T) {

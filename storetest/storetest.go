@@ -29,11 +29,21 @@
 //   - CreateRun stores every field of the run as given (a run may be created
 //     running, with StartedAt, Owner and LeaseUntil), and ErrConflict when
 //     the run's ID or the input message's ID exists; it writes nothing then.
+//     It returns the input message with the run's ThreadID and RunID,
+//     whatever the message said.
 //   - CheckpointRun: ErrNotFound for an unknown run, ErrConflict for a
-//     terminal one; it writes nothing then.
+//     terminal or a queued one; it writes nothing then.
+//   - CheckpointRun and FinishRun: a message whose ID is taken by a message
+//     of another run is ErrConflict, and nothing of the call is written.
 //   - FinishRun: ErrNotFound for an unknown run; a queued run may be
 //     finished (cancelled before it started); Owner and LeaseUntil are
 //     cleared.
+//   - ErrInvalid, with nothing written, for: CreateRun of a run that is
+//     not queued or running; FinishRun with a status that is not terminal;
+//     a metadata or context map that encoding/json cannot encode.
+//   - A call whose context is done fails with an error that wraps the
+//     context's error (errors.Is), and writes nothing.
+//   - After Close, every method returns an error (and none panics).
 package storetest
 
 import (
@@ -61,6 +71,7 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"RoundTrip", s.testCreateThreadRoundTrip},
 			{"EmptyMaps", s.testCreateThreadEmptyMaps},
 			{"DuplicateID", s.testCreateThreadDuplicateID},
+			{"UnencodableMaps", s.testCreateThreadUnencodable},
 		}},
 		{"GetThread", []test{
 			{"Missing", s.testGetThreadMissing},
@@ -72,6 +83,9 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"UnknownThread", s.testCreateRunUnknownThread},
 			{"OneActiveRunPerThread", s.testCreateRunOneActive},
 			{"DuplicateIDs", s.testCreateRunDuplicateIDs},
+			{"InputIDsFromRun", s.testCreateRunInputIDsFromRun},
+			{"InvalidStatus", s.testCreateRunInvalidStatus},
+			{"UnencodableContext", s.testCreateRunUnencodableContext},
 		}},
 		{"StartRun", []test{
 			{"QueuedToRunning", s.testStartRun},
@@ -83,6 +97,9 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"NoMessages", s.testCheckpointRunEmpty},
 			{"UnknownRun", s.testCheckpointRunUnknown},
 			{"FinishedRun", s.testCheckpointRunFinished},
+			{"QueuedRun", s.testCheckpointRunQueued},
+			{"ForeignThreadAndRunIDs", s.testCheckpointRunForeignIDs},
+			{"MessageOfAnotherRun", s.testCheckpointRunMessageOfAnotherRun},
 		}},
 		{"FinishRun", []test{
 			{"Completed", s.testFinishRunCompleted},
@@ -91,6 +108,7 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"ClearsOwnerAndLease", s.testFinishRunClearsOwner},
 			{"AlreadyTerminal", s.testFinishRunTerminal},
 			{"UnknownRun", s.testFinishRunUnknown},
+			{"NotTerminal", s.testFinishRunNotTerminal},
 		}},
 		{"InterruptRuns", []test{
 			{"EndsActiveRuns", s.testInterruptRuns},
@@ -104,6 +122,7 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 		{"ListMessages", []test{
 			{"OrderAndFields", s.testListMessages},
 			{"EmptyThread", s.testListMessagesEmpty},
+			{"ManyInOrder", s.testListMessagesMany},
 		}},
 		{"Concurrent", []test{
 			{"CreateRunSameThread", s.testConcurrentCreateRun},
@@ -112,12 +131,18 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"CreateRunWhileFinishing", s.testConcurrentCreateWhileFinishing},
 			{"FinishRunRace", s.testConcurrentFinishRace},
 			{"CheckpointWhileFinishing", s.testConcurrentCheckpointWhileFinishing},
+			{"StartRunRace", s.testConcurrentStartRunRace},
+			{"InterruptWhileFinishing", s.testConcurrentInterruptWhileFinishing},
+		}},
+		{"Context", []test{
+			{"Done", s.testContextDone},
 		}},
 		{"Ping", []test{
 			{"Reachable", s.testPing},
 		}},
 		{"Close", []test{
 			{"ThenPingFails", s.testClose},
+			{"ThenCallsFail", s.testCloseThenCallsFail},
 		}},
 	}
 	for _, g := range groups {

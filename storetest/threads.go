@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -80,6 +81,26 @@ func (s suite) testCreateThreadDuplicateID(t *testing.T) {
 	wantErr(t, err, agentstream.ErrNotFound, "GetThread by the user of the refused duplicate")
 }
 
+func (s suite) testCreateThreadUnencodable(t *testing.T) {
+	st := s.open(t)
+	for _, th := range []agentstream.Thread{
+		func() agentstream.Thread {
+			th := newThread("user-1")
+			th.Metadata = map[string]any{"f": func() {}}
+			return th
+		}(),
+		func() agentstream.Thread {
+			th := newThread("user-1")
+			th.Context = map[string]any{"c": make(chan int)}
+			return th
+		}(),
+	} {
+		wantErr(t, st.CreateThread(t.Context(), th), agentstream.ErrInvalid, "CreateThread with a map that is not JSON")
+		_, err := st.GetThread(t.Context(), th.UserID, th.ID)
+		wantErr(t, err, agentstream.ErrNotFound, "GetThread of the refused thread")
+	}
+}
+
 func (s suite) testGetThreadMissing(t *testing.T) {
 	st := s.open(t)
 	createThread(t, st, "user-1")
@@ -123,6 +144,35 @@ func (s suite) testListMessages(t *testing.T) {
 	_, otherIn := createRun(t, st, other, at(20))
 	checkMessages(t, st, th.ID, in, withSeq(a1, 2), withSeq(r1, 3), withSeq(r2, 4), withSeq(a2, 5))
 	checkMessages(t, st, other.ID, otherIn)
+}
+
+// testListMessagesMany: Seq is a number (10 comes after 9), assigned in
+// the order of the calls and, within a call, of the slice.
+func (s suite) testListMessagesMany(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	run, in := runningRun(t, st, th, at(10))
+	want := []agentstream.Message{in}
+	for i, n := range []int{1, 9, 2, 15} {
+		var batch []agentstream.Message
+		if i > 0 {
+			// An update of the previous call's last message does not move it.
+			last := &want[len(want)-1]
+			last.Content += " (edited)"
+			batch = append(batch, *last)
+		}
+		for j := range n {
+			// Created earlier than the messages before it: Seq, not
+			// CreatedAt, orders a thread.
+			m := assistant(run, fmt.Sprintf("call %d, message %d", i, j), agentstream.MessageComplete, at(100-len(want)))
+			batch = append(batch, m)
+			want = append(want, withSeq(m, int64(len(want)+1)))
+		}
+		if err := st.CheckpointRun(t.Context(), run.ID, batch); err != nil {
+			t.Fatalf("CheckpointRun: %v", err)
+		}
+	}
+	checkMessages(t, st, th.ID, want...)
 }
 
 func (s suite) testListMessagesEmpty(t *testing.T) {

@@ -1,0 +1,518 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentstream/agentstream"
+)
+
+// maxAttempts bounds how many times a transaction is run when PostgreSQL
+// aborts it for a serialization failure or a deadlock.
+const maxAttempts = 3
+
+// CreateThread inserts t. ErrConflict when its ID is taken.
+func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	metadata, err := encodeMap("metadata", t.Metadata)
+	if err != nil {
+		return err
+	}
+	threadContext, err := encodeMap("context", t.Context)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO threads (id, user_id, agent, title, metadata, context, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		t.ID, t.UserID, t.Agent, t.Title, metadata, threadContext, ts(t.CreatedAt), ts(t.UpdatedAt))
+	return s.mapErr(ctx, "create thread", err)
+}
+
+// GetThread returns the thread when it belongs to userID.
+func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentstream.Thread, error) {
+	if s.closed.Load() {
+		return agentstream.Thread{}, errClosed()
+	}
+	t := agentstream.Thread{ID: threadID, UserID: userID}
+	var metadata, threadContext []byte
+	err := s.pool.QueryRow(ctx, `
+		SELECT agent, title, metadata, context, created_at, updated_at
+		FROM threads WHERE id = $1 AND user_id = $2`, threadID, userID,
+	).Scan(&t.Agent, &t.Title, &metadata, &threadContext, &t.CreatedAt, &t.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return agentstream.Thread{}, agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+	}
+	if err != nil {
+		return agentstream.Thread{}, s.mapErr(ctx, "get thread", err)
+	}
+	if t.Metadata, err = decodeMap(metadata); err != nil {
+		return agentstream.Thread{}, fmt.Errorf("postgres: get thread %s: metadata: %w", threadID, err)
+	}
+	if t.Context, err = decodeMap(threadContext); err != nil {
+		return agentstream.Thread{}, fmt.Errorf("postgres: get thread %s: context: %w", threadID, err)
+	}
+	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
+	return t, nil
+}
+
+// ListMessages returns the thread's messages by Seq; an empty non-nil slice
+// when there are none (or no such thread).
+func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstream.Message, error) {
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
+		FROM messages WHERE thread_id = $1 ORDER BY seq`, threadID)
+	if err != nil {
+		return nil, s.mapErr(ctx, "list messages", err)
+	}
+	defer rows.Close()
+	msgs := []agentstream.Message{}
+	for rows.Next() {
+		m := agentstream.Message{ThreadID: threadID}
+		var toolCalls []byte
+		if err := rows.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &toolCalls,
+			&m.ToolCallID, &m.ToolName, &m.Status, &m.CreatedAt); err != nil {
+			return nil, s.mapErr(ctx, "list messages", err)
+		}
+		if toolCalls != nil {
+			if err := json.Unmarshal(toolCalls, &m.ToolCalls); err != nil {
+				return nil, fmt.Errorf("postgres: list messages: message %s: tool calls: %w", m.ID, err)
+			}
+			if len(m.ToolCalls) == 0 {
+				m.ToolCalls = nil
+			}
+		}
+		m.CreatedAt = m.CreatedAt.UTC()
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.mapErr(ctx, "list messages", err)
+	}
+	return msgs, nil
+}
+
+// insertMessage appends a message ($1 id, $2 thread, $3 run, $4 role,
+// $5 content, $6 tool calls, $7 tool call ID, $8 tool name, $9 status,
+// $10 created) to its thread, after the thread's last message, and returns
+// its Seq. The caller holds the thread's row lock, so that no other writer
+// takes the same Seq.
+const insertMessage = `
+	INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
+		tool_call_id, tool_name, status, created_at)
+	VALUES ($1, $2, $3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = $2),
+		$4, $5, $6, $7, $8, $9, $10)`
+
+// saveMessage is insertMessage, except that a message whose ID exists is
+// updated in place (content, tool calls, status) when it belongs to the
+// same run, and left alone otherwise: then no row is returned.
+const saveMessage = insertMessage + `
+	ON CONFLICT (id) DO UPDATE
+		SET content = EXCLUDED.content, tool_calls = EXCLUDED.tool_calls, status = EXCLUDED.status
+		WHERE messages.run_id = EXCLUDED.run_id
+	RETURNING seq`
+
+func messageArgs(m agentstream.Message, toolCalls []byte) []any {
+	return []any{m.ID, m.ThreadID, m.RunID, m.Role, m.Content, toolCalls,
+		m.ToolCallID, m.ToolName, m.Status, ts(m.CreatedAt)}
+}
+
+// CreateRun inserts run and its input message, which it returns with Seq,
+// ThreadID and RunID set. The run's Status must be queued or running.
+func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
+	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
+		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
+			"a new run must be queued or running, not %q", run.Status)
+	}
+	runContext, err := encodeMap("context", run.Context)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	input.ThreadID, input.RunID = run.ThreadID, run.ID
+	toolCalls, err := encodeToolCalls(input.ToolCalls)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	errCode, errMessage := errorColumns(run.Error)
+	err = s.tx(ctx, "create run", func(tx pgx.Tx) error {
+		// One round trip. Updating the thread locks it: CreateRun, and
+		// the writes of the thread's messages, wait for one another.
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE threads SET updated_at = $1 WHERE id = $2`, ts(run.CreatedAt), run.ThreadID)
+		// The partial unique index runs_one_active_per_thread refuses a
+		// second queued or running run on the thread.
+		b.Queue(`
+			INSERT INTO runs (id, thread_id, user_id, agent, status, error_code, error_message,
+				input_tokens, output_tokens, context, created_at, started_at, finished_at,
+				owner, lease_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			run.ID, run.ThreadID, run.UserID, run.Agent, run.Status, errCode, errMessage,
+			run.Usage.InputTokens, run.Usage.OutputTokens, runContext, ts(run.CreatedAt),
+			tsPtr(run.StartedAt), tsPtr(run.FinishedAt), run.Owner, tsPtr(run.LeaseUntil))
+		b.Queue(insertMessage+` RETURNING seq`, messageArgs(input, toolCalls)...)
+		br := tx.SendBatch(ctx, b)
+		defer func() { _ = br.Close() }() // a failure is reported by the reads below
+		tag, err := br.Exec()
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if err := br.QueryRow().Scan(&input.Seq); err != nil {
+			return err
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	return input, nil
+}
+
+// StartRun marks a queued run running.
+func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE runs SET status = 'running', started_at = $2
+		WHERE id = $1 AND status = 'queued'`, runID, ts(at))
+	if err != nil {
+		return s.mapErr(ctx, "start run", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	// Not started: say why.
+	var status agentstream.RunStatus
+	err = s.pool.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1`, runID).Scan(&status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return agentstream.Errorf(agentstream.CodeNotFound, "run not found")
+	}
+	if err != nil {
+		return s.mapErr(ctx, "start run", err)
+	}
+	return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not queued", status)
+}
+
+// CheckpointRun saves messages of a running run. ErrNotFound for an unknown
+// run, ErrConflict when the run is not running. Messages are saved in the
+// run's thread, under the run, whatever their ThreadID and RunID say; an ID
+// taken by a message of another run is ErrConflict.
+func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstream.Message) error {
+	batch, err := messageBatch(msgs)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, "checkpoint run", func(tx pgx.Tx) error {
+		threadID, status, err := lockRun(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if status != agentstream.RunRunning {
+			return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
+		}
+		return saveMessages(ctx, tx, threadID, runID, batch, nil)
+	})
+}
+
+// FinishRun saves msgs and the run's outcome, and clears its owner and
+// lease. run.Status must be terminal (ErrInvalid otherwise); ErrNotFound for
+// an unknown run, ErrConflict when the stored run is already terminal.
+func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
+	if !run.Status.Terminal() {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "run status %q is not terminal", run.Status)
+	}
+	batch, err := messageBatch(msgs)
+	if err != nil {
+		return err
+	}
+	errCode, errMessage := errorColumns(run.Error)
+	return s.tx(ctx, "finish run", func(tx pgx.Tx) error {
+		threadID, status, err := lockRun(ctx, tx, run.ID)
+		if err != nil {
+			return err
+		}
+		if status.Terminal() {
+			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
+		}
+		return saveMessages(ctx, tx, threadID, run.ID, batch, &pgx.QueuedQuery{
+			SQL: `
+				UPDATE runs SET status = $2, error_code = $3, error_message = $4,
+					input_tokens = $5, output_tokens = $6, finished_at = $7,
+					owner = '', lease_until = NULL
+				WHERE id = $1`,
+			Arguments: []any{run.ID, run.Status, errCode, errMessage,
+				run.Usage.InputTokens, run.Usage.OutputTokens, tsPtr(run.FinishedAt)},
+		})
+	})
+}
+
+// InterruptRuns ends every queued or running run as interrupted, in one
+// statement, and returns those runs oldest first.
+func (s *Store) InterruptRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	// A run that a FinishRun has locked is waited for, then skipped if it
+	// ended (READ COMMITTED re-checks the WHERE clause on the new row).
+	rows, err := s.pool.Query(ctx, `
+		WITH interrupted AS (
+			UPDATE runs SET status = 'interrupted', error_code = $1, error_message = $2,
+				finished_at = $3, owner = '', lease_until = NULL
+			WHERE status IN ('queued', 'running')
+			RETURNING `+runColumns+`
+		)
+		SELECT `+runColumns+` FROM interrupted ORDER BY created_at, id`,
+		e.Code, e.Message, ts(at))
+	if err != nil {
+		return nil, s.mapErr(ctx, "interrupt runs", err)
+	}
+	defer rows.Close()
+	runs := []agentstream.Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, s.mapErr(ctx, "interrupt runs", err)
+		}
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.mapErr(ctx, "interrupt runs", err)
+	}
+	return runs, nil
+}
+
+// GetRun returns the run when it belongs to userID.
+func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {
+	if s.closed.Load() {
+		return agentstream.Run{}, errClosed()
+	}
+	r, err := scanRun(s.pool.QueryRow(ctx, `
+		SELECT `+runColumns+` FROM runs WHERE id = $1 AND user_id = $2`, runID, userID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeNotFound, "run not found")
+	}
+	if err != nil {
+		return agentstream.Run{}, s.mapErr(ctx, "get run", err)
+	}
+	return r, nil
+}
+
+// runColumns are the columns scanRun reads, in its order.
+const runColumns = `id, thread_id, user_id, agent, status, error_code, error_message,
+	input_tokens, output_tokens, context, created_at, started_at, finished_at, owner, lease_until`
+
+func scanRun(row pgx.Row) (agentstream.Run, error) {
+	var r agentstream.Run
+	var errCode, errMessage *string
+	var runContext []byte
+	err := row.Scan(&r.ID, &r.ThreadID, &r.UserID, &r.Agent, &r.Status, &errCode, &errMessage,
+		&r.Usage.InputTokens, &r.Usage.OutputTokens, &runContext, &r.CreatedAt,
+		&r.StartedAt, &r.FinishedAt, &r.Owner, &r.LeaseUntil)
+	if err != nil {
+		return agentstream.Run{}, err
+	}
+	if errCode != nil {
+		r.Error = &agentstream.ErrorInfo{Code: agentstream.Code(*errCode)}
+		if errMessage != nil {
+			r.Error.Message = *errMessage
+		}
+	}
+	if r.Context, err = decodeMap(runContext); err != nil {
+		return agentstream.Run{}, fmt.Errorf("run %s: context: %w", r.ID, err)
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	r.StartedAt, r.FinishedAt, r.LeaseUntil = utcPtr(r.StartedAt), utcPtr(r.FinishedAt), utcPtr(r.LeaseUntil)
+	return r, nil
+}
+
+// tx runs fn in a transaction (READ COMMITTED). When PostgreSQL aborts the
+// transaction for a serialization failure or a deadlock, or it fails before
+// reaching the server, it is run again, up to maxAttempts times; fn must
+// be safe to run again. Errors are mapped by mapErr.
+func (s *Store) tx(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+	if s.closed.Load() {
+		return errClosed()
+	}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.tx1(ctx, fn)
+		if err == nil || attempt == maxAttempts || ctx.Err() != nil || s.closed.Load() || !retryable(err) {
+			break
+		}
+	}
+	return s.mapErr(ctx, op, err)
+}
+
+func (s *Store) tx1(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(ctx) // fn's error is the one to report
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// lockRun locks the run's thread, then the run (always in this order, so
+// that writers cannot deadlock), and returns the run's thread and status;
+// ErrNotFound when there is no such run. Locking the thread serialises the
+// writers of its messages; locking the run keeps its status until commit.
+func lockRun(ctx context.Context, tx pgx.Tx, runID string) (threadID string, status agentstream.RunStatus, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`
+		SELECT id FROM threads WHERE id = (SELECT thread_id FROM runs WHERE id = $1)
+		FOR NO KEY UPDATE`, runID)
+	b.Queue(`SELECT thread_id, status FROM runs WHERE id = $1 FOR NO KEY UPDATE`, runID)
+	br := tx.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }() // a failure is reported by the reads below
+	if _, err := br.Exec(); err != nil {
+		return "", "", err
+	}
+	err = br.QueryRow().Scan(&threadID, &status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", agentstream.Errorf(agentstream.CodeNotFound, "run not found")
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return threadID, status, br.Close()
+}
+
+// encodedMessage is a message with its tool calls encoded.
+type encodedMessage struct {
+	agentstream.Message
+	toolCalls []byte
+}
+
+func messageBatch(msgs []agentstream.Message) ([]encodedMessage, error) {
+	out := make([]encodedMessage, len(msgs))
+	for i, m := range msgs {
+		toolCalls, err := encodeToolCalls(m.ToolCalls)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = encodedMessage{m, toolCalls}
+	}
+	return out, nil
+}
+
+// saveMessages updates the run's messages whose ID exists (content, tool
+// calls, status) and appends the others to the thread, in order, then runs
+// after (if not nil): all in one round trip. A message is always saved in
+// the run's thread and under the run, whatever its ThreadID and RunID say;
+// an ID taken by a message of another run is ErrConflict. The caller holds
+// the thread's lock (lockRun).
+func saveMessages(ctx context.Context, tx pgx.Tx, threadID, runID string, msgs []encodedMessage, after *pgx.QueuedQuery) error {
+	if len(msgs) == 0 && after == nil {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, m := range msgs {
+		m.ThreadID, m.RunID = threadID, runID
+		b.Queue(saveMessage, messageArgs(m.Message, m.toolCalls)...)
+	}
+	if after != nil {
+		b.Queue(after.SQL, after.Arguments...)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }() // a failure is reported by the reads below
+	for _, m := range msgs {
+		var seq int64
+		err := br.QueryRow().Scan(&seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if after != nil {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	return br.Close()
+}
+
+func errorColumns(e *agentstream.ErrorInfo) (code, message *string) {
+	if e == nil {
+		return nil, nil
+	}
+	c := string(e.Code)
+	return &c, &e.Message
+}
+
+// ts is t as stored: truncated to the microsecond, timestamptz's precision
+// (PostgreSQL rounds a finer time given as text; truncating here makes the
+// stored instant not depend on how the driver sends it), in UTC.
+func ts(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+
+func tsPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := ts(*t)
+	return &v
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.UTC()
+	return &v
+}
+
+// encodeMap returns m as JSON, or nil (NULL) when it has no entries.
+func encodeMap(field string, m map[string]any) ([]byte, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, agentstream.Wrap(agentstream.CodeInvalidRequest, err, field+" is not representable as JSON")
+	}
+	return b, nil
+}
+
+func decodeMap(b []byte) (map[string]any, error) {
+	if b == nil {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return m, nil
+}
+
+func encodeToolCalls(calls []agentstream.ToolCall) ([]byte, error) {
+	if len(calls) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(calls)
+	if err != nil {
+		return nil, agentstream.Wrap(agentstream.CodeInvalidRequest, err, "tool calls are not representable as JSON")
+	}
+	return b, nil
+}
