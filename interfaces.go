@@ -47,6 +47,16 @@ type Store interface {
 	// A server whose store no other process uses calls it at start: such
 	// runs belonged to a process that died.
 	InterruptRuns(ctx context.Context, at time.Time, e ErrorInfo) ([]Run, error)
+	// RenewLeases sets LeaseUntil to until on every queued or running run
+	// whose Owner is owner, and returns their IDs: a run the owner thinks
+	// it holds but that is missing here was taken from it (its lease ran
+	// out and another instance interrupted it).
+	RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error)
+	// InterruptExpiredRuns ends as interrupted, like InterruptRuns, every
+	// queued or running run whose lease ran out before at (LeaseUntil set
+	// and earlier than at), and returns those runs as stored. Instances
+	// sharing a store call it to end the runs of an instance that died.
+	InterruptExpiredRuns(ctx context.Context, at time.Time, e ErrorInfo) ([]Run, error)
 	// GetRun returns the run when it exists and belongs to userID.
 	GetRun(ctx context.Context, userID, runID string) (Run, error)
 

@@ -244,7 +244,15 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	if x.run.Error != nil {
 		r.logger.Info("run ended", "run_id", x.run.ID, "status", x.run.Status, "code", x.run.Error.Code, "err", err)
 	}
-	if serr := r.store.FinishRun(ctx, x.run, x.msgs); serr != nil {
+	serr := r.store.FinishRun(ctx, x.run, x.msgs)
+	switch {
+	case errors.Is(serr, agentstream.ErrConflict):
+		// Another instance ended the run when its lease ran out, and
+		// appended its terminal event: there is nothing left to say.
+		r.logger.Warn("the run was ended elsewhere (its lease ran out); its result was not saved", "run_id", x.run.ID)
+		r.forget(x.run)
+		return
+	case serr != nil:
 		r.logger.Error("saving a finished run", "run_id", x.run.ID, "err", serr)
 		x.run.Status = agentstream.RunFailed
 		x.run.Error = &agentstream.ErrorInfo{Code: agentstream.CodeInternal, Message: "the run's result could not be saved"}
@@ -252,10 +260,15 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.TerminalEventFor(x.run.Status), agentstream.RunEndData{
 		RunID: x.run.ID, Status: x.run.Status, Usage: x.run.Usage, Error: x.run.Error,
 	}))
+	r.forget(x.run)
+}
+
+// forget drops an ended run from the runner's books.
+func (r *Runner) forget(run agentstream.Run) {
 	r.mu.Lock()
-	delete(r.active, x.run.ID)
-	if t := r.threads[x.run.ThreadID]; t != nil && t.runID == x.run.ID {
-		delete(r.threads, x.run.ThreadID)
+	delete(r.active, run.ID)
+	if t := r.threads[run.ThreadID]; t != nil && t.runID == run.ID {
+		delete(r.threads, run.ThreadID)
 		close(t.done)
 	}
 	r.mu.Unlock()

@@ -38,6 +38,16 @@ type Config struct {
 	// FinalizeTimeout bounds the store write and log append that end a
 	// run, which happen after the run's own context may be gone. Default 30s.
 	FinalizeTimeout time.Duration
+	// Owner names this instance in the runs it starts, when several
+	// instances share the store: each run then holds a lease (Owner and
+	// LeaseUntil in the store) that this runner renews, and this runner
+	// also ends, as interrupted, the runs of instances whose leases ran
+	// out. Empty (the default): no leases; the runner is the store's only
+	// user.
+	Owner string
+	// LeaseTTL is how long a lease lasts without renewal; leases are
+	// renewed, and expired ones swept, every third of it. Default 15s.
+	LeaseTTL time.Duration
 }
 
 // WithDefaults returns c with unset fields filled in.
@@ -61,6 +71,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.FinalizeTimeout <= 0 {
 		c.FinalizeTimeout = 30 * time.Second
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 15 * time.Second
 	}
 	return c
 }
@@ -102,6 +115,10 @@ type Runner struct {
 	// interrupt every run, even one whose Start has not registered it yet.
 	base      context.Context
 	interrupt context.CancelCauseFunc
+
+	// stopLeases ends the lease loop (Owner set), which closes leasesDone.
+	stopLeases chan struct{}
+	leasesDone chan struct{}
 }
 
 type compiledAgent struct {
@@ -212,6 +229,10 @@ func New(cfg Config, d Deps) (*Runner, error) {
 	}
 	if _, ok := r.agents[cfg.DefaultAgent]; !ok {
 		return nil, fmt.Errorf("default agent %q is not declared", cfg.DefaultAgent)
+	}
+	if cfg.Owner != "" {
+		r.stopLeases, r.leasesDone = make(chan struct{}), make(chan struct{})
+		go r.leaseLoop()
 	}
 	return r, nil
 }
@@ -413,6 +434,10 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		ID: agentstream.NewID("run_"), ThreadID: req.Thread.ID, UserID: req.UserID,
 		Agent: ca.Name, Status: agentstream.RunQueued, Context: runCtx, CreatedAt: now,
 	}
+	if r.cfg.Owner != "" {
+		until := now.Add(r.cfg.LeaseTTL)
+		run.Owner, run.LeaseUntil = r.cfg.Owner, &until
+	}
 	input := agentstream.Message{
 		ID: agentstream.NewID("msg_"), ThreadID: run.ThreadID, RunID: run.ID,
 		Role: agentstream.RoleUser, Content: req.Input, Status: agentstream.MessageComplete, CreatedAt: now,
@@ -505,11 +530,13 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	go func() { r.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		r.endLeases()
 		return nil
 	case <-ctx.Done():
 	}
 	r.interrupt(errInterrupted)
 	<-done
+	r.endLeases()
 	return ctx.Err()
 }
 

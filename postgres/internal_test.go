@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/testenv"
 )
 
 func TestMapErr(t *testing.T) {
@@ -98,37 +96,15 @@ func TestMapConnectError(t *testing.T) {
 
 // TestMigrationsDownUp checks every migration's Down undoes its Up.
 func TestMigrationsDownUp(t *testing.T) {
-	base := os.Getenv("AGENTSTREAM_TEST_DATABASE_URL")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("AGENTSTREAM_TEST_DATABASE_URL is not set, and CI=true")
-		}
-		t.Skip("AGENTSTREAM_TEST_DATABASE_URL is not set")
-	}
+	schema, u := testenv.PostgresSchema(t)
 	ctx := t.Context()
-	schema := "agentstream_test_" + strings.ToLower(agentstream.NewID(""))
-	conn, err := pgx.Connect(ctx, base)
+	conn, err := pgx.Connect(ctx, testenv.DatabaseURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if _, err := conn.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Error(err)
-		}
-	}()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Skipf("%s is not a URL: %v", base, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
 
-	s, err := Open(ctx, u.String())
+	s, err := Open(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}

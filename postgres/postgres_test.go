@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,84 +13,28 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/testenv"
 	"github.com/agentstream/agentstream/postgres"
 	"github.com/agentstream/agentstream/storetest"
 )
 
-// envURL names the environment variable holding the URL of a PostgreSQL
-// database the tests may create schemas in, for example
-// postgres://postgres@127.0.0.1:5432/test?sslmode=disable.
-const envURL = "AGENTSTREAM_TEST_DATABASE_URL"
-
-// databaseURL returns the test database's URL. Without one the test is
-// skipped, except in CI (CI=true), where it fails: there the PostgreSQL
-// tests must run.
+// databaseURL returns the test database's URL, or skips (fails in CI).
 func databaseURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(envURL)
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set, and CI=true: the PostgreSQL tests must run in CI", envURL)
-		}
-		t.Skipf("%s is not set: skipping the PostgreSQL tests (set it to a database URL, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)", envURL)
-	}
-	return u
+	return testenv.DatabaseURL(t)
 }
 
 // newSchema creates an empty schema, dropped when t ends, and returns its
 // name and a URL whose search_path is that schema alone.
 func newSchema(t testing.TB) (schema, schemaURL string) {
 	t.Helper()
-	base := databaseURL(t)
-	schema = "agentstream_test_" + strings.ToLower(agentstream.NewID(""))
-	admin(t, base, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
-	t.Cleanup(func() {
-		// t.Context is done by now.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer func() { _ = conn.Close(ctx) }()
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema, withParam(t, base, "search_path", schema)
+	return testenv.PostgresSchema(t)
 }
 
-// withParam returns the connection string u with a parameter set, whether u
-// is a URL or a keyword/value string.
+// withParam returns the connection string u with a parameter set.
 func withParam(t testing.TB, u, key, value string) string {
 	t.Helper()
-	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
-		parsed, err := url.Parse(u)
-		if err != nil {
-			t.Fatalf("parse %s: %v", envURL, err)
-		}
-		q := parsed.Query()
-		q.Set(key, value)
-		// libpq and pgx read '+' as itself, not as a space.
-		parsed.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
-		return parsed.String()
-	}
-	return u + " " + key + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(value) + "'"
-}
-
-// admin runs sql on a connection of its own to the database at u.
-func admin(t testing.TB, u, sql string, args ...any) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", envURL, err)
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	return testenv.WithParam(t, u, key, value)
 }
 
 // queryInt runs a query returning one integer.
@@ -188,6 +130,14 @@ func (s *twoStores) FinishRun(ctx context.Context, run agentstream.Run, msgs []a
 
 func (s *twoStores) InterruptRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
 	return s.next().InterruptRuns(ctx, at, e)
+}
+
+func (s *twoStores) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
+	return s.next().RenewLeases(ctx, owner, until)
+}
+
+func (s *twoStores) InterruptExpiredRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
+	return s.next().InterruptExpiredRuns(ctx, at, e)
 }
 
 func (s *twoStores) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {

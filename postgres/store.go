@@ -264,6 +264,40 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 // InterruptRuns ends every queued or running run as interrupted, in one
 // statement, and returns those runs oldest first.
 func (s *Store) InterruptRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
+	return s.interrupt(ctx, at, e, "")
+}
+
+// InterruptExpiredRuns ends as interrupted every queued or running run
+// whose lease ran out before at, in one statement, oldest first.
+func (s *Store) InterruptExpiredRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
+	return s.interrupt(ctx, at, e, " AND lease_until IS NOT NULL AND lease_until < $3")
+}
+
+// RenewLeases extends the leases of owner's queued and running runs.
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	rows, err := s.pool.Query(ctx, `
+		UPDATE runs SET lease_until = $1
+		WHERE owner = $2 AND status IN ('queued', 'running')
+		RETURNING id`, ts(until), owner)
+	if err != nil {
+		return nil, s.mapErr(ctx, "renew leases", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, s.mapErr(ctx, "renew leases", err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, nil
+}
+
+// interrupt ends the queued and running runs matching cond (an SQL
+// fragment starting with AND; $3 is the time of the interruption).
+func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.ErrorInfo, cond string) ([]agentstream.Run, error) {
 	if s.closed.Load() {
 		return nil, errClosed()
 	}
@@ -273,7 +307,7 @@ func (s *Store) InterruptRuns(ctx context.Context, at time.Time, e agentstream.E
 		WITH interrupted AS (
 			UPDATE runs SET status = 'interrupted', error_code = $1, error_message = $2,
 				finished_at = $3, owner = '', lease_until = NULL
-			WHERE status IN ('queued', 'running')
+			WHERE status IN ('queued', 'running')`+cond+`
 			RETURNING `+runColumns+`
 		)
 		SELECT `+runColumns+` FROM interrupted ORDER BY created_at, id`,

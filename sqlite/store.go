@@ -226,9 +226,50 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 
 // InterruptRuns ends every queued or running run as interrupted.
 func (s *Store) InterruptRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
+	return s.interrupt(ctx, at, e, "")
+}
+
+// InterruptExpiredRuns ends as interrupted every queued or running run
+// whose lease ran out before at.
+func (s *Store) InterruptExpiredRuns(ctx context.Context, at time.Time, e agentstream.ErrorInfo) ([]agentstream.Run, error) {
+	return s.interrupt(ctx, at, e, ` AND lease_until IS NOT NULL AND lease_until < ?`, micros(at))
+}
+
+// RenewLeases extends the leases of owner's queued and running runs.
+func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
+	ids := []string{}
+	err := s.write(ctx, "renew leases", func(tx *sql.Tx) error {
+		ids = ids[:0]
+		rows, err := tx.QueryContext(ctx, `
+			UPDATE runs SET lease_until = ?
+			WHERE owner = ? AND status IN ('queued', 'running')
+			RETURNING id`, micros(until), owner)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rows.Close() }() // the scan or iteration error is the one to report
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// interrupt ends the queued and running runs matching the extra condition
+// (an SQL fragment starting with AND, with its arguments).
+func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.ErrorInfo, cond string, condArgs ...any) ([]agentstream.Run, error) {
 	var ids []idAndUser
 	err := s.write(ctx, "interrupt runs", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, user_id FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at`)
+		ids = ids[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT id, user_id FROM runs WHERE status IN ('queued', 'running')`+cond+` ORDER BY created_at, id`, condArgs...)
 		if err != nil {
 			return err
 		}
@@ -243,11 +284,11 @@ func (s *Store) InterruptRuns(ctx context.Context, at time.Time, e agentstream.E
 		if err := rows.Close(); err != nil {
 			return err
 		}
+		args := append([]any{agentstream.RunInterrupted, e.Code, e.Message, micros(at)}, condArgs...)
 		_, err = tx.ExecContext(ctx, `
 			UPDATE runs SET status = ?, error_code = ?, error_message = ?, finished_at = ?,
 				owner = '', lease_until = NULL
-			WHERE status IN ('queued', 'running')`,
-			agentstream.RunInterrupted, e.Code, e.Message, micros(at))
+			WHERE status IN ('queued', 'running')`+cond, args...)
 		return err
 	})
 	if err != nil {

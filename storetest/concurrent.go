@@ -361,3 +361,39 @@ func (s suite) testConcurrentInterruptWhileFinishing(t *testing.T) {
 		}
 	}
 }
+
+// testConcurrentRenewWhileSweeping: an owner renewing a run whose lease
+// just ran out races a sweeper: the run is either renewed (and left alone)
+// or interrupted (and not among the renewed), never both.
+func (s suite) testConcurrentRenewWhileSweeping(t *testing.T) {
+	st := s.open(t)
+	for i := range 10 {
+		run, _ := ownedRun(t, st, createThread(t, st, "user-1"), at(1), "inst-slow", at(10))
+		var renewed []string
+		var swept []agentstream.Run
+		errs := race(
+			func() (err error) { renewed, err = st.RenewLeases(t.Context(), "inst-slow", at(40)); return err },
+			func() (err error) { swept, err = st.InterruptExpiredRuns(t.Context(), at(20), interrupted); return err },
+		)
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: RenewLeases %v, InterruptExpiredRuns %v", i, errs[0], errs[1])
+		}
+		stored := getRun(t, st, run)
+		switch {
+		case len(renewed) == 1 && len(swept) == 0:
+			if stored.Status != agentstream.RunQueued || stored.LeaseUntil == nil || stored.LeaseUntil.Sub(at(40)).Abs() >= time.Millisecond {
+				t.Fatalf("round %d: renewed, but stored %+v", i, stored)
+			}
+			// End it, so the next round's owner holds one run.
+			if _, err := st.InterruptRuns(t.Context(), at(50), interrupted); err != nil {
+				t.Fatal(err)
+			}
+		case len(renewed) == 0 && len(swept) == 1:
+			if stored.Status != agentstream.RunInterrupted {
+				t.Fatalf("round %d: swept, but stored %+v", i, stored)
+			}
+		default:
+			t.Fatalf("round %d: renewed %v and swept %d runs", i, renewed, len(swept))
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -50,5 +52,91 @@ func (s suite) testInterruptRunsNone(t *testing.T) {
 	got, err := st.InterruptRuns(t.Context(), at(1), interrupted)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("InterruptRuns on an empty store: %+v, %v", got, err)
+	}
+}
+
+// ownedRun creates a run on th held by owner until leaseUntil.
+func ownedRun(t testing.TB, st agentstream.Store, th agentstream.Thread, created time.Time, owner string, leaseUntil time.Time) (agentstream.Run, agentstream.Message) {
+	t.Helper()
+	run, in := newRun(th, created)
+	run.Owner, run.LeaseUntil = owner, &leaseUntil
+	got, err := st.CreateRun(t.Context(), run, in)
+	if err != nil {
+		t.Fatalf("CreateRun: %v", err)
+	}
+	return run, got
+}
+
+// testRenewLeases: the owner's queued and running runs get the new lease
+// and are returned; other owners' runs and ended runs are left alone.
+func (s suite) testRenewLeases(t *testing.T) {
+	st := s.open(t)
+	queued, _ := ownedRun(t, st, createThread(t, st, "user-1"), at(1), "inst-a", at(10))
+	running, _ := ownedRun(t, st, createThread(t, st, "user-2"), at(2), "inst-a", at(10))
+	running = startRun(t, st, running, at(3))
+	other, _ := ownedRun(t, st, createThread(t, st, "user-1"), at(4), "inst-b", at(10))
+	ended, _ := ownedRun(t, st, createThread(t, st, "user-1"), at(5), "inst-a", at(10))
+	ended = startRun(t, st, ended, at(6))
+	endedRun := finished(ended, agentstream.RunCompleted, nil, agentstream.Usage{}, at(7))
+	if err := st.FinishRun(t.Context(), endedRun, nil); err != nil {
+		t.Fatalf("FinishRun: %v", err)
+	}
+
+	ids, err := st.RenewLeases(t.Context(), "inst-a", at(40))
+	if err != nil {
+		t.Fatalf("RenewLeases: %v", err)
+	}
+	slices.Sort(ids)
+	want := []string{queued.ID, running.ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("RenewLeases returned %v, want %v", ids, want)
+	}
+	queued.LeaseUntil, running.LeaseUntil = ptr(at(40)), ptr(at(40))
+	checkRun(t, getRun(t, st, queued), queued)
+	checkRun(t, getRun(t, st, running), running)
+	checkRun(t, getRun(t, st, other), other)
+	checkRun(t, getRun(t, st, ended), endedRun)
+
+	if ids, err := st.RenewLeases(t.Context(), "inst-nobody", at(50)); err != nil || ids == nil || len(ids) != 0 {
+		t.Fatalf("RenewLeases of an owner without runs: %v (nil: %v), %v; want an empty list", ids, ids == nil, err)
+	}
+}
+
+// testInterruptExpired: only runs whose lease ran out end; runs without a
+// lease, with a lease still good, or already ended are left alone.
+func (s suite) testInterruptExpired(t *testing.T) {
+	st := s.open(t)
+	thExpired := createThread(t, st, "user-1")
+	expired, in := ownedRun(t, st, thExpired, at(1), "inst-dead", at(10))
+	expired = startRun(t, st, expired, at(2))
+	partial := assistant(expired, "half", agentstream.MessagePartial, at(3))
+	if err := st.CheckpointRun(t.Context(), expired.ID, []agentstream.Message{partial}); err != nil {
+		t.Fatalf("CheckpointRun: %v", err)
+	}
+	expiredQueued, _ := ownedRun(t, st, createThread(t, st, "user-2"), at(4), "inst-dead", at(10))
+	alive, _ := ownedRun(t, st, createThread(t, st, "user-1"), at(5), "inst-alive", at(30))
+	unleased, _ := createRun(t, st, createThread(t, st, "user-1"), at(6))
+	justNow, _ := ownedRun(t, st, createThread(t, st, "user-1"), at(7), "inst-edge", at(20))
+
+	got, err := st.InterruptExpiredRuns(t.Context(), at(20), interrupted)
+	if err != nil {
+		t.Fatalf("InterruptExpiredRuns: %v", err)
+	}
+	if len(got) != 2 || got[0].ID != expired.ID || got[1].ID != expiredQueued.ID {
+		t.Fatalf("InterruptExpiredRuns returned %+v, want the two expired runs, oldest first", got)
+	}
+	for i, r := range []agentstream.Run{expired, expiredQueued} {
+		want := finished(r, agentstream.RunInterrupted, &interrupted, agentstream.Usage{}, at(20))
+		checkRun(t, got[i], want)
+		checkRun(t, getRun(t, st, r), want)
+	}
+	checkMessages(t, st, thExpired.ID, in, withSeq(partial, 2))
+	// A lease that ends exactly now still holds.
+	for _, r := range []agentstream.Run{alive, unleased, justNow} {
+		checkRun(t, getRun(t, st, r), r)
+	}
+	if got, err := st.InterruptExpiredRuns(t.Context(), at(20), interrupted); err != nil || len(got) != 0 {
+		t.Fatalf("a second sweep: %+v, %v; want nothing", got, err)
 	}
 }

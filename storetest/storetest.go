@@ -114,6 +114,11 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"EndsActiveRuns", s.testInterruptRuns},
 			{"NothingActive", s.testInterruptRunsNone},
 		}},
+		{"Leases", []test{
+			{"Renew", s.testRenewLeases},
+			{"InterruptExpired", s.testInterruptExpired},
+			{"RenewWhileSweeping", s.testConcurrentRenewWhileSweeping},
+		}},
 		{"GetRun", []test{
 			{"RoundTrip", s.testGetRunRoundTrip},
 			{"Missing", s.testGetRunMissing},

@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/agentstream/agentstream"
+)
+
+var (
+	// errLeaseLost stops a run that another instance ended because this
+	// one failed to renew its lease in time (it could not reach the store).
+	errLeaseLost = agentstream.Errorf(agentstream.CodeInterrupted,
+		"the run's lease ran out (its server could not reach the store) and another server ended it")
+	// deadOwner is the error of runs swept after their owner died.
+	deadOwner = agentstream.ErrorInfo{Code: agentstream.CodeInterrupted,
+		Message: "the server running the run stopped before it ended (its lease ran out)"}
+)
+
+// leaseLoop renews this runner's leases and sweeps expired ones, at once
+// and then every third of the lease TTL, until Shutdown.
+func (r *Runner) leaseLoop() {
+	defer close(r.leasesDone)
+	tick := time.NewTicker(r.cfg.LeaseTTL / 3)
+	defer tick.Stop()
+	for {
+		r.renewLeases()
+		r.SweepExpired(context.Background())
+		select {
+		case <-r.stopLeases:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// endLeases stops the lease loop once no run is left to hold a lease.
+func (r *Runner) endLeases() {
+	if r.stopLeases == nil {
+		return
+	}
+	r.mu.Lock()
+	select {
+	case <-r.stopLeases:
+	default:
+		close(r.stopLeases)
+	}
+	r.mu.Unlock()
+	<-r.leasesDone
+}
+
+// renewLeases extends the leases of this runner's runs, and stops the
+// runs whose lease was taken: the store no longer lists them as ours.
+func (r *Runner) renewLeases() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseTTL/3)
+	defer cancel()
+	// Runs registered before the call started are the ones it must list.
+	r.mu.Lock()
+	mine := make([]string, 0, len(r.active))
+	for id := range r.active {
+		mine = append(mine, id)
+	}
+	r.mu.Unlock()
+	held, err := r.store.RenewLeases(ctx, r.cfg.Owner, r.now().UTC().Add(r.cfg.LeaseTTL))
+	if err != nil {
+		r.logger.Warn("renewing run leases", "owner", r.cfg.Owner, "err", err)
+		return
+	}
+	listed := make(map[string]bool, len(held))
+	for _, id := range held {
+		listed[id] = true
+	}
+	for _, id := range mine {
+		// A run missing from the list has ended: by itself (it is leaving
+		// r.active), or by a sweeper, which it must learn of.
+		if !listed[id] && r.stop(id, errLeaseLost) {
+			r.logger.Debug("a run not held in the store was stopped", "run_id", id)
+		}
+	}
+}
+
+// SweepExpired ends, as interrupted, the runs whose lease ran out (their
+// instance died or lost the store), and appends each one's terminal event
+// so that every reader's stream ends. It returns how many it ended. The
+// lease loop calls it; a server calls it at start to recover at once.
+func (r *Runner) SweepExpired(ctx context.Context) int {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL/3)
+	defer cancel()
+	runs, err := r.store.InterruptExpiredRuns(ctx, r.now().UTC(), deadOwner)
+	if err != nil {
+		r.logger.Warn("sweeping runs with expired leases", "err", err)
+		return 0
+	}
+	for _, run := range runs {
+		r.logger.Warn("a run's lease ran out: marked interrupted", "run_id", run.ID)
+		r.appendEvents(context.WithoutCancel(ctx), run.ID, agentstream.NewEvent(agentstream.EventRunInterrupted, agentstream.RunEndData{
+			RunID: run.ID, Status: run.Status, Usage: run.Usage, Error: run.Error,
+		}))
+	}
+	return len(runs)
+}
