@@ -22,12 +22,15 @@ type Config struct {
 	// Addr is the listen address. Default "127.0.0.1:8080".
 	// Env AGENTSTREAM_ADDR, flag --addr.
 	Addr string `yaml:"addr"`
-	// DatabaseURL selects the store: a SQLite file path (or sqlite://PATH).
-	// Default "agentstream.db" in the working directory.
+	// DatabaseURL selects the store: a SQLite file path (or sqlite://PATH),
+	// or a postgres:// URL. Default "agentstream.db" in the working
+	// directory.
 	// Env AGENTSTREAM_DATABASE_URL, flag --database-url.
 	DatabaseURL string `yaml:"database_url"`
-	// RedisURL selects the Redis event log for several instances. Default
-	// empty: the in-process log. Env AGENTSTREAM_REDIS_URL, flag --redis-url.
+	// RedisURL selects the Redis event log, shared by several instances
+	// (with their runs' leases and cancel requests). Default empty: the
+	// in-process log, one instance. Env AGENTSTREAM_REDIS_URL, flag
+	// --redis-url.
 	RedisURL string `yaml:"redis_url"`
 	// Model is the upstream model of agents that name none. Default
 	// "gpt-4o-mini", or "sim" when the simulated model is used.
@@ -112,6 +115,11 @@ type Runs struct {
 	// and is saved; the client can come back) or "cancel". Default
 	// "continue".
 	OnDisconnect string `yaml:"on_disconnect"`
+	// LeaseTTL is how long a run's lease lasts without renewal, with
+	// redis_url set (several instances): when an instance dies, another
+	// ends its runs as interrupted within about this long. Leases are
+	// renewed every third of it. Default 15s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // HTTP tunes the HTTP server.
@@ -130,7 +138,7 @@ type HTTP struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
-// EventLog tunes the in-process event log.
+// EventLog tunes the event log: in process, or on Redis with redis_url.
 type EventLog struct {
 	// Retention keeps a finished run's events readable. Default 10m.
 	Retention time.Duration `yaml:"retention"`
@@ -140,6 +148,12 @@ type EventLog struct {
 	// MaxTotalBytes bounds all runs' events; past it finished runs' events
 	// are evicted first (then answered from the store). Default 256 MiB.
 	MaxTotalBytes int64 `yaml:"max_total_bytes"`
+	// Coalesce is how long the Redis log gathers a run's events before
+	// sending them in one command, so that a fast model does not cost a
+	// Redis command per token; readers on other instances see events up
+	// to this much later. Negative: every event is sent at once. Redis
+	// only; default 5ms.
+	Coalesce time.Duration `yaml:"coalesce"`
 }
 
 // SimModel is the model name used with the simulated model.
@@ -181,6 +195,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.Runs.ToolTimeout, 30*time.Second)
 	def(&c.Runs.CheckpointInterval, 2*time.Second)
 	def(&c.Runs.OnDisconnect, "continue")
+	def(&c.Runs.LeaseTTL, 15*time.Second)
 	def(&c.HTTP.MaxBodyBytes, 1<<20)
 	def(&c.HTTP.Heartbeat, 15*time.Second)
 	def(&c.HTTP.StallTimeout, time.Minute)
@@ -188,6 +203,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
+	def(&c.EventLog.Coalesce, 5*time.Millisecond)
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
 	return c
@@ -257,7 +273,7 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval},
+		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval}, {"runs.lease_ttl", c.Runs.LeaseTTL},
 		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.stall_timeout", c.HTTP.StallTimeout}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
 		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
 	} {

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/agent"
@@ -268,12 +267,19 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, user string) 
 		return
 	}
 	if !s.runner.Cancel(run.ID) {
-		s.writeError(w, r, agentstream.Errorf(agentstream.CodeConflict, "the run is not active on this server"))
-		return
+		// Another instance runs it (or it is ending right now).
+		if s.opts.RemoteCancel == nil {
+			s.writeError(w, r, agentstream.Errorf(agentstream.CodeConflict, "the run is not active on this server"))
+			return
+		}
+		if err := s.opts.RemoteCancel(r.Context(), run.ID); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	// Wait, bounded, for the terminal event: it follows the final commit,
 	// so the run read next is the cancelled one.
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cancelWait)
 	defer cancel()
 	for after := int64(0); ; {
 		evs, end, err := s.log.Read(ctx, run.ID, after, readBatch)
@@ -286,7 +292,14 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, user string) 
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, run)
+	// Not ended yet: the instance running it did not answer in time (it
+	// may have died; its lease running out ends the run). The request
+	// stands.
+	status := http.StatusOK
+	if !run.Status.Terminal() {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, run)
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {

@@ -32,6 +32,9 @@ type Options struct {
 	// OnDisconnect is the policy of runs whose request names none:
 	// OnDisconnectContinue (the default) or OnDisconnectCancel.
 	OnDisconnect string
+	// RemoteCancel, when set, asks the other instances to cancel a run
+	// that is not running here (several instances share the store).
+	RemoteCancel func(ctx context.Context, runID string) error
 	Logger       *slog.Logger
 }
 
@@ -48,6 +51,9 @@ type Server struct {
 	// keys maps the SHA-256 of each token to its user, so lookups do not
 	// compare secrets byte by byte.
 	keys map[[32]byte]string
+	// cancelWait bounds how long a cancel request waits for the run to
+	// end (10s; shorter in tests).
+	cancelWait time.Duration
 }
 
 // New returns a Server.
@@ -64,7 +70,7 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	if opts.StallTimeout <= 0 {
 		opts.StallTimeout = time.Minute
 	}
-	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}}
+	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}, cancelWait: 10 * time.Second}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -149,6 +155,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.Ping(ctx); err != nil {
 		s.writeError(w, r, agentstream.Wrap(agentstream.CodeUnavailable, err, "the store cannot be reached"))
 		return
+	}
+	if p, ok := s.log.(interface{ Ping(context.Context) error }); ok {
+		if err := p.Ping(ctx); err != nil {
+			s.writeError(w, r, agentstream.Wrap(agentstream.CodeUnavailable, err, "the event log cannot be reached"))
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -58,6 +58,9 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 		return false
 	}
 	ctx := r.Context()
+	// endedQuietly counts heartbeats in a row at which the store says the
+	// run ended though its log has not said so.
+	endedQuietly := 0
 	for {
 		rctx, cancel := context.WithTimeout(ctx, s.opts.Heartbeat)
 		evs, end, err := s.log.Read(rctx, run.ID, after, readBatch)
@@ -67,21 +70,29 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 			case ctx.Err() != nil:
 				return false // the client left
 			case errors.Is(err, context.DeadlineExceeded):
+				// A terminal event can be lost: an instance that died
+				// between its store write and its append, a Redis that lost
+				// its data. Two silent heartbeats after the store says the
+				// run ended, the end is answered from the store.
+				if stored, err := s.store.GetRun(ctx, run.UserID, run.ID); err == nil && stored.Status.Terminal() {
+					if endedQuietly++; endedQuietly >= 2 {
+						if sent, ok := s.endFromStore(ctx, w, rc, enc, run, after); ok {
+							return sent
+						}
+					}
+				} else {
+					endedQuietly = 0
+				}
 				if enc.comments() && !s.send(w, rc, append(buf[:0], ": heartbeat\n\n"...)) {
 					return false
 				}
 				continue
 			case errors.Is(err, agentstream.ErrNotFound), errors.Is(err, agentstream.ErrGone):
-				evs, ok := s.storedEnd(ctx, run, after)
+				sent, ok := s.endFromStore(ctx, w, rc, enc, run, after)
 				if !ok {
 					s.logger.Warn("a run's events are gone and it has not ended", "run_id", run.ID, "err", err)
-					return false
 				}
-				buf = buf[:0]
-				for _, ev := range evs {
-					buf = enc.encode(buf, ev)
-				}
-				return s.send(w, rc, buf)
+				return sent
 			}
 			s.logger.Error("reading a run's events", "run_id", run.ID, "err", err)
 			return false
@@ -106,6 +117,20 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 			return true
 		}
 	}
+}
+
+// endFromStore sends the end of a finished run rebuilt from the store
+// (storedEnd); ok is false, and nothing is sent, when the run has not ended.
+func (s *Server) endFromStore(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, enc encoder, run agentstream.Run, after int64) (sent, ok bool) {
+	evs, ok := s.storedEnd(ctx, run, after)
+	if !ok {
+		return false, false
+	}
+	var buf []byte
+	for _, ev := range evs {
+		buf = enc.encode(buf, ev)
+	}
+	return s.send(w, rc, buf), true
 }
 
 // storedEnd rebuilds the end of a finished run from the store, for a

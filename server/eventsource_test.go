@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/internal/sse"
+	"github.com/agentstream/agentstream/internal/testenv"
 	"github.com/agentstream/agentstream/sim"
 )
 
@@ -138,11 +139,7 @@ func TestEventSourceReconnect(t *testing.T) {
 func requireEventSourceClient(t *testing.T) string {
 	t.Helper()
 	missing := func(what string) {
-		msg := what + ": install Node.js 20 or newer and npm, then run `npm ci --prefix server/testdata/eventsource` (bash .ci/run does both)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Missing(t, what, "install Node.js 20 or newer and npm, then run `npm ci --prefix server/testdata/eventsource`; bash .ci/run does both")
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {

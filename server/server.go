@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/agentstream/agentstream/httpapi"
 	"github.com/agentstream/agentstream/memlog"
 	"github.com/agentstream/agentstream/openai"
+	"github.com/agentstream/agentstream/postgres"
 	"github.com/agentstream/agentstream/sim"
 	"github.com/agentstream/agentstream/sqlite"
 	"github.com/agentstream/agentstream/tools"
@@ -140,15 +142,28 @@ func queueSize(n int) int {
 func openStore(ctx context.Context, url string) (agentstream.Store, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return nil, errors.New("database_url is a PostgreSQL URL, but this build has no PostgreSQL store yet: use a SQLite file path")
+		st, err := postgres.Open(ctx, url)
+		if err != nil {
+			return nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
+		}
+		return st, nil
 	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
-		return nil, fmt.Errorf("database_url %q: unsupported scheme (want a SQLite file path or sqlite://PATH)", url)
+		return nil, fmt.Errorf("database_url %q: unsupported scheme (want a SQLite file path, sqlite://PATH or postgres://…)", redactURL(url))
 	}
 	st, err := sqlite.Open(ctx, strings.TrimPrefix(url, "sqlite://"))
 	if err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// redactURL hides the password of a URL, for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // Addr is the address the server listens on (with the real port when the
@@ -161,7 +176,7 @@ func (s *Server) Config() config.Config { return s.cfg }
 // Serve serves until Shutdown. It returns nil after a clean shutdown.
 func (s *Server) Serve() error {
 	s.logger.Info("agentstream listening", "addr", "http://"+s.Addr(), "model", s.cfg.Model,
-		"simulated", s.cfg.UsesSim(), "database", s.cfg.DatabaseURL)
+		"simulated", s.cfg.UsesSim(), "database", redactURL(s.cfg.DatabaseURL))
 	if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

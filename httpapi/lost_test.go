@@ -1,0 +1,207 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
+	"github.com/agentstream/agentstream/internal/sse"
+	"github.com/agentstream/agentstream/memlog"
+	"github.com/agentstream/agentstream/sqlite"
+)
+
+// idleModel is never called: these tests put runs in the store and the
+// log themselves, as another instance would.
+type idleModel struct{}
+
+func (idleModel) Stream(context.Context, agentstream.ModelRequest, func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
+	return agentstream.ModelResult{}, errors.New("not used")
+}
+
+type fixture struct {
+	t     *testing.T
+	store *sqlite.Store
+	log   *memlog.Log
+	srv   *Server
+	url   string
+}
+
+func newFixture(t *testing.T, opts Options) *fixture {
+	t.Helper()
+	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	log := memlog.New(memlog.Options{})
+	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
+		Store: store, Log: log, Model: idleModel{},
+		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(runner, store, log, opts)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &fixture{t: t, store: store, log: log, srv: srv, url: hs.URL}
+}
+
+// runningElsewhere stores a running run with a question, as an instance
+// that runs it would, and appends its first events to the log.
+func (f *fixture) runningElsewhere() (agentstream.Run, agentstream.Message) {
+	f.t.Helper()
+	ctx := f.t.Context()
+	now := time.Now().UTC()
+	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: LocalUser, Agent: "assistant", CreatedAt: now, UpdatedAt: now}
+	if err := f.store.CreateThread(ctx, th); err != nil {
+		f.t.Fatal(err)
+	}
+	run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: LocalUser, Agent: "assistant",
+		Status: agentstream.RunQueued, CreatedAt: now}
+	in := agentstream.Message{ID: agentstream.NewID("msg_"), ThreadID: th.ID, RunID: run.ID, Role: agentstream.RoleUser,
+		Content: "hi", Status: agentstream.MessageComplete, CreatedAt: now}
+	if _, err := f.store.CreateRun(ctx, run, in); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.store.StartRun(ctx, run.ID, now); err != nil {
+		f.t.Fatal(err)
+	}
+	run.Status, run.StartedAt = agentstream.RunRunning, &now
+	answer := agentstream.Message{ID: agentstream.NewID("msg_"), ThreadID: th.ID, RunID: run.ID, Role: agentstream.RoleAssistant,
+		Content: "half", Status: agentstream.MessagePartial, CreatedAt: now}
+	if _, err := f.log.Append(ctx, run.ID,
+		agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{RunID: run.ID, ThreadID: th.ID}),
+		agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: run.ID}),
+		agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: answer.ID, Delta: "half"}),
+	); err != nil {
+		f.t.Fatal(err)
+	}
+	return run, answer
+}
+
+// TestLostTerminalEvent: a run that ended in the store without its
+// terminal event reaching the log (its instance died between the two, or
+// Redis lost the event) still ends every stream, from the store, after two
+// silent heartbeats; a run still going only gets heartbeats.
+func TestLostTerminalEvent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{Heartbeat: 50 * time.Millisecond})
+	run, answer := f.runningElsewhere()
+	going, _ := f.runningElsewhere()
+
+	// The run ends in the store; its log never hears of it.
+	now := time.Now().UTC()
+	ended := run
+	ended.Status, ended.FinishedAt = agentstream.RunInterrupted, &now
+	ended.Error = &agentstream.ErrorInfo{Code: agentstream.CodeInterrupted, Message: "gone"}
+	if err := f.store.FinishRun(t.Context(), ended, []agentstream.Message{answer}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(f.url + "/v1/runs/" + run.ID + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var evs []sse.Event
+	r := sse.NewReader(resp.Body)
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if len(evs) != 5 || evs[3].Type != string(agentstream.EventMessageCompleted) || evs[3].ID != "4" ||
+		evs[4].Type != string(agentstream.EventRunInterrupted) || evs[4].ID != "5" {
+		t.Fatalf("stream of a run whose end was lost: %+v", evs)
+	}
+
+	// The run still going: heartbeats only, for many intervals.
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/runs/"+going.ID+"/events?after=3", nil)
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp2.Body.Close() }()
+	body, _ := io.ReadAll(resp2.Body) // ends at the deadline
+	if got := string(body); len(got) < len(": ok\n\n: heartbeat\n\n: heartbeat\n\n") || strings.Contains(got, "event:") {
+		t.Fatalf("stream of a running run: %q", got)
+	}
+}
+
+// TestRemoteCancel: cancelling a run that runs on another instance asks
+// the others (RemoteCancel) and answers with the ended run; when nobody
+// ends it in time, 202 with the run as it stands.
+func TestRemoteCancel(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		asked []string
+	)
+	var f *fixture
+	f = newFixture(t, Options{RemoteCancel: func(ctx context.Context, runID string) error {
+		mu.Lock()
+		asked = append(asked, runID)
+		n := len(asked)
+		mu.Unlock()
+		if n == 1 {
+			// The first time, the owner cancels it, as another instance would.
+			go func() {
+				run, err := f.store.GetRun(context.Background(), LocalUser, runID)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				now := time.Now().UTC()
+				run.Status, run.FinishedAt = agentstream.RunCancelled, &now
+				run.Error = &agentstream.ErrorInfo{Code: agentstream.CodeCancelled, Message: "the run was cancelled"}
+				if err := f.store.FinishRun(context.Background(), run, nil); err != nil {
+					t.Error(err)
+				}
+				_, _ = f.log.Append(context.Background(), runID, agentstream.NewEvent(agentstream.EventRunCancelled,
+					agentstream.RunEndData{RunID: runID, Status: run.Status, Error: run.Error}))
+			}()
+		}
+		return nil
+	}})
+	f.srv.cancelWait = 300 * time.Millisecond
+
+	first, _ := f.runningElsewhere()
+	resp, err := http.Post(f.url+"/v1/runs/"+first.ID+"/cancel", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("cancel of a run another instance ends: status %d", resp.StatusCode)
+	}
+	second, _ := f.runningElsewhere()
+	resp, err = http.Post(f.url+"/v1/runs/"+second.ID+"/cancel", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("cancel of a run nobody ends: status %d, want 202", resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 2 || asked[0] != first.ID || asked[1] != second.ID {
+		t.Fatalf("RemoteCancel asked for %v", asked)
+	}
+}
