@@ -54,6 +54,17 @@ type Event struct {
 	Data json.RawMessage
 }
 
+// eventOverhead is what Size adds to an event's Type and Data bytes.
+const eventOverhead = 48
+
+// Size is the number of bytes the event counts against an EventLog's size
+// caps: len(Type) + len(Data) + 48, the 48 standing for the Event struct
+// itself (its Seq and the headers of Type and Data). Every EventLog counts
+// events this way, so a cap keeps the same events whichever log holds them.
+func (e Event) Size() int64 {
+	return int64(len(e.Type)+len(e.Data)) + eventOverhead
+}
+
 // NewEvent encodes payload as the data of an event of type t.
 func NewEvent(t EventType, payload any) Event {
 	data, err := json.Marshal(payload)

@@ -540,6 +540,13 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// Draining reports whether Shutdown has begun: the runner takes no runs.
+func (r *Runner) Draining() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
 // Load returns how many runs execute and wait now.
 func (r *Runner) Load() (running, queued int) { return r.pool.load() }
 

@@ -152,7 +152,7 @@ type EventLog struct {
 	// sending them in one command, so that a fast model does not cost a
 	// Redis command per token; readers on other instances see events up
 	// to this much later. Negative: every event is sent at once. Redis
-	// only; default 5ms.
+	// only; default 2ms.
 	Coalesce time.Duration `yaml:"coalesce"`
 }
 
@@ -203,7 +203,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
-	def(&c.EventLog.Coalesce, 5*time.Millisecond)
+	def(&c.EventLog.Coalesce, 2*time.Millisecond)
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
 	return c

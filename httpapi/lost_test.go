@@ -205,3 +205,39 @@ func TestRemoteCancel(t *testing.T) {
 		t.Fatalf("RemoteCancel asked for %v", asked)
 	}
 }
+
+// downStore is a store whose database cannot be reached.
+type downStore struct{ agentstream.Store }
+
+func (downStore) Ping(context.Context) error {
+	return agentstream.Errorf(agentstream.CodeUnavailable, "connection refused")
+}
+
+// TestReadyzStoreDown: /readyz is 503 when the store cannot be reached, so
+// a load balancer stops sending requests; /healthz stays 200 (the process
+// is alive).
+func TestReadyzStoreDown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	down := New(f.srv.runner, downStore{f.store}, f.log, Options{})
+	hs := httptest.NewServer(down.Handler())
+	t.Cleanup(hs.Close)
+	for path, want := range map[string]int{"/readyz": http.StatusServiceUnavailable, "/healthz": http.StatusOK} {
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	resp, err := http.Get(f.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz with the store up: %d", resp.StatusCode)
+	}
+}

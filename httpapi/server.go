@@ -150,6 +150,11 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.runner.Draining() {
+		w.Header().Set("Retry-After", "5")
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnavailable, "the server is shutting down"))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {

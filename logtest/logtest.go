@@ -1,36 +1,72 @@
 // Package logtest is the conformance suite every agentstream.EventLog must
 // pass: ordering, sequence numbers, blocking reads, terminal events, many
-// concurrent readers (from the start or joining mid-log) and error mapping.
-// Every log it writes stays under a megabyte, so a log that bounds its
-// memory passes it with its default bounds.
+// concurrent readers (from the start or joining mid-log), error mapping,
+// the per-run byte cap, retention after the terminal event and large
+// events. Every log it writes stays under a megabyte, so a log that bounds
+// its memory passes it with its default bounds.
 package logtest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/agentstream/agentstream"
 )
 
-// Run runs the suite. newLog returns a fresh, empty log for each subtest.
-func Run(t *testing.T, newLog func(t testing.TB) agentstream.EventLog) {
-	t.Run("AppendAssignsSeq", func(t *testing.T) { t.Parallel(); testAppendAssignsSeq(t, newLog(t)) })
-	t.Run("ReadAfter", func(t *testing.T) { t.Parallel(); testReadAfter(t, newLog(t)) })
-	t.Run("ReadMax", func(t *testing.T) { t.Parallel(); testReadMax(t, newLog(t)) })
-	t.Run("ReadWaitsForAppend", func(t *testing.T) { t.Parallel(); testReadWaits(t, newLog(t)) })
-	t.Run("ReadContextEnds", func(t *testing.T) { t.Parallel(); testReadContextEnds(t, newLog(t)) })
-	t.Run("Terminal", func(t *testing.T) { t.Parallel(); testTerminal(t, newLog(t)) })
-	t.Run("TerminalInBatch", func(t *testing.T) { t.Parallel(); testTerminalInBatch(t, newLog(t)) })
-	t.Run("UnknownRun", func(t *testing.T) { t.Parallel(); testUnknownRun(t, newLog(t)) })
-	t.Run("RunsAreSeparate", func(t *testing.T) { t.Parallel(); testRunsSeparate(t, newLog(t)) })
-	t.Run("ManyReaders", func(t *testing.T) { t.Parallel(); testManyReaders(t, newLog(t)) })
-	t.Run("IdleReaderDoesNotBlock", func(t *testing.T) { t.Parallel(); testIdleReader(t, newLog(t)) })
-	t.Run("ReadersMidLog", func(t *testing.T) { t.Parallel(); testReadersMidLog(t, newLog(t)) })
-	t.Run("ConcurrentAppenders", func(t *testing.T) { t.Parallel(); testConcurrentAppenders(t, newLog(t)) })
+// Options are the settings a subtest asks of the log it gets. A zero field
+// means the implementation's default.
+type Options struct {
+	// MaxRunBytes bounds one run's log: past it the oldest events are
+	// dropped, the newest always kept, each event counting
+	// agentstream.Event.Size bytes.
+	MaxRunBytes int64
+	// Retention is how long a run's events stay readable after its
+	// terminal event.
+	Retention time.Duration
+}
+
+// NewLog returns a fresh, empty log with the given options.
+type NewLog func(t testing.TB, o Options) agentstream.EventLog
+
+// Run runs the suite. newLog returns a fresh, empty log for each subtest;
+// the subtests run in parallel.
+func Run(t *testing.T, newLog NewLog) {
+	def := func(t testing.TB) agentstream.EventLog { return newLog(t, Options{}) }
+	t.Run("AppendAssignsSeq", func(t *testing.T) { t.Parallel(); testAppendAssignsSeq(t, def(t)) })
+	t.Run("ReadAfter", func(t *testing.T) { t.Parallel(); testReadAfter(t, def(t)) })
+	t.Run("ReadMax", func(t *testing.T) { t.Parallel(); testReadMax(t, def(t)) })
+	t.Run("ReadWaitsForAppend", func(t *testing.T) { t.Parallel(); testReadWaits(t, def(t)) })
+	t.Run("ReadWokenByTerminal", func(t *testing.T) { t.Parallel(); testReadWokenByTerminal(t, def(t)) })
+	t.Run("ReadContextEnds", func(t *testing.T) { t.Parallel(); testReadContextEnds(t, def(t)) })
+	t.Run("Terminal", func(t *testing.T) { t.Parallel(); testTerminal(t, def(t)) })
+	t.Run("TerminalInBatch", func(t *testing.T) { t.Parallel(); testTerminalInBatch(t, def(t)) })
+	t.Run("AppendAfterTerminal", func(t *testing.T) { t.Parallel(); testAppendAfterTerminal(t, def(t)) })
+	t.Run("UnknownRun", func(t *testing.T) { t.Parallel(); testUnknownRun(t, def(t)) })
+	t.Run("RunsAreSeparate", func(t *testing.T) { t.Parallel(); testRunsSeparate(t, def(t)) })
+	t.Run("ManyReaders", func(t *testing.T) { t.Parallel(); testManyReaders(t, def(t)) })
+	t.Run("IdleReaderDoesNotBlock", func(t *testing.T) { t.Parallel(); testIdleReader(t, def(t)) })
+	t.Run("ReadersMidLog", func(t *testing.T) { t.Parallel(); testReadersMidLog(t, def(t)) })
+	t.Run("ConcurrentAppenders", func(t *testing.T) { t.Parallel(); testConcurrentAppenders(t, def(t)) })
+	t.Run("LargeEvents", func(t *testing.T) { t.Parallel(); testLargeEvents(t, def(t)) })
+	t.Run("RunCap", func(t *testing.T) {
+		t.Parallel()
+		testRunCap(t, newLog(t, Options{MaxRunBytes: runCap}))
+	})
+	t.Run("RunCapKeepsNewest", func(t *testing.T) {
+		t.Parallel()
+		testRunCapKeepsNewest(t, newLog(t, Options{MaxRunBytes: runCap}))
+	})
+	t.Run("Retention", func(t *testing.T) {
+		t.Parallel()
+		testRetention(t, newLog(t, Options{Retention: retention}), retention)
+	})
 }
 
 func runID() string { return agentstream.NewID("run_") }
@@ -38,6 +74,12 @@ func runID() string { return agentstream.NewID("run_") }
 func delta(i int) agentstream.Event {
 	return agentstream.NewEvent(agentstream.EventMessageDelta,
 		agentstream.MessageDeltaData{MessageID: "msg_1", Delta: fmt.Sprintf("tok%d ", i)})
+}
+
+// sized is a message.delta whose delta is n bytes, numbered i.
+func sized(i, n int) agentstream.Event {
+	return agentstream.NewEvent(agentstream.EventMessageDelta,
+		agentstream.MessageDeltaData{MessageID: "msg_" + strconv.Itoa(i), Delta: strings.Repeat("x", n)})
 }
 
 func done(id string) agentstream.Event {
@@ -325,5 +367,248 @@ func testConcurrentAppenders(t *testing.T, l agentstream.EventLog) {
 	mustAppend(t, l, id, done(id))
 	if got := len(readAll(t, l, id, 0, 64)); got != 401 {
 		t.Fatalf("read %d events, want 401", got)
+	}
+}
+
+func testReadWokenByTerminal(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	mustAppend(t, l, id, delta(1))
+	type result struct {
+		evs []agentstream.Event
+		end bool
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		evs, end, err := l.Read(context.Background(), id, 1, 10)
+		got <- result{evs, end, err}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	mustAppend(t, l, id, done(id))
+	select {
+	case r := <-got:
+		if r.err != nil || !r.end || len(r.evs) != 1 || r.evs[0].Seq != 2 || !r.evs[0].Type.Terminal() {
+			t.Fatalf("woken read: %+v end=%v err=%v; want the terminal event, end", r.evs, r.end, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read did not wake up after the terminal event")
+	}
+}
+
+// testAppendAfterTerminal: once the terminal event is in, every later
+// append fails, terminal or not, and writes nothing.
+func testAppendAfterTerminal(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	mustAppend(t, l, id, delta(1), delta(2))
+	mustAppend(t, l, id, done(id))
+	for _, evs := range [][]agentstream.Event{{delta(3)}, {done(id)}, {delta(3), done(id)}} {
+		if _, err := l.Append(context.Background(), id, evs...); !errors.Is(err, agentstream.ErrConflict) {
+			t.Fatalf("append of %d events after the terminal one: %v, want ErrConflict", len(evs), err)
+		}
+	}
+	evs := readAll(t, l, id, 0, 100)
+	if len(evs) != 3 || !evs[2].Type.Terminal() {
+		t.Fatalf("read %d events, want the 3 appended before the end", len(evs))
+	}
+}
+
+// testLargeEvents: events of hundreds of kilobytes, and data with
+// multi-byte characters and escapes, come back byte for byte.
+func testLargeEvents(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	odd := agentstream.NewEvent(agentstream.EventMessageDelta,
+		agentstream.MessageDeltaData{MessageID: "msg_1", Delta: "é 😀 \"quoted\" \n\t\u0000 <>&"})
+	want := []agentstream.Event{sized(1, 300<<10), odd, sized(2, 64<<10), sized(3, 1)}
+	mustAppend(t, l, id, want[0])
+	mustAppend(t, l, id, want[1:]...)
+	mustAppend(t, l, id, sized(4, 200<<10), done(id))
+	want = append(want, sized(4, 200<<10), done(id))
+	got := readAll(t, l, id, 0, 2)
+	if len(got) != len(want) {
+		t.Fatalf("read %d events, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].Type != want[i].Type || string(got[i].Data) != string(want[i].Data) {
+			t.Fatalf("event %d: type %s, %d bytes of data; want %s, %d bytes", i+1, got[i].Type, len(got[i].Data), want[i].Type, len(want[i].Data))
+		}
+	}
+}
+
+// runCap is the MaxRunBytes of the cap tests: room for about ten of their
+// events.
+const runCap = 10*(200+100) + 150
+
+// firstKept returns the first seq a log capped at limit keeps of events
+// (seq 1, 2, …): the oldest of the longest run of newest events that fits,
+// and at least the newest.
+func firstKept(events []agentstream.Event, limit int64) int64 {
+	var b int64
+	first := int64(len(events))
+	for i := len(events) - 1; i >= 0; i-- {
+		b += events[i].Size()
+		if b > limit && i < len(events)-1 {
+			break
+		}
+		first = int64(i + 1)
+	}
+	return first
+}
+
+// checkGone checks that a read after `after` fails with ErrGone naming
+// the first seq kept.
+func checkGone(t *testing.T, l agentstream.EventLog, id string, after, first int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := l.Read(ctx, id, after, 10)
+	if !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("read after %d: %v, want ErrGone (first kept: %d)", after, err, first)
+	}
+	if !strings.Contains(err.Error(), strconv.FormatInt(first, 10)) {
+		t.Fatalf("read after %d: %q does not name the first seq kept, %d", after, err, first)
+	}
+}
+
+// testRunCap: past MaxRunBytes the oldest events go and reads of them get
+// ErrGone, while a reader past the trimmed part reads on undisturbed.
+func testRunCap(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	const n = 60
+	var all []agentstream.Event
+	appendOne := func(ev agentstream.Event) {
+		all = append(all, ev)
+		mustAppend(t, l, id, ev)
+	}
+	for i := 1; i <= n/2; i++ {
+		appendOne(sized(i, 200))
+	}
+	// A reader a few events behind the newest keeps up while the log is
+	// trimmed under it: the appender waits for it, so it is never more
+	// than 4 events behind (the cap holds about 10).
+	var pos atomic.Int64
+	pos.Store(n/2 - 3)
+	type result struct {
+		n   int
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		count := 0
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			evs, end, err := l.Read(ctx, id, pos.Load(), 4)
+			cancel()
+			if err != nil {
+				got <- result{count, fmt.Errorf("read after %d: %w", pos.Load(), err)}
+				return
+			}
+			for _, ev := range evs {
+				if ev.Seq != pos.Load()+1 {
+					got <- result{count, fmt.Errorf("got seq %d after %d", ev.Seq, pos.Load())}
+					return
+				}
+				pos.Store(ev.Seq)
+				count++
+			}
+			if end {
+				got <- result{count, nil}
+				return
+			}
+		}
+	}()
+	for i := n/2 + 1; i <= n; i++ {
+		for deadline := time.Now().Add(5 * time.Second); pos.Load() < int64(i-4); {
+			if time.Now().After(deadline) {
+				t.Fatalf("reader stuck at %d", pos.Load())
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		appendOne(sized(i, 200))
+	}
+	appendOne(done(id))
+	select {
+	case r := <-got:
+		if r.err != nil || r.n != n/2+4 {
+			t.Fatalf("reader past the trim: %d events, %v; want %d, to the terminal one", r.n, r.err, n/2+4)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reader past the trim did not finish")
+	}
+
+	first := firstKept(all, runCap)
+	if first < 2 || first > n-5 {
+		t.Fatalf("bad test: first kept %d", first)
+	}
+	checkGone(t, l, id, 0, first)
+	checkGone(t, l, id, first-2, first)
+	evs := readAll(t, l, id, first-1, 3)
+	if int64(len(evs)) != n+2-first || evs[0].Seq != first {
+		t.Fatalf("read from the first kept: %d events from %d, want %d from %d", len(evs), evs[0].Seq, n+2-first, first)
+	}
+	for i, ev := range evs {
+		if string(ev.Data) != string(all[first-1+int64(i)].Data) {
+			t.Fatalf("event %d changed", ev.Seq)
+		}
+	}
+}
+
+// testRunCapKeepsNewest: an event over the cap by itself is kept, being the
+// newest, until the next one comes; the terminal event stays.
+func testRunCapKeepsNewest(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	mustAppend(t, l, id, sized(1, 10), sized(2, 10))
+	big := sized(3, 2*runCap)
+	if seq := mustAppend(t, l, id, big); seq != 3 {
+		t.Fatalf("big event: seq %d", seq)
+	}
+	evs, end := read(t, l, id, 2, 10)
+	if len(evs) != 1 || end || string(evs[0].Data) != string(big.Data) {
+		t.Fatalf("the newest event, over the cap: %d events end=%v", len(evs), end)
+	}
+	mustAppend(t, l, id, done(id))
+	checkGone(t, l, id, 2, 4)
+	evs, end = read(t, l, id, 3, 10)
+	if len(evs) != 1 || !end || evs[0].Seq != 4 {
+		t.Fatalf("after the big event: %d events end=%v", len(evs), end)
+	}
+}
+
+// retention is the Retention of testRetention.
+const retention = 300 * time.Millisecond
+
+// testRetention: a finished run's log is readable for its retention, then
+// gone (ErrNotFound) for good.
+func testRetention(t *testing.T, l agentstream.EventLog, retention time.Duration) {
+	id := runID()
+	mustAppend(t, l, id, delta(1), delta(2))
+	mustAppend(t, l, id, done(id))
+	ended := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, end, err := l.Read(ctx, id, 0, 10)
+	switch {
+	case errors.Is(err, agentstream.ErrNotFound) && time.Since(ended) < retention:
+		t.Fatalf("log gone %v after its end, before its retention (%v)", time.Since(ended), retention)
+	case err == nil && (len(evs) != 3 || !end):
+		t.Fatalf("read within the retention: %d events end=%v", len(evs), end)
+	case err != nil && !errors.Is(err, agentstream.ErrNotFound):
+		t.Fatalf("read within the retention: %v", err)
+	}
+	deadline := time.Now().Add(retention + 10*time.Second)
+	for {
+		_, _, err := l.Read(ctx, id, 0, 10)
+		if errors.Is(err, agentstream.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read after the retention: %v, want ErrNotFound", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log still there %v after its end (retention %v)", time.Since(ended), retention)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, _, err := l.Read(ctx, id, 3, 10); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("read at the end after the retention: %v, want ErrNotFound", err)
 	}
 }

@@ -4,8 +4,9 @@
 // waiting readers by closing a channel, which costs the same for one
 // reader or thousands, and costs nothing when nobody waits.
 //
-// The log is bounded. An event counts len(Data) + len(Type) + 48 bytes (the
-// Event in the log's slice); Stats reports the total.
+// The log is bounded. An event counts agentstream.Event.Size bytes:
+// len(Data) + len(Type) + 48 (the Event in the log's slice); Stats reports
+// the total.
 //
 //   - Per run: when an append takes a run's log over Options.MaxRunBytes,
 //     its oldest events are dropped until it fits again, always keeping the
@@ -81,16 +82,6 @@ func (o Options) WithDefaults() Options {
 		o.MaxTotalBytes = DefaultMaxTotalBytes
 	}
 	return o
-}
-
-// eventOverhead is what an event costs besides its Type and Data bytes:
-// the Event struct in the log's slice (its Seq and the headers of Type and
-// Data).
-const eventOverhead = 48
-
-// eventSize is the number of bytes an event counts against the caps.
-func eventSize(ev agentstream.Event) int64 {
-	return int64(len(ev.Data) + len(ev.Type) + eventOverhead)
 }
 
 // Log is an in-process EventLog.
@@ -185,7 +176,7 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 		ev.Seq = seq
 		seq++
 		r.events = append(r.events, ev)
-		added += eventSize(ev)
+		added += ev.Size()
 	}
 	last := seq - 1
 	r.bytes += added
@@ -218,7 +209,7 @@ func (r *runLog) trim(limit int64) int64 {
 	}
 	k, dropped := 0, int64(0)
 	for r.bytes-dropped > limit && k < len(r.events)-1 {
-		dropped += eventSize(r.events[k])
+		dropped += r.events[k].Size()
 		k++
 	}
 	if k == 0 {

@@ -16,14 +16,19 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	logtest.Run(t, func(testing.TB) agentstream.EventLog { return New(Options{}) })
+	logtest.Run(t, func(_ testing.TB, o logtest.Options) agentstream.EventLog {
+		return New(Options{MaxRunBytes: o.MaxRunBytes, Retention: o.Retention})
+	})
 }
 
 // TestConformanceSmallCaps runs the suite with caps well under the
 // defaults, that still fit each of its logs.
 func TestConformanceSmallCaps(t *testing.T) {
-	logtest.Run(t, func(testing.TB) agentstream.EventLog {
-		return New(Options{MaxRunBytes: 1 << 20, MaxTotalBytes: 1 << 20})
+	logtest.Run(t, func(_ testing.TB, o logtest.Options) agentstream.EventLog {
+		if o.MaxRunBytes == 0 {
+			o.MaxRunBytes = 1 << 20
+		}
+		return New(Options{MaxRunBytes: o.MaxRunBytes, MaxTotalBytes: 1 << 20, Retention: o.Retention})
 	})
 }
 
@@ -77,7 +82,7 @@ func checkLog(t testing.TB, l *Log) {
 			if ev.Seq != r.first+int64(i) {
 				t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
 			}
-			b += eventSize(ev)
+			b += ev.Size()
 		}
 		if b != r.bytes {
 			t.Errorf("run %s: counts %d bytes, holds %d", id, r.bytes, b)
@@ -232,8 +237,8 @@ func TestRunCap(t *testing.T) {
 		if seq := mustAppend(t, l, id, ev); seq != int64(i) {
 			t.Fatalf("append %d got seq %d", i, seq)
 		}
-		sizes = append(sizes, eventSize(ev))
-		appended += eventSize(ev)
+		sizes = append(sizes, ev.Size())
+		appended += ev.Size()
 		if b := statBytes(l); b > limit {
 			t.Fatalf("after %d bytes appended the run holds %d, over its cap %d", appended, b, limit)
 		}
@@ -296,8 +301,8 @@ func TestRunCap(t *testing.T) {
 	if err := readErr(l, id, seq-2); !errors.Is(err, agentstream.ErrGone) || !strings.Contains(err.Error(), fmt.Sprintf("before %d ", seq)) {
 		t.Fatalf("read before the terminal event: %v", err)
 	}
-	if b := statBytes(l); b != eventSize(term) {
-		t.Fatalf("holds %d bytes, want the terminal event's %d", b, eventSize(term))
+	if b := statBytes(l); b != term.Size() {
+		t.Fatalf("holds %d bytes, want the terminal event's %d", b, term.Size())
 	}
 	checkLog(t, l)
 }

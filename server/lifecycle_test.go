@@ -386,6 +386,10 @@ func TestShutdownDrains(t *testing.T) {
 			if resp.Header.Get("Retry-After") == "" || errorBody(t, resp).Code != agentstream.CodeUnavailable {
 				t.Fatal("503 without Retry-After or the unavailable code")
 			}
+			// Load balancers learn it from /readyz.
+			if ready := e.do("GET", "/readyz", ""); ready.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("/readyz answers %d while draining, want 503", ready.StatusCode)
+			}
 			break
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/agentstream/agentstream/memlog"
 	"github.com/agentstream/agentstream/openai"
 	"github.com/agentstream/agentstream/postgres"
+	"github.com/agentstream/agentstream/redislog"
 	"github.com/agentstream/agentstream/sim"
 	"github.com/agentstream/agentstream/sqlite"
 	"github.com/agentstream/agentstream/tools"
@@ -31,7 +33,12 @@ type Server struct {
 	cfg    config.Config
 	logger *slog.Logger
 	store  agentstream.Store
-	log    *memlog.Log
+	log    agentstream.EventLog
+	// mem is the in-process log, redis the shared one; one of them is log.
+	mem   *memlog.Log
+	redis *redislog.Log
+	// owner names this instance in the runs it starts, with redis.
+	owner  string
 	runner *agent.Runner
 	sim    *sim.Running
 	http   *http.Server
@@ -58,24 +65,37 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if s.store, err = openStore(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
-	// Only this process uses the store: runs it left queued or running
-	// belonged to a process that died. Their questions and checkpointed
-	// partial answers stay; the runs end interrupted.
-	recovered, err := s.store.InterruptRuns(ctx, time.Now().UTC(), agentstream.ErrorInfo{
-		Code: agentstream.CodeInterrupted, Message: "the server stopped before the run ended",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("recovering runs of a previous process: %w", err)
+	if cfg.RedisURL == "" {
+		// Only this process uses the store: runs it left queued or
+		// running belonged to a process that died. Their questions and
+		// checkpointed partial answers stay; the runs end interrupted.
+		recovered, err := s.store.InterruptRuns(ctx, time.Now().UTC(), agentstream.ErrorInfo{
+			Code: agentstream.CodeInterrupted, Message: "the server stopped before the run ended",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("recovering runs of a previous process: %w", err)
+		}
+		if len(recovered) > 0 {
+			logger.Warn("runs left unfinished by a previous process were marked interrupted", "runs", len(recovered))
+		}
+		s.mem = memlog.New(memlog.Options{
+			Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes, MaxTotalBytes: cfg.EventLog.MaxTotalBytes,
+		})
+		s.log = s.mem
+	} else {
+		// Several instances share the store and Redis: runs held by
+		// others are theirs. The runner's leases find those of dead
+		// instances.
+		s.redis, err = redislog.Open(ctx, cfg.RedisURL, redislog.Options{
+			Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes,
+			Coalesce: cfg.EventLog.Coalesce, Logger: logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening the Redis event log: %w", err)
+		}
+		s.log = s.redis
+		s.owner = instanceName()
 	}
-	if len(recovered) > 0 {
-		logger.Warn("runs left unfinished by a previous process were marked interrupted", "runs", len(recovered))
-	}
-	if cfg.RedisURL != "" {
-		return nil, errors.New("redis_url is set, but this build has no Redis event log yet: unset it to use the in-process log")
-	}
-	s.log = memlog.New(memlog.Options{
-		Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes, MaxTotalBytes: cfg.EventLog.MaxTotalBytes,
-	})
 
 	baseURL, apiKey := cfg.OpenAI.BaseURL, cfg.OpenAI.APIKey
 	if cfg.UsesSim() {
@@ -100,6 +120,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
 		ToolTimeout: cfg.Runs.ToolTimeout, CheckpointInterval: cfg.Runs.CheckpointInterval,
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
+		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL,
 	}, agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
 		Tools: tools.Builtins(time.Now), Logger: logger,
@@ -112,7 +133,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	for _, k := range cfg.Auth.Keys {
 		keys[k.Key] = k.User
 	}
+	var remoteCancel func(context.Context, string) error
+	if s.redis != nil {
+		// A cancel sent to another instance reaches this one's runner.
+		s.redis.OnCancel(func(runID string) { s.runner.Cancel(runID) })
+		remoteCancel = s.redis.RequestCancel
+	}
 	api := httpapi.New(s.runner, s.store, s.log, httpapi.Options{
+		RemoteCancel: remoteCancel,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout, Keys: keys,
 		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger,
 	})
@@ -217,11 +245,32 @@ func (s *Server) close() {
 	if s.sim != nil {
 		s.sim.Close()
 	}
+	if s.redis != nil {
+		if err := s.redis.Close(); err != nil {
+			s.logger.Warn("closing the Redis event log", "err", err)
+		}
+	}
 }
 
 // EventLogStats returns how many runs' logs the in-process event log holds
 // and the bytes of their events, as its caps count them.
-func (s *Server) EventLogStats() (runs int, bytes int64) { return s.log.Stats() }
+// It reports zeros with the Redis log.
+func (s *Server) EventLogStats() (runs int, bytes int64) {
+	if s.mem == nil {
+		return 0, 0
+	}
+	return s.mem.Stats()
+}
+
+// instanceName names this process in the runs it owns: host, pid and a
+// random part, so that a restarted process is a new owner.
+func instanceName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "host"
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), strings.ToLower(agentstream.NewID("")[:6]))
+}
 
 // Load returns how many runs execute and wait now.
 func (s *Server) Load() (running, queued int) { return s.runner.Load() }

@@ -1,0 +1,120 @@
+package redislog
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream"
+)
+
+// BenchmarkAppendDeltas streams a run the way the runner does, one Append
+// per token (b.N tokens, in bursts of `burst` tokens every `pace`, or as
+// fast as possible), then the terminal event, while a reader on another
+// Log follows it live. It reports the Redis commands the writer sends per
+// token, the tokens appended per second, the reader's commands per token,
+// and the latency from Append to the reader's Read returning the token
+// (p50, p99): the price of the coalescing window.
+func BenchmarkAppendDeltas(b *testing.B) {
+	paces := []struct {
+		pace  time.Duration
+		burst int
+	}{
+		{0, 1},                      // as fast as possible
+		{100 * time.Microsecond, 1}, // 10,000 tokens/s
+		{time.Millisecond, 1},       // 1,000 tokens/s
+		{10 * time.Millisecond, 1},  // 100 tokens/s, a fast model
+		{10 * time.Millisecond, 4},  // 400 tokens/s, in chunks of 4
+		{25 * time.Millisecond, 1},  // 40 tokens/s
+	}
+	for _, p := range paces {
+		for _, coalesce := range []time.Duration{-1, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
+			pace, window := "max", "off"
+			if p.pace > 0 {
+				pace = fmt.Sprintf("%vx%d", p.pace, p.burst)
+			}
+			if coalesce > 0 {
+				window = coalesce.String()
+			}
+			b.Run("pace="+pace+"/coalesce="+window, func(b *testing.B) { benchDeltas(b, p.pace, p.burst, coalesce) })
+		}
+	}
+}
+
+func benchDeltas(b *testing.B, pace time.Duration, burst int, coalesce time.Duration) {
+	prefix := testPrefix(b)
+	w := openLog(b, "", Options{Prefix: prefix, Coalesce: coalesce})
+	r := openLog(b, "", Options{Prefix: prefix})
+	ctx := context.Background()
+	id := runID()
+	tok := agentstream.NewEvent(agentstream.EventMessageDelta,
+		agentstream.MessageDeltaData{MessageID: "msg_01JD6Y3V8Q2Z5X7W9T4R6P8N0M", Delta: " token"})
+	mustAppend(b, w, id, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: id}))
+
+	// sent[seq] is when the token with that seq was appended.
+	sent := make([]atomic.Int64, b.N+3)
+	lat := make([]time.Duration, 0, b.N)
+	readerDone := make(chan error, 1)
+	go func() {
+		after := int64(1)
+		for {
+			evs, end, err := r.Read(ctx, id, after, 1000)
+			now := time.Now().UnixNano()
+			if err != nil {
+				readerDone <- err
+				return
+			}
+			for _, ev := range evs {
+				if ev.Seq != after+1 {
+					readerDone <- fmt.Errorf("seq %d after %d", ev.Seq, after)
+					return
+				}
+				after = ev.Seq
+				if ev.Type == agentstream.EventMessageDelta {
+					lat = append(lat, time.Duration(now-sent[ev.Seq].Load()))
+				}
+			}
+			if end {
+				readerDone <- nil
+				return
+			}
+		}
+	}()
+	// Let the reader subscribe.
+	time.Sleep(20 * time.Millisecond)
+
+	wcmds, rcmds := w.Commands(), r.Commands()
+	b.ResetTimer()
+	start := time.Now()
+	next := start
+	for i := range b.N {
+		if pace > 0 && i%burst == 0 {
+			next = next.Add(pace)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		sent[i+2].Store(time.Now().UnixNano())
+		if _, err := w.Append(ctx, id, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+	mustAppend(b, w, id, done(id))
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err := <-readerDone; err != nil {
+		b.Fatal(err)
+	}
+	if len(lat) != b.N {
+		b.Fatalf("the reader got %d tokens of %d", len(lat), b.N)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(w.Commands()-wcmds)/float64(b.N), "cmds/token")
+	b.ReportMetric(float64(r.Commands()-rcmds)/float64(b.N), "reader-cmds/token")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tokens/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}

@@ -1,0 +1,258 @@
+package redislog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/redis/go-redis/v9"
+)
+
+// Read implements agentstream.EventLog. Events this Log has queued are
+// served from memory; the rest cost one Redis round trip. A read with
+// nothing to return waits for a local append, a notification from another
+// instance, or PollInterval, then reads again.
+func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]agentstream.Event, bool, error) {
+	if after < 0 {
+		after = 0
+	}
+	if max <= 0 {
+		max = 1
+	}
+	// A subscription left by this reader's previous Read saves it the
+	// read before subscribing.
+	w := l.lingering(runID)
+	var poll *time.Timer
+	defer func() {
+		if w != nil {
+			l.unwatch(runID, w)
+		}
+		if poll != nil {
+			poll.Stop()
+		}
+	}()
+	fromRedis := false
+	for {
+		select {
+		case <-l.done:
+			return nil, false, errClosed
+		default:
+		}
+		// Take the wake-up channel before reading: an append after the
+		// read closes it.
+		var wake <-chan struct{}
+		var epoch uint64
+		if w != nil {
+			wake, epoch = w.channel()
+		}
+		evs, end, err := l.readOnce(ctx, runID, after, max, fromRedis, w, epoch)
+		if err != nil || len(evs) > 0 || end {
+			return evs, end, err
+		}
+		if w == nil {
+			// Nothing yet: subscribe to the run's notifications, then read
+			// again, so nothing appended in between is missed.
+			w = l.watch(ctx, runID)
+			continue
+		}
+		if poll == nil {
+			poll = time.NewTimer(l.opts.PollInterval)
+		} else {
+			poll.Reset(l.opts.PollInterval)
+		}
+		fromRedis = false
+		select {
+		case <-wake:
+		case <-poll.C:
+			// A notification may have been lost; and the run may have been
+			// ended by another instance while this one held its state.
+			fromRedis = true
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-l.done:
+			return nil, false, errClosed
+		}
+	}
+}
+
+// readOnce reads without waiting: from the events this Log has queued when
+// they are all that is asked for (unless fromRedis), else from Redis
+// followed by the queued events that come next. With w, the run's
+// subscription (in epoch), it skips a read that notifications say would
+// find nothing, and tells w what it finds.
+func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int, fromRedis bool, w *watch, epoch uint64) ([]agentstream.Event, bool, error) {
+	rs := l.getRun(runID)
+	if !fromRedis {
+		if rs != nil {
+			rs.mu.Lock()
+			if !rs.removed && !rs.refused && rs.next > 0 && after >= rs.flushed {
+				evs, end, err := rs.readQueued(after, limit)
+				rs.mu.Unlock()
+				return evs, end, err
+			}
+			rs.mu.Unlock()
+		} else if w != nil && w.caughtUp(after) {
+			return nil, false, nil
+		}
+	}
+
+	res, err := readScript.Run(ctx, l.client, l.keys(runID), after, limit).Result()
+	if errors.Is(err, redis.Nil) {
+		if rs != nil {
+			// Redis lost the log this Log appends to (a restart without
+			// its data): what was flushed is gone, what is queued is not.
+			rs.mu.Lock()
+			if !rs.removed && !rs.refused && rs.next > 0 {
+				defer rs.mu.Unlock()
+				if after < rs.flushed {
+					first := rs.next
+					if len(rs.pending) > 0 {
+						first = rs.pending[0].Seq
+					}
+					return nil, false, gone(runID, first)
+				}
+				return rs.readQueued(after, limit)
+			}
+			rs.mu.Unlock()
+		}
+		return nil, false, agentstream.Errorf(agentstream.CodeNotFound, "no event log for run %s", runID)
+	}
+	if err != nil {
+		return nil, false, l.mapErr(ctx, err, "read")
+	}
+	first, last, endSeq, evs, err := parseRead(res)
+	if err != nil {
+		return nil, false, agentstream.Wrap(agentstream.CodeInternal, err, "redislog: unexpected reply to a read")
+	}
+	if w != nil {
+		w.observe(epoch, last, endSeq > 0)
+	}
+	if after+1 < first {
+		return nil, false, gone(runID, first)
+	}
+	end := endSeq > 0 && (after >= endSeq || len(evs) > 0 && evs[len(evs)-1].Seq >= endSeq)
+	if !end && len(evs) < limit && rs != nil {
+		rs.mu.Lock()
+		if !rs.removed {
+			evs, end = rs.continueQueued(after, evs, limit)
+		}
+		rs.mu.Unlock()
+	}
+	return evs, end, nil
+}
+
+// readQueued returns up to limit events after `after` from the queue,
+// given that those up to `after` need not be read from Redis. r.mu is
+// held.
+func (r *run) readQueued(after int64, limit int) ([]agentstream.Event, bool, error) {
+	last := r.next - 1
+	if after >= last {
+		return nil, r.closed, nil
+	}
+	head := r.next
+	if len(r.pending) > 0 {
+		head = r.pending[0].Seq
+	}
+	if after+1 < head {
+		// Dropped from the queue before they reached Redis.
+		return nil, false, gone(r.id, head)
+	}
+	i := int(after + 1 - head)
+	j := min(len(r.pending), i+limit)
+	// The queue's elements are never modified: the slice can be shared.
+	evs := r.pending[i:j:j]
+	return evs, r.closed && evs[len(evs)-1].Seq == last, nil
+}
+
+// continueQueued appends to evs, read from Redis after `after`, the queued
+// events that follow them without a gap, up to limit in all. r.mu is
+// held.
+func (r *run) continueQueued(after int64, evs []agentstream.Event, limit int) ([]agentstream.Event, bool) {
+	if len(r.pending) == 0 {
+		return evs, false
+	}
+	top := after
+	if len(evs) > 0 {
+		top = evs[len(evs)-1].Seq
+	}
+	head := r.pending[0].Seq
+	if head > top+1 || top >= r.next-1 {
+		return evs, false
+	}
+	i := int(top + 1 - head)
+	j := min(len(r.pending), i+limit-len(evs))
+	if len(evs) == 0 {
+		evs = r.pending[i:j:j]
+	} else {
+		evs = append(evs, r.pending[i:j]...)
+	}
+	return evs, r.closed && evs[len(evs)-1].Seq == r.next-1
+}
+
+func gone(runID string, first int64) error {
+	return agentstream.Errorf(agentstream.CodeGone,
+		"events before %d of run %s are no longer kept; read the thread's messages", first, runID)
+}
+
+// parseRead decodes the read script's reply: {first, last, end, entries?}.
+func parseRead(res any) (first, last, end int64, evs []agentstream.Event, err error) {
+	arr, ok := res.([]any)
+	if !ok || len(arr) < 3 {
+		return 0, 0, 0, nil, fmt.Errorf("reply %T", res)
+	}
+	first, ok1 := arr[0].(int64)
+	last, ok2 := arr[1].(int64)
+	end, ok3 := arr[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, 0, nil, fmt.Errorf("books %v", arr[:3])
+	}
+	if len(arr) < 4 {
+		return first, last, end, nil, nil
+	}
+	entries, ok := arr[3].([]any)
+	if !ok {
+		return 0, 0, 0, nil, fmt.Errorf("entries %T", arr[3])
+	}
+	evs = make([]agentstream.Event, 0, len(entries))
+	for _, e := range entries {
+		ev, err := parseEntry(e)
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		evs = append(evs, ev)
+	}
+	return first, last, end, evs, nil
+}
+
+// parseEntry decodes a stream entry: [0-<seq>, [t, type, d, data]].
+func parseEntry(e any) (agentstream.Event, error) {
+	ea, ok := e.([]any)
+	if !ok || len(ea) != 2 {
+		return agentstream.Event{}, fmt.Errorf("entry %v", e)
+	}
+	id, _ := ea[0].(string)
+	seq, err := strconv.ParseInt(strings.TrimPrefix(id, "0-"), 10, 64)
+	if err != nil {
+		return agentstream.Event{}, fmt.Errorf("entry ID %q", id)
+	}
+	fields, ok := ea[1].([]any)
+	if !ok {
+		return agentstream.Event{}, fmt.Errorf("entry %s fields %T", id, ea[1])
+	}
+	ev := agentstream.Event{Seq: seq}
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		v, _ := fields[i+1].(string)
+		switch k {
+		case "t":
+			ev.Type = agentstream.EventType(v)
+		case "d":
+			ev.Data = []byte(v)
+		}
+	}
+	return ev, nil
+}

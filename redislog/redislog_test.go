@@ -1,0 +1,737 @@
+package redislog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/logtest"
+	"github.com/redis/go-redis/v9"
+)
+
+func conformance(coalesce time.Duration) logtest.NewLog {
+	return func(t testing.TB, o logtest.Options) agentstream.EventLog {
+		return openLog(t, "", Options{MaxRunBytes: o.MaxRunBytes, Retention: o.Retention, Coalesce: coalesce})
+	}
+}
+
+// TestConformance runs the suite with coalescing (the default 5ms).
+func TestConformance(t *testing.T) { logtest.Run(t, conformance(0)) }
+
+// TestConformanceNoCoalescing runs the suite with every append sent at
+// once.
+func TestConformanceNoCoalescing(t *testing.T) { logtest.Run(t, conformance(-1)) }
+
+// TestConformanceLongWindow runs the suite with a window long enough that
+// reads on the appending Log mostly come from its queue.
+func TestConformanceLongWindow(t *testing.T) { logtest.Run(t, conformance(50*time.Millisecond)) }
+
+func TestDefaults(t *testing.T) {
+	o := Options{}.WithDefaults()
+	if o.Prefix != "agentstream:" || o.MaxRunBytes != 4<<20 || o.Retention != 10*time.Minute ||
+		o.IdleExpiry != 24*time.Hour || o.Coalesce != 2*time.Millisecond || o.PollInterval != 2*time.Second ||
+		o.GiveUpAfter != time.Minute || o.Logger == nil {
+		t.Fatalf("defaults: %+v", o)
+	}
+	if o := (Options{Coalesce: -1}).WithDefaults(); o.Coalesce != -1 {
+		t.Fatalf("negative Coalesce became %v", o.Coalesce)
+	}
+}
+
+// TestKeys checks the layout other tools may rely on: the stream and the
+// books, their fields and expiry.
+func TestKeys(t *testing.T) {
+	prefix := testPrefix(t)
+	l := openLog(t, "", Options{Prefix: prefix, Retention: time.Hour})
+	c := rawClient(t)
+	ctx := context.Background()
+	id := runID()
+	mustAppend(t, l, id, delta(1))
+	mustAppend(t, l, id, delta(2), done(id))
+	events, meta := prefix+"{"+id+"}:events", prefix+"{"+id+"}:meta"
+	entries, err := c.XRange(ctx, events, "-", "+").Result()
+	if err != nil || len(entries) != 3 {
+		t.Fatalf("XRANGE: %v, %d entries", err, len(entries))
+	}
+	for i, e := range entries {
+		want := delta(i + 1)
+		if i == 2 {
+			want = done(id)
+		}
+		if e.ID != "0-"+strconv.Itoa(i+1) || e.Values["t"] != string(want.Type) || e.Values["d"] != string(want.Data) {
+			t.Fatalf("entry %d: %+v", i, e)
+		}
+	}
+	m, err := c.HGetAll(ctx, meta).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := delta(1).Size() + delta(2).Size() + done(id).Size()
+	if m["first"] != "1" || m["last"] != "3" || m["end"] != "3" || m["bytes"] != strconv.FormatInt(size, 10) {
+		t.Fatalf("meta %v, want first 1 last 3 end 3 bytes %d", m, size)
+	}
+	for _, k := range []string{events, meta} {
+		if ttl := c.PTTL(ctx, k).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Fatalf("%s expires in %v, want the retention (1h)", k, ttl)
+		}
+	}
+	open := runID()
+	mustAppend(t, l, open, delta(1))
+	if ttl := c.PTTL(ctx, prefix+"{"+open+"}:meta").Val(); ttl < 23*time.Hour {
+		t.Fatalf("an open run's log expires in %v, want IdleExpiry (24h)", ttl)
+	}
+}
+
+// TestTwoLogs: one Log appends a run the way the runner does (a token at a
+// time, in bursts and pauses), readers on another Log follow it live and
+// each sees every event once, in order.
+func TestTwoLogs(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	b := openLog(t, "", Options{Prefix: prefix})
+	id := runID()
+	const n = 2000
+	mustAppend(t, a, id, delta(0))
+	var wg sync.WaitGroup
+	results := make([][]agentstream.Event, 4)
+	for r := range results {
+		wg.Go(func() { results[r] = readTo(t, b, id, int64(r*100), n+2) })
+	}
+	for i := 1; i <= n; i++ {
+		mustAppend(t, a, id, delta(i))
+		switch {
+		case i%500 == 0:
+			time.Sleep(20 * time.Millisecond)
+		case i%50 == 0:
+			time.Sleep(time.Millisecond)
+		}
+	}
+	mustAppend(t, a, id, done(id))
+	wg.Wait()
+	for r, evs := range results {
+		if want := n + 2 - r*100; len(evs) != want {
+			t.Fatalf("reader %d: %d events, want %d", r, len(evs), want)
+		}
+		for _, ev := range evs[:len(evs)-1] {
+			if string(ev.Data) != string(delta(int(ev.Seq)-1).Data) {
+				t.Fatalf("reader %d: event %d is %s", r, ev.Seq, ev.Data)
+			}
+		}
+	}
+	// The owner dropped the run's state once its end was in Redis.
+	if rs := a.getRun(id); rs != nil {
+		t.Fatal("the appending Log still holds the ended run")
+	}
+}
+
+// TestManyWaitingReaders: readers waiting for events hold no connection:
+// 100 of them wait on a Log whose pool has 2.
+func TestManyWaitingReaders(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	u, err := url.Parse(redisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_size", "2")
+	u.RawQuery = q.Encode()
+	b := openLog(t, u.String(), Options{Prefix: prefix})
+	id := runID()
+	mustAppend(t, a, id, delta(1))
+	var wg sync.WaitGroup
+	const readers = 100
+	counts := make([]int, readers)
+	for r := range readers {
+		wg.Go(func() { counts[r] = len(readTo(t, b, id, 1, 4)) })
+	}
+	time.Sleep(200 * time.Millisecond)
+	mustAppend(t, a, id, delta(2))
+	time.Sleep(50 * time.Millisecond)
+	mustAppend(t, a, id, delta(3), done(id))
+	wg.Wait()
+	for r, n := range counts {
+		if n != 3 {
+			t.Fatalf("reader %d: %d events", r, n)
+		}
+	}
+}
+
+// TestQueuedReadsStayLocal: events waiting for their flush are read from
+// memory, without a command.
+func TestQueuedReadsStayLocal(t *testing.T) {
+	l := openLog(t, "", Options{Coalesce: time.Hour})
+	id := runID()
+	mustAppend(t, l, id, delta(1))
+	for i := 2; i <= 50; i++ {
+		mustAppend(t, l, id, delta(i))
+	}
+	before := l.Commands()
+	evs := readTo(t, l, id, 1, 50)
+	if len(evs) != 49 {
+		t.Fatalf("read %d queued events", len(evs))
+	}
+	// A reader at the end waits for the next append, without Redis.
+	got := make(chan []agentstream.Event, 1)
+	go func() {
+		evs, _, _ := l.Read(context.Background(), id, 50, 10)
+		got <- evs
+	}()
+	time.Sleep(50 * time.Millisecond)
+	mustAppend(t, l, id, delta(51))
+	select {
+	case evs := <-got:
+		if len(evs) != 1 || evs[0].Seq != 51 {
+			t.Fatalf("woken read: %+v", evs)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the local append did not wake the reader")
+	}
+	if n := l.Commands() - before; n != 0 {
+		t.Fatalf("reading queued events sent %d commands", n)
+	}
+	// A reader behind the flushed part reads Redis, then the queue.
+	evs = readTo(t, l, id, 0, 51)
+	if len(evs) != 51 {
+		t.Fatalf("read %d events from the start", len(evs))
+	}
+}
+
+// TestCoalescing: a burst of appends costs a few calls, not one each.
+func TestCoalescing(t *testing.T) {
+	l := openLog(t, "", Options{Coalesce: 20 * time.Millisecond})
+	id := runID()
+	mustAppend(t, l, id, delta(0))
+	before := l.Commands()
+	for i := 1; i <= 200; i++ {
+		mustAppend(t, l, id, delta(i))
+	}
+	mustAppend(t, l, id, done(id))
+	if n := l.Commands() - before; n > 10 {
+		t.Fatalf("200 appends and the end cost %d commands", n)
+	}
+	if evs := readTo(t, l, id, 0, 202); len(evs) != 202 {
+		t.Fatalf("read %d events", len(evs))
+	}
+}
+
+func TestCancelAcrossLogs(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	b := openLog(t, "", Options{Prefix: prefix})
+	other := openLog(t, "", Options{}) // another prefix: another deployment
+	gotA, gotB, gotOther := make(chan string, 4), make(chan string, 4), make(chan string, 4)
+	a.OnCancel(func(id string) { gotA <- id })
+	b.OnCancel(func(id string) { gotB <- id })
+	other.OnCancel(func(id string) { gotOther <- id })
+	id := runID()
+	if err := a.RequestCancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan string{"A": gotA, "B": gotB} {
+		select {
+		case got := <-ch:
+			if got != id {
+				t.Fatalf("%s got a cancel request for %q, want %q", name, got, id)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s got no cancel request", name)
+		}
+	}
+	select {
+	case got := <-gotOther:
+		t.Fatalf("a Log with another prefix got a cancel request for %s", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	start := time.Now()
+	_, err := Open(context.Background(), "redis://127.0.0.1:1/0", Options{})
+	if !errors.Is(err, agentstream.ErrUnavailable) || !errContains(err, "127.0.0.1:1") {
+		t.Fatalf("Open of an unreachable Redis: %v, want ErrUnavailable naming the address", err)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("Open took %v to fail", d)
+	}
+	t.Log(err)
+	if _, err := Open(context.Background(), "http://nowhere", Options{}); !errors.Is(err, agentstream.ErrInvalid) {
+		t.Fatalf("Open of a bad URL: %v, want ErrInvalid", err)
+	}
+	if _, err := Open(context.Background(), redisURL(t), Options{Prefix: "a{b}:"}); !errors.Is(err, agentstream.ErrInvalid) {
+		t.Fatalf("Open with a prefix holding braces: %v, want ErrInvalid", err)
+	}
+}
+
+func TestPingAndClose(t *testing.T) {
+	l := openLog(t, "", Options{})
+	if err := l.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id := runID()
+	mustAppend(t, l, id, delta(1))
+	waiting := make(chan error, 1)
+	go func() {
+		_, _, err := l.Read(context.Background(), id, 1, 10)
+		waiting <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, agentstream.ErrUnavailable) {
+			t.Fatalf("waiting reader after Close: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting reader outlived Close")
+	}
+	if _, err := l.Append(context.Background(), id, delta(2)); !errors.Is(err, agentstream.ErrUnavailable) {
+		t.Fatalf("Append after Close: %v", err)
+	}
+	if err := l.Ping(context.Background()); !errors.Is(err, agentstream.ErrUnavailable) {
+		t.Fatalf("Ping after Close: %v", err)
+	}
+}
+
+// TestCloseFlushes: Close sends what is queued.
+func TestCloseFlushes(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix, Coalesce: time.Hour})
+	id := runID()
+	mustAppend(t, a, id, delta(1))
+	for i := 2; i <= 10; i++ {
+		mustAppend(t, a, id, delta(i))
+	}
+	b := openLog(t, "", Options{Prefix: prefix})
+	if evs, _, err := b.Read(context.Background(), id, 0, 100); err != nil || len(evs) != 1 {
+		t.Fatalf("before Close: %d events, %v; want only the first", len(evs), err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if evs := readTo(t, b, id, 0, 10); len(evs) != 10 {
+		t.Fatalf("after Close: %d events", len(evs))
+	}
+}
+
+// TestAppendElsewhereAfterEnd: once the run has ended, an append from any
+// Log fails.
+func TestAppendElsewhereAfterEnd(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	b := openLog(t, "", Options{Prefix: prefix})
+	id := runID()
+	mustAppend(t, a, id, delta(1), done(id))
+	if _, err := b.Append(context.Background(), id, delta(3)); !errors.Is(err, agentstream.ErrConflict) {
+		t.Fatalf("append on another Log after the end: %v, want ErrConflict", err)
+	}
+	if _, err := a.Append(context.Background(), id, done(id)); !errors.Is(err, agentstream.ErrConflict) {
+		t.Fatalf("append after the end: %v, want ErrConflict", err)
+	}
+}
+
+// TestEndedElsewhere: the run is declared dead and interrupted by another
+// instance while its owner still streams; the owner's later events are
+// refused and its next append says so, and its readers see the log end.
+func TestEndedElsewhere(t *testing.T) {
+	prefix := testPrefix(t)
+	owner := openLog(t, "", Options{Prefix: prefix, PollInterval: 100 * time.Millisecond})
+	other := openLog(t, "", Options{Prefix: prefix})
+	id := runID()
+	mustAppend(t, owner, id, delta(1))
+	mustAppend(t, owner, id, delta(2))
+	readTo(t, other, id, 0, 2)
+	interrupted := agentstream.NewEvent(agentstream.EventRunInterrupted, agentstream.RunEndData{RunID: id, Status: agentstream.RunInterrupted})
+	if seq := mustAppend(t, other, id, interrupted); seq != 3 {
+		t.Fatalf("interrupted at %d", seq)
+	}
+	// The owner's reader at 2 learns of the end (by polling Redis: the
+	// owner's own books know nothing of it).
+	evs := readTo(t, owner, id, 2, 3)
+	if len(evs) != 1 || evs[0].Type != agentstream.EventRunInterrupted {
+		t.Fatalf("owner's reader: %+v", evs)
+	}
+	mustAppend(t, owner, id, delta(3)) // queued, refused at its flush
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := owner.Append(context.Background(), id, delta(4))
+		if errors.Is(err, agentstream.ErrConflict) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the owner's appends after the end elsewhere: %v, want ErrConflict", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := owner.Append(context.Background(), id, delta(5)); !errors.Is(err, agentstream.ErrConflict) {
+		t.Fatalf("the owner's next append: %v, want ErrConflict", err)
+	}
+	for _, l := range []*Log{owner, other} {
+		if evs := readTo(t, l, id, 0, 3); len(evs) != 3 || !evs[2].Type.Terminal() {
+			t.Fatalf("the log: %d events", len(evs))
+		}
+	}
+}
+
+// TestTwoWriters: another Log appends to a run its owner streams; the
+// owner's colliding events are refused rather than lost silently, and the
+// owner stops appending.
+func TestTwoWriters(t *testing.T) {
+	prefix := testPrefix(t)
+	owner := openLog(t, "", Options{Prefix: prefix})
+	other := openLog(t, "", Options{Prefix: prefix})
+	id := runID()
+	mustAppend(t, owner, id, delta(1))
+	mustAppend(t, owner, id, delta(2))
+	readTo(t, other, id, 0, 2)
+	if seq := mustAppend(t, other, id, delta(100)); seq != 3 {
+		t.Fatalf("the other writer's event: seq %d", seq)
+	}
+	mustAppend(t, owner, id, delta(3)) // seq 3 here too: refused at its flush
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := owner.Append(context.Background(), id, delta(4))
+		if errors.Is(err, agentstream.ErrConflict) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the owner's appends after the collision: %v, want ErrConflict", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The owner's readers now read the log as Redis has it.
+	for _, l := range []*Log{owner, other} {
+		evs := readTo(t, l, id, 2, 3)
+		if len(evs) != 1 || string(evs[0].Data) != string(delta(100).Data) {
+			t.Fatalf("event 3: %+v", evs)
+		}
+	}
+}
+
+// TestDataLoss: Redis loses its data (a restart without persistence);
+// readers get ErrNotFound until the owner's next flush recreates the log
+// from its next event, and ErrGone for the events lost.
+func TestDataLoss(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	b := openLog(t, "", Options{Prefix: prefix})
+	c := rawClient(t)
+	ctx := context.Background()
+	id := runID()
+	for i := 1; i <= 10; i++ {
+		mustAppend(t, a, id, delta(i))
+	}
+	readTo(t, b, id, 0, 10)
+	// What a restart does to this run: its keys and the script cache go.
+	if err := c.Del(ctx, prefix+"{"+id+"}:events", prefix+"{"+id+"}:meta").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readErr(b, id, 0); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("read of the lost log elsewhere: %v, want ErrNotFound", err)
+	}
+	if err := readErr(a, id, 0); !errors.Is(err, agentstream.ErrGone) || !errContains(err, "11") {
+		t.Fatalf("read of the lost events on the owner: %v, want ErrGone naming 11", err)
+	}
+	for i := 11; i <= 15; i++ {
+		mustAppend(t, a, id, delta(i))
+	}
+	// Until the owner's flush the log does not exist.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		err := readErr(b, id, 10)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, agentstream.ErrNotFound) || time.Now().After(deadline) {
+			t.Fatalf("read after the loss: %v", err)
+		}
+	}
+	evs := readTo(t, b, id, 10, 15)
+	if len(evs) != 5 || evs[0].Seq != 11 {
+		t.Fatalf("after the loss: %d events from %d", len(evs), evs[0].Seq)
+	}
+	if err := readErr(b, id, 0); !errors.Is(err, agentstream.ErrGone) || !errContains(err, "before 11") {
+		t.Fatalf("read of the lost events: %v, want ErrGone naming 11", err)
+	}
+	mustAppend(t, a, id, done(id))
+	if evs := readTo(t, b, id, 15, 16); len(evs) != 1 || !evs[0].Type.Terminal() {
+		t.Fatalf("the end: %+v", evs)
+	}
+	if m := c.HGetAll(ctx, prefix+"{"+id+"}:meta").Val(); m["first"] != "11" || m["last"] != "16" || m["end"] != "16" {
+		t.Fatalf("meta after the loss: %v", m)
+	}
+}
+
+// TestRedisDown: while Redis cannot be reached the owner keeps its events
+// queued (and readable locally), reports the failure on its next append,
+// and delivers everything, without a gap, once Redis is back.
+func TestRedisDown(t *testing.T) {
+	prefix := testPrefix(t)
+	p, url := newProxy(t)
+	a := openLog(t, url, Options{Prefix: prefix})
+	b := openLog(t, "", Options{Prefix: prefix})
+	id := runID()
+	for i := 1; i <= 5; i++ {
+		mustAppend(t, a, id, delta(i))
+	}
+	readTo(t, b, id, 0, 5)
+
+	p.setDown(true)
+	next := 6
+	var failure error
+	for deadline := time.Now().Add(20 * time.Second); failure == nil; next++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no append reported the failed flushes")
+		}
+		seq, err := a.Append(context.Background(), id, delta(next))
+		if seq != int64(next) {
+			t.Fatalf("append %d while Redis is down: seq %d, %v", next, seq, err)
+		}
+		failure = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !errors.Is(failure, agentstream.ErrUnavailable) {
+		t.Fatalf("reported failure: %v, want ErrUnavailable", failure)
+	}
+	last := int64(next - 1)
+	// The owner's readers still get the events it queued, from memory.
+	if evs := readTo(t, a, id, 5, last); len(evs) != int(last-5) {
+		t.Fatalf("owner read %d events while Redis is down, want %d", len(evs), last-5)
+	}
+	if err := readErr(a, id, 0); !errors.Is(err, agentstream.ErrUnavailable) {
+		t.Fatalf("owner read of flushed events while Redis is down: %v, want ErrUnavailable", err)
+	}
+
+	p.setDown(false)
+	if evs := readTo(t, b, id, 5, last); len(evs) != int(last-5) {
+		t.Fatalf("after Redis came back: %d events, want %d", len(evs), last-5)
+	}
+	mustAppend(t, a, id, done(id))
+	if evs := readTo(t, b, id, 0, last+1); len(evs) != int(last+1) {
+		t.Fatalf("the whole run: %d events", len(evs))
+	}
+}
+
+// TestGiveUp: when Redis stays down past GiveUpAfter the queued events are
+// dropped, the next append says they were lost, and the run goes on from
+// its next seq: the log has lost those events.
+func TestGiveUp(t *testing.T) {
+	prefix := testPrefix(t)
+	p, url := newProxy(t)
+	a := openLog(t, url, Options{Prefix: prefix, GiveUpAfter: 300 * time.Millisecond})
+	b := openLog(t, "", Options{Prefix: prefix})
+	id := runID()
+	for i := 1; i <= 3; i++ {
+		mustAppend(t, a, id, delta(i))
+	}
+	readTo(t, b, id, 0, 3)
+
+	p.setDown(true)
+	next := 4
+	var lost error
+	for deadline := time.Now().Add(30 * time.Second); ; next++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no append reported lost events")
+		}
+		_, err := a.Append(context.Background(), id, delta(next))
+		if errContains(err, "were lost") {
+			lost = err
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !errors.Is(lost, agentstream.ErrUnavailable) {
+		t.Fatalf("lost: %v, want ErrUnavailable", lost)
+	}
+	t.Log(lost)
+	p.setDown(false)
+	// The end waits for its flush; should a call still fail, the Log
+	// retries it.
+	end, err := a.Append(context.Background(), id, done(id))
+	if end != int64(next+1) {
+		t.Fatalf("the end: seq %d, %v", end, err)
+	}
+	readTo(t, b, id, end-1, end)
+	// The events queued when the Log gave up were lost: the log starts
+	// after them.
+	err = readErr(b, id, 3)
+	if !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("read of the lost events: %v, want ErrGone", err)
+	}
+	first := goneFirst(t, err)
+	if first <= 4 || first > end {
+		t.Fatalf("ErrGone %q: first kept %d, want in 5..%d", err, first, end)
+	}
+	if evs := readTo(t, b, id, first-1, end); int64(len(evs)) != end-first+1 || !evs[len(evs)-1].Type.Terminal() {
+		t.Fatalf("read from %d: %d events", first, len(evs))
+	}
+}
+
+// goneFirst returns the first seq kept that an ErrGone names.
+func goneFirst(t testing.TB, err error) int64 {
+	t.Helper()
+	var first int64
+	if _, serr := fmt.Sscanf(err.Error(), "events before %d", &first); serr != nil {
+		t.Fatalf("ErrGone %q names no seq", err)
+	}
+	return first
+}
+
+// TestPubSubReconnect: a reader on a Log whose connections are cut gets
+// the events appended meanwhile without waiting for its poll.
+func TestPubSubReconnect(t *testing.T) {
+	prefix := testPrefix(t)
+	p, url := newProxy(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	b := openLog(t, url, Options{Prefix: prefix, PollInterval: time.Minute})
+	id := runID()
+	mustAppend(t, a, id, delta(1))
+	readTo(t, b, id, 0, 1)
+	got := make(chan error, 1)
+	go func() {
+		_ = readTo(t, b, id, 1, 3)
+		got <- nil
+	}()
+	time.Sleep(100 * time.Millisecond)
+	p.cut()
+	mustAppend(t, a, id, delta(2))
+	time.Sleep(100 * time.Millisecond)
+	mustAppend(t, a, id, delta(3))
+	select {
+	case <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reader did not get the events after the reconnect")
+	}
+}
+
+// TestScript drives the append script directly: idempotent retries, the
+// lost head, the end, another writer.
+func TestScript(t *testing.T) {
+	prefix := testPrefix(t)
+	// Room for 10 events of two-digit number.
+	a := openLog(t, "", Options{Prefix: prefix, MaxRunBytes: 10 * delta(10).Size()})
+	b := openLog(t, "", Options{Prefix: prefix})
+	ctx := context.Background()
+	id := runID()
+	evs := func(from, to int) []agentstream.Event {
+		var out []agentstream.Event
+		for i := from; i <= to; i++ {
+			out = append(out, delta(i))
+		}
+		return out
+	}
+	check := func(what string, got int64, err error, want int64) {
+		t.Helper()
+		if err != nil || got != want {
+			t.Fatalf("%s: %d, %v; want %d", what, got, err, want)
+		}
+	}
+	last, err := a.eval(ctx, id, 0, "tok1", evs(1, 3), false)
+	check("first append", last, err, 3)
+	last, err = a.eval(ctx, id, 0, "tok1", evs(1, 3), false)
+	check("its retry", last, err, 3)
+	last, err = a.eval(ctx, id, 4, "", evs(4, 6), false)
+	check("explicit seqs", last, err, 6)
+	last, err = a.eval(ctx, id, 4, "", evs(4, 6), false)
+	check("their retry", last, err, 6)
+	last, err = a.eval(ctx, id, 5, "", evs(5, 8), false)
+	check("a retry with more", last, err, 8)
+	if got := readTo(t, b, id, 0, 8); len(got) != 8 {
+		t.Fatalf("read %d events", len(got))
+	}
+	// Another writer's events at seqs taken: CONFLICT.
+	if _, err := b.eval(ctx, id, 8, "", evs(8, 8), false); !redis.HasErrorPrefix(err, "CONFLICT") {
+		t.Fatalf("another writer at a taken seq: %v", err)
+	}
+	// Events 9..11 never come: the log loses its head and stays capped.
+	last, err = a.eval(ctx, id, 12, "", evs(12, 25), false)
+	check("after a gap", last, err, 25)
+	if err := readErr(b, id, 8); !errors.Is(err, agentstream.ErrGone) || !errContains(err, "before 16") {
+		t.Fatalf("read across the gap: %v, want ErrGone naming 16 (cap: 10 events)", err)
+	}
+	if got := readTo(t, b, id, 15, 25); len(got) != 10 {
+		t.Fatalf("read %d events after the gap", len(got))
+	}
+	last, err = a.eval(ctx, id, 26, "", []agentstream.Event{done(id)}, true)
+	check("the end", last, err, 26)
+	last, err = a.eval(ctx, id, 26, "", []agentstream.Event{done(id)}, true)
+	check("the end, retried", last, err, 26)
+	if _, err := a.eval(ctx, id, 27, "", evs(27, 27), false); !redis.HasErrorPrefix(err, "ENDED") {
+		t.Fatalf("append after the end: %v", err)
+	}
+	if _, err := b.eval(ctx, id, 0, "tok2", evs(27, 27), false); !redis.HasErrorPrefix(err, "ENDED") {
+		t.Fatalf("append after the end, seq 0: %v", err)
+	}
+}
+
+// TestQueueCapped: while Redis is down the queue holds at most
+// MaxRunBytes, newest kept; the dropped events read as gone.
+func TestQueueCapped(t *testing.T) {
+	prefix := testPrefix(t)
+	p, url := newProxy(t)
+	capBytes := 20 * delta(100).Size()
+	a := openLog(t, url, Options{Prefix: prefix, MaxRunBytes: capBytes})
+	b := openLog(t, "", Options{Prefix: prefix})
+	id := runID()
+	mustAppend(t, a, id, delta(100))
+	p.setDown(true)
+	for i := 2; i <= 100; i++ {
+		_, _ = a.Append(context.Background(), id, delta(100+i))
+	}
+	rs := a.getRun(id)
+	rs.mu.Lock()
+	n, size, head := len(rs.pending), rs.pendingBytes, rs.pending[0].Seq
+	rs.mu.Unlock()
+	if size > capBytes || n < 19 || head != 101-int64(n) {
+		t.Fatalf("queue: %d events from %d, %d bytes; cap %d", n, head, size, capBytes)
+	}
+	if err := readErr(a, id, 1); !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("read of dropped queued events: %v, want ErrGone", err)
+	}
+	p.setDown(false)
+	if _, err := a.Append(context.Background(), id, done(id)); err != nil {
+		t.Log(err)
+	}
+	readTo(t, b, id, 100, 101)
+	err := readErr(b, id, 0)
+	if !errors.Is(err, agentstream.ErrGone) {
+		t.Fatalf("read from the start: %v, want ErrGone", err)
+	}
+	first := goneFirst(t, err)
+	if first < head || first > head+2 {
+		t.Fatalf("first kept %d, want about %d (the queue's head, then capped)", first, head)
+	}
+	if evs := readTo(t, b, id, first-1, 101); int64(len(evs)) != 102-first || !evs[len(evs)-1].Type.Terminal() {
+		t.Fatalf("read %d events", len(evs))
+	}
+}
+
+// TestCloseWhileDown: Close gives up on flushing after its bound.
+func TestCloseWhileDown(t *testing.T) {
+	p, url := newProxy(t)
+	a := openLog(t, url, Options{Coalesce: time.Hour})
+	id := runID()
+	mustAppend(t, a, id, delta(1))
+	mustAppend(t, a, id, delta(2))
+	p.setDown(true)
+	start := time.Now()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > closeTimeout+2*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+}

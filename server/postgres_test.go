@@ -1,0 +1,67 @@
+package server_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/config"
+	"github.com/agentstream/agentstream/internal/testenv"
+	"github.com/agentstream/agentstream/server"
+	"github.com/agentstream/agentstream/sim"
+)
+
+// TestOnPostgres: the whole path (thread, streamed run with a tool call,
+// stored answer, history on the next run) on the PostgreSQL store.
+func TestOnPostgres(t *testing.T) {
+	t.Parallel()
+	_, dbURL := testenv.PostgresSchema(t)
+	e := start(t, sim.Options{}, func(c *config.Config) { c.DatabaseURL = dbURL })
+	th := e.newThread(`{}`)
+	_, evs := e.stream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "What is the current_time?"}`)
+	run := checkNative(t, evs)
+	if run.end.Status != agentstream.RunCompleted {
+		t.Fatalf("run ended %+v", run.end)
+	}
+	msgs := e.messages(th.ID)
+	if len(msgs) != 4 || msgs[0].Role != agentstream.RoleUser || msgs[1].ToolCalls == nil || msgs[3].Content != run.text {
+		t.Fatalf("stored on PostgreSQL: %+v", msgs)
+	}
+	var got agentstream.Run
+	e.json("GET", "/v1/runs/"+run.runID, "", http.StatusOK, &got)
+	if got.Status != agentstream.RunCompleted || got.Usage.OutputTokens == 0 {
+		t.Fatalf("run %+v", got)
+	}
+}
+
+// TestUnreachableServices: a database or Redis that cannot be reached is a
+// clear error at start, not a hang.
+func TestUnreachableServices(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, want string
+		mod        func(*config.Config)
+	}{
+		{"postgres", "PostgreSQL", func(c *config.Config) {
+			c.DatabaseURL = "postgres://nobody:secret@127.0.0.1:1/nothing?connect_timeout=2"
+		}},
+		{"redis", "Redis", func(c *config.Config) { c.RedisURL = "redis://127.0.0.1:1/0" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := config.Config{Addr: "127.0.0.1:0", DatabaseURL: t.TempDir() + "/db"}
+			tc.mod(&cfg)
+			srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+			if err == nil {
+				_ = srv.Shutdown(context.Background())
+				t.Fatal("server.New succeeded with an unreachable service")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), "secret") {
+				t.Fatalf("error %q: want it to name %s and its address, without the password", err, tc.want)
+			}
+		})
+	}
+}
