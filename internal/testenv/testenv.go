@@ -6,9 +6,12 @@ package testenv
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,4 +108,59 @@ func exec(t testing.TB, u, sql string) {
 // log of this test's own.
 func RedisPrefix() string {
 	return "agentstream-test:" + strings.ToLower(agentstream.NewID("")) + ":"
+}
+
+// Proxy forwards TCP connections to a target until Stop, which closes the
+// listener and every connection, as a service that goes away would.
+type Proxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// StartProxy listens on a loopback port and forwards to target; it stops
+// at cleanup.
+func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{ln: ln}
+	go p.serve(target)
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *Proxy) serve(target string) {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return // stopped
+		}
+		u, err := net.Dial("tcp", target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, u)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
+		go func() { _, _ = io.Copy(c, u); _ = c.Close() }()
+	}
+}
+
+// Stop closes the listener and every forwarded connection.
+func (p *Proxy) Stop() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close() // already closed if its peer went first
+	}
+	p.conns = nil
 }
