@@ -607,3 +607,7 @@ func TestUnstorableText(t *testing.T) {
 		t.Errorf("CheckpointRun after the refused one: %v", err)
 	}
 }
+
+func BenchmarkRunWrites(b *testing.B) {
+	storetest.BenchmarkRunWrites(b, func(t testing.TB) agentstream.Store { return openFresh(t) })
+}

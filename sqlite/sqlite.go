@@ -55,6 +55,8 @@ var migrations embed.FS
 type Store struct {
 	w *sql.DB // writes: one connection
 	r *sql.DB // reads: several query_only connections; == w for :memory:
+	// wc and rc hold the prepared statements of w and r.
+	wc, rc *stmtCache
 
 	closeOnce sync.Once
 	closeErr  error
@@ -70,6 +72,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s, err := open(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store at %q: %w", path, err)
+	}
+	s.wc, s.rc = newStmtCache(s.w), newStmtCache(s.r)
+	if s.r == s.w {
+		s.rc = s.wc
 	}
 	return s, nil
 }
@@ -198,6 +204,10 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the database. Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.wc != nil {
+			s.wc.close()
+			s.rc.close()
+		}
 		var errs []error
 		if s.r != s.w {
 			errs = append(errs, s.r.Close())

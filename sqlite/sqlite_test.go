@@ -239,30 +239,6 @@ func TestCancelledContext(t *testing.T) {
 	}
 }
 
-// BenchmarkRunWrites measures the store writes of one short run:
-// CreateRun, StartRun and FinishRun with one assistant message.
 func BenchmarkRunWrites(b *testing.B) {
-	s := openTemp(b)
-	defer closeStore(b, s)
-	ctx := b.Context()
-	now := time.Now()
-	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u", Agent: "a", CreatedAt: now, UpdatedAt: now}
-	if err := s.CreateThread(ctx, th); err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: "u", Agent: "a", Status: agentstream.RunQueued, CreatedAt: now}
-		in := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleUser, Content: "What should I cook tonight?", Status: agentstream.MessageComplete, CreatedAt: now}
-		if _, err := s.CreateRun(ctx, run, in); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.StartRun(ctx, run.ID, now); err != nil {
-			b.Fatal(err)
-		}
-		out := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleAssistant, Content: strings.Repeat("A risotto. ", 40), Status: agentstream.MessageComplete, CreatedAt: now}
-		run.Status, run.FinishedAt, run.Usage = agentstream.RunCompleted, &now, agentstream.Usage{InputTokens: 200, OutputTokens: 120}
-		if err := s.FinishRun(ctx, run, []agentstream.Message{out}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	storetest.BenchmarkRunWrites(b, func(t testing.TB) agentstream.Store { return openTemp(t) })
 }

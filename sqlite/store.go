@@ -21,7 +21,7 @@ func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, "create thread", func(tx *sql.Tx) error {
+	return s.write(ctx, "create thread", func(tx wtx) error {
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO threads (id, user_id, agent, title, metadata, context, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -39,7 +39,7 @@ func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentst
 	t := agentstream.Thread{ID: threadID, UserID: userID}
 	var metadata, threadContext sql.NullString
 	var created, updated int64
-	err := s.r.QueryRowContext(ctx, `
+	err := s.rc.QueryRowContext(ctx, `
 		SELECT agent, title, metadata, context, created_at, updated_at
 		FROM threads WHERE id = ? AND user_id = ?`, threadID, userID,
 	).Scan(&t.Agent, &t.Title, &metadata, &threadContext, &created, &updated)
@@ -62,7 +62,7 @@ func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentst
 // ListMessages returns the thread's messages by Seq; an empty non-nil slice
 // when there are none (or no such thread).
 func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstream.Message, error) {
-	rows, err := s.r.QueryContext(ctx, `
+	rows, err := s.rc.QueryContext(ctx, `
 		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
 		FROM messages WHERE thread_id = ? ORDER BY seq`, threadID)
 	if err != nil {
@@ -113,7 +113,7 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 		errCode = sql.NullString{String: string(run.Error.Code), Valid: true}
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
-	err = s.write(ctx, "create run", func(tx *sql.Tx) error {
+	err = s.write(ctx, "create run", func(tx wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
 			micros(run.CreatedAt), run.ThreadID)
 		if err != nil {
@@ -160,7 +160,7 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 
 // StartRun marks a queued run running.
 func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error {
-	return s.write(ctx, "start run", func(tx *sql.Tx) error {
+	return s.write(ctx, "start run", func(tx wtx) error {
 		_, status, err := runState(ctx, tx, runID)
 		if err != nil {
 			return err
@@ -178,7 +178,7 @@ func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error 
 // run, ErrConflict when the run is not running. Messages are saved in the
 // run's thread, under the run, whatever their ThreadID and RunID say.
 func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstream.Message) error {
-	return s.write(ctx, "checkpoint run", func(tx *sql.Tx) error {
+	return s.write(ctx, "checkpoint run", func(tx wtx) error {
 		threadID, status, err := runState(ctx, tx, runID)
 		if err != nil {
 			return err
@@ -202,7 +202,7 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 		errCode = sql.NullString{String: string(run.Error.Code), Valid: true}
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
-	return s.write(ctx, "finish run", func(tx *sql.Tx) error {
+	return s.write(ctx, "finish run", func(tx wtx) error {
 		threadID, status, err := runState(ctx, tx, run.ID)
 		if err != nil {
 			return err
@@ -238,7 +238,7 @@ func (s *Store) InterruptExpiredRuns(ctx context.Context, at time.Time, e agents
 // RenewLeases extends the leases of owner's queued and running runs.
 func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
 	ids := []string{}
-	err := s.write(ctx, "renew leases", func(tx *sql.Tx) error {
+	err := s.write(ctx, "renew leases", func(tx wtx) error {
 		ids = ids[:0]
 		rows, err := tx.QueryContext(ctx, `
 			UPDATE runs SET lease_until = ?
@@ -267,7 +267,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 // (an SQL fragment starting with AND, with its arguments).
 func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.ErrorInfo, cond string, condArgs ...any) ([]agentstream.Run, error) {
 	var ids []idAndUser
-	err := s.write(ctx, "interrupt runs", func(tx *sql.Tx) error {
+	err := s.write(ctx, "interrupt runs", func(tx wtx) error {
 		ids = ids[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT id, user_id FROM runs WHERE status IN ('queued', 'running')`+cond+` ORDER BY created_at, id`, condArgs...)
 		if err != nil {
@@ -313,7 +313,7 @@ func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.R
 	var errCode, errMessage, runContext sql.NullString
 	var created int64
 	var started, finished, lease sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `
+	err := s.rc.QueryRowContext(ctx, `
 		SELECT thread_id, agent, status, error_code, error_message, input_tokens, output_tokens,
 			context, created_at, started_at, finished_at, owner, lease_until
 		FROM runs WHERE id = ? AND user_id = ?`, runID, userID,
@@ -339,7 +339,7 @@ func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.R
 // write runs fn in a transaction on the write connection. Errors that are
 // not already *agentstream.Error are reported as "sqlite: op: …", except
 // unique-constraint failures, which become ErrConflict.
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, op string, fn func(tx wtx) error) error {
 	err := s.tx(ctx, fn)
 	var e *agentstream.Error
 	switch {
@@ -351,12 +351,15 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }
 
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, fn func(tx wtx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	// With the connection free again, prepare what the transaction met
+	// for the first time.
+	defer s.wc.prepareWanted(context.WithoutCancel(ctx))
+	if err := fn(wtx{tx: tx, c: s.wc}); err != nil {
 		_ = tx.Rollback() // fn's error is the one to report
 		return err
 	}
@@ -365,7 +368,7 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // runState returns a run's thread and status; ErrNotFound when there is no
 // such run.
-func runState(ctx context.Context, tx *sql.Tx, runID string) (threadID string, status agentstream.RunStatus, err error) {
+func runState(ctx context.Context, tx wtx, runID string) (threadID string, status agentstream.RunStatus, err error) {
 	err = tx.QueryRowContext(ctx, `SELECT thread_id, status FROM runs WHERE id = ?`, runID).Scan(&threadID, &status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", agentstream.Errorf(agentstream.CodeNotFound, "run not found")
@@ -377,7 +380,7 @@ func runState(ctx context.Context, tx *sql.Tx, runID string) (threadID string, s
 // calls, status) and appends the others to the thread. A message is always
 // saved in the run's thread and under the run, whatever its ThreadID and
 // RunID say; an ID taken by a message of another run is ErrConflict.
-func saveMessages(ctx context.Context, tx *sql.Tx, threadID, runID string, msgs []agentstream.Message) error {
+func saveMessages(ctx context.Context, tx wtx, threadID, runID string, msgs []agentstream.Message) error {
 	for _, m := range msgs {
 		m.ThreadID, m.RunID = threadID, runID
 		toolCalls, err := encodeToolCalls(m.ToolCalls)
@@ -407,7 +410,7 @@ func saveMessages(ctx context.Context, tx *sql.Tx, threadID, runID string, msgs 
 
 // insertMessage appends m, whose tool calls are encoded as toolCalls, to
 // its thread and returns the Seq it got.
-func insertMessage(ctx context.Context, tx *sql.Tx, m agentstream.Message, toolCalls sql.NullString) (int64, error) {
+func insertMessage(ctx context.Context, tx wtx, m agentstream.Message, toolCalls sql.NullString) (int64, error) {
 	var seq int64
 	err := tx.QueryRowContext(ctx, `
 		INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
