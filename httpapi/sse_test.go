@@ -109,3 +109,25 @@ func TestBodyErrors(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkEncoders encodes one message.delta per op into a reused buffer,
+// as streamRun does, in each wire format.
+func BenchmarkEncoders(b *testing.B) {
+	delta := ev(42, agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: "msg_01JD6Y3V8Q2Z5X7W9T4R6P8N0M", Delta: " token"})
+	for _, tc := range []struct {
+		name string
+		enc  encoder
+	}{
+		{"native", nativeEncoder{}},
+		{"seed", &seedEncoder{threadID: "thr_1", runID: "run_1"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = tc.enc.encode(buf[:0], delta)
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
+}
