@@ -68,9 +68,12 @@ func perChunk(b *testing.B, run func()) {
 // BenchmarkStreamChunks measures Model.Stream per streamed chunk: over an
 // in-memory transport (client cost alone) and over a real local HTTP
 // connection (plus net/http on both ends). The decode sub-benchmarks split
-// the in-memory cost: openai-go's SSE decoding and chunk unmarshalling
-// alone, and the same SSE decoding into a lean struct with encoding/json
-// for comparison.
+// the in-memory cost, SSE decoding and chunk unmarshalling alone:
+// lean-own is the decoder Stream uses (sseReader, decodeChunkFast with
+// its encoding/json fallback); lean-own-encoding-json the same SSE reader
+// with encoding/json only, into a reused chunk; openai-go the decoder of
+// NewStreaming, which Stream used before; lean-encoding-json openai-go's
+// SSE decoder with encoding/json into a fresh lean struct.
 func BenchmarkStreamChunks(b *testing.B) {
 	body := realisticBody(benchChunks)
 	req := simpleRequest()
@@ -122,6 +125,47 @@ func BenchmarkStreamChunks(b *testing.B) {
 			}
 			if s.Err() != nil {
 				b.Fatal(s.Err())
+			}
+		})
+	})
+
+	b.Run("decode/lean-own", func(b *testing.B) {
+		perChunk(b, func() {
+			d := newChunkDecoder(bytes.NewReader(body))
+			for {
+				c, err := d.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(c.Choices) > 0 {
+					sink += len(c.Choices[0].Delta.Content)
+				}
+			}
+		})
+	})
+
+	b.Run("decode/lean-own-encoding-json", func(b *testing.B) {
+		perChunk(b, func() {
+			r := newSSEReader(bytes.NewReader(body))
+			var c chunk
+			for {
+				data, err := r.next()
+				if err == io.EOF || bytes.HasPrefix(data, []byte("[DONE]")) {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.reset()
+				if err := json.Unmarshal(data, &c); err != nil {
+					b.Fatal(err)
+				}
+				if len(c.Choices) > 0 {
+					sink += len(c.Choices[0].Delta.Content)
+				}
 			}
 		})
 	})

@@ -13,7 +13,6 @@ import (
 
 	"github.com/agentstream/agentstream"
 	oai "github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/packages/ssestream"
 )
 
 func cancelled(ctx context.Context) *agentstream.Error {
@@ -45,9 +44,9 @@ func (m *Model) callError(ctx, sctx context.Context, err error, streaming bool) 
 		}
 		return agentstream.Wrap(agentstream.CodeUpstream, err, fmt.Sprintf("model API returned %d: %s", apiErr.StatusCode, msg))
 	}
-	var streamErr *ssestream.StreamError
+	var streamErr *streamError
 	if errors.As(err, &streamErr) {
-		return agentstream.Wrap(agentstream.CodeUpstream, err, "model stream sent an error: "+m.clean(streamErrorMessage(streamErr)))
+		return agentstream.Wrap(agentstream.CodeUpstream, err, "model stream sent an error: "+m.clean(streamErr.message()))
 	}
 	if streaming {
 		return agentstream.Wrap(agentstream.CodeUpstream, err, "model stream ended early: "+m.clean(describe(err)))
@@ -67,22 +66,27 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// streamErrorMessage extracts the message of an {"error": …} event.
-func streamErrorMessage(e *ssestream.StreamError) string {
-	var body struct {
-		Error json.RawMessage `json:"error"`
+// streamError is a chunk of the stream that reports an error:
+// {"error": {"message": …, …}} or {"error": "…"}.
+type streamError struct {
+	raw []byte // the error member's JSON
+}
+
+func (e *streamError) Error() string {
+	return "received error while streaming: " + string(e.raw)
+}
+
+// message extracts the error's message.
+func (e *streamError) message() string {
+	var obj struct {
+		Message string `json:"message"`
 	}
-	if json.Unmarshal(e.Event.Data, &body) == nil {
-		var obj struct {
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(body.Error, &obj) == nil && obj.Message != "" {
-			return obj.Message
-		}
-		var s string
-		if json.Unmarshal(body.Error, &s) == nil && s != "" {
-			return s
-		}
+	if json.Unmarshal(e.raw, &obj) == nil && obj.Message != "" {
+		return obj.Message
+	}
+	var s string
+	if json.Unmarshal(e.raw, &s) == nil && s != "" {
+		return s
 	}
 	return "unknown error"
 }

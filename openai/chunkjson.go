@@ -1,0 +1,672 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// decodeChunkFast decodes data, a chat.completion.chunk, into c (reset by
+// the caller) the way encoding/json would, several times faster. It
+// reports false, leaving c in any state, when data is anything but
+// ordinary: invalid JSON, a member of chunk's (choices, delta, index…)
+// of an unexpected type or given twice, a key that is escaped, not ASCII
+// or a case variant of a member's name (encoding/json matches names
+// case-insensitively), a number where an integer is expected that is not
+// a plain integer of up to 18 digits, nesting over maxFastDepth. The
+// caller then decodes data with encoding/json, which has the last word on
+// all of that. FuzzDecodeChunkFast checks that both agree.
+func decodeChunkFast(data []byte, c *chunk, scratch *[]byte) bool {
+	d := fastDecoder{s: data, scratch: scratch}
+	d.ws()
+	if !d.chunk(c) {
+		return false
+	}
+	d.ws()
+	return d.p == len(d.s)
+}
+
+// maxFastDepth bounds the nesting of skipped values.
+const maxFastDepth = 64
+
+type fastDecoder struct {
+	s       []byte
+	p       int
+	scratch *[]byte // reused buffer for unescaping strings
+}
+
+// ws skips whitespace.
+func (d *fastDecoder) ws() {
+	for d.p < len(d.s) {
+		switch d.s[d.p] {
+		case ' ', '\t', '\n', '\r':
+			d.p++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the byte at p, 0 at the end.
+func (d *fastDecoder) peek() byte {
+	if d.p < len(d.s) {
+		return d.s[d.p]
+	}
+	return 0
+}
+
+// open consumes the '{' or '[' that starts a value and the whitespace
+// after it, and reports whether the value is empty (then its closing
+// byte is consumed too).
+func (d *fastDecoder) open(closing byte) (empty bool) {
+	d.p++
+	d.ws()
+	if d.peek() == closing {
+		d.p++
+		return true
+	}
+	return false
+}
+
+// next consumes what follows a member or element: ',' (more == true) or
+// the closing byte; ok is false for anything else.
+func (d *fastDecoder) next(closing byte) (more, ok bool) {
+	d.ws()
+	switch d.peek() {
+	case ',':
+		d.p++
+		d.ws()
+		return true, true
+	case closing:
+		d.p++
+		return false, true
+	}
+	return false, false
+}
+
+// key reads a member's key and the ':' after it, leaving p at the value.
+// It fails on a key that is escaped or not ASCII.
+func (d *fastDecoder) key() ([]byte, bool) {
+	if d.peek() != '"' {
+		return nil, false
+	}
+	start := d.p + 1
+	for i := start; i < len(d.s); i++ {
+		c := d.s[i]
+		if c == '"' {
+			d.p = i + 1
+			d.ws()
+			if d.peek() != ':' {
+				return nil, false
+			}
+			d.p++
+			d.ws()
+			return d.s[start:i], true
+		}
+		if c < ' ' || c == '\\' || c >= utf8.RuneSelf {
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// other reports whether key, not the exact name of any member, differs
+// from all of them in more than case: encoding/json would set a member
+// from a key differing in case only.
+func other(key []byte, names ...string) bool {
+	for _, n := range names {
+		if len(key) == len(n) && bytes.EqualFold(key, []byte(n)) {
+			return false
+		}
+	}
+	return true
+}
+
+// null consumes a null, if there is one.
+func (d *fastDecoder) null() bool {
+	if bytes.HasPrefix(d.s[d.p:], []byte("null")) {
+		d.p += 4
+		return true
+	}
+	return false
+}
+
+// skipOther skips the value of a member chunk does not keep, if its key is
+// not a case variant of names.
+func (d *fastDecoder) skipOther(key []byte, names ...string) bool {
+	return other(key, names...) && d.skip(0)
+}
+
+func (d *fastDecoder) chunk(c *chunk) bool {
+	if d.peek() != '{' {
+		return false
+	}
+	if d.open('}') {
+		return true
+	}
+	var seen uint8
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "choices":
+			ok = seen&1 == 0 && d.choices(c)
+			seen |= 1
+		case "usage":
+			ok = seen&2 == 0 && d.raw(&c.Usage)
+			seen |= 2
+		case "error":
+			ok = seen&4 == 0 && d.raw(&c.Error)
+			seen |= 4
+		default:
+			ok = d.skipOther(key, "choices", "usage", "error")
+		}
+		if !ok {
+			return false
+		}
+		if more, ok := d.next('}'); !ok || !more {
+			return ok
+		}
+	}
+}
+
+// raw keeps a value as it is, as json.RawMessage does.
+func (d *fastDecoder) raw(dst *json.RawMessage) bool {
+	start := d.p
+	if !d.skip(0) {
+		return false
+	}
+	*dst = append((*dst)[:0], d.s[start:d.p]...)
+	return true
+}
+
+func (d *fastDecoder) choices(c *chunk) bool {
+	switch d.peek() {
+	case 'n':
+		c.Choices = c.Choices[:0]
+		return d.null()
+	case '[':
+	default:
+		return false
+	}
+	c.Choices = c.Choices[:0]
+	if d.open(']') {
+		return true
+	}
+	for {
+		n := len(c.Choices)
+		if n < cap(c.Choices) {
+			c.Choices = c.Choices[:n+1] // zeroed by reset
+		} else {
+			c.Choices = append(c.Choices, chunkChoice{})
+		}
+		if !d.choice(&c.Choices[n]) {
+			return false
+		}
+		if more, ok := d.next(']'); !ok || !more {
+			return ok
+		}
+	}
+}
+
+func (d *fastDecoder) choice(ch *chunkChoice) bool {
+	if d.peek() != '{' {
+		return false
+	}
+	if d.open('}') {
+		return true
+	}
+	var seen uint8
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "index":
+			ok = seen&1 == 0 && d.int(&ch.Index)
+			seen |= 1
+		case "delta":
+			ok = seen&2 == 0 && d.delta(&ch.Delta)
+			seen |= 2
+		case "finish_reason":
+			ok = seen&4 == 0 && d.str(&ch.FinishReason)
+			seen |= 4
+		default:
+			ok = d.skipOther(key, "index", "delta", "finish_reason")
+		}
+		if !ok {
+			return false
+		}
+		if more, ok := d.next('}'); !ok || !more {
+			return ok
+		}
+	}
+}
+
+func (d *fastDecoder) delta(dl *chunkDelta) bool {
+	switch d.peek() {
+	case 'n':
+		return d.null()
+	case '{':
+	default:
+		return false
+	}
+	if d.open('}') {
+		return true
+	}
+	var seen uint8
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "content":
+			ok = seen&1 == 0 && d.str(&dl.Content)
+			seen |= 1
+		case "refusal":
+			ok = seen&2 == 0 && d.str(&dl.Refusal)
+			seen |= 2
+		case "tool_calls":
+			ok = seen&4 == 0 && d.toolCalls(dl)
+			seen |= 4
+		default:
+			ok = d.skipOther(key, "content", "refusal", "tool_calls")
+		}
+		if !ok {
+			return false
+		}
+		if more, ok := d.next('}'); !ok || !more {
+			return ok
+		}
+	}
+}
+
+func (d *fastDecoder) toolCalls(dl *chunkDelta) bool {
+	switch d.peek() {
+	case 'n':
+		dl.ToolCalls = dl.ToolCalls[:0]
+		return d.null()
+	case '[':
+	default:
+		return false
+	}
+	dl.ToolCalls = dl.ToolCalls[:0]
+	if d.open(']') {
+		return true
+	}
+	for {
+		n := len(dl.ToolCalls)
+		if n < cap(dl.ToolCalls) {
+			dl.ToolCalls = dl.ToolCalls[:n+1] // zeroed by reset
+		} else {
+			dl.ToolCalls = append(dl.ToolCalls, chunkToolCall{})
+		}
+		if !d.toolCall(&dl.ToolCalls[n]) {
+			return false
+		}
+		if more, ok := d.next(']'); !ok || !more {
+			return ok
+		}
+	}
+}
+
+func (d *fastDecoder) toolCall(tc *chunkToolCall) bool {
+	if d.peek() != '{' {
+		return false
+	}
+	if d.open('}') {
+		return true
+	}
+	var seen uint8
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "index":
+			ok = seen&1 == 0 && d.int(&tc.Index)
+			seen |= 1
+		case "id":
+			ok = seen&2 == 0 && d.str(&tc.ID)
+			seen |= 2
+		case "function":
+			ok = seen&4 == 0 && d.function(&tc.Function)
+			seen |= 4
+		default:
+			ok = d.skipOther(key, "index", "id", "function")
+		}
+		if !ok {
+			return false
+		}
+		if more, ok := d.next('}'); !ok || !more {
+			return ok
+		}
+	}
+}
+
+func (d *fastDecoder) function(f *chunkFunction) bool {
+	switch d.peek() {
+	case 'n':
+		return d.null()
+	case '{':
+	default:
+		return false
+	}
+	if d.open('}') {
+		return true
+	}
+	var seen uint8
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "name":
+			ok = seen&1 == 0 && d.str(&f.Name)
+			seen |= 1
+		case "arguments":
+			ok = seen&2 == 0 && d.str(&f.Arguments)
+			seen |= 2
+		default:
+			ok = d.skipOther(key, "name", "arguments")
+		}
+		if !ok {
+			return false
+		}
+		if more, ok := d.next('}'); !ok || !more {
+			return ok
+		}
+	}
+}
+
+// int reads a plain integer (up to 18 digits, so it fits) or null (which
+// leaves dst alone).
+func (d *fastDecoder) int(dst *int64) bool {
+	if d.peek() == 'n' {
+		return d.null()
+	}
+	neg := d.peek() == '-'
+	if neg {
+		d.p++
+	}
+	start := d.p
+	var v int64
+	for d.p < len(d.s) && d.p-start <= 18 {
+		c := d.s[d.p]
+		if c < '0' || c > '9' {
+			break
+		}
+		v = v*10 + int64(c-'0')
+		d.p++
+	}
+	n := d.p - start
+	if n == 0 || n > 18 || (n > 1 && d.s[start] == '0') {
+		return false
+	}
+	switch d.peek() {
+	case '.', 'e', 'E', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return false
+	}
+	if neg {
+		v = -v
+	}
+	*dst = v
+	return true
+}
+
+// str reads a string, as encoding/json does (invalid UTF-8 becomes
+// U+FFFD, and so does a \u escape of a lone surrogate), or null (which
+// leaves dst alone).
+func (d *fastDecoder) str(dst *string) bool {
+	switch d.peek() {
+	case 'n':
+		return d.null()
+	case '"':
+	default:
+		return false
+	}
+	start := d.p + 1
+	i := start
+	for i < len(d.s) {
+		c := d.s[i]
+		if c == '"' {
+			*dst = string(d.s[start:i])
+			d.p = i + 1
+			return true
+		}
+		if c < ' ' || c == '\\' || c >= utf8.RuneSelf {
+			break
+		}
+		i++
+	}
+	b := append((*d.scratch)[:0], d.s[start:i]...)
+	defer func() { *d.scratch = b[:0] }()
+	for i < len(d.s) {
+		c := d.s[i]
+		switch {
+		case c == '"':
+			*dst = string(b)
+			d.p = i + 1
+			return true
+		case c < ' ':
+			return false
+		case c == '\\':
+			if i+1 >= len(d.s) {
+				return false
+			}
+			switch e := d.s[i+1]; e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r := hex4(d.s[i+2:])
+				if r < 0 {
+					return false
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					if i+1 < len(d.s) && d.s[i] == '\\' && d.s[i+1] == 'u' {
+						r2 := hex4(d.s[i+2:])
+						if r2 < 0 {
+							return false // invalid JSON
+						}
+						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+							b = utf8.AppendRune(b, dec)
+							i += 6
+							continue
+						}
+					}
+					r = utf8.RuneError
+				}
+				b = utf8.AppendRune(b, r)
+				continue
+			default:
+				return false
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(d.s[i:])
+			b = utf8.AppendRune(b, r) // RuneError for invalid UTF-8
+			i += size
+		}
+	}
+	return false
+}
+
+// hex4 decodes the 4 hex digits at the start of s, -1 if there are none.
+func hex4(s []byte) rune {
+	if len(s) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range s[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// skip skips a value, checking it is valid JSON; depth is its nesting.
+func (d *fastDecoder) skip(depth int) bool {
+	switch d.peek() {
+	case '{':
+		if depth >= maxFastDepth {
+			return false
+		}
+		if d.open('}') {
+			return true
+		}
+		for {
+			if d.peek() != '"' || !d.skipString() {
+				return false
+			}
+			d.ws()
+			if d.peek() != ':' {
+				return false
+			}
+			d.p++
+			d.ws()
+			if !d.skip(depth + 1) {
+				return false
+			}
+			if more, ok := d.next('}'); !ok || !more {
+				return ok
+			}
+		}
+	case '[':
+		if depth >= maxFastDepth {
+			return false
+		}
+		if d.open(']') {
+			return true
+		}
+		for {
+			if !d.skip(depth + 1) {
+				return false
+			}
+			if more, ok := d.next(']'); !ok || !more {
+				return ok
+			}
+		}
+	case '"':
+		return d.skipString()
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return d.skipNumber()
+	}
+	return false
+}
+
+func (d *fastDecoder) literal(lit string) bool {
+	if bytes.HasPrefix(d.s[d.p:], []byte(lit)) {
+		d.p += len(lit)
+		return true
+	}
+	return false
+}
+
+// skipString skips the string at p, checking its escapes.
+func (d *fastDecoder) skipString() bool {
+	i := d.p + 1
+	for i < len(d.s) {
+		c := d.s[i]
+		switch {
+		case c == '"':
+			d.p = i + 1
+			return true
+		case c < ' ':
+			return false
+		case c == '\\':
+			if i+1 >= len(d.s) {
+				return false
+			}
+			switch d.s[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if hex4(d.s[i+2:]) < 0 {
+					return false
+				}
+				i += 6
+			default:
+				return false
+			}
+		default:
+			i++
+		}
+	}
+	return false
+}
+
+// skipNumber skips the number at p, checking its grammar.
+func (d *fastDecoder) skipNumber() bool {
+	if d.peek() == '-' {
+		d.p++
+	}
+	switch c := d.peek(); {
+	case c == '0':
+		d.p++
+	case '1' <= c && c <= '9':
+		d.digits()
+	default:
+		return false
+	}
+	if d.peek() == '.' {
+		d.p++
+		if !d.digits() {
+			return false
+		}
+	}
+	if c := d.peek(); c == 'e' || c == 'E' {
+		d.p++
+		if c := d.peek(); c == '+' || c == '-' {
+			d.p++
+		}
+		if !d.digits() {
+			return false
+		}
+	}
+	return true
+}
+
+// digits skips digits and reports whether there was one.
+func (d *fastDecoder) digits() bool {
+	start := d.p
+	for d.p < len(d.s) && '0' <= d.s[d.p] && d.s[d.p] <= '9' {
+		d.p++
+	}
+	return d.p > start
+}

@@ -1,0 +1,296 @@
+package openai
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/agentstream/agentstream"
+)
+
+// This file decodes the streamed answer: Server-Sent Events (sseReader),
+// each event's data a chat.completion.chunk (chunkDecoder), gathered by
+// an accumulator.
+
+// Bounds of what one event may hold. A chunk is a few hundred bytes; a
+// server sending a whole tool call in one chunk may send more, but not
+// this much.
+const (
+	sseBufferSize = 8 << 10
+	maxEventSize  = 32 << 20
+)
+
+// errEventTooLarge ends a stream whose event exceeds maxEventSize.
+var errEventTooLarge = fmt.Errorf("event over %d MiB", maxEventSize>>20)
+
+// sseReader reads the data of Server-Sent Events
+// (https://html.spec.whatwg.org/multipage/server-sent-events.html):
+// lines end in LF or CRLF; "data:" lines (one space after the colon is
+// dropped, if there is one) add to the event's data, several of them
+// joined by LF; a blank line ends the event; comments (":…") and the
+// other fields (event, id, retry) are ignored, as the chat completions
+// stream carries everything in data. An event without a data line is no
+// event; an event cut by the end of the body is dropped, as the spec says.
+// A lone CR does not end a line.
+type sseReader struct {
+	br *bufio.Reader
+	// line holds a line longer than br's buffer; data the event's data.
+	// Both are reused from event to event.
+	line, data []byte
+	started    bool // the first line was read (and its BOM dropped)
+	max        int  // bound of an event's data and of a line
+}
+
+func newSSEReader(r io.Reader) *sseReader {
+	return &sseReader{br: bufio.NewReaderSize(r, sseBufferSize), max: maxEventSize}
+}
+
+// next returns the data of the next event, valid until the next call.
+// It returns io.EOF when the body ends, or another error from reading it.
+func (r *sseReader) next() ([]byte, error) {
+	r.data = r.data[:0]
+	hasData := false
+	for {
+		line, err := r.readLine()
+		if err != nil {
+			return nil, err
+		}
+		if len(line) == 0 {
+			if hasData {
+				return r.data, nil
+			}
+			continue
+		}
+		field, value := line, []byte(nil)
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			field, value = line[:i], line[i+1:]
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
+		}
+		if string(field) != "data" {
+			continue // a comment (empty field), event, id, retry, unknown
+		}
+		if len(r.data)+1+len(value) > r.max {
+			return nil, errEventTooLarge
+		}
+		if hasData {
+			r.data = append(r.data, '\n')
+		}
+		r.data = append(r.data, value...)
+		hasData = true
+	}
+}
+
+// readLine returns the next line without its LF or CRLF, valid until the
+// next call. A last line without LF is dropped: it cannot end an event.
+func (r *sseReader) readLine() ([]byte, error) {
+	line, err := r.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		r.line = append(r.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = r.br.ReadSlice('\n')
+			if len(r.line)+len(line) > r.max {
+				return nil, errEventTooLarge
+			}
+			r.line = append(r.line, line...)
+		}
+		line = r.line
+	}
+	if err != nil {
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if !r.started {
+		r.started = true
+		line = bytes.TrimPrefix(line, []byte("\uFEFF"))
+	}
+	return line, nil
+}
+
+// chunk is what the stream's chat.completion.chunk objects carry that the
+// accumulator uses; the rest of each object is skipped. It is decoded by
+// decodeChunkFast, or by encoding/json when that gives up.
+type chunk struct {
+	Choices []chunkChoice `json:"choices"`
+	// Usage and Error are kept raw ("null" when the member is null, empty
+	// when it is absent); see chunkDecoder.next.
+	Usage json.RawMessage `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
+
+type chunkChoice struct {
+	Index        int64      `json:"index"`
+	Delta        chunkDelta `json:"delta"`
+	FinishReason string     `json:"finish_reason"`
+}
+
+type chunkDelta struct {
+	Content   string          `json:"content"`
+	Refusal   string          `json:"refusal"`
+	ToolCalls []chunkToolCall `json:"tool_calls"`
+}
+
+type chunkToolCall struct {
+	Index    int64         `json:"index"`
+	ID       string        `json:"id"`
+	Function chunkFunction `json:"function"`
+}
+
+type chunkFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+type chunkUsage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+}
+
+// maxReusedChoices bounds the choices kept for reuse between chunks.
+const maxReusedChoices = 8
+
+// reset empties c for the next chunk, keeping its slices' memory. Every
+// element within the slices' capacity is zeroed: encoding/json decodes
+// into the elements it finds there rather than into fresh ones.
+func (c *chunk) reset() {
+	if cap(c.Choices) > maxReusedChoices {
+		c.Choices = nil
+	}
+	all := c.Choices[:cap(c.Choices)]
+	for i := range all {
+		ch := &all[i]
+		calls := ch.Delta.ToolCalls[:0]
+		if cap(calls) > maxToolCalls {
+			calls = nil
+		}
+		clear(calls[:cap(calls)])
+		*ch = chunkChoice{}
+		ch.Delta.ToolCalls = calls
+	}
+	c.Choices = all[:0]
+	c.Usage = c.Usage[:0]
+	c.Error = c.Error[:0]
+}
+
+// isNull says whether raw, a member kept raw, is absent or null.
+func isNull(raw []byte) bool {
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+// chunkError is a chunk that is not a JSON object.
+type chunkError struct{ err error }
+
+func (e *chunkError) Error() string { return "invalid chunk: " + e.err.Error() }
+func (e *chunkError) Unwrap() error { return e.err }
+
+var errNotObject = errors.New("not a JSON object")
+
+// decodeChunk decodes data into c, which it resets first. A value of the
+// wrong type (a string for an index, say) is skipped, as openai-go did,
+// rather than failing the stream; JSON that is not an object fails.
+func decodeChunk(data []byte, c *chunk, scratch *[]byte) error {
+	c.reset()
+	if decodeChunkFast(data, c, scratch) {
+		return nil
+	}
+	c.reset()
+	err := json.Unmarshal(data, c)
+	var te *json.UnmarshalTypeError
+	if err != nil && !errors.As(err, &te) {
+		return &chunkError{err}
+	}
+	if bytes.TrimLeft(data, " \t\r\n")[0] != '{' {
+		// Valid JSON (encoding/json checks that first), but an array or a
+		// string, say, that encoding/json skips with a type error.
+		c.reset()
+		return &chunkError{errNotObject}
+	}
+	return nil
+}
+
+// chunkDecoder reads the chunks of a stream.
+type chunkDecoder struct {
+	sse     *sseReader
+	chunk   chunk
+	scratch []byte // for decodeChunkFast's unescaping
+	// usage is the chunk's usage when hasUsage.
+	usage    chunkUsage
+	hasUsage bool
+}
+
+func newChunkDecoder(body io.Reader) *chunkDecoder {
+	return &chunkDecoder{sse: newSSEReader(body)}
+}
+
+// next returns the next chunk, valid until the next call; d.hasUsage
+// says whether it carries usage, then in d.usage. It returns io.EOF at [DONE] or at the
+// end of the body, a *streamError for an {"error": …} chunk, a
+// *chunkError for one that is not JSON, or the error reading the body.
+func (d *chunkDecoder) next() (*chunk, error) {
+	for {
+		data, err := d.sse.next()
+		if err != nil {
+			return nil, err
+		}
+		if bytes.HasPrefix(data, []byte("[DONE]")) {
+			return nil, io.EOF
+		}
+		if len(bytes.TrimLeft(data, " \t\r\n")) == 0 {
+			continue // nothing to decode: a keep-alive
+		}
+		c := &d.chunk
+		if err := decodeChunk(data, c, &d.scratch); err != nil {
+			return nil, err
+		}
+		if !isNull(c.Error) {
+			return nil, &streamError{raw: bytes.Clone(c.Error)}
+		}
+		d.hasUsage = false
+		if !isNull(c.Usage) && c.Usage[0] == '{' {
+			d.usage = chunkUsage{}
+			var te *json.UnmarshalTypeError
+			if err := json.Unmarshal(c.Usage, &d.usage); err != nil && !errors.As(err, &te) {
+				return nil, &chunkError{err} // cannot happen: the chunk was valid
+			}
+			d.hasUsage = true
+		}
+		return c, nil
+	}
+}
+
+// consume reads d's chunks into acc until the stream ends: nil at [DONE]
+// or the end of the body, otherwise the error that ended it. The idle
+// timer, when not nil, runs while consume waits for a chunk and is
+// stopped while a chunk is handled.
+func consume(d *chunkDecoder, acc *accumulator, onDelta func(agentstream.ModelDelta), idle *time.Timer, idleFor time.Duration) error {
+	for {
+		if idle != nil {
+			idle.Reset(idleFor)
+		}
+		c, err := d.next()
+		if idle != nil {
+			idle.Stop()
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var usage *chunkUsage
+		if d.hasUsage {
+			usage = &d.usage
+		}
+		if err := acc.add(c, usage, onDelta); err != nil {
+			return err
+		}
+	}
+}
