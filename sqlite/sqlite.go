@@ -57,6 +57,8 @@ type Store struct {
 	r *sql.DB // reads: several query_only connections; == w for :memory:
 	// wc and rc hold the prepared statements of w and r.
 	wc, rc *stmtCache
+	// batch runs the write transactions.
+	batch *batcher
 
 	closeOnce sync.Once
 	closeErr  error
@@ -77,6 +79,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if s.r == s.w {
 		s.rc = s.wc
 	}
+	s.batch = newBatcher(s.w, s.wc)
 	return s, nil
 }
 
@@ -204,6 +207,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the database. Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.batch != nil {
+			s.batch.close()
+		}
 		if s.wc != nil {
 			s.wc.close()
 			s.rc.close()

@@ -92,9 +92,20 @@ func (c *stmtCache) close() {
 type wtx struct {
 	tx *sql.Tx
 	c  *stmtCache
+	// detach runs statements without their contexts' cancellation: the
+	// transaction is shared (see batcher).
+	detach bool
+}
+
+func (t wtx) context(ctx context.Context) context.Context {
+	if t.detach {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 func (t wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = t.context(ctx)
 	if st, ok := t.c.cached(query); ok {
 		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -102,6 +113,7 @@ func (t wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Re
 }
 
 func (t wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = t.context(ctx)
 	if st, ok := t.c.cached(query); ok {
 		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
@@ -109,6 +121,7 @@ func (t wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.
 }
 
 func (t wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = t.context(ctx)
 	if st, ok := t.c.cached(query); ok {
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

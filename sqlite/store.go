@@ -352,18 +352,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx wtx) error) err
 }
 
 func (s *Store) tx(ctx context.Context, fn func(tx wtx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	// With the connection free again, prepare what the transaction met
-	// for the first time.
-	defer s.wc.prepareWanted(context.WithoutCancel(ctx))
-	if err := fn(wtx{tx: tx, c: s.wc}); err != nil {
-		_ = tx.Rollback() // fn's error is the one to report
-		return err
-	}
-	return tx.Commit()
+	return s.batch.do(ctx, fn)
 }
 
 // runState returns a run's thread and status; ErrNotFound when there is no
