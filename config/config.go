@@ -22,6 +22,10 @@ type Config struct {
 	// Addr is the listen address. Default "127.0.0.1:8080".
 	// Env AGENTSTREAM_ADDR, flag --addr.
 	Addr string `yaml:"addr"`
+	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its
+	// own listener, for finding where the server's time goes. It must be
+	// a loopback address. Default empty: off. Env AGENTSTREAM_DEBUG_ADDR.
+	DebugAddr string `yaml:"debug_addr"`
 	// DatabaseURL selects the store: a SQLite file path (or sqlite://PATH),
 	// or a postgres:// URL. Default "agentstream.db" in the working
 	// directory.
@@ -253,6 +257,13 @@ func (c Config) Validate() error {
 		bad("addr %q: %v", c.Addr, err)
 	} else if len(c.Auth.Keys) == 0 && !isLoopback(host) {
 		bad("addr %q is not a loopback address, and no auth keys are configured: add auth.keys, or listen on 127.0.0.1", c.Addr)
+	}
+	if c.DebugAddr != "" {
+		if host, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			bad("debug_addr %q: %v", c.DebugAddr, err)
+		} else if !isLoopback(host) {
+			bad("debug_addr %q is not a loopback address: the profiler must not be reachable from outside", c.DebugAddr)
+		}
 	}
 	if c.Runs.MaxConcurrent < 0 || (c.Runs.MaxQueued != nil && *c.Runs.MaxQueued < 0) {
 		bad("runs.max_concurrent and runs.max_queued must not be negative")

@@ -101,6 +101,8 @@ func TestValidate(t *testing.T) {
 		want string
 	}{
 		{"public addr without auth", func(c *Config) { c.Addr = "0.0.0.0:8080" }, "not a loopback address"},
+		{"public profiler", func(c *Config) { c.DebugAddr = "0.0.0.0:6060" }, "debug_addr \"0.0.0.0:6060\" is not a loopback address"},
+		{"bad profiler address", func(c *Config) { c.DebugAddr = "6060" }, "debug_addr \"6060\""},
 		{"bad addr", func(c *Config) { c.Addr = "8080" }, "addr"},
 		{"short key", func(c *Config) { c.Auth.Keys = []APIKey{{Key: "short", User: "u"}} }, "16 characters"},
 		{"keyless user", func(c *Config) { c.Auth.Keys = []APIKey{{Key: strings.Repeat("k", 20)}} }, "user is empty"},

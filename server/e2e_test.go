@@ -573,3 +573,24 @@ func TestChatRefusedWritesNothing(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestDebugAddr: with debug_addr set, the profiler answers there, and not
+// on the API's address.
+func TestDebugAddr(t *testing.T) {
+	t.Parallel()
+	e := start(t, sim.Options{}, func(c *config.Config) { c.DebugAddr = "127.0.0.1:0" })
+	resp := e.do("GET", "/debug/pprof/", "")
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatal("the API serves the profiler")
+	}
+	resp, err := http.Get("http://" + e.srv.DebugAddr() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("profiler: %d %.100s", resp.StatusCode, body)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"strings"
@@ -43,6 +44,9 @@ type Server struct {
 	sim    *sim.Running
 	http   *http.Server
 	ln     net.Listener
+	// debug serves the profiler when cfg.DebugAddr is set.
+	debug     *http.Server
+	debugAddr string
 }
 
 // New builds a server from cfg (defaults applied, then validated) and
@@ -154,6 +158,22 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	if cfg.DebugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on debug_addr %s: %w", cfg.DebugAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.debugAddr = dln.Addr().String()
+		go func() { _ = s.debug.Serve(dln) }() // ends with Shutdown's Close
+		logger.Info("profiler listening", "addr", "http://"+dln.Addr().String()+"/debug/pprof/")
+	}
 	return s, nil
 }
 
@@ -198,6 +218,9 @@ func redactURL(s string) string {
 // configured one was 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// DebugAddr is the profiler's address (with its real port), or "".
+func (s *Server) DebugAddr() string { return s.debugAddr }
+
 // Config is the server's defaulted configuration.
 func (s *Server) Config() config.Config { return s.cfg }
 
@@ -234,6 +257,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) close() {
+	if s.debug != nil {
+		_ = s.debug.Close() // the profiler's connections end with the process
+	}
 	if s.ln != nil {
 		_ = s.ln.Close() // already closed after http.Shutdown
 	}

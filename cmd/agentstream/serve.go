@@ -25,6 +25,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		redisURL    = fs.String("redis-url", "", "Redis URL for the shared event log (env AGENTSTREAM_REDIS_URL)")
 		model       = fs.String("model", "", "default upstream model (env AGENTSTREAM_MODEL; default gpt-4o-mini, or sim without OPENAI_API_KEY)")
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		debugAddr   = fs.String("debug-addr", "", "serve the Go profiler (/debug/pprof/) on this loopback address (env AGENTSTREAM_DEBUG_ADDR; default off)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
@@ -47,6 +48,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		env, flag string
 	}{
 		{&cfg.Addr, "AGENTSTREAM_ADDR", *addr},
+		{&cfg.DebugAddr, "AGENTSTREAM_DEBUG_ADDR", *debugAddr},
 		{&cfg.DatabaseURL, "AGENTSTREAM_DATABASE_URL", *databaseURL},
 		{&cfg.RedisURL, "AGENTSTREAM_REDIS_URL", *redisURL},
 		{&cfg.Model, "AGENTSTREAM_MODEL", *model},
