@@ -45,7 +45,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 	h.Set("X-Thread-Id", run.ThreadID)
 	w.WriteHeader(http.StatusOK)
 
-	rc := http.NewResponseController(w)
+	out := &sseOut{w: w, rc: http.NewResponseController(w), stall: s.opts.StallTimeout}
 	// send sets a write deadline each time. It stays in force after the
 	// handler returns, so the end of the response (the last chunk) is
 	// bounded too; net/http clears it before the connection serves
@@ -54,41 +54,50 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 	if enc.comments() {
 		buf = append(buf, ": ok\n\n"...)
 	}
-	if !s.send(w, rc, buf) {
+	if !out.send(buf) {
 		return false
 	}
 	ctx := r.Context()
 	// endedQuietly counts heartbeats in a row at which the store says the
 	// run ended though its log has not said so.
 	endedQuietly := 0
+	// One heartbeat period is one context, not one per read: a context
+	// with a deadline per token was a measurable share of the CPU per
+	// token. A period in which events were sent ends without a comment.
+	hb := newPeriod(ctx, s.opts.Heartbeat)
+	defer hb.stop()
+	sentInPeriod := false
 	for {
-		rctx, cancel := context.WithTimeout(ctx, s.opts.Heartbeat)
-		evs, end, err := s.log.Read(rctx, run.ID, after, readBatch)
-		cancel()
+		evs, end, err := s.log.Read(hb.ctx, run.ID, after, readBatch)
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
 				return false // the client left
+			case errors.Is(err, context.DeadlineExceeded) && sentInPeriod:
+				hb.renew()
+				sentInPeriod = false
+				continue
 			case errors.Is(err, context.DeadlineExceeded):
+				hb.renew()
 				// A terminal event can be lost: an instance that died
 				// between its store write and its append, a Redis that lost
 				// its data. Two silent heartbeats after the store says the
 				// run ended, the end is answered from the store.
 				if stored, err := s.store.GetRun(ctx, run.UserID, run.ID); err == nil && stored.Status.Terminal() {
 					if endedQuietly++; endedQuietly >= 2 {
-						if sent, ok := s.endFromStore(ctx, w, rc, enc, run, after); ok {
+						if sent, ok := s.endFromStore(ctx, out, enc, run, after); ok {
 							return sent
 						}
 					}
 				} else {
 					endedQuietly = 0
 				}
-				if enc.comments() && !s.send(w, rc, append(buf[:0], ": heartbeat\n\n"...)) {
+				if enc.comments() && !out.send(append(buf[:0], ": heartbeat\n\n"...)) {
 					return false
 				}
 				continue
 			case errors.Is(err, agentstream.ErrNotFound), errors.Is(err, agentstream.ErrGone):
-				sent, ok := s.endFromStore(ctx, w, rc, enc, run, after)
+				sent, ok := s.endFromStore(ctx, out, enc, run, after)
 				if !ok {
 					s.logger.Warn("a run's events are gone and it has not ended", "run_id", run.ID, "err", err)
 				}
@@ -104,15 +113,16 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 			// A reader that fell behind holds at most about one write's
 			// worth of encoded events, however big the batch.
 			if len(buf) >= maxWrite {
-				if !s.send(w, rc, buf) {
+				if !out.send(buf) {
 					return false
 				}
 				buf = buf[:0]
 			}
 		}
-		if len(buf) > 0 && !s.send(w, rc, buf) {
+		if len(buf) > 0 && !out.send(buf) {
 			return false
 		}
+		sentInPeriod = true
 		if end {
 			return true
 		}
@@ -121,7 +131,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 
 // endFromStore sends the end of a finished run rebuilt from the store
 // (storedEnd); ok is false, and nothing is sent, when the run has not ended.
-func (s *Server) endFromStore(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, enc encoder, run agentstream.Run, after int64) (sent, ok bool) {
+func (s *Server) endFromStore(ctx context.Context, out *sseOut, enc encoder, run agentstream.Run, after int64) (sent, ok bool) {
 	evs, ok := s.storedEnd(ctx, run, after)
 	if !ok {
 		return false, false
@@ -130,7 +140,7 @@ func (s *Server) endFromStore(ctx context.Context, w http.ResponseWriter, rc *ht
 	for _, ev := range evs {
 		buf = enc.encode(buf, ev)
 	}
-	return s.send(w, rc, buf), true
+	return out.send(buf), true
 }
 
 // storedEnd rebuilds the end of a finished run from the store, for a
@@ -163,15 +173,53 @@ func (s *Server) storedEnd(ctx context.Context, run agentstream.Run, after int64
 	return evs, true
 }
 
+// period is a context that ends after d, renewed for another d on demand.
+type period struct {
+	parent context.Context
+	d      time.Duration
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newPeriod(parent context.Context, d time.Duration) *period {
+	p := &period{parent: parent, d: d}
+	p.renew()
+	return p
+}
+
+func (p *period) renew() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.ctx, p.cancel = context.WithTimeout(p.parent, p.d)
+}
+
+func (p *period) stop() { p.cancel() }
+
+// sseOut writes one stream's bytes.
+type sseOut struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	stall time.Duration
+	// moved is when the write deadline was last moved on.
+	moved time.Time
+}
+
 // send writes and flushes; false means the client is gone, or stopped
 // reading for longer than the stall timeout.
-func (s *Server) send(w http.ResponseWriter, rc *http.ResponseController, b []byte) bool {
+func (o *sseOut) send(b []byte) bool {
 	// Not every ResponseWriter has deadlines (a test recorder has none).
-	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.StallTimeout))
-	if _, err := w.Write(b); err != nil {
+	// The deadline moves on at most every eighth of the stall timeout, not
+	// at every write (a timer update per token): a client that stops
+	// reading is dropped after 7/8 to all of the timeout.
+	if now := time.Now(); now.Sub(o.moved) > o.stall/8 {
+		_ = o.rc.SetWriteDeadline(now.Add(o.stall))
+		o.moved = now
+	}
+	if _, err := o.w.Write(b); err != nil {
 		return false
 	}
-	return rc.Flush() == nil
+	return o.rc.Flush() == nil
 }
 
 // nativeEncoder is the v1 wire format: every event with its id, type and
