@@ -77,6 +77,10 @@ type OpenAI struct {
 	MaxRetries *int `yaml:"max_retries"`
 	// IdleTimeout fails a call whose stream is silent this long. Default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// H2C speaks HTTP/2 without TLS to an http:// base_url known to
+	// accept it (agentstream sim does): calls share connections, as they
+	// do with an https:// API. Default false.
+	H2C bool `yaml:"h2c"`
 }
 
 // Sim configures the simulated model.

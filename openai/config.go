@@ -60,6 +60,11 @@ type Config struct {
 	// Headers are extra headers sent with every request (for example
 	// OpenAI-Organization, or a proxy's own credential).
 	Headers map[string]string
+	// H2C speaks HTTP/2 without TLS to an http:// BaseURL, for servers
+	// known to accept it (the simulator does): many calls then share one
+	// connection, as they do with an https:// API, which negotiates
+	// HTTP/2 by itself. Ignored with HTTPClient. Default false.
+	H2C bool
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.

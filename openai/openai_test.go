@@ -861,3 +861,38 @@ func TestRetryAfterHonoured(t *testing.T) {
 		})
 	}
 }
+
+// TestH2C: with H2C, calls to an http:// API go over HTTP/2 without TLS;
+// without it, over HTTP/1.1.
+func TestH2C(t *testing.T) {
+	t.Parallel()
+	for _, h2c := range []bool{false, true} {
+		var proto atomic.Int32
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			proto.Store(int32(r.ProtoMajor))
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+		}))
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		srv.Start()
+		t.Cleanup(srv.Close)
+		m, err := New(Config{BaseURL: srv.URL + "/v1", H2C: h2c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := m.Stream(context.Background(), simpleRequest(), nil)
+		if err != nil || res.Content != "hi" {
+			t.Fatalf("h2c=%v: %+v, %v", h2c, res, err)
+		}
+		want := int32(1)
+		if h2c {
+			want = 2
+		}
+		if got := proto.Load(); got != want {
+			t.Fatalf("h2c=%v: the request came over HTTP/%d", h2c, got)
+		}
+	}
+}

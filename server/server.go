@@ -115,6 +115,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		APIKey: apiKey, BaseURL: baseURL,
 		MaxRetries: *cfg.OpenAI.MaxRetries, DisableRetries: *cfg.OpenAI.MaxRetries == 0,
 		IdleTimeout: cfg.OpenAI.IdleTimeout,
+		// The in-process simulator speaks HTTP/2 without TLS.
+		H2C: cfg.OpenAI.H2C || cfg.UsesSim(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("model client: %w", err)

@@ -29,6 +29,12 @@ func Start(addr string, opts Options) (*Running, error) {
 	}
 	r := &Running{srv: New(opts), ln: ln, done: make(chan struct{})}
 	r.hs = &http.Server{Handler: r.srv, ReadHeaderTimeout: 10 * time.Second}
+	// HTTP/1.1, and HTTP/2 without TLS for clients that know to use it
+	// (OpenAI's API speaks HTTP/2, over TLS): many streams then share a
+	// connection, as they do in production.
+	r.hs.Protocols = new(http.Protocols)
+	r.hs.Protocols.SetHTTP1(true)
+	r.hs.Protocols.SetUnencryptedHTTP2(true)
 	go func() {
 		defer close(r.done)
 		if err := r.hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
