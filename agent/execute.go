@@ -12,6 +12,54 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
+// checkpointer saves the latest partial answer offered to it, one save at
+// a time, on a goroutine of its own: while a save is under way, newer
+// offers replace each other, and the newest is saved next.
+type checkpointer struct {
+	save func(agentstream.Message)
+
+	mu      sync.Mutex
+	next    *agentstream.Message
+	running bool
+	idle    chan struct{} // closed when a running loop ends
+}
+
+func (c *checkpointer) offer(m agentstream.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next = &m
+	if !c.running {
+		c.running, c.idle = true, make(chan struct{})
+		go c.loop(c.idle)
+	}
+}
+
+func (c *checkpointer) loop(idle chan struct{}) {
+	defer close(idle)
+	for {
+		c.mu.Lock()
+		m := c.next
+		c.next = nil
+		if m == nil {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		c.save(*m)
+	}
+}
+
+// wait returns once every offered answer has been saved.
+func (c *checkpointer) wait() {
+	c.mu.Lock()
+	idle := c.idle
+	c.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+}
+
 // execution is the state of one run while it executes.
 type execution struct {
 	r     *Runner
@@ -87,6 +135,13 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 	// process that dies mid-answer loses at most that much of it.
 	var sofar strings.Builder
 	lastCheckpoint := time.Now()
+	// Partial answers are saved beside the stream, not in its way: the
+	// next token does not wait for the store (one writer for every run).
+	saver := &checkpointer{save: func(m agentstream.Message) {
+		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m}); err != nil && ctx.Err() == nil {
+			r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
+		}
+	}}
 	res, err := r.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
 		switch {
 		case d.ToolCall != nil:
@@ -105,12 +160,13 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 				lastCheckpoint = now
 				partial := msg
 				partial.Content, partial.Status, partial.CreatedAt = sofar.String(), agentstream.MessagePartial, now.UTC()
-				if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{partial}); err != nil && ctx.Err() == nil {
-					r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
-				}
+				saver.offer(partial)
 			}
 		}
 	})
+	// What is saved next (a tool boundary, the end) must not be overwritten
+	// by a partial checkpoint still on its way.
+	saver.wait()
 	x.run.Usage = x.run.Usage.Add(res.Usage)
 	msg.Content = res.Content
 	msg.CreatedAt = r.now().UTC()
