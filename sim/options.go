@@ -104,6 +104,11 @@ type Options struct {
 	// Record is how many of the latest chat requests Requests keeps.
 	// Default 1000; negative keeps none (for long load tests).
 	Record int
+	// Stamp makes the default generated reply carry the time each token
+	// is sent, instead of words: see AppendStampToken. It applies only to
+	// the default generated text (DefaultText), not to a Decide's Text or
+	// to the answer to tool results. Default false.
+	Stamp bool
 	// Lenient turns off the checks of the conversation's shape that
 	// OpenAI makes (known roles, tool messages answering the preceding
 	// assistant's tool calls and every tool call answered, tool names,

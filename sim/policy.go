@@ -3,7 +3,9 @@ package sim
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -31,6 +33,46 @@ func DefaultText(n int) string {
 		b.WriteString(words[(i-1)%len(words)])
 	}
 	return b.String()
+}
+
+// StampText returns the stamped reply of n tokens (at least 1) with every
+// token stamped t: what a non-streamed reply carries with Options.Stamp.
+func StampText(n int, t time.Time) string {
+	n = max(n, 1)
+	buf := make([]byte, 0, n*18+len(Prefix))
+	for i := range n {
+		buf = AppendStampToken(buf, i, n, t)
+	}
+	return string(buf)
+}
+
+// StampTag starts the stamp of a stamped token; the decimal Unix time in
+// microseconds follows it.
+const StampTag = 't'
+
+// AppendStampToken appends token i (from 0) of a stamped reply of n tokens,
+// sent at t, to buf. With Options.Stamp the default generated reply is
+// made of these instead of words: each token is StampTag and the Unix time
+// in microseconds at which the simulator writes its chunk, then a space,
+// except the last token, which has none; the first token keeps the Prefix
+// glued to its stamp, so the reply still starts with "[simulated]":
+//
+//	[simulated]t1767225600000000 t1767225600050012 t1767225600100031
+//
+// Every token is one word, so len(Split(reply)) == n as with DefaultText.
+// A client that receives a token subtracts its stamp from the time of
+// receipt: the delay from the simulator to that client, exactly, when
+// both run on one clock (one machine). `agentstream bench` does that.
+func AppendStampToken(buf []byte, i, n int, t time.Time) []byte {
+	if i == 0 {
+		buf = append(buf, Prefix...)
+	}
+	buf = append(buf, StampTag)
+	buf = strconv.AppendInt(buf, t.UnixMicro(), 10)
+	if i < n-1 {
+		buf = append(buf, ' ')
+	}
+	return buf
 }
 
 // Split cuts text into the tokens the simulator streams: each token is a

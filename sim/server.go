@@ -8,7 +8,9 @@
 // the upstream of the project's tests and benchmarks and what the server
 // talks to when no API key is set. Options, a Decide hook and X-Sim-*
 // request headers script its pace, its replies and its faults (error
-// statuses, cut and stalled streams).
+// statuses, cut and stalled streams). With Options.Stamp its generated
+// replies carry the time each token was sent (see AppendStampToken), so a
+// load generator measures the exact delay of every token.
 package sim
 
 import (
@@ -313,6 +315,9 @@ type plan struct {
 	argChunk   int
 	fault      Fault // FaultNone or an active fault
 	faultAfter int
+	// stamped is the token count of a stamped reply (Options.Stamp),
+	// whose tokens are made as they are sent; 0 when text is sent as is.
+	stamped int
 }
 
 // midStream reports whether the plan's fault happens inside the stream.
@@ -374,6 +379,9 @@ func (s *Server) plan(o *Options, req *Request, h overrides) (*plan, *apiError) 
 		b.Text, b.ToolCalls = d.Text, d.ToolCalls
 		if b.Text == "" && len(b.ToolCalls) == 0 {
 			b.Text = DefaultText(tokens)
+			if o.Stamp {
+				p.stamped = max(tokens, 1)
+			}
 		}
 	}
 	p.text = b.Text
@@ -478,12 +486,26 @@ func (st *streamer) send(b []byte) error {
 // token sends one token's chunk: first the fault when it is due, then the
 // pace after the previous token.
 func (st *streamer) token(b []byte) error {
+	if err := st.ready(); err != nil {
+		return err
+	}
+	return st.sent(b)
+}
+
+// ready returns the fault when it is due, else waits the pace after the
+// previous token.
+func (st *streamer) ready() error {
 	if st.p.midStream() && st.n >= st.p.faultAfter {
 		return errFault
 	}
 	if st.n > 0 && !st.sl.sleep(st.ctx, st.p.pace) {
 		return st.ctx.Err()
 	}
+	return nil
+}
+
+// sent sends a token's chunk once ready.
+func (st *streamer) sent(b []byte) error {
 	if err := st.send(b); err != nil {
 		return err
 	}
@@ -506,7 +528,17 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *Request, p 
 	c := newChunker(s.newID("chatcmpl-sim-"), time.Now().Unix(), req.Model)
 
 	err := st.send(c.role())
-	for text := p.text; err == nil && text != ""; {
+	if p.stamped > 0 {
+		// Each token is made when it is due, stamped with that time.
+		var tok []byte
+		for i := 0; err == nil && i < p.stamped; i++ {
+			if err = st.ready(); err == nil {
+				tok = AppendStampToken(tok[:0], i, p.stamped, time.Now())
+				err = st.sent(c.content(string(tok)))
+			}
+		}
+	}
+	for text := p.text; p.stamped == 0 && err == nil && text != ""; {
 		n := nextToken(text)
 		err = st.token(c.content(text[:n]))
 		text = text[n:]
@@ -605,6 +637,10 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, req *Request, 
 	}
 	if !sl.sleep(ctx, p.ttft+p.pace*time.Duration(max(tokens-1, 0))) {
 		return true
+	}
+	if p.stamped > 0 {
+		// Every token is sent now, in this one body.
+		p.text = StampText(p.stamped, time.Now())
 	}
 	prompt := PromptTokens(req)
 	msg := responseMessage{Role: "assistant"}

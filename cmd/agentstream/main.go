@@ -3,6 +3,7 @@
 //
 //	agentstream serve   the server (SQLite and the simulated model by default)
 //	agentstream sim     the simulated OpenAI-compatible model on its own
+//	agentstream bench   a load generator: streams through the server, measured
 package main
 
 import (
@@ -25,6 +26,7 @@ const usage = `agentstream runs LLM agents and streams every step over Server-Se
 Usage:
   agentstream serve [flags]   run the server (agentstream serve -h for flags)
   agentstream sim [flags]     run the simulated OpenAI-compatible model
+  agentstream bench [flags]   load a server with streaming clients and measure it
   agentstream version         print the version
 `
 
@@ -41,6 +43,8 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 		return serve(ctx, stopSignals, args[1:], getenv, stderr)
 	case "sim":
 		return simulate(ctx, args[1:], stderr)
+	case "bench":
+		return benchmark(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		_, _ = fmt.Fprintln(stdout, "agentstream", version)
 		return 0

@@ -20,13 +20,14 @@ func simulate(ctx context.Context, args []string, stderr io.Writer) int {
 	ttft := fs.Duration("ttft", sim.DefaultTTFT, "time to the first token (negative: none)")
 	fault := fs.String("fault", "", "answer every request with a fault: 429, 500, cut or stall")
 	faultAfter := fs.Int("fault-after", 0, "tokens sent before a cut or stall")
+	stamp := fs.Bool("stamp", false, "generated tokens carry their send time (t<unix-micros>), for agentstream bench")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	opts := sim.Options{Tokens: *tokens, Pace: *pace, TTFT: *ttft, Fault: sim.Fault(*fault), FaultAfter: *faultAfter, Record: -1}
+	opts := sim.Options{Tokens: *tokens, Pace: *pace, TTFT: *ttft, Fault: sim.Fault(*fault), FaultAfter: *faultAfter, Stamp: *stamp, Record: -1}
 	if err := opts.WithDefaults().Validate(); err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream sim: %v\n", err)
 		return 2

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/agentstream/agentstream/bench"
+)
+
+// benchmark runs the load generator: progress on stderr, the report's
+// tables on stdout, and the report as JSON in the --json file.
+func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agentstream bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg bench.Config
+	fs.IntVar(&cfg.Streams, "streams", bench.DefaultStreams, "concurrent streaming clients through the server")
+	fs.IntVar(&cfg.Tokens, "tokens", bench.DefaultTokens, "reply length in tokens")
+	fs.DurationVar(&cfg.Pace, "pace", bench.DefaultPace, "time between tokens")
+	ttft := fs.Duration("ttft", 0, "the simulator's time to first token (default none)")
+	fs.DurationVar(&cfg.Ramp, "ramp", bench.DefaultRamp, "spread the clients' starts over this long")
+	fs.IntVar(&cfg.RunsPerClient, "runs-per-client", 1, "runs each client makes, one after the other")
+	fs.StringVar(&cfg.Endpoint, "endpoint", bench.EndpointNative, "native (threads and runs) or seed (POST /v1/chat)")
+	direct := fs.Int("direct", -1, "clients that call the simulator directly, the lower bound (default min(streams, 50); 0 for none)")
+	fs.IntVar(&cfg.Stalled, "stalled", 0, "extra clients that open a stream and never read it")
+	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "cap: streams still open then are cut and counted as timeouts")
+	fs.StringVar(&cfg.Input, "input", bench.DefaultInput, "the question each run asks")
+	fs.StringVar(&cfg.SimURL, "sim-url", "", "use this simulator (http://127.0.0.1:PORT/v1; `agentstream sim --stamp` for token latencies) instead of one in process")
+	fs.StringVar(&cfg.URL, "url", "", "load this running server (http://127.0.0.1:PORT) instead of starting one")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --url, the server's pid, to measure its CPU and memory")
+	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
+	jsonFile := fs.String("json", "", "write the report as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		_, _ = fmt.Fprintf(stderr, "agentstream bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	// Flags say "0 for none"; the Config, like the simulator's, says
+	// "negative for none, zero for the default".
+	switch {
+	case *direct < 0:
+		cfg.Direct = 0
+	case *direct == 0:
+		cfg.Direct = -1
+	default:
+		cfg.Direct = *direct
+	}
+	if *ttft > 0 {
+		cfg.TTFT = *ttft
+	}
+	if cfg.Pace == 0 {
+		cfg.Pace = -1 // --pace 0: as fast as possible
+	}
+	if cfg.Ramp == 0 {
+		cfg.Ramp = -1
+	}
+	if cfg.Streams <= 0 || cfg.Tokens <= 0 || cfg.RunsPerClient <= 0 || cfg.Stalled < 0 || cfg.Duration <= 0 {
+		_, _ = fmt.Fprintln(stderr, "agentstream bench: --streams, --tokens, --runs-per-client and --duration must be positive, --stalled not negative")
+		return 2
+	}
+	if err := cfg.WithDefaults().Validate(); err != nil {
+		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
+		return 2
+	}
+	rep, err := bench.Run(ctx, cfg, stderr)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
+		return 1
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
+		return 1
+	}
+	if *jsonFile != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*jsonFile, append(data, '\n'), 0o644)
+		}
+		if err != nil {
+			_, _ = fmt.Fprintf(stderr, "agentstream bench: writing the report: %v\n", err)
+			return 1
+		}
+	}
+	return 0
+}

@@ -1,0 +1,146 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream/bench"
+)
+
+// benchTimeout bounds one `agentstream bench` process; it takes a few
+// seconds.
+const benchTimeout = 2 * time.Minute
+
+// runBench runs `agentstream bench` with args as a separate process (so
+// the server it starts, its child, is measured for real) and returns the
+// report it wrote.
+func runBench(t *testing.T, args ...string) (bench.Report, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out.json")
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, agentstreamBinary(t), append(append([]string{"bench"}, args...), "--json", out)...)
+	cmd.Dir = t.TempDir()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	began := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("agentstream bench %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	t.Logf("agentstream bench %s took %s:\n%s", strings.Join(args, " "), time.Since(began).Round(time.Millisecond), stdout.String())
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		t.Fatalf("the report is not well-formed: %v\n%s", err, data)
+	}
+	if !strings.Contains(stdout.String(), "time to first token") || !strings.Contains(stderr.String(), "bench: server http://127.0.0.1:") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+	return rep, stdout.String()
+}
+
+// checkReport checks a report of a clean run of streams clients.
+func checkReport(t *testing.T, rep bench.Report, streams, tokens int) {
+	t.Helper()
+	if rep.Settings.Streams != streams || !rep.Settings.ServerChild || !rep.Settings.SimInProcess || !rep.Stamps || rep.DurationCapReached {
+		t.Errorf("settings %+v, stamps %v, cap reached %v", rep.Settings, rep.Stamps, rep.DurationCapReached)
+	}
+	direct := min(streams, 50)
+	for _, p := range []struct {
+		name    string
+		path    bench.Path
+		clients int
+	}{{"server", rep.Server, streams}, {"direct", rep.Direct, direct}} {
+		path := p.path
+		if path.Clients != p.clients || path.Runs != p.clients || path.Completed != p.clients || path.ErrorCount != 0 || len(path.Errors) != 0 {
+			t.Errorf("%s path: %d clients, %d runs, %d completed, errors %v; want %d completed, none failed",
+				p.name, path.Clients, path.Runs, path.Completed, path.Errors, p.clients)
+		}
+		if path.Tokens != int64(p.clients*tokens) || path.TokensPerS <= 0 || path.MaxOpen < 1 || path.MaxOpen > p.clients {
+			t.Errorf("%s path: %d tokens (want %d), %g tokens/s, %d open at most", p.name, path.Tokens, p.clients*tokens, path.TokensPerS, path.MaxOpen)
+		}
+		for _, d := range []struct {
+			name string
+			dist bench.Dist
+			n    int
+		}{
+			{"ttfb", path.TTFB, p.clients},
+			{"ttft", path.TTFT, p.clients},
+			{"token latency", path.TokenLatency, p.clients * tokens},
+			{"token gap", path.TokenGap, p.clients * (tokens - 1)},
+		} {
+			if x := d.dist; x.N != d.n || x.P50 < 0 || x.P50 > x.P90 || x.P90 > x.P99 || x.P99 > x.Max || x.Max <= 0 {
+				t.Errorf("%s path, %s: %+v; want %d samples, 0 ≤ p50 ≤ p90 ≤ p99 ≤ max", p.name, d.name, x, d.n)
+			}
+		}
+	}
+	if d := rep.ServerMinusDirect; !d.TTFB.Valid || !d.TTFT.Valid || !d.TokenLatency.Valid {
+		t.Errorf("server−direct %+v", d)
+	}
+	sp := rep.ServerProcess
+	if sp == nil || sp.PID <= 0 || sp.CPUS <= 0 || sp.CPUPerTokenUS <= 0 || sp.RSSBefore <= 0 || sp.RSSPeak < sp.RSSBefore ||
+		sp.RSSAtPeakOpen <= 0 || sp.OpenAtPeak <= 0 || sp.ExitStatus == nil || *sp.ExitStatus != 0 {
+		t.Errorf("server process %+v", sp)
+	}
+	if bp := rep.BenchProcess; bp == nil || bp.CPUS <= 0 || bp.RSSPeak <= 0 {
+		t.Errorf("bench process %+v", bp)
+	}
+	if rep.WindowS <= 0 || len(rep.Notes) != 0 {
+		t.Errorf("window %gs, notes %q", rep.WindowS, rep.Notes)
+	}
+}
+
+func TestBenchNative(t *testing.T) {
+	t.Parallel()
+	rep, _ := runBench(t, "--streams", "50", "--tokens", "20", "--pace", "20ms", "--ramp", "200ms")
+	checkReport(t, rep, 50, 20)
+	if ct := rep.Server.CreateThread; rep.Settings.Endpoint != bench.EndpointNative || ct.N != 50 || ct.P50 <= 0 || ct.P50 > ct.Max {
+		t.Errorf("endpoint %q, thread creation %+v", rep.Settings.Endpoint, ct)
+	}
+}
+
+func TestBenchSeed(t *testing.T) {
+	t.Parallel()
+	rep, table := runBench(t, "--streams", "50", "--tokens", "20", "--pace", "20ms", "--ramp", "200ms", "--endpoint", "seed", "--stalled", "3")
+	checkReport(t, rep, 50, 20)
+	if rep.Settings.Endpoint != bench.EndpointSeed || rep.Stalled == nil || rep.Stalled.Opened != 3 || rep.Stalled.ErrorCount != 0 {
+		t.Errorf("endpoint %q, stalled %+v", rep.Settings.Endpoint, rep.Stalled)
+	}
+	if !strings.Contains(table, "stalled clients: 3 opened of 3") {
+		t.Errorf("table:\n%s", table)
+	}
+}
+
+func TestBenchFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--endpoint", "grpc"}, `endpoint "grpc"`},
+		{[]string{"--url", "http://192.0.2.1:8080"}, "not a loopback address"},
+		{[]string{"--streams", "0"}, "must be positive"},
+		{[]string{"--bogus"}, "flag provided but not defined"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), func() {}, append([]string{"bench"}, tc.args...), env(nil), &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("bench %q: exit %d, %q; want exit 2 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
