@@ -455,28 +455,12 @@ func TestConnectionsKilled(t *testing.T) {
 	}
 }
 
-// seed creates a thread and a run on it with the given status.
-func seed(t testing.TB, s *postgres.Store, status agentstream.RunStatus) (agentstream.Thread, agentstream.Run) {
-	t.Helper()
-	now := time.Now()
-	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u", Agent: "a", CreatedAt: now, UpdatedAt: now}
-	if err := s.CreateThread(t.Context(), th); err != nil {
-		t.Fatal(err)
-	}
-	run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: "u", Agent: "a", Status: status, CreatedAt: now}
-	in := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleUser, Content: "hi", Status: agentstream.MessageComplete, CreatedAt: now}
-	if _, err := s.CreateRun(t.Context(), run, in); err != nil {
-		t.Fatal(err)
-	}
-	return th, run
-}
-
 func TestTimesAreUTC(t *testing.T) {
 	// A session time zone other than UTC must not show through.
 	_, u := newSchema(t)
 	s := openURL(t, withParam(t, u, "timezone", "Asia/Kolkata"))
 	defer closeStore(t, s)
-	th, run := seed(t, s, agentstream.RunQueued)
+	th, run := storetest.Seed(t, s, agentstream.RunQueued)
 	start := time.Date(2025, 1, 2, 3, 4, 5, 999_999_999, time.FixedZone("X", -7*3600))
 	if err := s.StartRun(t.Context(), run.ID, start); err != nil {
 		t.Fatal(err)
@@ -540,7 +524,7 @@ func TestDeadline(t *testing.T) {
 	_, u := newSchema(t)
 	s := openURL(t, u)
 	defer closeStore(t, s)
-	th, _ := seed(t, s, agentstream.RunRunning)
+	th, _ := storetest.Seed(t, s, agentstream.RunRunning)
 	// Hold the thread's lock from another connection: CreateRun waits.
 	conn, err := pgx.Connect(t.Context(), u)
 	if err != nil {
@@ -593,7 +577,7 @@ func TestUnstorableText(t *testing.T) {
 		t.Errorf("GetThread: %v, want ErrNotFound (nothing written)", err)
 	}
 
-	th, run := seed(t, s, agentstream.RunRunning)
+	th, run := storetest.Seed(t, s, agentstream.RunRunning)
 	msg := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleAssistant, Content: "bad \x00 content", Status: agentstream.MessagePartial}
 	if err := s.CheckpointRun(ctx, run.ID, []agentstream.Message{msg}); !errors.Is(err, agentstream.ErrInvalid) {
 		t.Errorf("CheckpointRun with a NUL in content: %v, want ErrInvalid", err)

@@ -142,26 +142,10 @@ func TestOpenOddPath(t *testing.T) {
 	}
 }
 
-// seed creates a thread and a run on it with the given status.
-func seed(t testing.TB, s *sqlite.Store, status agentstream.RunStatus) (agentstream.Thread, agentstream.Run) {
-	t.Helper()
-	now := time.Now()
-	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u", Agent: "a", CreatedAt: now, UpdatedAt: now}
-	if err := s.CreateThread(t.Context(), th); err != nil {
-		t.Fatal(err)
-	}
-	run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: "u", Agent: "a", Status: status, CreatedAt: now}
-	in := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleUser, Content: "hi", Status: agentstream.MessageComplete, CreatedAt: now}
-	if _, err := s.CreateRun(t.Context(), run, in); err != nil {
-		t.Fatal(err)
-	}
-	return th, run
-}
-
 func TestTimesAreUTC(t *testing.T) {
 	s := openTemp(t)
 	defer closeStore(t, s)
-	th, run := seed(t, s, agentstream.RunQueued)
+	th, run := storetest.Seed(t, s, agentstream.RunQueued)
 	if err := s.StartRun(t.Context(), run.ID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +185,7 @@ func TestValidation(t *testing.T) {
 	s := openTemp(t)
 	defer closeStore(t, s)
 
-	th, run := seed(t, s, agentstream.RunQueued)
+	th, run := storetest.Seed(t, s, agentstream.RunQueued)
 	msg := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleAssistant, Status: agentstream.MessageComplete}
 	err := s.CheckpointRun(t.Context(), run.ID, []agentstream.Message{msg})
 	if !errors.Is(err, agentstream.ErrConflict) {

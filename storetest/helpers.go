@@ -285,3 +285,20 @@ func show(v any) string {
 	}
 	return fmt.Sprintf("%#v", v)
 }
+
+// Seed creates a thread of user "u" and a run on it with the given status,
+// for the tests of one implementation.
+func Seed(t testing.TB, s agentstream.Store, status agentstream.RunStatus) (agentstream.Thread, agentstream.Run) {
+	t.Helper()
+	now := time.Now()
+	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u", Agent: "a", CreatedAt: now, UpdatedAt: now}
+	if err := s.CreateThread(t.Context(), th); err != nil {
+		t.Fatal(err)
+	}
+	run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: "u", Agent: "a", Status: status, CreatedAt: now}
+	in := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleUser, Content: "hi", Status: agentstream.MessageComplete, CreatedAt: now}
+	if _, err := s.CreateRun(t.Context(), run, in); err != nil {
+		t.Fatal(err)
+	}
+	return th, run
+}
