@@ -460,45 +460,7 @@ func TestTimesAreUTC(t *testing.T) {
 	_, u := newSchema(t)
 	s := openURL(t, withParam(t, u, "timezone", "Asia/Kolkata"))
 	defer closeStore(t, s)
-	th, run := storetest.Seed(t, s, agentstream.RunQueued)
-	start := time.Date(2025, 1, 2, 3, 4, 5, 999_999_999, time.FixedZone("X", -7*3600))
-	if err := s.StartRun(t.Context(), run.ID, start); err != nil {
-		t.Fatal(err)
-	}
-	gotTh, err := s.GetThread(t.Context(), "u", th.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotRun, err := s.GetRun(t.Context(), "u", run.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := s.ListMessages(t.Context(), th.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for what, tm := range map[string]time.Time{
-		"thread CreatedAt": gotTh.CreatedAt, "thread UpdatedAt": gotTh.UpdatedAt,
-		"run CreatedAt": gotRun.CreatedAt, "run StartedAt": *gotRun.StartedAt,
-		"message CreatedAt": msgs[0].CreatedAt,
-	} {
-		if tm.Location() != time.UTC {
-			t.Errorf("%s in %v, want UTC", what, tm.Location())
-		}
-	}
-	// Truncated, not rounded, to the microsecond.
-	if want := start.Truncate(time.Microsecond); !gotRun.StartedAt.Equal(want) {
-		t.Errorf("StartedAt = %v, want %v", gotRun.StartedAt, want)
-	}
-}
-
-func TestListMessagesEmptyIsNonNil(t *testing.T) {
-	s := openFresh(t)
-	defer closeStore(t, s)
-	msgs, err := s.ListMessages(t.Context(), "thr_none")
-	if err != nil || msgs == nil {
-		t.Fatalf("ListMessages of no thread = %#v, %v; want empty non-nil", msgs, err)
-	}
+	storetest.CheckTimes(t, s)
 }
 
 func TestCancelledContext(t *testing.T) {

@@ -142,45 +142,6 @@ func TestOpenOddPath(t *testing.T) {
 	}
 }
 
-func TestTimesAreUTC(t *testing.T) {
-	s := openTemp(t)
-	defer closeStore(t, s)
-	th, run := storetest.Seed(t, s, agentstream.RunQueued)
-	if err := s.StartRun(t.Context(), run.ID, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	gotTh, err := s.GetThread(t.Context(), "u", th.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotRun, err := s.GetRun(t.Context(), "u", run.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := s.ListMessages(t.Context(), th.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for what, tm := range map[string]time.Time{
-		"thread CreatedAt": gotTh.CreatedAt, "thread UpdatedAt": gotTh.UpdatedAt,
-		"run CreatedAt": gotRun.CreatedAt, "run StartedAt": *gotRun.StartedAt,
-		"message CreatedAt": msgs[0].CreatedAt,
-	} {
-		if tm.Location() != time.UTC {
-			t.Errorf("%s in %v, want UTC", what, tm.Location())
-		}
-	}
-}
-
-func TestListMessagesEmptyIsNonNil(t *testing.T) {
-	s := openTemp(t)
-	defer closeStore(t, s)
-	msgs, err := s.ListMessages(t.Context(), "thr_none")
-	if err != nil || msgs == nil {
-		t.Fatalf("ListMessages of no thread = %#v, %v; want empty non-nil", msgs, err)
-	}
-}
-
 func TestValidation(t *testing.T) {
 	s := openTemp(t)
 	defer closeStore(t, s)

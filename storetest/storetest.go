@@ -129,6 +129,9 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"EmptyThread", s.testListMessagesEmpty},
 			{"ManyInOrder", s.testListMessagesMany},
 		}},
+		{"Times", []test{
+			{"UTCMicroseconds", s.testTimesUTC},
+		}},
 		{"Concurrent", []test{
 			{"CreateRunSameThread", s.testConcurrentCreateRun},
 			{"RunsOnManyThreads", s.testConcurrentManyThreads},

@@ -182,8 +182,8 @@ func (s suite) testListMessagesEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ListMessages: %v", err)
 	}
-	if len(got) != 0 {
-		t.Fatalf("ListMessages of a new thread: %d messages, want none", len(got))
+	if len(got) != 0 || got == nil {
+		t.Fatalf("ListMessages of a new thread: %#v, want an empty, non-nil list", got)
 	}
 }
 
