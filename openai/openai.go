@@ -32,7 +32,7 @@ import (
 // Model is an agentstream.Model calling a chat completions API. It is safe
 // for concurrent use.
 type Model struct {
-	svc    oai.ChatCompletionService
+	client *oai.Client
 	idle   time.Duration
 	apiKey string
 }
@@ -61,11 +61,11 @@ func New(cfg Config) (*Model, error) {
 	for k, v := range cfg.Headers {
 		opts = append(opts, option.WithHeader(k, v))
 	}
-	// The service, not oai.NewClient: NewClient adds options read from the
-	// environment (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID…), which
-	// could send an OpenAI key to another server.
+	// A Client of these options only, not oai.NewClient: NewClient adds
+	// options read from the environment (OPENAI_API_KEY, OPENAI_BASE_URL,
+	// OPENAI_ORG_ID…), which could send an OpenAI key to another server.
 	return &Model{
-		svc:    oai.NewChatCompletionService(opts...),
+		client: &oai.Client{Options: opts},
 		idle:   cfg.IdleTimeout,
 		apiKey: cfg.APIKey,
 	}, nil
@@ -95,7 +95,7 @@ var errIdle = errors.New("model API idle timeout")
 // Stream calls the model; see agentstream.Model. onDelta runs on the
 // calling goroutine; it may be nil.
 func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
-	params, err := buildParams(req)
+	body, err := requestBody(req)
 	if err != nil {
 		return agentstream.ModelResult{}, err
 	}
@@ -142,7 +142,7 @@ func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelt
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
-		_, err = m.svc.New(sctx, params, watch, option.WithJSONSet("stream", true), option.WithResponseBodyInto(&raw))
+		err = m.client.Post(sctx, "chat/completions", body, nil, watch, option.WithResponseBodyInto(&raw))
 	}()
 	<-sent
 	if raw != nil && raw.Body != nil {

@@ -1,108 +1,129 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 
 	"github.com/agentstream/agentstream"
-	oai "github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/packages/param"
-	"github.com/openai/openai-go/v3/shared"
 )
 
-// buildParams turns a ModelRequest into chat completions parameters.
-// Errors are CodeInternal: a request the caller built wrong.
-func buildParams(req agentstream.ModelRequest) (oai.ChatCompletionNewParams, error) {
-	var p oai.ChatCompletionNewParams
-	if req.Model == "" {
-		return p, agentstream.Errorf(agentstream.CodeInternal, "model request has no model name")
+// The request body of a streamed chat completion, built here rather than
+// through openai-go's parameter types: those marshal through reflection
+// and per-field validation, about 150 µs for a short conversation, a
+// tenth of a short run's whole cost on the server (BENCHMARKS.md);
+// encoding/json on these few plain types takes a few µs. openai-go still
+// sends the request (see Model.Stream). TestRequestSent checks the body
+// field by field.
+type (
+	chatRequest struct {
+		Model         string        `json:"model"`
+		Messages      []chatMessage `json:"messages"`
+		Tools         []chatTool    `json:"tools,omitempty"`
+		Temperature   *float64      `json:"temperature,omitempty"`
+		Stream        bool          `json:"stream"`
+		StreamOptions streamOptions `json:"stream_options"`
 	}
-	p.Model = req.Model
-	p.StreamOptions.IncludeUsage = param.NewOpt(true)
-	if req.Temperature != nil {
-		p.Temperature = param.NewOpt(*req.Temperature)
+	streamOptions struct {
+		IncludeUsage bool `json:"include_usage"`
 	}
-	p.Messages = make([]oai.ChatCompletionMessageParamUnion, 0, len(req.Messages))
-	for i := range req.Messages {
-		m, err := messageParam(&req.Messages[i])
-		if err != nil {
-			return p, err
-		}
-		p.Messages = append(p.Messages, m)
+	chatMessage struct {
+		Role string `json:"role"`
+		// Content is nil only for an assistant message that only calls
+		// tools: OpenAI requires content or tool_calls, and rejects
+		// neither.
+		Content    *string        `json:"content,omitempty"`
+		ToolCalls  []chatToolCall `json:"tool_calls,omitempty"`
+		ToolCallID string         `json:"tool_call_id,omitempty"`
 	}
-	if len(req.Tools) > 0 {
-		p.Tools = make([]oai.ChatCompletionToolUnionParam, 0, len(req.Tools))
-		for _, t := range req.Tools {
-			params, err := functionParameters(t.Parameters)
-			if err != nil {
-				return p, agentstream.Wrap(agentstream.CodeInternal, err, "tool "+t.Name+" has an invalid parameters schema")
-			}
-			def := shared.FunctionDefinitionParam{Name: t.Name, Parameters: params}
-			if t.Description != "" {
-				def.Description = param.NewOpt(t.Description)
-			}
-			p.Tools = append(p.Tools, oai.ChatCompletionFunctionTool(def))
-		}
+	chatToolCall struct {
+		ID       string           `json:"id"`
+		Type     string           `json:"type"`
+		Function chatFunctionCall `json:"function"`
 	}
-	return p, nil
-}
-
-func messageParam(m *agentstream.Message) (oai.ChatCompletionMessageParamUnion, error) {
-	switch m.Role {
-	case agentstream.RoleSystem:
-		return oai.SystemMessage(m.Content), nil
-	case agentstream.RoleUser:
-		return oai.UserMessage(m.Content), nil
-	case agentstream.RoleTool:
-		return oai.ToolMessage(m.Content, m.ToolCallID), nil
-	case agentstream.RoleAssistant:
-		var a oai.ChatCompletionAssistantMessageParam
-		// Content is omitted when the message only calls tools: OpenAI
-		// requires content or tool_calls, and rejects neither.
-		if m.Content != "" || len(m.ToolCalls) == 0 {
-			a.Content.OfString = param.NewOpt(m.Content)
-		}
-		if len(m.ToolCalls) > 0 {
-			a.ToolCalls = make([]oai.ChatCompletionMessageToolCallUnionParam, len(m.ToolCalls))
-			for i, tc := range m.ToolCalls {
-				args := tc.Arguments
-				if args == "" {
-					args = "{}" // arguments is a required string
-				}
-				a.ToolCalls[i].OfFunction = &oai.ChatCompletionMessageFunctionToolCallParam{
-					ID: tc.ID,
-					Function: oai.ChatCompletionMessageFunctionToolCallFunctionParam{
-						Name:      tc.Name,
-						Arguments: args,
-					},
-				}
-			}
-		}
-		return oai.ChatCompletionMessageParamUnion{OfAssistant: &a}, nil
+	chatFunctionCall struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
 	}
-	return oai.ChatCompletionMessageParamUnion{}, agentstream.Errorf(agentstream.CodeInternal, "model request has a message with role %q", m.Role)
-}
+	chatTool struct {
+		Type     string       `json:"type"`
+		Function chatFunction `json:"function"`
+	}
+	chatFunction struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description,omitempty"`
+		Parameters  json.RawMessage `json:"parameters"`
+	}
+)
 
 // emptySchema is sent for a tool without parameters: some servers require
 // the field.
-var emptySchema = shared.FunctionParameters{"type": "object", "properties": map[string]any{}}
+var emptySchema = json.RawMessage(`{"type":"object","properties":{}}`)
 
-// functionParameters converts a JSON Schema object. Its members are kept
-// as raw JSON, so the schema is sent as written (numbers and nested key
-// order included) without being decoded.
-func functionParameters(schema json.RawMessage) (shared.FunctionParameters, error) {
-	if len(schema) == 0 || string(schema) == "null" {
+// requestBody encodes req as a streamed chat completions request.
+// Errors are CodeInternal: a request the caller built wrong.
+func requestBody(req agentstream.ModelRequest) ([]byte, error) {
+	if req.Model == "" {
+		return nil, agentstream.Errorf(agentstream.CodeInternal, "model request has no model name")
+	}
+	body := chatRequest{
+		Model: req.Model, Temperature: req.Temperature,
+		Stream: true, StreamOptions: streamOptions{IncludeUsage: true},
+		Messages: make([]chatMessage, len(req.Messages)),
+	}
+	for i := range req.Messages {
+		m := &req.Messages[i]
+		out := &body.Messages[i]
+		out.Role = string(m.Role)
+		switch m.Role {
+		case agentstream.RoleSystem, agentstream.RoleUser:
+			out.Content = &m.Content
+		case agentstream.RoleTool:
+			out.Content, out.ToolCallID = &m.Content, m.ToolCallID
+		case agentstream.RoleAssistant:
+			if m.Content != "" || len(m.ToolCalls) == 0 {
+				out.Content = &m.Content
+			}
+			if len(m.ToolCalls) > 0 {
+				out.ToolCalls = make([]chatToolCall, len(m.ToolCalls))
+				for j, tc := range m.ToolCalls {
+					args := tc.Arguments
+					if args == "" {
+						args = "{}" // arguments is a required string
+					}
+					out.ToolCalls[j] = chatToolCall{ID: tc.ID, Type: "function", Function: chatFunctionCall{Name: tc.Name, Arguments: args}}
+				}
+			}
+		default:
+			return nil, agentstream.Errorf(agentstream.CodeInternal, "model request has a message with role %q", m.Role)
+		}
+	}
+	if len(req.Tools) > 0 {
+		body.Tools = make([]chatTool, len(req.Tools))
+		for i, t := range req.Tools {
+			params, err := functionParameters(t.Parameters)
+			if err != nil {
+				return nil, agentstream.Wrap(agentstream.CodeInternal, err, "tool "+t.Name+" has an invalid parameters schema")
+			}
+			body.Tools[i] = chatTool{Type: "function", Function: chatFunction{Name: t.Name, Description: t.Description, Parameters: params}}
+		}
+	}
+	return json.Marshal(body)
+}
+
+// functionParameters checks a tool's JSON Schema, which is sent as
+// written (numbers and key order included); none, or null, is an empty
+// object schema.
+func functionParameters(schema json.RawMessage) (json.RawMessage, error) {
+	trimmed := bytes.TrimSpace(schema)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return emptySchema, nil
 	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(schema, &members); err != nil {
-		return nil, err
+	if trimmed[0] != '{' {
+		return nil, errors.New("a parameters schema must be a JSON object")
 	}
-	if members == nil {
-		return emptySchema, nil
+	if !json.Valid(trimmed) {
+		return nil, errors.New("a parameters schema is not valid JSON")
 	}
-	params := make(shared.FunctionParameters, len(members))
-	for k, v := range members {
-		params[k] = v
-	}
-	return params, nil
+	return trimmed, nil
 }

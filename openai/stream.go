@@ -18,9 +18,11 @@ import (
 
 // Bounds of what one event may hold. A chunk is a few hundred bytes; a
 // server sending a whole tool call in one chunk may send more, but not
-// this much.
+// this much. The read buffer holds a few chunks: a longer line is
+// gathered in sseReader.line, and the buffer is held for the whole
+// stream, so it counts in the memory of every open stream.
 const (
-	sseBufferSize = 8 << 10
+	sseBufferSize = 2 << 10
 	maxEventSize  = 32 << 20
 )
 
