@@ -77,6 +77,10 @@ type Config struct {
 	// ServerBin is the agentstream binary to run the server with. Default
 	// this process's executable.
 	ServerBin string
+	// Baseline starts `agentstream bench relay` (see Relay) as the server
+	// instead of `agentstream serve`: the floor of a net/http relay, to
+	// compare agentstream's figures with. Native endpoint only.
+	Baseline bool
 	// ProgressEvery is the period of the progress lines. Default 1s.
 	ProgressEvery time.Duration
 }
@@ -147,6 +151,9 @@ func (c Config) Validate() error {
 	if c.URL != "" && c.SimURL == "" && c.Direct > 0 {
 		errs = append(errs, errors.New("with a server URL, give the simulator URL its model uses (or no direct clients)"))
 	}
+	if c.Baseline && (c.URL != "" || c.Endpoint != EndpointNative || c.Stalled > 0) {
+		errs = append(errs, errors.New("the baseline relay is started by the bench, on the native endpoint, without stalled clients"))
+	}
 	if c.ServerPID < 0 {
 		errs = append(errs, errors.New("negative server pid"))
 	}
@@ -187,7 +194,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		Streams: cfg.Streams, RunsPerClient: cfg.RunsPerClient, Endpoint: cfg.Endpoint, Tokens: cfg.Tokens,
 		PaceMS: ms(max(cfg.Pace, 0)), TTFTMS: ms(max(cfg.TTFT, 0)), RampMS: ms(cfg.Ramp),
 		Direct: cfg.Direct, Stalled: cfg.Stalled, DurationS: cfg.Duration.Seconds(),
-		ServerURL: cfg.URL, SimURL: cfg.SimURL,
+		ServerURL: cfg.URL, SimURL: cfg.SimURL, Baseline: cfg.Baseline,
 	}}
 
 	// The upstream.
@@ -218,7 +225,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 			bin = exe
 		}
 		var err error
-		if srv, err = startChild(ctx, bin, rep.Settings.SimURL, cfg.Streams+cfg.Stalled, rep.Settings.SimInProcess); err != nil {
+		if srv, err = startChild(ctx, bin, rep.Settings.SimURL, cfg.Streams+cfg.Stalled, rep.Settings.SimInProcess, cfg.Baseline); err != nil {
 			return rep, err
 		}
 		defer func() {

@@ -22,7 +22,8 @@ const (
 	childLogKeep      = 64 << 10         // bytes of its log kept
 )
 
-// child is an `agentstream serve` process started by Run.
+// child is an `agentstream serve` (or `agentstream bench relay`) process
+// started by Run.
 type child struct {
 	cmd    *exec.Cmd
 	dir    string
@@ -37,8 +38,9 @@ var listeningRE = regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
 // SQLite file, against the OpenAI-compatible model at modelURL, with room
 // for capacity runs at once, and waits until it listens. With h2c the
 // server talks HTTP/2 to the model, as it would to an https API: the
-// simulator the bench starts serves it.
-func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c bool) (*child, error) {
+// simulator the bench starts serves it. With baseline it starts the relay
+// instead (see Relay).
+func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, baseline bool) (*child, error) {
 	dir, err := os.MkdirTemp("", "agentstream-bench-")
 	if err != nil {
 		return nil, err
@@ -52,6 +54,9 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c boo
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgFile, "--addr", "127.0.0.1:0",
 		"--database-url", filepath.Join(dir, "bench.db"))
+	if baseline {
+		cmd = exec.Command(bin, "bench", "relay", "--addr", "127.0.0.1:0", "--model-url", modelURL)
+	}
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AGENTSTREAM_") && !strings.HasPrefix(kv, "OPENAI_") {

@@ -65,6 +65,9 @@ type Settings struct {
 	// SimInProcess whether it ran the simulator itself.
 	ServerChild  bool `json:"server_child"`
 	SimInProcess bool `json:"sim_in_process"`
+	// Baseline is whether the server was the bare relay (Relay), not
+	// agentstream.
+	Baseline bool `json:"baseline,omitempty"`
 }
 
 // Path is what the clients of one path measured.
@@ -231,8 +234,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "agentstream bench: %d streams × %d run(s) on %s, %d tokens every %s%s, TTFT %s, ramp %s\n",
 		s.Streams, s.RunsPerClient, s.Endpoint, s.Tokens, fmtMS(s.PaceMS), rate, ttft, fmtMS(s.RampMS))
-	fmt.Fprintf(&b, "server %s, simulator %s; %d direct clients, %d stalled; window %.2fs",
-		s.ServerURL, s.SimURL, s.Direct, s.Stalled, r.WindowS)
+	server := "server"
+	if s.Baseline {
+		server = "server (the baseline relay, not agentstream)"
+	}
+	fmt.Fprintf(&b, "%s %s, simulator %s; %d direct clients, %d stalled; window %.2fs",
+		server, s.ServerURL, s.SimURL, s.Direct, s.Stalled, r.WindowS)
 	if r.DurationCapReached {
 		fmt.Fprintf(&b, " (cut by the %gs duration cap)", s.DurationS)
 	}

@@ -15,6 +15,9 @@ import (
 // benchmark runs the load generator: progress on stderr, the report's
 // tables on stdout, and the report as JSON in the --json file.
 func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "relay" {
+		return relay(ctx, args[1:], stderr)
+	}
 	fs := flag.NewFlagSet("agentstream bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg bench.Config
@@ -33,6 +36,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.URL, "url", "", "load this running server (http://127.0.0.1:PORT) instead of starting one")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --url, the server's pid, to measure its CPU and memory")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
+	fs.BoolVar(&cfg.Baseline, "baseline", false, "load a bare net/http relay of the simulator (agentstream bench relay) instead of agentstream: the floor to compare with")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,6 +93,30 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			_, _ = fmt.Fprintf(stderr, "agentstream bench: writing the report: %v\n", err)
 			return 1
 		}
+	}
+	return 0
+}
+
+// relay runs the baseline relay (bench.Relay) until ctx ends: the server
+// `agentstream bench --baseline` measures instead of agentstream.
+func relay(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agentstream bench relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
+	model := fs.String("model-url", "", "the simulator's URL (http://127.0.0.1:PORT/v1)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *model == "" || fs.NArg() > 0 {
+		_, _ = fmt.Fprintln(stderr, "agentstream bench relay: give --model-url, and no arguments")
+		return 2
+	}
+	if err := bench.Relay(ctx, *addr, *model, stderr); err != nil {
+		_, _ = fmt.Fprintf(stderr, "agentstream bench relay: %v\n", err)
+		return 1
 	}
 	return 0
 }

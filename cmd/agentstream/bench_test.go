@@ -113,6 +113,17 @@ func TestBenchNative(t *testing.T) {
 	}
 }
 
+// TestBenchBaseline loads the bare relay instead of agentstream: the same
+// report, marked as the baseline.
+func TestBenchBaseline(t *testing.T) {
+	t.Parallel()
+	rep, table := runBench(t, "--baseline", "--streams", "50", "--tokens", "20", "--pace", "20ms", "--ramp", "200ms")
+	checkReport(t, rep, 50, 20)
+	if !rep.Settings.Baseline || !strings.Contains(table, "the baseline relay, not agentstream") {
+		t.Errorf("baseline %v, table:\n%s", rep.Settings.Baseline, table)
+	}
+}
+
 func TestBenchSeed(t *testing.T) {
 	t.Parallel()
 	rep, table := runBench(t, "--streams", "50", "--tokens", "20", "--pace", "20ms", "--ramp", "200ms", "--endpoint", "seed", "--stalled", "3")
@@ -136,6 +147,10 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--streams", "0"}, "must be positive"},
 		{[]string{"--bogus"}, "flag provided but not defined"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--baseline", "--endpoint", "seed"}, "the baseline relay is started by the bench"},
+		{[]string{"--baseline", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "the baseline relay is started by the bench"},
+		{[]string{"relay"}, "give --model-url"},
+		{[]string{"relay", "--model-url", "http://127.0.0.1:1/v1", "x"}, "give --model-url, and no arguments"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), func() {}, append([]string{"bench"}, tc.args...), env(nil), &stdout, &stderr)
