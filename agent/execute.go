@@ -152,9 +152,7 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 				CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
 			}))
 		case d.Text != "":
-			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{
-				MessageID: msg.ID, Delta: d.Text,
-			}))
+			r.appendEvents(ctx, x.run.ID, agentstream.NewDeltaEvent(msg.ID, d.Text))
 			sofar.WriteString(d.Text)
 			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
 				lastCheckpoint = now

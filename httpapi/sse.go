@@ -50,7 +50,9 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 	// handler returns, so the end of the response (the last chunk) is
 	// bounded too; net/http clears it before the connection serves
 	// another request.
-	buf := make([]byte, 0, 4096)
+	// Held for the life of the stream: sized for a few events, it grows
+	// for a reader that falls behind.
+	buf := make([]byte, 0, 512)
 	if enc.comments() {
 		buf = append(buf, ": ok\n\n"...)
 	}
