@@ -4,6 +4,7 @@
 //	agentstream serve   the server (SQLite and the simulated model by default)
 //	agentstream sim     the simulated OpenAI-compatible model on its own
 //	agentstream bench   a load generator: streams through the server, measured
+//	                    (agentstream bench relay: the bare relay --baseline loads)
 package main
 
 import (
@@ -27,6 +28,7 @@ Usage:
   agentstream serve [flags]   run the server (agentstream serve -h for flags)
   agentstream sim [flags]     run the simulated OpenAI-compatible model
   agentstream bench [flags]   load a server with streaming clients and measure it
+  agentstream bench relay     the bare net/http relay that bench --baseline loads
   agentstream version         print the version
 `
 
