@@ -3,6 +3,7 @@ package openai
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -48,6 +49,8 @@ func TestRequestBodyErrors(t *testing.T) {
 	}{
 		{"no model", agentstream.ModelRequest{Messages: []agentstream.Message{{Role: agentstream.RoleUser, Content: "hi"}}}, "no model name"},
 		{"bad role", agentstream.ModelRequest{Model: "m", Messages: []agentstream.Message{{Role: "robot", Content: "hi"}}}, `role "robot"`},
+		{"temperature NaN", agentstream.ModelRequest{Model: "m", Temperature: ptr(math.NaN()),
+			Messages: []agentstream.Message{{Role: agentstream.RoleUser, Content: "hi"}}}, "cannot be encoded"},
 		{"bad schema", agentstream.ModelRequest{Model: "m", Messages: []agentstream.Message{{Role: agentstream.RoleUser, Content: "hi"}},
 			Tools: []agentstream.ToolSpec{{Name: "t", Parameters: json.RawMessage(`[1]`)}}}, "tool t has an invalid parameters schema"},
 	} {
@@ -56,6 +59,24 @@ func TestRequestBodyErrors(t *testing.T) {
 		if !errors.As(err, &de) || de.Code != agentstream.CodeInternal || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want CodeInternal containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestRequestBodyZeroValues checks values that omitempty could drop: a
+// temperature of 0 and empty contents are sent.
+func TestRequestBodyZeroValues(t *testing.T) {
+	t.Parallel()
+	body, err := requestBody(agentstream.ModelRequest{Model: "m", Temperature: ptr(0.0), Messages: []agentstream.Message{
+		{Role: agentstream.RoleSystem}, {Role: agentstream.RoleUser}, {Role: agentstream.RoleTool, ToolCallID: "c1"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"model":"m","messages":[{"role":"system","content":""},{"role":"user","content":""},{"role":"tool","content":"","tool_call_id":"c1"}],"temperature":0,"stream":true,"stream_options":{"include_usage":true}}`
+	if string(body) != want {
+		t.Errorf("body\n got %s\nwant %s", body, want)
 	}
 }
 

@@ -24,6 +24,9 @@ import (
 const (
 	sseBufferSize = 2 << 10
 	maxEventSize  = 32 << 20
+	// keepBuffer is the most an event's or a line's buffer keeps once
+	// the event is read.
+	keepBuffer = 64 << 10
 )
 
 // errEventTooLarge ends a stream whose event exceeds maxEventSize.
@@ -54,6 +57,14 @@ func newSSEReader(r io.Reader) *sseReader {
 // next returns the data of the next event, valid until the next call.
 // It returns io.EOF when the body ends, or another error from reading it.
 func (r *sseReader) next() ([]byte, error) {
+	// A stream is read for minutes: one large event must not leave its
+	// buffers that large for the rest of it.
+	if cap(r.data) > keepBuffer {
+		r.data = nil
+	}
+	if cap(r.line) > keepBuffer {
+		r.line = nil
+	}
 	r.data = r.data[:0]
 	hasData := false
 	for {

@@ -104,6 +104,30 @@ func TestSSEReader(t *testing.T) {
 	}
 }
 
+// TestSSEReaderReleasesLargeBuffers reads one event far larger than
+// keepBuffer, then small ones: they decode, and the reader no longer holds
+// the large buffers.
+func TestSSEReaderReleasesLargeBuffers(t *testing.T) {
+	t.Parallel()
+	huge := strings.Repeat("y", 4*keepBuffer)
+	s := newSSEReader(strings.NewReader("data: " + huge + "\n\ndata: a\n\ndata: b\n\n"))
+	data, err := s.next()
+	if err != nil || string(data) != huge {
+		t.Fatalf("first event: %d bytes, %v", len(data), err)
+	}
+	if cap(s.line) <= keepBuffer || cap(s.data) <= keepBuffer {
+		t.Fatalf("the huge event did not use the line and data buffers (caps %d, %d)", cap(s.line), cap(s.data))
+	}
+	for _, want := range []string{"a", "b"} {
+		if data, err = s.next(); err != nil || string(data) != want {
+			t.Fatalf("event %q, %v; want %q", data, err, want)
+		}
+		if cap(s.line) > keepBuffer || cap(s.data) > keepBuffer {
+			t.Errorf("after %q the reader holds %d and %d bytes of buffers", want, cap(s.line), cap(s.data))
+		}
+	}
+}
+
 // decodeBody decodes a streamed body read in pieces of step bytes.
 func decodeBody(body []byte, step int) (agentstream.ModelResult, []agentstream.ModelDelta, error) {
 	var acc accumulator
