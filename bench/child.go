@@ -52,10 +52,12 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, ba
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	what := "agentstream serve"
 	cmd := exec.Command(bin, "serve", "--config", cfgFile, "--addr", "127.0.0.1:0",
 		"--database-url", filepath.Join(dir, "bench.db"))
 	if baseline {
-		cmd = exec.Command(bin, "bench", "relay", "--addr", "127.0.0.1:0", "--model-url", modelURL)
+		what = "agentstream bench relay"
+		cmd = exec.Command(bin, "bench", "relay", "--addr", "127.0.0.1:0", "--model-url", modelURL, fmt.Sprintf("--h2c=%v", h2c))
 	}
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
@@ -68,7 +70,7 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, ba
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting %s serve: %w", bin, err)
+		return nil, fmt.Errorf("starting %s (%s): %w", what, bin, err)
 	}
 	go func() {
 		_ = cmd.Wait() // the outcome is cmd.ProcessState
@@ -86,9 +88,9 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, ba
 		case <-c.log.wrote:
 			continue
 		case <-c.exited:
-			err = fmt.Errorf("agentstream serve exited (%v) before listening", cmd.ProcessState)
+			err = fmt.Errorf("%s exited (%v) before listening", what, cmd.ProcessState)
 		case <-timeout.C:
-			err = fmt.Errorf("agentstream serve did not listen within %s", childStartTimeout)
+			err = fmt.Errorf("%s did not listen within %s", what, childStartTimeout)
 		case <-ctx.Done():
 			err = ctx.Err()
 		}

@@ -18,21 +18,25 @@ import (
 // Go server on net/http can do to relay the simulator to the bench's
 // clients. It answers the two requests a native client makes — creating a
 // thread, then a run that streams — and for each run makes one streaming
-// call to the model (HTTP/2 without TLS, as the bench's agentstream
-// child does), copying each token's text into a message.delta event
+// call to the model (over HTTP/2 without TLS when h2c is set, as the
+// bench's agentstream child does with the simulator the bench starts),
+// copying each token's text into a message.delta event
 // written and flushed at once. It keeps nothing: no store, no event log,
 // no run that outlives its request, no resume, no limits; it finds a
 // token's text by looking for "content":"…" in the chunk, which holds
 // only for the simulator's output. It is a measuring instrument, not a
 // server: what agentstream spends above it is the price of what
 // agentstream does and Relay does not.
-func Relay(ctx context.Context, addr, modelURL string, log io.Writer) error {
+func Relay(ctx context.Context, addr, modelURL string, h2c bool, log io.Writer) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	transport := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, Protocols: new(http.Protocols)}
-	transport.Protocols.SetUnencryptedHTTP2(true)
+	transport := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
+	if h2c {
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetUnencryptedHTTP2(true)
+	}
 	r := &relay{
 		client: &http.Client{Transport: transport},
 		url:    strings.TrimSuffix(modelURL, "/") + "/chat/completions",
@@ -117,8 +121,8 @@ func (r *relay) run(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		text, ok := contentOf(data)
-		if !ok {
-			continue
+		if !ok || len(text) == 0 {
+			continue // not a token (the first chunk carries only the role)
 		}
 		seq++
 		out = append(out[:0], "id: "...)

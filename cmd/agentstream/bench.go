@@ -104,6 +104,7 @@ func relay(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	model := fs.String("model-url", "", "the simulator's URL (http://127.0.0.1:PORT/v1)")
+	h2c := fs.Bool("h2c", false, "talk HTTP/2 without TLS to the simulator (agentstream sim serves it)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -114,7 +115,7 @@ func relay(ctx context.Context, args []string, stderr io.Writer) int {
 		_, _ = fmt.Fprintln(stderr, "agentstream bench relay: give --model-url, and no arguments")
 		return 2
 	}
-	if err := bench.Relay(ctx, *addr, *model, stderr); err != nil {
+	if err := bench.Relay(ctx, *addr, *model, *h2c, stderr); err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream bench relay: %v\n", err)
 		return 1
 	}
