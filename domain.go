@@ -78,7 +78,9 @@ type Message struct {
 	ID       string `json:"id"`
 	ThreadID string `json:"thread_id"`
 	RunID    string `json:"run_id"`
-	// Seq is the message's position in its thread, from 1; the store assigns it.
+	// Seq is the message's position in its thread, from 1 without gaps; the
+	// store assigns it. (The runner relies on there being no gaps: a run
+	// whose input has Seq n starts from the thread's n-1 earlier messages.)
 	Seq     int64  `json:"seq"`
 	Role    Role   `json:"role"`
 	Content string `json:"content"`

@@ -65,12 +65,16 @@ type execution struct {
 	r     *Runner
 	run   agentstream.Run
 	agent *compiledAgent
+	// input is the run's stored user message; history the thread's
+	// messages when the run started, input last (nil until known).
+	input   agentstream.Message
+	history []agentstream.Message
 	// msgs are the assistant and tool messages this run produced, in order.
 	msgs []agentstream.Message
 }
 
-func (r *Runner) execute(ctx context.Context, run agentstream.Run, ca *compiledAgent, system string) {
-	x := &execution{r: r, run: run, agent: ca}
+func (r *Runner) execute(ctx context.Context, run agentstream.Run, ca *compiledAgent, system string, input agentstream.Message) {
+	x := &execution{r: r, run: run, agent: ca, input: input}
 	err := x.loop(ctx, system)
 	x.finish(ctx, err)
 }
@@ -89,10 +93,14 @@ func (x *execution) loop(ctx context.Context, system string) error {
 	x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
 	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
 
-	history, err := r.store.ListMessages(ctx, x.run.ThreadID)
-	if err != nil {
-		return err
+	history, ok := r.histories.get(x.run.ThreadID, x.input)
+	if !ok {
+		var err error
+		if history, err = r.store.ListMessages(ctx, x.run.ThreadID); err != nil {
+			return err
+		}
 	}
+	x.history = history
 	req := agentstream.ModelRequest{
 		Model:       x.agent.Model,
 		Messages:    modelInput(system, history),
@@ -299,6 +307,13 @@ func (x *execution) finish(runCtx context.Context, err error) {
 		r.logger.Info("run ended", "run_id", x.run.ID, "status", x.run.Status, "code", x.run.Error.Code, "err", err)
 	}
 	serr := r.store.FinishRun(ctx, x.run, x.msgs)
+	// The thread's messages are now the history this run started from and
+	// the messages it saved; the next run here starts from them.
+	if serr == nil && x.history != nil {
+		r.histories.put(x.run.ThreadID, append(x.history[:len(x.history):len(x.history)], x.msgs...))
+	} else {
+		r.histories.drop(x.run.ThreadID)
+	}
 	switch {
 	case errors.Is(serr, agentstream.ErrConflict):
 		// Another instance ended the run when its lease ran out, and

@@ -102,6 +102,8 @@ type Runner struct {
 
 	agents map[string]*compiledAgent
 	pool   *pool
+	// histories spares the next run on a thread the read of its messages.
+	histories *histories
 
 	mu     sync.Mutex
 	active map[string]context.CancelCauseFunc
@@ -205,10 +207,11 @@ func New(cfg Config, d Deps) (*Runner, error) {
 	r := &Runner{
 		cfg: cfg, store: d.Store, log: d.Log, model: d.Model, tools: d.Tools,
 		logger: d.Logger, now: d.Now,
-		agents:  make(map[string]*compiledAgent, len(d.Agents)),
-		pool:    newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
-		active:  make(map[string]context.CancelCauseFunc),
-		threads: make(map[string]*threadRun),
+		agents:    make(map[string]*compiledAgent, len(d.Agents)),
+		pool:      newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
+		active:    make(map[string]context.CancelCauseFunc),
+		threads:   make(map[string]*threadRun),
+		histories: newHistories(),
 	}
 	r.base, r.interrupt = context.WithCancelCause(context.Background())
 	if r.logger == nil {
@@ -344,14 +347,14 @@ type threadRun struct {
 
 // createRun saves the run, applying the multitask setting when the thread
 // has an active run.
-func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message) error {
+func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
 	for {
-		_, err := r.store.CreateRun(ctx, run, input)
+		stored, err := r.store.CreateRun(ctx, run, input)
 		if !errors.Is(err, agentstream.ErrConflict) {
-			return err
+			return stored, err
 		}
 		if multitask == "" || multitask == MultitaskReject {
-			return agentstream.Wrap(agentstream.CodeConflict, err,
+			return agentstream.Message{}, agentstream.Wrap(agentstream.CodeConflict, err,
 				"the thread already has an active run; wait for it to end, cancel it, or send multitask \"enqueue\" or \"interrupt\"")
 		}
 		r.mu.Lock()
@@ -370,9 +373,9 @@ func (r *Runner) createRun(ctx context.Context, multitask string, run agentstrea
 		case <-done:
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
-			return agentstream.Wrap(agentstream.CodeCancelled, ctx.Err(), "the request ended while waiting for the thread's active run")
+			return agentstream.Message{}, agentstream.Wrap(agentstream.CodeCancelled, ctx.Err(), "the request ended while waiting for the thread's active run")
 		case <-r.base.Done():
-			return agentstream.Errorf(agentstream.CodeUnavailable, "the server is shutting down; try another instance or try again shortly")
+			return agentstream.Message{}, agentstream.Errorf(agentstream.CodeUnavailable, "the server is shutting down; try another instance or try again shortly")
 		}
 	}
 }
@@ -442,7 +445,8 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		ID: agentstream.NewID("msg_"), ThreadID: run.ThreadID, RunID: run.ID,
 		Role: agentstream.RoleUser, Content: req.Input, Status: agentstream.MessageComplete, CreatedAt: now,
 	}
-	if err := r.createRun(ctx, req.Multitask, run, input); err != nil {
+	input, err = r.createRun(ctx, req.Multitask, run, input)
+	if err != nil {
 		r.pool.unreserve()
 		r.wg.Done()
 		return agentstream.Run{}, err
@@ -467,7 +471,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 			posMu.Lock()
 			lastPos = 0
 			posMu.Unlock()
-			r.execute(execCtx, run, ca, system)
+			r.execute(execCtx, run, ca, system, input)
 		},
 		positioned: func(pos int) {
 			// Positions only go down; a stale, larger one is dropped.

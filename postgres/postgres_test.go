@@ -557,3 +557,7 @@ func TestUnstorableText(t *testing.T) {
 func BenchmarkRunWrites(b *testing.B) {
 	storetest.BenchmarkRunWrites(b, func(t testing.TB) agentstream.Store { return openFresh(t) })
 }
+
+func BenchmarkListMessages(b *testing.B) {
+	storetest.BenchmarkListMessages(b, func(t testing.TB) agentstream.Store { return openFresh(t) })
+}

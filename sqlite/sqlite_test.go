@@ -187,3 +187,7 @@ func TestCancelledContext(t *testing.T) {
 func BenchmarkRunWrites(b *testing.B) {
 	storetest.BenchmarkRunWrites(b, func(t testing.TB) agentstream.Store { return openTemp(t) })
 }
+
+func BenchmarkListMessages(b *testing.B) {
+	storetest.BenchmarkListMessages(b, func(t testing.TB) agentstream.Store { return openTemp(t) })
+}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,4 +46,39 @@ func BenchmarkRunWrites(b *testing.B, newStore func(t testing.TB) agentstream.St
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/run")
+}
+
+// BenchmarkListMessages measures the read of a thread's messages a run
+// makes before its model call, for a thread of 2 messages (a run's
+// question and answer) and of 40 (twenty turns).
+func BenchmarkListMessages(b *testing.B, newStore func(t testing.TB) agentstream.Store) {
+	st := newStore(b)
+	b.Cleanup(func() { _ = st.Close() })
+	ctx := b.Context()
+	for _, turns := range []int{1, 20} {
+		th := createThread(b, st, "user-1")
+		answer := "Here is an answer of about the length of a short paragraph, streamed token by token and saved at the end."
+		for range turns {
+			now := time.Now().UTC()
+			run, in := newRun(th, now)
+			if _, err := st.CreateRun(ctx, run, in); err != nil {
+				b.Fatal(err)
+			}
+			if err := st.StartRun(ctx, run.ID, now); err != nil {
+				b.Fatal(err)
+			}
+			done := finished(run, agentstream.RunCompleted, nil, agentstream.Usage{}, now)
+			if err := st.FinishRun(ctx, done, []agentstream.Message{assistant(run, answer, agentstream.MessageComplete, now)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("messages=%d", 2*turns), func(b *testing.B) {
+			for b.Loop() {
+				msgs, err := st.ListMessages(ctx, th.ID)
+				if err != nil || len(msgs) != 2*turns {
+					b.Fatalf("%d messages, %v; want %d", len(msgs), err, 2*turns)
+				}
+			}
+		})
+	}
 }

@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"sync"
+
+	"github.com/agentstream/agentstream"
+)
+
+// Bounds of the history cache: how many threads it holds, and how large a
+// thread's messages may be (content and tool arguments) to be kept.
+const (
+	maxCachedThreads      = 1024
+	maxCachedHistoryBytes = 32 << 10
+)
+
+// histories keeps the messages of threads whose last run ended on this
+// runner, so that the next run on such a thread need not read them back
+// from the store (a read that grows with the thread, under load about a
+// twentieth of a short run's cost).
+//
+// A thread's messages are numbered from 1 without gaps (Message.Seq), and
+// a thread has at most one queued or running run, whose messages are all
+// saved before it stops being active: when a run's input was stored with
+// Seq n, the thread's history is exactly its n-1 earlier messages and the
+// input, and nothing is added to them until the run ends. So a cached
+// history of n-1 messages is the thread's history; any other count (a run
+// made by another instance meanwhile, say) is a miss, and the store is
+// read. A first message (Seq 1) needs no cache at all.
+type histories struct {
+	mu sync.Mutex
+	m  map[string][]agentstream.Message
+}
+
+func newHistories() *histories {
+	return &histories{m: make(map[string][]agentstream.Message)}
+}
+
+// get returns the thread's history ending with input, the stored input
+// message of the run about to start, or false when only the store knows
+// it.
+func (h *histories) get(threadID string, input agentstream.Message) ([]agentstream.Message, bool) {
+	if input.Seq == 1 {
+		return []agentstream.Message{input}, true
+	}
+	h.mu.Lock()
+	cached, ok := h.m[threadID]
+	h.mu.Unlock()
+	if !ok || int64(len(cached))+1 != input.Seq {
+		return nil, false
+	}
+	out := make([]agentstream.Message, len(cached), len(cached)+1)
+	copy(out, cached)
+	return append(out, input), true
+}
+
+// put records msgs, which it keeps, as the thread's whole history once
+// a run on it has ended and its messages are saved; a thread too large to
+// keep is dropped.
+func (h *histories) put(threadID string, msgs []agentstream.Message) {
+	size := 0
+	for _, m := range msgs {
+		size += len(m.Content)
+		for _, c := range m.ToolCalls {
+			size += len(c.Arguments)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if size > maxCachedHistoryBytes {
+		delete(h.m, threadID)
+		return
+	}
+	if _, ok := h.m[threadID]; !ok && len(h.m) >= maxCachedThreads {
+		for k := range h.m { // any one: map order is random
+			delete(h.m, k)
+			break
+		}
+	}
+	h.m[threadID] = msgs
+}
+
+// drop forgets the thread.
+func (h *histories) drop(threadID string) {
+	h.mu.Lock()
+	delete(h.m, threadID)
+	h.mu.Unlock()
+}

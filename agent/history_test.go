@@ -1,0 +1,168 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/tools"
+)
+
+// countingStore counts the reads of threads' messages.
+type countingStore struct {
+	agentstream.Store
+	lists atomic.Int64
+}
+
+func (s *countingStore) ListMessages(ctx context.Context, threadID string) ([]agentstream.Message, error) {
+	s.lists.Add(1)
+	return s.Store.ListMessages(ctx, threadID)
+}
+
+// checkHistories checks that the first model request of each run was the
+// thread's stored history up to that run's input, as a read of the store
+// would have made it. firsts are the indexes of those requests in
+// h.model.requests(), inputs the runs' inputs.
+func checkHistories(t *testing.T, h *harness, threadID string, firsts []int, inputs []string) {
+	t.Helper()
+	stored := h.messages(threadID)
+	reqs := h.model.requests()
+	for k, input := range inputs {
+		var upTo []agentstream.Message
+		for _, m := range stored {
+			upTo = append(upTo, m)
+			if m.Role == agentstream.RoleUser && m.Content == input {
+				break
+			}
+		}
+		want := modelInput("You help.", upTo)
+		got := reqs[firsts[k]].Messages
+		if g, w := sent(got), sent(want); g != w {
+			t.Errorf("run %d (%q) started from\n%s\nwant (from the store)\n%s", k+1, input, g, w)
+		}
+	}
+}
+
+// sent renders what the model is sent of each message.
+func sent(msgs []agentstream.Message) string {
+	var s string
+	for _, m := range msgs {
+		calls, _ := json.Marshal(m.ToolCalls)
+		s += fmt.Sprintf("  %s %q calls=%s tool_call_id=%q\n", m.Role, m.Content, calls, m.ToolCallID)
+	}
+	return s
+}
+
+// TestHistoryCache runs four turns of a conversation on one runner: a
+// first run with a tool call, a plain one, one that fails after part of
+// its answer, and a last one. None reads the thread back from the store,
+// and each starts from exactly the history a read would have given.
+func TestHistoryCache(t *testing.T) {
+	t.Parallel()
+	echo := tools.NewFunc("echo", "Echoes.", `{"type":"object"}`, func(_ context.Context, a json.RawMessage) (string, error) {
+		return "echo:" + string(a), nil
+	})
+	store := &countingStore{}
+	h := newHarness(t, setup{
+		tools: []agentstream.Tool{echo},
+		wrap:  func(s agentstream.Store) agentstream.Store { store.Store = s; return store },
+		script: scripted(
+			turn{calls: []fakeCall{{id: "call_1", name: "echo", pieces: []string{`{"x":1}`}}, {id: "call_2", name: "echo", pieces: []string{`{}`}}}},
+			turn{text: []string{"First ", "answer."}},
+			turn{text: []string{"Second."}},
+			turn{text: []string{"Third, cut"}, err: agentstream.Errorf(agentstream.CodeUpstream, "model stream ended early")},
+			turn{text: []string{"Fourth."}},
+		),
+	})
+	th := h.thread(nil)
+	inputs := []string{"one", "two", "three", "four"}
+	var status []agentstream.RunStatus
+	for _, input := range inputs {
+		run := h.start(th, input)
+		h.events(run.ID)
+		status = append(status, h.stored(run.ID).Status)
+	}
+	if want := []agentstream.RunStatus{agentstream.RunCompleted, agentstream.RunCompleted, agentstream.RunFailed, agentstream.RunCompleted}; fmt.Sprint(status) != fmt.Sprint(want) {
+		t.Errorf("runs ended %v, want %v", status, want)
+	}
+	if n := store.lists.Load(); n != 0 {
+		t.Errorf("the thread was read from the store %d times, want 0", n)
+	}
+	checkHistories(t, h, th.ID, []int{0, 2, 3, 4}, inputs)
+}
+
+// TestHistoryCacheOtherInstance: a run made by another runner (another
+// instance on the same store) makes this runner's cached history stale;
+// its next run reads the store, and starts from the right history.
+func TestHistoryCacheOtherInstance(t *testing.T) {
+	t.Parallel()
+	storeA := &countingStore{}
+	h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store { storeA.Store = s; return storeA }})
+	storeB := &countingStore{Store: h.db}
+	b, err := New(Config{DefaultModel: "test-model"}, Deps{Store: storeB, Log: h.log, Model: h.model,
+		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "You help."}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		_ = b.Shutdown(ctx)
+	})
+	th := h.thread(nil)
+	runOn := func(r *Runner, input string) {
+		t.Helper()
+		run, err := r.Start(context.Background(), StartRequest{Thread: th, UserID: th.UserID, Input: input})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.events(run.ID)
+		// The run's runner forgets it once its terminal event is out.
+		eventually(t, "the run to be forgotten", func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.threads[th.ID] == nil
+		})
+	}
+	runOn(h.r, "one")  // Seq 1: nothing to read
+	runOn(h.r, "two")  // A's own history
+	runOn(b, "three")  // B never saw the thread: reads it
+	runOn(h.r, "four") // A's history is two messages short: reads it
+	if a, bl := storeA.lists.Load(), storeB.lists.Load(); a != 1 || bl != 1 {
+		t.Errorf("reads of the thread: A %d, B %d; want 1 and 1", a, bl)
+	}
+	checkHistories(t, h, th.ID, []int{0, 1, 2, 3}, []string{"one", "two", "three", "four"})
+}
+
+// TestHistoriesBounds: a thread too large is not kept, and the cache holds
+// at most maxCachedThreads threads.
+func TestHistoriesBounds(t *testing.T) {
+	t.Parallel()
+	h := newHistories()
+	msg := func(seq int64, content string) agentstream.Message {
+		return agentstream.Message{Seq: seq, Role: agentstream.RoleUser, Content: content}
+	}
+	h.put("small", []agentstream.Message{msg(1, "hi"), msg(2, "there")})
+	if got, ok := h.get("small", msg(3, "next")); !ok || len(got) != 3 || got[2].Content != "next" {
+		t.Errorf("get after put: %v, %v", got, ok)
+	}
+	if _, ok := h.get("small", msg(4, "gap")); ok {
+		t.Error("a history of the wrong length was used")
+	}
+	h.put("small", []agentstream.Message{msg(1, string(make([]byte, maxCachedHistoryBytes+1)))})
+	if _, ok := h.get("small", msg(2, "next")); ok {
+		t.Error("a history over maxCachedHistoryBytes was kept")
+	}
+	for i := range maxCachedThreads + 10 {
+		h.put(fmt.Sprint("t", i), []agentstream.Message{msg(1, "x")})
+	}
+	if n := len(h.m); n != maxCachedThreads {
+		t.Errorf("%d threads kept, want %d", n, maxCachedThreads)
+	}
+	if got, ok := h.get("never", msg(1, "first")); !ok || len(got) != 1 {
+		t.Errorf("a first message needs no history: %v, %v", got, ok)
+	}
+}
