@@ -86,11 +86,13 @@ func (x *execution) loop(ctx context.Context, system string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	started := r.now().UTC()
-	if err := r.store.StartRun(ctx, x.run.ID, started); err != nil {
-		return err
+	if x.run.Status != agentstream.RunRunning { // it waited: saved as queued
+		started := r.now().UTC()
+		if err := r.store.StartRun(ctx, x.run.ID, started); err != nil {
+			return err
+		}
+		x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
 	}
-	x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
 	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
 
 	history, ok := r.histories.get(x.run.ThreadID, x.input)

@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/tools"
@@ -165,4 +167,81 @@ func TestHistoriesBounds(t *testing.T) {
 	if got, ok := h.get("never", msg(1, "first")); !ok || len(got) != 1 {
 		t.Errorf("a first message needs no history: %v, %v", got, ok)
 	}
+}
+
+// startCounter counts StartRun calls.
+type startCounter struct {
+	agentstream.Store
+	starts atomic.Int64
+}
+
+func (s *startCounter) StartRun(ctx context.Context, runID string, at time.Time) error {
+	s.starts.Add(1)
+	return s.Store.StartRun(ctx, runID, at)
+}
+
+// TestStartedAtOnce: a run that finds a free worker is saved as running
+// when it is created (no StartRun); one that must wait is saved as queued
+// and started later; a refused run gives its worker back.
+func TestStartedAtOnce(t *testing.T) {
+	t.Parallel()
+	store := &startCounter{}
+	release := make(chan struct{})
+	h := newHarness(t, setup{
+		cfg:    Config{MaxConcurrentRuns: 1},
+		wrap:   func(s agentstream.Store) agentstream.Store { store.Store = s; return store },
+		script: scripted(turn{text: []string{"first"}, wait: release}, turn{text: []string{"second"}}),
+	})
+	th, other := h.thread(nil), h.thread(nil)
+	first := h.start(th, "one")
+	if first.Status != agentstream.RunRunning || first.StartedAt == nil || !first.StartedAt.Equal(first.CreatedAt) {
+		t.Fatalf("a run with a free worker: %s, started %v, created %v", first.Status, first.StartedAt, first.CreatedAt)
+	}
+	h.model.waitStreamed(t, 1)
+	if got := h.stored(first.ID); got.Status != agentstream.RunRunning || got.StartedAt == nil {
+		t.Fatalf("stored %s, started %v", got.Status, got.StartedAt)
+	}
+	// The thread is busy: refused, and the worker is not kept.
+	if _, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: th.UserID, Input: "again"}); !errors.Is(err, agentstream.ErrConflict) {
+		t.Fatalf("a second run on a busy thread: %v", err)
+	}
+	// The only worker is busy: the next run queues and is started later.
+	second := h.start(other, "two")
+	if second.Status != agentstream.RunQueued || second.StartedAt != nil {
+		t.Fatalf("a run without a free worker: %s, started %v", second.Status, second.StartedAt)
+	}
+	close(release)
+	for _, run := range []agentstream.Run{first, second} {
+		evs := h.events(run.ID)
+		if want := []agentstream.EventType{agentstream.EventRunCreated}; types(evs)[0] != want[0] || count(evs, agentstream.EventRunStarted) != 1 {
+			t.Errorf("run %s events %v", run.ID, types(evs))
+		}
+		if got := h.stored(run.ID); got.Status != agentstream.RunCompleted {
+			t.Errorf("run %s ended %s", run.ID, got.Status)
+		}
+	}
+	if n := store.starts.Load(); n != 1 {
+		t.Errorf("StartRun called %d times, want 1 (the queued run only)", n)
+	}
+	eventually(t, "the pool to empty", func() bool { r, q := h.r.Load(); return r == 0 && q == 0 })
+}
+
+// TestStartedAtOnceRefused: a run that took a free worker and is then
+// refused (the thread is busy) gives the worker back.
+func TestStartedAtOnceRefused(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	h := newHarness(t, setup{cfg: Config{MaxConcurrentRuns: 2}, script: scripted(turn{text: []string{"a"}, wait: release})})
+	th := h.thread(nil)
+	first := h.start(th, "one")
+	h.model.waitStreamed(t, 1)
+	if _, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: th.UserID, Input: "again"}); !errors.Is(err, agentstream.ErrConflict) {
+		t.Fatalf("a second run on a busy thread: %v", err)
+	}
+	if r, q := h.r.Load(); r != 1 || q != 0 {
+		t.Fatalf("load %d running, %d queued after the refusal; want 1, 0", r, q)
+	}
+	close(release)
+	h.events(first.ID)
+	eventually(t, "the pool to empty", func() bool { r, q := h.r.Load(); return r == 0 && q == 0 })
 }

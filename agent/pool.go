@@ -64,8 +64,34 @@ func (p *pool) submit(j *job) {
 	j.positioned(pos)
 }
 
+// startNow takes a worker for a job that is to run at once, when one is
+// free and no job waits: its run is then saved as running, which spares
+// it the write that starts a queued run. The caller then calls begin with
+// the job, or unstart when it will not run.
+func (p *pool) startNow() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.queue) > 0 || p.running >= p.maxRunning {
+		return false
+	}
+	p.running++
+	return true
+}
+
+// begin runs a job on the worker startNow took.
+func (p *pool) begin(j *job) { go p.exec(j) }
+
+// unstart gives back the worker startNow took.
+func (p *pool) unstart() { p.next() }
+
 func (p *pool) exec(j *job) {
 	j.run()
+	p.next()
+}
+
+// next hands a worker that has become free to the first waiting job, or
+// lets it go.
+func (p *pool) next() {
 	p.mu.Lock()
 	if len(p.queue) == 0 {
 		p.running--

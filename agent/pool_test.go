@@ -299,3 +299,45 @@ func TestPoolWithdraw(t *testing.T) {
 		return r == 0 && q == 0
 	})
 }
+
+// TestPoolStartNow: startNow takes a free worker only while no job waits,
+// and unstart hands it to the first waiting job or lets it go.
+func TestPoolStartNow(t *testing.T) {
+	t.Parallel()
+	p := newPool(1, 1)
+	if !p.startNow() {
+		t.Fatal("startNow refused with a free worker")
+	}
+	if p.startNow() {
+		t.Fatal("startNow granted a second worker of one")
+	}
+	if r, q := p.load(); r != 1 || q != 0 {
+		t.Fatalf("load %d, %d; want 1 running", r, q)
+	}
+	// A job reserved now waits behind the started one.
+	if !p.reserve() {
+		t.Fatal("reserve refused with room in the queue")
+	}
+	ran := make(chan struct{})
+	p.submit(&job{run: func() { close(ran) }, positioned: func(int) {}})
+	if r, q := p.load(); r != 1 || q != 1 {
+		t.Fatalf("load %d, %d; want 1 running, 1 queued", r, q)
+	}
+	p.unstart() // the started job will not run after all: the waiting one does
+	receive(t, ran, "the waiting job to run on the worker given back")
+	eventually(t, "the pool to empty", func() bool { r, q := p.load(); return r == 0 && q == 0 })
+
+	// A started job runs on its worker and gives it back when done.
+	if !p.startNow() {
+		t.Fatal("startNow refused on an idle pool")
+	}
+	done := make(chan struct{})
+	p.begin(&job{run: func() { close(done) }})
+	receive(t, done, "the started job to run")
+	eventually(t, "the worker to be given back", func() bool { r, _ := p.load(); return r == 0 })
+
+	p.close()
+	if p.startNow() {
+		t.Fatal("startNow granted on a closed pool")
+	}
+}

@@ -415,16 +415,27 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	// Counted from here, so that Shutdown waits for this Start too.
 	r.wg.Add(1)
 	r.mu.Unlock()
-	if !r.pool.reserve() {
+	// A run that can start at once is saved as running; one that may wait
+	// (the pool is busy, or the thread's active run is to be waited for or
+	// interrupted) is saved as queued and started when a worker takes it.
+	startNow := (req.Multitask == "" || req.Multitask == MultitaskReject) && r.pool.startNow()
+	if !startNow && !r.pool.reserve() {
 		r.wg.Done()
 		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeOverloaded,
 			"the server is running %d runs and queueing as many as it may; try again shortly", r.cfg.MaxConcurrentRuns)
 	}
+	release := func() {
+		if startNow {
+			r.pool.unstart()
+		} else {
+			r.pool.unreserve()
+		}
+		r.wg.Done()
+	}
 
 	if req.NewThread {
 		if err := r.store.CreateThread(ctx, req.Thread); err != nil {
-			r.pool.unreserve()
-			r.wg.Done()
+			release()
 			if errors.Is(err, agentstream.ErrConflict) {
 				return agentstream.Run{}, ErrThreadTaken
 			}
@@ -437,6 +448,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		ID: agentstream.NewID("run_"), ThreadID: req.Thread.ID, UserID: req.UserID,
 		Agent: ca.Name, Status: agentstream.RunQueued, Context: runCtx, CreatedAt: now,
 	}
+	if startNow {
+		run.Status, run.StartedAt = agentstream.RunRunning, &now
+	}
 	if r.cfg.Owner != "" {
 		until := now.Add(r.cfg.LeaseTTL)
 		run.Owner, run.LeaseUntil = r.cfg.Owner, &until
@@ -447,8 +461,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	}
 	input, err = r.createRun(ctx, req.Multitask, run, input)
 	if err != nil {
-		r.pool.unreserve()
-		r.wg.Done()
+		release()
 		return agentstream.Run{}, err
 	}
 	r.appendEvents(ctx, run.ID, agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{
@@ -492,6 +505,10 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		if r.pool.withdraw(j) {
 			go j.run()
 		}
+	}
+	if startNow {
+		r.pool.begin(j)
+		return run, nil
 	}
 	context.AfterFunc(execCtx, withdraw) // released by cancel when the run ends
 	r.pool.submit(j)

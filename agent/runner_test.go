@@ -483,7 +483,13 @@ func TestStoreFailures(t *testing.T) {
 			h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store {
 				return failingStore{Store: s, startErr: tt.err}
 			}})
-			run := h.start(h.thread(nil), "hi")
+			// Saved as queued (multitask enqueue), the run is started by
+			// a StartRun when a worker takes it.
+			th := h.thread(nil)
+			run, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: th.UserID, Input: "hi", Multitask: MultitaskEnqueue})
+			if err != nil {
+				t.Fatal(err)
+			}
 			evs := h.events(run.ID)
 			e := end(t, evs, agentstream.EventRunFailed)
 			if e.Error == nil || e.Error.Code != tt.wantCode || e.Error.Message != tt.wantMsg {
