@@ -56,6 +56,7 @@ func (s *Server) createThread(w http.ResponseWriter, r *http.Request, user strin
 		s.writeError(w, r, err)
 		return
 	}
+	s.threads.put(t)
 	writeJSON(w, http.StatusCreated, t)
 }
 
@@ -91,7 +92,7 @@ func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart)
 	for range 2 {
 		t, err := agentstream.Thread{}, error(agentstream.ErrNotFound)
 		if threadID != "" {
-			t, err = s.store.GetThread(r.Context(), user, threadID)
+			t, err = s.threads.forRun(r.Context(), s.store, user, threadID)
 		}
 		switch {
 		case err == nil:
@@ -105,6 +106,9 @@ func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart)
 			return agentstream.Run{}, err
 		}
 		run, err := s.runner.Start(r.Context(), req)
+		if err == nil && req.NewThread {
+			s.threads.put(req.Thread) // created by Start
+		}
 		if !errors.Is(err, agent.ErrThreadTaken) {
 			return run, err
 		}
@@ -186,7 +190,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 			return
 		}
 	}
-	t, err := s.store.GetThread(r.Context(), user, r.PathValue("id"))
+	t, err := s.threads.forRun(r.Context(), s.store, user, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

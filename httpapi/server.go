@@ -54,6 +54,8 @@ type Server struct {
 	// cancelWait bounds how long a cancel request waits for the run to
 	// end (10s; shorter in tests).
 	cancelWait time.Duration
+	// threads spares starting a run the read of its thread.
+	threads *threadCache
 }
 
 // New returns a Server.
@@ -70,7 +72,8 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	if opts.StallTimeout <= 0 {
 		opts.StallTimeout = time.Minute
 	}
-	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}, cancelWait: 10 * time.Second}
+	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}, cancelWait: 10 * time.Second,
+		threads: newThreadCache()}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

@@ -1,0 +1,127 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
+	"github.com/agentstream/agentstream/memlog"
+	"github.com/agentstream/agentstream/sqlite"
+)
+
+// threadReads counts the reads of threads.
+type threadReads struct {
+	agentstream.Store
+	n atomic.Int64
+}
+
+func (s *threadReads) GetThread(ctx context.Context, userID, threadID string) (agentstream.Thread, error) {
+	s.n.Add(1)
+	return s.Store.GetThread(ctx, userID, threadID)
+}
+
+// TestThreadCache: starting a run reads its thread from the store only
+// the first time this server meets the thread (never for one it created),
+// another user still finds no such thread, and GET still reads the store.
+func TestThreadCache(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	store := &threadReads{Store: db}
+	log := memlog.New(memlog.Options{})
+	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
+		Store: store, Log: log, Model: idleModel{},
+		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(New(runner, store, log, Options{Keys: map[string]string{"ka": "alice", "kb": "bob"}}).Handler())
+	t.Cleanup(hs.Close)
+
+	do := func(key, method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body) // a run's stream: read to its end
+		return resp.StatusCode, string(b)
+	}
+	run := func(key, threadID string) int {
+		t.Helper()
+		code, body := do(key, http.MethodPost, "/v1/threads/"+threadID+"/runs", `{"input":"hi"}`)
+		if code == http.StatusOK && !strings.Contains(body, "event: run.failed") { // idleModel fails every run
+			t.Fatalf("run stream: %s", body)
+		}
+		return code
+	}
+
+	code, body := do("ka", http.MethodPost, "/v1/threads", `{}`)
+	var th agentstream.Thread
+	if code != http.StatusCreated || json.Unmarshal([]byte(body), &th) != nil {
+		t.Fatalf("create thread: %d %s", code, body)
+	}
+	for range 2 {
+		if code := run("ka", th.ID); code != http.StatusOK {
+			t.Fatalf("run: %d", code)
+		}
+	}
+	if n := store.n.Load(); n != 0 {
+		t.Errorf("a thread created here was read %d times to start runs", n)
+	}
+	if code := run("kb", th.ID); code != http.StatusNotFound {
+		t.Errorf("bob's run on alice's thread: %d, want 404", code)
+	}
+
+	// A thread this server has not met (another instance made it).
+	now := time.Now().UTC()
+	other := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "alice", Agent: "assistant", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateThread(t.Context(), other); err != nil {
+		t.Fatal(err)
+	}
+	if code := run("kb", other.ID); code != http.StatusNotFound {
+		t.Errorf("bob's run on alice's other thread: %d, want 404", code)
+	}
+	for range 2 {
+		if code := run("ka", other.ID); code != http.StatusOK {
+			t.Fatalf("run on the other thread: %d", code)
+		}
+	}
+	if n := store.n.Load(); n != 2 {
+		t.Errorf("%d thread reads, want 2 (bob's refused one, then alice's first run)", n)
+	}
+	if code, _ := do("ka", http.MethodGet, "/v1/threads/"+other.ID, ""); code != http.StatusOK || store.n.Load() != 3 {
+		t.Errorf("GET thread: %d, %d reads; want 200 from the store", code, store.n.Load())
+	}
+}
+
+func TestThreadCacheBound(t *testing.T) {
+	t.Parallel()
+	c := newThreadCache()
+	for range maxCachedThreads + 10 {
+		c.put(agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u"})
+	}
+	if n := len(c.m); n != maxCachedThreads {
+		t.Errorf("%d threads kept, want %d", n, maxCachedThreads)
+	}
+}
