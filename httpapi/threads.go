@@ -2,16 +2,21 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 
 	"github.com/agentstream/agentstream"
 )
 
-// maxCachedThreads bounds threadCache.
-const maxCachedThreads = 4096
+// Bounds of threadCache: how many threads it holds, and how large a
+// thread's context may be (as JSON) to be kept.
+const (
+	maxCachedThreads     = 4096
+	maxCachedContextSize = 4 << 10
+)
 
-// threadCache keeps threads that runs are started on. What starting a run
-// needs of its thread — its user, agent and context — never changes once
+// threadCache keeps threads that runs are started on, with only what
+// starting a run needs of them: their user, agent and context, which never change once
 // the thread is stored (threads are never deleted; only their UpdatedAt
 // moves, which runs do not use), so a thread created or read here need not
 // be read again to start the next run on it, on this instance or after
@@ -47,8 +52,17 @@ func (c *threadCache) forRun(ctx context.Context, store agentstream.Store, userI
 	return t, nil
 }
 
-// put records a stored thread.
+// put records a stored thread: what a run needs of it. One whose context
+// is large is not kept, so the cache stays within about
+// maxCachedThreads × maxCachedContextSize.
 func (c *threadCache) put(t agentstream.Thread) {
+	if len(t.Context) > 0 {
+		b, err := json.Marshal(t.Context)
+		if err != nil || len(b) > maxCachedContextSize {
+			return
+		}
+	}
+	t = agentstream.Thread{ID: t.ID, UserID: t.UserID, Agent: t.Agent, Context: t.Context}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[t.ID]; !ok && len(c.m) >= maxCachedThreads {

@@ -124,4 +124,14 @@ func TestThreadCacheBound(t *testing.T) {
 	if n := len(c.m); n != maxCachedThreads {
 		t.Errorf("%d threads kept, want %d", n, maxCachedThreads)
 	}
+	big := agentstream.Thread{ID: "thr_big", UserID: "u", Context: map[string]any{"doc": strings.Repeat("x", maxCachedContextSize)}}
+	small := agentstream.Thread{ID: "thr_small", UserID: "u", Title: "kept out", Metadata: map[string]any{"a": 1}, Context: map[string]any{"k": "v"}}
+	c.put(big)
+	c.put(small)
+	if _, ok := c.m["thr_big"]; ok {
+		t.Error("a thread with a context over maxCachedContextSize was kept")
+	}
+	if got, ok := c.m["thr_small"]; !ok || got.Title != "" || got.Metadata != nil || got.Context["k"] != "v" || got.UserID != "u" {
+		t.Errorf("kept %+v, %v; want only user, agent and context", got, ok)
+	}
 }
