@@ -6,10 +6,12 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
-// Bounds of the history cache: how many threads it holds, and how large a
-// thread's messages may be (content and tool arguments) to be kept.
+// Bounds of the history cache: how many threads it holds, and how many
+// messages, and how large (content and tool arguments), a thread's
+// history may be to be kept.
 const (
 	maxCachedThreads      = 1024
+	maxCachedMessages     = 256
 	maxCachedHistoryBytes = 32 << 10
 )
 
@@ -66,7 +68,7 @@ func (h *histories) put(threadID string, msgs []agentstream.Message) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if size > maxCachedHistoryBytes {
+	if size > maxCachedHistoryBytes || len(msgs) > maxCachedMessages {
 		delete(h.m, threadID)
 		return
 	}

@@ -158,6 +158,10 @@ func TestHistoriesBounds(t *testing.T) {
 	if _, ok := h.get("small", msg(2, "next")); ok {
 		t.Error("a history over maxCachedHistoryBytes was kept")
 	}
+	h.put("long", make([]agentstream.Message, maxCachedMessages+1))
+	if _, ok := h.get("long", msg(maxCachedMessages+2, "next")); ok {
+		t.Error("a history over maxCachedMessages was kept")
+	}
 	for i := range maxCachedThreads + 10 {
 		h.put(fmt.Sprint("t", i), []agentstream.Message{msg(1, "x")})
 	}
