@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -69,6 +70,11 @@ type execution struct {
 	// messages when the run started, input last (nil until known).
 	input   agentstream.Message
 	history []agentstream.Message
+	// checkpointFailed is set when a checkpoint was not saved: a later one
+	// may then have stored this run's messages in another order than msgs
+	// (a next turn's answer before an earlier turn's tool results), so the
+	// thread's history is not kept.
+	checkpointFailed atomic.Bool
 	// msgs are the assistant and tool messages this run produced, in order.
 	msgs []agentstream.Message
 }
@@ -128,6 +134,7 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		// A tool boundary is a checkpoint: a crash from here on loses
 		// only what the next turn streams.
 		if err := r.store.CheckpointRun(ctx, x.run.ID, x.msgs); err != nil {
+			x.checkpointFailed.Store(true)
 			r.logger.Warn("checkpointing a run", "run_id", x.run.ID, "err", err)
 		}
 	}
@@ -148,8 +155,11 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 	// Partial answers are saved beside the stream, not in its way: the
 	// next token does not wait for the store (one writer for every run).
 	saver := &checkpointer{save: func(m agentstream.Message) {
-		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m}); err != nil && ctx.Err() == nil {
-			r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
+		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m}); err != nil {
+			x.checkpointFailed.Store(true)
+			if ctx.Err() == nil {
+				r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
+			}
 		}
 	}}
 	res, err := r.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
@@ -311,7 +321,7 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	serr := r.store.FinishRun(ctx, x.run, x.msgs)
 	// The thread's messages are now the history this run started from and
 	// the messages it saved; the next run here starts from them.
-	if serr == nil && x.history != nil {
+	if serr == nil && x.history != nil && !x.checkpointFailed.Load() {
 		r.histories.put(x.run.ThreadID, append(x.history[:len(x.history):len(x.history)], x.msgs...))
 	} else {
 		r.histories.drop(x.run.ThreadID)

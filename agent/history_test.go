@@ -249,3 +249,79 @@ func TestStartedAtOnceRefused(t *testing.T) {
 	h.events(first.ID)
 	eventually(t, "the pool to empty", func() bool { r, q := h.r.Load(); return r == 0 && q == 0 })
 }
+
+// checkpointFails fails every checkpoint; finishFails every FinishRun.
+type checkpointFails struct{ agentstream.Store }
+
+func (s checkpointFails) CheckpointRun(context.Context, string, []agentstream.Message) error {
+	return errors.New("disk full")
+}
+
+type finishFails struct{ agentstream.Store }
+
+func (s finishFails) FinishRun(context.Context, agentstream.Run, []agentstream.Message) error {
+	return errors.New("disk full")
+}
+
+// TestHistoryNotKept: a thread's history is kept only when the run's
+// messages are known to be stored as the runner has them: not when
+// FinishRun failed (the store may hold a partial answer of the same count)
+// nor when a checkpoint failed (a later one may have stored the messages
+// in another order).
+func TestHistoryNotKept(t *testing.T) {
+	t.Parallel()
+	echo := tools.NewFunc("echo", "Echoes.", `{"type":"object"}`, func(_ context.Context, a json.RawMessage) (string, error) {
+		return string(a), nil
+	})
+	toolTurn := scripted(turn{calls: []fakeCall{{id: "call_1", name: "echo", pieces: []string{`{}`}}}}, turn{text: []string{"done"}})
+	for _, tc := range []struct {
+		name string
+		wrap func(agentstream.Store) agentstream.Store
+		keep bool
+	}{
+		{"stored", nil, true},
+		{"FinishRun fails", func(s agentstream.Store) agentstream.Store { return finishFails{s} }, false},
+		{"a checkpoint fails", func(s agentstream.Store) agentstream.Store { return checkpointFails{s} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, setup{wrap: tc.wrap, tools: []agentstream.Tool{echo}, script: toolTurn})
+			th := h.thread(nil)
+			run := h.start(th, "one")
+			h.events(run.ID)
+			eventually(t, "the run to be forgotten", func() bool { return !h.r.Cancel(run.ID) })
+			h.r.histories.mu.Lock()
+			_, kept := h.r.histories.m[th.ID]
+			h.r.histories.mu.Unlock()
+			if kept != tc.keep {
+				t.Errorf("history kept: %v, want %v", kept, tc.keep)
+			}
+		})
+	}
+}
+
+// TestQueuedWhenWaiting: a run that may wait for its thread's active run
+// (multitask enqueue or interrupt) is saved as queued and started by
+// StartRun, even with a worker free.
+func TestQueuedWhenWaiting(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{MultitaskEnqueue, MultitaskInterrupt} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			store := &startCounter{}
+			h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store { store.Store = s; return store }})
+			th := h.thread(nil)
+			run, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: th.UserID, Input: "hi", Multitask: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run.Status != agentstream.RunQueued {
+				t.Errorf("created %s, want queued", run.Status)
+			}
+			h.events(run.ID)
+			if n := store.starts.Load(); n != 1 {
+				t.Errorf("StartRun called %d times, want 1", n)
+			}
+		})
+	}
+}

@@ -65,13 +65,15 @@ func (p *pool) submit(j *job) {
 }
 
 // startNow takes a worker for a job that is to run at once, when one is
-// free and no job waits: its run is then saved as running, which spares
+// free and no job waits or holds a reservation: its run is then saved as running, which spares
 // it the write that starts a queued run. The caller then calls begin with
 // the job, or unstart when it will not run.
 func (p *pool) startNow() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.queue) > 0 || p.running >= p.maxRunning {
+	// Runs that reserved a place come first: they are submitted later and
+	// may then queue, and must find the capacity reserve promised them.
+	if p.closed || len(p.queue) > 0 || p.reserved > 0 || p.running >= p.maxRunning {
 		return false
 	}
 	p.running++

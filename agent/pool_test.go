@@ -336,6 +336,16 @@ func TestPoolStartNow(t *testing.T) {
 	receive(t, done, "the started job to run")
 	eventually(t, "the worker to be given back", func() bool { r, _ := p.load(); return r == 0 })
 
+	// A run holding a reservation comes first: startNow leaves it the
+	// capacity reserve promised, even with a worker free.
+	if !p.reserve() {
+		t.Fatal("reserve refused on an idle pool")
+	}
+	if p.startNow() {
+		t.Fatal("startNow granted while a reservation waits to be submitted")
+	}
+	p.unreserve()
+
 	p.close()
 	if p.startNow() {
 		t.Fatal("startNow granted on a closed pool")
