@@ -2,7 +2,8 @@ package agentstream
 
 import (
 	"encoding/json"
-	"unicode/utf8"
+
+	"github.com/agentstream/agentstream/internal/jsonstr"
 )
 
 // EventType names an event in a run's log. The names are the native wire
@@ -85,65 +86,11 @@ func NewEvent(t EventType, payload any) Event {
 func NewDeltaEvent(messageID, delta string) Event {
 	b := make([]byte, 0, len(`{"message_id":"","delta":""}`)+len(messageID)+len(delta)+8)
 	b = append(b, `{"message_id":`...)
-	b = appendJSONString(b, messageID)
+	b = jsonstr.Append(b, messageID, true)
 	b = append(b, `,"delta":`...)
-	b = appendJSONString(b, delta)
+	b = jsonstr.Append(b, delta, true)
 	b = append(b, '}')
 	return Event{Type: EventMessageDelta, Data: b}
-}
-
-// appendJSONString appends s as a JSON string the way encoding/json does
-// by default: <, > and & escaped for HTML, invalid UTF-8 replaced by
-// U+FFFD, U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Payloads of each event type.

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// deltaCases are texts that take every path of appendJSONString.
+// deltaCases are texts that need escaping in every way JSON has.
 var deltaCases = []string{
 	"", "Hello", " world", `say "hi"`, `back\slash`, "tab\tnew\nline\rcr",
 	"\b\f\x00\x01\x1f\x7f", "<script>&amp;</script>", "é 😀 日本",

@@ -85,40 +85,6 @@ func TestNextPiece(t *testing.T) {
 	}
 }
 
-func TestAppendString(t *testing.T) {
-	for _, s := range []string{"", "plain", `q"b\`, "\n\r\t\x00\x1f", "<>&", "é€😀", "\u2028\u2029", "bad\xffutf8\xc3"} {
-		checkAppendString(t, s)
-	}
-}
-
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "lorem ", "\"\\\n", "\xff", "\u2028"} {
-		f.Add(s)
-	}
-	f.Fuzz(checkAppendString)
-}
-
-// checkAppendString checks appendString against encoding/json: valid JSON
-// that decodes to what encoding/json's encoding of s decodes to.
-func checkAppendString(t *testing.T, s string) {
-	got := appendString(nil, s)
-	var back string
-	if err := json.Unmarshal(got, &back); err != nil {
-		t.Fatalf("appendString(%q) = %s: %v", s, got, err)
-	}
-	ref, _ := json.Marshal(s)
-	var want string
-	if err := json.Unmarshal(ref, &want); err != nil {
-		t.Fatal(err)
-	}
-	if back != want {
-		t.Errorf("appendString(%q) decodes to %q, want %q", s, back, want)
-	}
-	if strings.ContainsAny(string(got), "\u2028\u2029") {
-		t.Errorf("appendString(%q) = %s keeps a line separator", s, got)
-	}
-}
-
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{
 		``,

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/agentstream/agentstream/internal/jsonstr"
 )
 
 // Prefix starts every text the default policy produces.
@@ -248,7 +250,7 @@ func sampleObject(buf []byte, s schema, depth int) []byte {
 		if len(seen) > 1 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, name)
+		buf = jsonstr.Append(buf, name, false)
 		buf = append(buf, ':')
 		buf = sampleValue(buf, parseSchema(s.Properties[name]), depth+1)
 	}

@@ -4,61 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/agentstream/agentstream/internal/jsonstr"
 )
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s to buf as a JSON string. It escapes what JSON
-// requires plus U+2028 and U+2029, like encoding/json without HTML
-// escaping, and replaces invalid UTF-8 with U+FFFD.
-func appendString(buf []byte, s string) []byte {
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			buf = append(buf, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				buf = append(buf, '\\', c)
-			case '\n':
-				buf = append(buf, '\\', 'n')
-			case '\r':
-				buf = append(buf, '\\', 'r')
-			case '\t':
-				buf = append(buf, '\\', 't')
-			default:
-				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
-}
 
 // chunker encodes the SSE chunks of one streamed reply into a reused
 // buffer. head is everything of a chunk object before "choices", shared by
@@ -71,11 +19,11 @@ type chunker struct {
 func newChunker(id string, created int64, model string) *chunker {
 	h := make([]byte, 0, 128+len(model))
 	h = append(h, `data: {"id":`...)
-	h = appendString(h, id)
+	h = jsonstr.Append(h, id, false)
 	h = append(h, `,"object":"chat.completion.chunk","created":`...)
 	h = strconv.AppendInt(h, created, 10)
 	h = append(h, `,"model":`...)
-	h = appendString(h, model)
+	h = jsonstr.Append(h, model, false)
 	h = append(h, ',')
 	return &chunker{head: h, buf: make([]byte, 0, 512)}
 }
@@ -102,7 +50,7 @@ func (c *chunker) role() []byte {
 func (c *chunker) content(tok string) []byte {
 	b := c.start()
 	b = append(b, `{"content":`...)
-	b = appendString(b, tok)
+	b = jsonstr.Append(b, tok, false)
 	b = append(b, '}')
 	c.buf = append(b, choiceClose...)
 	return c.buf
@@ -114,9 +62,9 @@ func (c *chunker) toolStart(index int, id, name string) []byte {
 	b = append(b, `{"tool_calls":[{"index":`...)
 	b = strconv.AppendInt(b, int64(index), 10)
 	b = append(b, `,"id":`...)
-	b = appendString(b, id)
+	b = jsonstr.Append(b, id, false)
 	b = append(b, `,"type":"function","function":{"name":`...)
-	b = appendString(b, name)
+	b = jsonstr.Append(b, name, false)
 	b = append(b, `,"arguments":""}}]}`...)
 	c.buf = append(b, choiceClose...)
 	return c.buf
@@ -128,7 +76,7 @@ func (c *chunker) toolArgs(index int, piece string) []byte {
 	b = append(b, `{"tool_calls":[{"index":`...)
 	b = strconv.AppendInt(b, int64(index), 10)
 	b = append(b, `,"function":{"arguments":`...)
-	b = appendString(b, piece)
+	b = jsonstr.Append(b, piece, false)
 	b = append(b, `}}]}`...)
 	c.buf = append(b, choiceClose...)
 	return c.buf
@@ -138,7 +86,7 @@ func (c *chunker) toolArgs(index int, piece string) []byte {
 func (c *chunker) finish(reason string) []byte {
 	b := c.start()
 	b = append(b, `{},"finish_reason":`...)
-	b = appendString(b, reason)
+	b = jsonstr.Append(b, reason, false)
 	c.buf = append(b, "}]}\n\n"...)
 	return c.buf
 }

@@ -1,0 +1,49 @@
+package jsonstr
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// cases take every path of Append.
+var cases = []string{
+	"", "Hello", " world", `say "hi"`, `back\slash`, "tab\tnew\nline\rcr",
+	"\b\f\x00\x01\x1f\x7f", "<script>&amp;</script>", "é 😀 日本",
+	"\u2028\u2029", "bad \xff utf8 \xc3", "\xe2\x80", "x\xed\xa0\x80y",
+}
+
+// want is encoding/json's encoding of s.
+func want(t testing.TB, s string, escapeHTML bool) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	if err := enc.Encode(s); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+func check(t testing.TB, s string) {
+	t.Helper()
+	for _, html := range []bool{true, false} {
+		if got, w := Append([]byte("x"), s, html), append([]byte("x"), want(t, s, html)...); !bytes.Equal(got, w) {
+			t.Errorf("Append(%q, escapeHTML %v) = %s, want %s", s, html, got, w)
+		}
+	}
+}
+
+func TestAppend(t *testing.T) {
+	t.Parallel()
+	for _, s := range cases {
+		check(t, s)
+	}
+}
+
+func FuzzAppend(f *testing.F) {
+	for _, s := range cases {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { check(t, s) })
+}
