@@ -37,20 +37,31 @@ type fixture struct {
 
 func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
+	return newFixtureOn(t, opts, nil)
+}
+
+// newFixtureOn is newFixture with the runner and the server using
+// wrap(store) when wrap is not nil.
+func newFixtureOn(t *testing.T, opts Options, wrap func(agentstream.Store) agentstream.Store) *fixture {
+	t.Helper()
 	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
+	var used agentstream.Store = store
+	if wrap != nil {
+		used = wrap(store)
+	}
 	log := memlog.New(memlog.Options{})
 	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
-		Store: store, Log: log, Model: idleModel{},
+		Store: used, Log: log, Model: idleModel{},
 		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(runner, store, log, opts)
+	srv := New(runner, used, log, opts)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return &fixture{t: t, store: store, log: log, srv: srv, url: hs.URL}

@@ -5,17 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/agentstream/agentstream"
-	"github.com/agentstream/agentstream/agent"
-	"github.com/agentstream/agentstream/memlog"
-	"github.com/agentstream/agentstream/sqlite"
 )
 
 // threadReads counts the reads of threads.
@@ -34,26 +29,14 @@ func (s *threadReads) GetThread(ctx context.Context, userID, threadID string) (a
 // another user still finds no such thread, and GET still reads the store.
 func TestThreadCache(t *testing.T) {
 	t.Parallel()
-	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	store := &threadReads{Store: db}
-	log := memlog.New(memlog.Options{})
-	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
-		Store: store, Log: log, Model: idleModel{},
-		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(New(runner, store, log, Options{Keys: map[string]string{"ka": "alice", "kb": "bob"}}).Handler())
-	t.Cleanup(hs.Close)
+	store := &threadReads{}
+	f := newFixtureOn(t, Options{Keys: map[string]string{"ka": "alice", "kb": "bob"}},
+		func(s agentstream.Store) agentstream.Store { store.Store = s; return store })
+	db := f.store
 
 	do := func(key, method, path, body string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+		req, err := http.NewRequest(method, f.url+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
