@@ -37,6 +37,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --url, the server's pid, to measure its CPU and memory")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "load a bare net/http relay of the simulator (agentstream bench relay) instead of agentstream: the floor to compare with")
+	compare := fs.Int("compare", 0, "run the load N times against agentstream and N times against the bare relay, alternately, and compare them (0: once, against agentstream or --baseline)")
 	jsonFile := fs.String("json", "", "write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -71,11 +72,27 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		_, _ = fmt.Fprintln(stderr, "agentstream bench: --streams, --tokens, --runs-per-client and --duration must be positive, --stalled not negative")
 		return 2
 	}
-	if err := cfg.WithDefaults().Validate(); err != nil {
+	if *compare < 0 || (*compare > 0 && cfg.Baseline) {
+		_, _ = fmt.Fprintln(stderr, "agentstream bench: --compare takes a number of rounds, and runs the baseline itself (no --baseline)")
+		return 2
+	}
+	check := cfg
+	check.Baseline = check.Baseline || *compare > 0
+	if err := check.WithDefaults().Validate(); err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
 		return 2
 	}
-	rep, err := bench.Run(ctx, cfg, stderr)
+	var rep interface{ WriteTable(io.Writer) error }
+	var err error
+	if *compare > 0 {
+		var c bench.Comparison
+		c, err = bench.Compare(ctx, cfg, *compare, stderr)
+		rep = &c
+	} else {
+		var r bench.Report
+		r, err = bench.Run(ctx, cfg, stderr)
+		rep = &r
+	}
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
 		return 1

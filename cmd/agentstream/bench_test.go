@@ -25,10 +25,23 @@ const benchTimeout = 2 * time.Minute
 // report it wrote.
 func runBench(t *testing.T, args ...string) (bench.Report, string) {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "out.json")
+	var rep bench.Report
+	stdout := benchProcess(t, &rep, args...)
+	if !strings.Contains(stdout, "time to first token") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	return rep, stdout
+}
+
+// benchProcess runs `agentstream bench` with args, decodes the JSON it
+// wrote into out (strictly: no field unknown to out's type) and returns
+// its stdout.
+func benchProcess(t *testing.T, out any, args ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "out.json")
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, agentstreamBinary(t), append(append([]string{"bench"}, args...), "--json", out)...)
+	cmd := exec.CommandContext(ctx, agentstreamBinary(t), append(append([]string{"bench"}, args...), "--json", file)...)
 	cmd.Dir = t.TempDir()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -37,20 +50,19 @@ func runBench(t *testing.T, args ...string) (bench.Report, string) {
 		t.Fatalf("agentstream bench %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	t.Logf("agentstream bench %s took %s:\n%s", strings.Join(args, " "), time.Since(began).Round(time.Millisecond), stdout.String())
-	data, err := os.ReadFile(out)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep bench.Report
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rep); err != nil {
+	if err := dec.Decode(out); err != nil {
 		t.Fatalf("the report is not well-formed: %v\n%s", err, data)
 	}
-	if !strings.Contains(stdout.String(), "time to first token") || !strings.Contains(stderr.String(), "bench: server http://127.0.0.1:") {
-		t.Errorf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if !strings.Contains(stderr.String(), "bench: server http://127.0.0.1:") {
+		t.Errorf("stderr:\n%s", stderr.String())
 	}
-	return rep, stdout.String()
+	return stdout.String()
 }
 
 // checkReport checks a report of a clean run of streams clients.
@@ -124,6 +136,47 @@ func TestBenchBaseline(t *testing.T) {
 	}
 }
 
+// TestBenchCompare runs agentstream and the bare relay in turn, in one
+// command, and reports both side by side.
+func TestBenchCompare(t *testing.T) {
+	t.Parallel()
+	var c bench.Comparison
+	table := benchProcess(t, &c, "--compare", "2", "--streams", "30", "--tokens", "10", "--pace", "20ms", "--ramp", "200ms")
+	if c.Rounds != 2 || len(c.Agentstream) != 2 || len(c.Baseline) != 2 || len(c.Notes) != 0 {
+		t.Fatalf("%d rounds, %d and %d reports, notes %q", c.Rounds, len(c.Agentstream), len(c.Baseline), c.Notes)
+	}
+	for i := range 2 {
+		checkReport(t, c.Agentstream[i], 30, 10)
+		checkReport(t, c.Baseline[i], 30, 10)
+		if c.Agentstream[i].Settings.Baseline || !c.Baseline[i].Settings.Baseline {
+			t.Errorf("round %d: the agentstream report says baseline %v, the relay's %v", i, c.Agentstream[i].Settings.Baseline, c.Baseline[i].Settings.Baseline)
+		}
+		// Alternating: each relay run starts after the agentstream run
+		// before it.
+		if !c.Baseline[i].StartedAt.After(c.Agentstream[i].StartedAt) || (i > 0 && !c.Agentstream[i].StartedAt.After(c.Baseline[i-1].StartedAt)) {
+			t.Errorf("round %d did not alternate: agentstream at %v, relay at %v", i, c.Agentstream[i].StartedAt, c.Baseline[i].StartedAt)
+		}
+	}
+	figs := map[string]bench.Figure{}
+	for _, f := range c.Figures {
+		figs[f.Name] = f
+		if !strings.Contains(table, f.Name) {
+			t.Errorf("the table lacks %q:\n%s", f.Name, table)
+		}
+	}
+	cpu, ok := figs["server CPU per token"]
+	if !ok || len(cpu.Agentstream) != 2 || cpu.Agentstream[1] != c.Agentstream[1].ServerProcess.CPUPerTokenUS ||
+		cpu.Baseline[0] != c.Baseline[0].ServerProcess.CPUPerTokenUS || cpu.Ratio <= 0 {
+		t.Errorf("CPU figure %+v", cpu)
+	}
+	if f := figs["streams served at once"]; f.AgentstreamMedian < 1 || f.BaselineMedian < 1 || f.Ratio != 0 {
+		t.Errorf("streams figure %+v", f)
+	}
+	if len(c.Figures) != 8 || !strings.Contains(table, "2 round(s)") {
+		t.Errorf("%d figures, table:\n%s", len(c.Figures), table)
+	}
+}
+
 func TestBenchSeed(t *testing.T) {
 	t.Parallel()
 	rep, table := runBench(t, "--streams", "50", "--tokens", "20", "--pace", "20ms", "--ramp", "200ms", "--endpoint", "seed", "--stalled", "3")
@@ -149,6 +202,10 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--baseline", "--endpoint", "seed"}, "the baseline relay is started by the bench"},
 		{[]string{"--baseline", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "the baseline relay is started by the bench"},
+		{[]string{"--compare", "-1"}, "--compare takes a number of rounds"},
+		{[]string{"--compare", "1", "--baseline"}, "no --baseline"},
+		{[]string{"--compare", "1", "--endpoint", "seed"}, "the baseline relay is started by the bench"},
+		{[]string{"--compare", "1", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "the baseline relay is started by the bench"},
 		{[]string{"relay"}, "give --model-url"},
 		{[]string{"relay", "--model-url", "http://127.0.0.1:1/v1", "x"}, "give --model-url, and no arguments"},
 	} {

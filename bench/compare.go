@@ -1,0 +1,223 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Comparison is the outcome of Compare: every round's report of each
+// server, in the order they ran, and the figures side by side.
+type Comparison struct {
+	Rounds int `json:"rounds"`
+	// Agentstream[i] ran just before Baseline[i].
+	Agentstream []Report `json:"agentstream"`
+	Baseline    []Report `json:"baseline"`
+	// Figures are the measures the targets of BENCHMARKS.md are about.
+	Figures []Figure `json:"figures"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// Figure is one measure in every round of both servers.
+type Figure struct {
+	Name string `json:"name"`
+	Unit string `json:"unit"`
+	// Agentstream and Baseline hold the measure of each round, in order.
+	Agentstream []float64 `json:"agentstream"`
+	Baseline    []float64 `json:"baseline"`
+	// The medians of the rounds (with an even count, the mean of the two
+	// middle ones).
+	AgentstreamMedian float64 `json:"agentstream_median"`
+	BaselineMedian    float64 `json:"baseline_median"`
+	// Ratio is AgentstreamMedian ÷ BaselineMedian for the measures that
+	// scale with the work (CPU, memory), 0 for the others (a latency
+	// above the direct path can be near zero or negative).
+	Ratio float64 `json:"ratio,omitempty"`
+}
+
+// Compare runs the load of cfg against agentstream and against the bare
+// relay (Config.Baseline), alternately, rounds times each, agentstream
+// first. Machine speed drifts over minutes on a shared machine: runs made
+// one after the other, in one command, are what can be compared. It needs
+// what the relay needs: a server it starts itself (no Config.URL), the
+// native endpoint, no stalled clients.
+func Compare(ctx context.Context, cfg Config, rounds int, progress io.Writer) (Comparison, error) {
+	if rounds < 1 {
+		return Comparison{}, errors.New("compare: at least one round")
+	}
+	if cfg.Baseline {
+		return Comparison{}, errors.New("compare: the config must not ask for the baseline; Compare runs both")
+	}
+	base := cfg
+	base.Baseline = true
+	if err := base.WithDefaults().Validate(); err != nil {
+		return Comparison{}, err
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	c := Comparison{Rounds: rounds}
+	for i := range rounds {
+		for _, b := range []bool{false, true} {
+			run := cfg
+			run.Baseline = b
+			name := "agentstream"
+			if b {
+				name = "the baseline relay"
+			}
+			_, _ = fmt.Fprintf(progress, "round %d of %d: %s\n", i+1, rounds, name)
+			rep, err := Run(ctx, run, progress)
+			if err != nil {
+				return c, fmt.Errorf("round %d, %s: %w", i+1, name, err)
+			}
+			if b {
+				c.Baseline = append(c.Baseline, rep)
+			} else {
+				c.Agentstream = append(c.Agentstream, rep)
+			}
+			if err := ctx.Err(); err != nil {
+				return c, err
+			}
+		}
+	}
+	c.figures()
+	return c, nil
+}
+
+// measure reads one figure off a report; ok is false when the report
+// does not have it.
+type measure struct {
+	name, unit string
+	scales     bool
+	get        func(r *Report) (float64, bool)
+}
+
+var measures = []measure{
+	{"time to first byte p50, above direct", "ms", false, func(r *Report) (float64, bool) {
+		d := r.ServerMinusDirect.TTFB
+		return d.P50, d.Valid
+	}},
+	{"added latency per token p50, above direct", "ms", false, func(r *Report) (float64, bool) {
+		d := r.ServerMinusDirect.TokenLatency
+		return d.P50, d.Valid
+	}},
+	{"added latency per token p99, above direct", "ms", false, func(r *Report) (float64, bool) {
+		d := r.ServerMinusDirect.TokenLatency
+		return d.P99, d.Valid
+	}},
+	{"server CPU per token", "µs", true, func(r *Report) (float64, bool) {
+		if r.ServerProcess == nil {
+			return 0, false
+		}
+		return r.ServerProcess.CPUPerTokenUS, true
+	}},
+	{"server memory per open stream", "KiB", true, func(r *Report) (float64, bool) {
+		if r.ServerProcess == nil || r.ServerProcess.OpenAtPeak == 0 {
+			return 0, false
+		}
+		return r.ServerProcess.MemoryPerStream / 1024, true
+	}},
+	{"streams served at once", "", false, func(r *Report) (float64, bool) { return float64(r.Server.MaxOpen), true }},
+	{"errors", "", false, func(r *Report) (float64, bool) { return float64(r.Server.ErrorCount), true }},
+	{"machine busy", "%", false, func(r *Report) (float64, bool) {
+		if r.Machine == nil {
+			return 0, false
+		}
+		return r.Machine.BusyPercent, true
+	}},
+}
+
+// figures fills in c.Figures from the reports; a measure some report
+// lacks is left out, with a note.
+func (c *Comparison) figures() {
+	c.Figures = nil
+	for _, m := range measures {
+		f := Figure{Name: m.name, Unit: m.unit}
+		ok := true
+		for _, reps := range []struct {
+			in  []Report
+			out *[]float64
+		}{{c.Agentstream, &f.Agentstream}, {c.Baseline, &f.Baseline}} {
+			for i := range reps.in {
+				v, has := m.get(&reps.in[i])
+				ok = ok && has
+				*reps.out = append(*reps.out, v)
+			}
+		}
+		if !ok || len(f.Agentstream) == 0 || len(f.Baseline) == 0 {
+			c.Notes = append(c.Notes, fmt.Sprintf("%s: not measured in every run", m.name))
+			continue
+		}
+		f.AgentstreamMedian, f.BaselineMedian = median(f.Agentstream), median(f.Baseline)
+		if m.scales && f.BaselineMedian > 0 {
+			f.Ratio = f.AgentstreamMedian / f.BaselineMedian
+		}
+		c.Figures = append(c.Figures, f)
+	}
+}
+
+// median of vs (not empty); with an even count, the mean of the middle two.
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// WriteTable writes the comparison: the settings, then each figure's
+// value in every round and its median, for both servers.
+func (c *Comparison) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	if len(c.Agentstream) > 0 {
+		s := c.Agentstream[0].Settings
+		fmt.Fprintf(&b, "agentstream bench --compare: %d streams × %d run(s), %d tokens every %s, ramp %s; %d round(s), each agentstream then the baseline relay\n\n",
+			s.Streams, s.RunsPerClient, s.Tokens, fmtMS(s.PaceMS), fmtMS(s.RampMS), c.Rounds)
+	}
+	const row = "%-46s %-32s %-34s %s\n"
+	fmt.Fprintf(&b, row, "figure", "agentstream (rounds → median)", "baseline relay (rounds → median)", "ratio")
+	for _, f := range c.Figures {
+		ratio := ""
+		if f.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f×", f.Ratio)
+		}
+		name := f.Name
+		if f.Unit != "" {
+			name += " (" + f.Unit + ")"
+		}
+		fmt.Fprintf(&b, row, name, rounds(f.Agentstream, f.AgentstreamMedian, f.Unit), rounds(f.Baseline, f.BaselineMedian, f.Unit), ratio)
+	}
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func rounds(vs []float64, med float64, unit string) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = num(v, unit)
+	}
+	if len(vs) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts, ", ") + " → " + num(med, unit)
+}
+
+// num prints a figure: a count (no unit) whole, a measure with two
+// decimals below 10 and one above.
+func num(v float64, unit string) string {
+	switch {
+	case unit == "":
+		return fmt.Sprintf("%.0f", v)
+	case v > -10 && v < 10:
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
