@@ -7,18 +7,24 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"text/tabwriter"
 )
 
 // Comparison is the outcome of Compare: every round's report of each
 // server, in the order they ran, and the figures side by side.
 type Comparison struct {
+	// Rounds is how many rounds ran to the end, both servers; the figures
+	// are theirs. An interrupted comparison has fewer than it asked for.
 	Rounds int `json:"rounds"`
-	// Agentstream[i] ran just before Baseline[i].
+	// Agentstream[i] ran just before Baseline[i]. After an interruption
+	// Agentstream may hold one report more, of the round cut short.
 	Agentstream []Report `json:"agentstream"`
 	Baseline    []Report `json:"baseline"`
 	// Figures are the measures the targets of BENCHMARKS.md are about.
 	Figures []Figure `json:"figures"`
-	Notes   []string `json:"notes,omitempty"`
+	// Notes are the rounds' own notes (prefixed with the round and the
+	// server), and what Compare has to say of the whole.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Figure is one measure in every round of both servers.
@@ -33,8 +39,10 @@ type Figure struct {
 	AgentstreamMedian float64 `json:"agentstream_median"`
 	BaselineMedian    float64 `json:"baseline_median"`
 	// Ratio is AgentstreamMedian ÷ BaselineMedian for the measures that
-	// scale with the work (CPU, memory), 0 for the others (a latency
-	// above the direct path can be near zero or negative).
+	// scale with the work (CPU, memory); absent (0) for the others, whose
+	// ratio would mean nothing (a latency above the direct path can be
+	// near zero or negative), and when the baseline's median is not
+	// positive.
 	Ratio float64 `json:"ratio,omitempty"`
 }
 
@@ -44,6 +52,10 @@ type Figure struct {
 // one after the other, in one command, are what can be compared. It needs
 // what the relay needs: a server it starts itself (no Config.URL), the
 // native endpoint, no stalled clients.
+//
+// When ctx ends, Compare stops after the run under way and returns the
+// rounds completed, with a note, and no error. A run that cannot start
+// ends the comparison with an error, and the rounds completed before it.
 func Compare(ctx context.Context, cfg Config, rounds int, progress io.Writer) (Comparison, error) {
 	if rounds < 1 {
 		return Comparison{}, errors.New("compare: at least one round")
@@ -54,12 +66,14 @@ func Compare(ctx context.Context, cfg Config, rounds int, progress io.Writer) (C
 	base := cfg
 	base.Baseline = true
 	if err := base.WithDefaults().Validate(); err != nil {
-		return Comparison{}, err
+		return Comparison{}, fmt.Errorf("compare runs the baseline relay too: %w", err)
 	}
 	if progress == nil {
 		progress = io.Discard
 	}
-	c := Comparison{Rounds: rounds}
+	var c Comparison
+	var err error
+rounds:
 	for i := range rounds {
 		for _, b := range []bool{false, true} {
 			run := cfg
@@ -69,22 +83,32 @@ func Compare(ctx context.Context, cfg Config, rounds int, progress io.Writer) (C
 				name = "the baseline relay"
 			}
 			_, _ = fmt.Fprintf(progress, "round %d of %d: %s\n", i+1, rounds, name)
-			rep, err := Run(ctx, run, progress)
-			if err != nil {
-				return c, fmt.Errorf("round %d, %s: %w", i+1, name, err)
+			rep, runErr := Run(ctx, run, progress)
+			if runErr != nil {
+				err = fmt.Errorf("round %d, %s: %w", i+1, name, runErr)
+				break rounds
 			}
 			if b {
 				c.Baseline = append(c.Baseline, rep)
 			} else {
 				c.Agentstream = append(c.Agentstream, rep)
 			}
-			if err := ctx.Err(); err != nil {
-				return c, err
+			for _, n := range rep.Notes {
+				c.Notes = append(c.Notes, fmt.Sprintf("round %d, %s: %s", i+1, name, n))
+			}
+			if rep.DurationCapReached {
+				c.Notes = append(c.Notes, fmt.Sprintf("round %d, %s: cut by the duration cap", i+1, name))
+			}
+			if ctx.Err() != nil {
+				c.Notes = append(c.Notes, fmt.Sprintf("interrupted in round %d of %d: the figures are of the %d round(s) completed", i+1, rounds, i))
+				break rounds
 			}
 		}
+		c.Rounds = i + 1
 	}
-	c.figures()
-	return c, nil
+	figs, notes := figures(c.Agentstream[:c.Rounds], c.Baseline[:c.Rounds])
+	c.Figures, c.Notes = figs, append(c.Notes, notes...)
+	return c, err
 }
 
 // measure reads one figure off a report; ok is false when the report
@@ -109,7 +133,7 @@ var measures = []measure{
 		return d.P99, d.Valid
 	}},
 	{"server CPU per token", "µs", true, func(r *Report) (float64, bool) {
-		if r.ServerProcess == nil {
+		if r.ServerProcess == nil || r.Server.Tokens == 0 {
 			return 0, false
 		}
 		return r.ServerProcess.CPUPerTokenUS, true
@@ -130,33 +154,38 @@ var measures = []measure{
 	}},
 }
 
-// figures fills in c.Figures from the reports; a measure some report
-// lacks is left out, with a note.
-func (c *Comparison) figures() {
-	c.Figures = nil
+// figures compares the reports of complete rounds, measure by measure;
+// a measure some report lacks is left out, with a note.
+func figures(agentstream, baseline []Report) ([]Figure, []string) {
+	if len(agentstream) == 0 || len(baseline) == 0 {
+		return nil, nil
+	}
+	var figs []Figure
+	var notes []string
 	for _, m := range measures {
 		f := Figure{Name: m.name, Unit: m.unit}
 		ok := true
 		for _, reps := range []struct {
 			in  []Report
 			out *[]float64
-		}{{c.Agentstream, &f.Agentstream}, {c.Baseline, &f.Baseline}} {
+		}{{agentstream, &f.Agentstream}, {baseline, &f.Baseline}} {
 			for i := range reps.in {
 				v, has := m.get(&reps.in[i])
 				ok = ok && has
 				*reps.out = append(*reps.out, v)
 			}
 		}
-		if !ok || len(f.Agentstream) == 0 || len(f.Baseline) == 0 {
-			c.Notes = append(c.Notes, fmt.Sprintf("%s: not measured in every run", m.name))
+		if !ok {
+			notes = append(notes, fmt.Sprintf("%s: not measured in every run", m.name))
 			continue
 		}
 		f.AgentstreamMedian, f.BaselineMedian = median(f.Agentstream), median(f.Baseline)
 		if m.scales && f.BaselineMedian > 0 {
 			f.Ratio = f.AgentstreamMedian / f.BaselineMedian
 		}
-		c.Figures = append(c.Figures, f)
+		figs = append(figs, f)
 	}
+	return figs, notes
 }
 
 // median of vs (not empty); with an even count, the mean of the middle two.
@@ -179,19 +208,20 @@ func (c *Comparison) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "agentstream bench --compare: %d streams × %d run(s), %d tokens every %s, ramp %s; %d round(s), each agentstream then the baseline relay\n\n",
 			s.Streams, s.RunsPerClient, s.Tokens, fmtMS(s.PaceMS), fmtMS(s.RampMS), c.Rounds)
 	}
-	const row = "%-46s %-32s %-34s %s\n"
-	fmt.Fprintf(&b, row, "figure", "agentstream (rounds → median)", "baseline relay (rounds → median)", "ratio")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "figure\tagentstream (rounds → median)\tbaseline relay (rounds → median)\tratio")
 	for _, f := range c.Figures {
 		ratio := ""
-		if f.Ratio > 0 {
+		if f.Ratio != 0 {
 			ratio = fmt.Sprintf("%.2f×", f.Ratio)
 		}
 		name := f.Name
 		if f.Unit != "" {
 			name += " (" + f.Unit + ")"
 		}
-		fmt.Fprintf(&b, row, name, rounds(f.Agentstream, f.AgentstreamMedian, f.Unit), rounds(f.Baseline, f.BaselineMedian, f.Unit), ratio)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, cell(f.Agentstream, f.AgentstreamMedian, f.Unit), cell(f.Baseline, f.BaselineMedian, f.Unit), ratio)
 	}
+	_ = tw.Flush() // into a strings.Builder: cannot fail
 	for _, n := range c.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
@@ -199,7 +229,8 @@ func (c *Comparison) WriteTable(w io.Writer) error {
 	return err
 }
 
-func rounds(vs []float64, med float64, unit string) string {
+// cell is one figure's rounds and, when there are several, their median.
+func cell(vs []float64, med float64, unit string) string {
 	parts := make([]string, len(vs))
 	for i, v := range vs {
 		parts[i] = num(v, unit)
@@ -210,12 +241,12 @@ func rounds(vs []float64, med float64, unit string) string {
 	return strings.Join(parts, ", ") + " → " + num(med, unit)
 }
 
-// num prints a figure: a count (no unit) whole, a measure with two
-// decimals below 10 and one above.
+// num prints a figure: a count (no unit) whole unless it is a median
+// between two counts, a measure with two decimals below 10 and one above.
 func num(v float64, unit string) string {
 	switch {
-	case unit == "":
-		return fmt.Sprintf("%.0f", v)
+	case unit == "" && v == float64(int64(v)):
+		return fmt.Sprintf("%d", int64(v))
 	case v > -10 && v < 10:
 		return fmt.Sprintf("%.2f", v)
 	}

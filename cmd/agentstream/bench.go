@@ -37,8 +37,8 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --url, the server's pid, to measure its CPU and memory")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "load a bare net/http relay of the simulator (agentstream bench relay) instead of agentstream: the floor to compare with")
-	compare := fs.Int("compare", 0, "run the load N times against agentstream and N times against the bare relay, alternately, and compare them (0: once, against agentstream or --baseline)")
-	jsonFile := fs.String("json", "", "write the report as JSON to this file")
+	compare := fs.Int("compare", 0, "run the load `N` times against agentstream and N times against the bare relay, alternately, and compare them (native endpoint, no --url, --stalled or --baseline; 0: one run)")
+	jsonFile := fs.String("json", "", "write the report (with --compare, every round's and the figures) as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -72,22 +72,33 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		_, _ = fmt.Fprintln(stderr, "agentstream bench: --streams, --tokens, --runs-per-client and --duration must be positive, --stalled not negative")
 		return 2
 	}
-	if *compare < 0 || (*compare > 0 && cfg.Baseline) {
-		_, _ = fmt.Fprintln(stderr, "agentstream bench: --compare takes a number of rounds, and runs the baseline itself (no --baseline)")
+	switch {
+	case *compare < 0:
+		_, _ = fmt.Fprintln(stderr, "agentstream bench: --compare must not be negative")
+		return 2
+	case *compare > 0 && cfg.Baseline:
+		_, _ = fmt.Fprintln(stderr, "agentstream bench: --compare runs the baseline relay itself: drop --baseline")
 		return 2
 	}
 	check := cfg
 	check.Baseline = check.Baseline || *compare > 0
 	if err := check.WithDefaults().Validate(); err != nil {
-		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
+		if *compare > 0 {
+			_, _ = fmt.Fprintf(stderr, "agentstream bench: --compare runs the baseline relay too: %v\n", err)
+		} else {
+			_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
+		}
 		return 2
 	}
 	var rep interface{ WriteTable(io.Writer) error }
 	var err error
+	// A comparison that failed in a later round still has the rounds
+	// before it to show.
+	partial := false
 	if *compare > 0 {
 		var c bench.Comparison
 		c, err = bench.Compare(ctx, cfg, *compare, stderr)
-		rep = &c
+		rep, partial = &c, c.Rounds > 0
 	} else {
 		var r bench.Report
 		r, err = bench.Run(ctx, cfg, stderr)
@@ -95,7 +106,9 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
-		return 1
+		if !partial {
+			return 1
+		}
 	}
 	if err := rep.WriteTable(stdout); err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream bench: %v\n", err)
@@ -110,6 +123,9 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			_, _ = fmt.Fprintf(stderr, "agentstream bench: writing the report: %v\n", err)
 			return 1
 		}
+	}
+	if err != nil {
+		return 1
 	}
 	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,13 +142,13 @@ func TestBenchBaseline(t *testing.T) {
 func TestBenchCompare(t *testing.T) {
 	t.Parallel()
 	var c bench.Comparison
-	table := benchProcess(t, &c, "--compare", "2", "--streams", "30", "--tokens", "10", "--pace", "20ms", "--ramp", "200ms")
+	table := benchProcess(t, &c, "--compare", "2", "--streams", "50", "--tokens", "20", "--pace", "20ms", "--ramp", "200ms")
 	if c.Rounds != 2 || len(c.Agentstream) != 2 || len(c.Baseline) != 2 || len(c.Notes) != 0 {
 		t.Fatalf("%d rounds, %d and %d reports, notes %q", c.Rounds, len(c.Agentstream), len(c.Baseline), c.Notes)
 	}
 	for i := range 2 {
-		checkReport(t, c.Agentstream[i], 30, 10)
-		checkReport(t, c.Baseline[i], 30, 10)
+		checkReport(t, c.Agentstream[i], 50, 20)
+		checkReport(t, c.Baseline[i], 50, 20)
 		if c.Agentstream[i].Settings.Baseline || !c.Baseline[i].Settings.Baseline {
 			t.Errorf("round %d: the agentstream report says baseline %v, the relay's %v", i, c.Agentstream[i].Settings.Baseline, c.Baseline[i].Settings.Baseline)
 		}
@@ -177,6 +178,62 @@ func TestBenchCompare(t *testing.T) {
 	}
 }
 
+// TestBenchCompareInterrupted ends a comparison in its second round: it
+// returns the first, with a note, and no error.
+func TestBenchCompareInterrupted(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The third server line is the second round's agentstream run, its
+	// load about to start.
+	progress := &cancelAt{cancel: cancel, marker: "bench: server http://", at: 3}
+	cfg := bench.Config{Streams: 20, Tokens: 20, Pace: 20 * time.Millisecond, Ramp: 100 * time.Millisecond, ServerBin: agentstreamBinary(t)}
+	c, err := bench.Compare(ctx, cfg, 2, progress)
+	if err != nil {
+		t.Fatalf("Compare: %v\nprogress:\n%s", err, progress.String())
+	}
+	if c.Rounds != 1 || len(c.Baseline) != 1 || len(c.Agentstream) != 2 || len(c.Figures) == 0 {
+		t.Fatalf("%d rounds, %d and %d reports, %d figures", c.Rounds, len(c.Agentstream), len(c.Baseline), len(c.Figures))
+	}
+	for _, f := range c.Figures {
+		if len(f.Agentstream) != 1 || len(f.Baseline) != 1 {
+			t.Errorf("figure %q is of %d and %d runs, want the one complete round", f.Name, len(f.Agentstream), len(f.Baseline))
+		}
+	}
+	notes := strings.Join(c.Notes, "\n")
+	if !strings.Contains(notes, "interrupted in round 2 of 2: the figures are of the 1 round(s) completed") ||
+		!strings.Contains(notes, "round 2, agentstream: interrupted before every client was done") {
+		t.Errorf("notes:\n%s", notes)
+	}
+}
+
+// cancelAt is a progress writer that cancels when marker has been
+// written at times.
+type cancelAt struct {
+	cancel context.CancelFunc
+	marker string
+	at     int
+
+	mu   sync.Mutex
+	buf  strings.Builder
+	seen int
+}
+
+func (w *cancelAt) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen += strings.Count(string(p), w.marker); w.seen >= w.at {
+		w.cancel()
+	}
+	return w.buf.Write(p)
+}
+
+func (w *cancelAt) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
 func TestBenchSeed(t *testing.T) {
 	t.Parallel()
 	rep, table := runBench(t, "--streams", "50", "--tokens", "20", "--pace", "20ms", "--ramp", "200ms", "--endpoint", "seed", "--stalled", "3")
@@ -202,10 +259,11 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--baseline", "--endpoint", "seed"}, "the baseline relay is started by the bench"},
 		{[]string{"--baseline", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "the baseline relay is started by the bench"},
-		{[]string{"--compare", "-1"}, "--compare takes a number of rounds"},
-		{[]string{"--compare", "1", "--baseline"}, "no --baseline"},
-		{[]string{"--compare", "1", "--endpoint", "seed"}, "the baseline relay is started by the bench"},
-		{[]string{"--compare", "1", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "the baseline relay is started by the bench"},
+		{[]string{"--compare", "-1"}, "--compare must not be negative"},
+		{[]string{"--compare", "1", "--baseline"}, "--compare runs the baseline relay itself: drop --baseline"},
+		{[]string{"--compare", "1", "--endpoint", "seed"}, "--compare runs the baseline relay too: the baseline relay is started by the bench"},
+		{[]string{"--compare", "1", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "--compare runs the baseline relay too"},
+		{[]string{"--compare", "1", "--stalled", "2"}, "--compare runs the baseline relay too"},
 		{[]string{"relay"}, "give --model-url"},
 		{[]string{"relay", "--model-url", "http://127.0.0.1:1/v1", "x"}, "give --model-url, and no arguments"},
 	} {
