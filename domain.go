@@ -126,6 +126,10 @@ type Run struct {
 	CreatedAt  time.Time      `json:"created_at"`
 	StartedAt  *time.Time     `json:"started_at,omitempty"`
 	FinishedAt *time.Time     `json:"finished_at,omitempty"`
+	// EndSeq is the Seq of the run's terminal event in its event log,
+	// recorded with the run's end so that an end rebuilt from the store
+	// has the id the log gave it; 0 while not known.
+	EndSeq int64 `json:"-"`
 	// Owner is the instance running the run and LeaseUntil how long its
 	// claim holds; both are empty outside a running run.
 	Owner      string     `json:"-"`

@@ -36,8 +36,8 @@ type Store interface {
 	// ErrNotFound for an unknown run; ErrConflict when the run has ended.
 	CheckpointRun(ctx context.Context, runID string, msgs []Message) error
 	// FinishRun saves the run's outcome in one transaction: msgs are saved
-	// as in CheckpointRun, then run's Status, Error, Usage and FinishedAt
-	// are written, and Owner and LeaseUntil cleared. run.Status must be
+	// as in CheckpointRun, then run's Status, Error, Usage, FinishedAt and
+	// EndSeq (0: not known) are written, and Owner and LeaseUntil cleared. run.Status must be
 	// terminal. ErrNotFound for an unknown run; ErrConflict when the stored
 	// run is already terminal (then nothing is written).
 	FinishRun(ctx context.Context, run Run, msgs []Message) error
@@ -59,6 +59,14 @@ type Store interface {
 	InterruptExpiredRuns(ctx context.Context, at time.Time, e ErrorInfo) ([]Run, error)
 	// GetRun returns the run when it exists and belongs to userID.
 	GetRun(ctx context.Context, userID, runID string) (Run, error)
+	// SetEndSeq records the seq of an ended run's terminal event when none
+	// is recorded yet (FinishRun records it with the run's end; a run
+	// interrupted by InterruptRuns or InterruptExpiredRuns has none until
+	// its terminal event is appended, or a reader fixes it), and returns
+	// the seq recorded, this one or an earlier one: the first to record
+	// wins, so every reader gives the terminal event the same id.
+	// ErrNotFound for an unknown run; ErrConflict when it has not ended.
+	SetEndSeq(ctx context.Context, runID string, seq int64) (int64, error)
 
 	// Ping checks the store can be reached.
 	Ping(ctx context.Context) error
@@ -69,11 +77,21 @@ type Store interface {
 // EventLog holds the events of each run, in order, for any number of
 // readers that each keep their own position. Implementations are safe for
 // concurrent use.
+//
+// An event's Seq is its id for ever: every reader, on every instance,
+// reads the same event under the same Seq, also after the instance that
+// appended it died. A log shared by instances hands an event to readers,
+// its own included, only once the shared store holds it.
 type EventLog interface {
 	// Append adds events to the end of the run's log, creating the log on
 	// first use, assigns their Seq (1, 2, 3… without gaps) and returns the
-	// Seq of the last one. Once a terminal event is appended the log is
-	// closed: a later Append fails with ErrConflict.
+	// Seq of the last one. When events[0].Seq is not 0 it is the Seq the
+	// caller expects the first event to get: if the log's next Seq is
+	// another, nothing is appended and Append fails with ErrConflict (the
+	// terminal event goes where the store says it is). Once a terminal
+	// event is appended the log is closed: a later Append fails with
+	// ErrConflict. An Append of no events appends nothing and returns the
+	// Seq of the run's last event (0 for none).
 	Append(ctx context.Context, runID string, events ...Event) (int64, error)
 	// Read returns up to max events with Seq > after, oldest first. When
 	// there are none yet it waits until one is appended or ctx ends (then
@@ -84,6 +102,22 @@ type EventLog interface {
 	// ErrGone when the events after `after` were dropped to keep the log
 	// within its size caps.
 	Read(ctx context.Context, runID string, after int64, max int) (events []Event, end bool, err error)
+	// Bounds tells, without waiting, which events of the run's log a
+	// reader can have: ErrNotFound when the log does not exist, as for
+	// Read.
+	Bounds(ctx context.Context, runID string) (LogBounds, error)
+}
+
+// LogBounds is what a run's log holds, as readers see it.
+type LogBounds struct {
+	// First is the Seq of the first event still kept; a reader after
+	// First-1 or later can read on, one before gets ErrGone. Last+1 when
+	// no event is kept.
+	First int64
+	// Last is the Seq of the last event readers can read (0: none yet).
+	Last int64
+	// End is the Seq of the terminal event once appended, else 0.
+	End int64
 }
 
 // ModelRequest is one call to a chat model.

@@ -306,7 +306,13 @@ func argumentsJSON(s string) json.RawMessage {
 }
 
 // finish saves the run's outcome in one transaction, then appends the
-// terminal event: a client that sees it can trust the stored thread.
+// terminal event: a client that sees it can trust the stored thread. The
+// terminal event's id is decided first (right after the run's last event)
+// and saved with the outcome, so that an end rebuilt from the store later
+// carries the same id. A store that fails is retried until
+// FinalizeTimeout; past it the stream ends failed ("could not be saved")
+// and the outcome is saved in the background once the store is back, so
+// that the thread does not stay blocked by a run that is over.
 func (x *execution) finish(runCtx context.Context, err error) {
 	r := x.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), r.cfg.FinalizeTimeout)
@@ -318,7 +324,12 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	if x.run.Error != nil {
 		r.logger.Info("run ended", "run_id", x.run.ID, "status", x.run.Status, "code", x.run.Error.Code, "err", err)
 	}
-	serr := r.store.FinishRun(ctx, x.run, x.msgs)
+	if last, err := r.log.Append(ctx, x.run.ID); err == nil {
+		x.run.EndSeq = last + 1
+	} else {
+		r.logger.Warn("reading a run's last event id", "run_id", x.run.ID, "err", err)
+	}
+	serr := r.saveEnd(ctx, x.run, x.msgs)
 	// The thread's messages are now the history this run started from and
 	// the messages it saved; the next run here starts from them.
 	if serr == nil && x.history != nil && !x.checkpointFailed.Load() {
@@ -334,14 +345,69 @@ func (x *execution) finish(runCtx context.Context, err error) {
 		r.forget(x.run)
 		return
 	case serr != nil:
-		r.logger.Error("saving a finished run", "run_id", x.run.ID, "err", serr)
+		r.logger.Error("saving a finished run; it is saved as failed once the store is back", "run_id", x.run.ID, "err", serr)
 		x.run.Status = agentstream.RunFailed
 		x.run.Error = &agentstream.ErrorInfo{Code: agentstream.CodeInternal, Message: "the run's result could not be saved"}
+		r.saveLater(x.run, x.msgs)
 	}
-	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.TerminalEventFor(x.run.Status), agentstream.RunEndData{
+	end := agentstream.NewEvent(agentstream.TerminalEventFor(x.run.Status), agentstream.RunEndData{
 		RunID: x.run.ID, Status: x.run.Status, Usage: x.run.Usage, Error: x.run.Error,
-	}))
+	})
+	end.Seq = x.run.EndSeq
+	r.appendEvents(ctx, x.run.ID, end)
 	r.forget(x.run)
+}
+
+// saveEnd saves a run's outcome, trying again while the store fails (not
+// for a conflict, an answer) until ctx ends.
+func (r *Runner) saveEnd(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := r.store.FinishRun(ctx, run, msgs)
+		if err == nil || errors.Is(err, agentstream.ErrConflict) || errors.Is(err, agentstream.ErrNotFound) ||
+			errors.Is(err, agentstream.ErrInvalid) {
+			return err
+		}
+		r.logger.Warn("saving a finished run failed; trying again", "run_id", run.ID, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-r.base.Done():
+			// Shutdown's deadline passed: no more waiting here (saveLater
+			// goes on while Shutdown lets it).
+			t.Stop()
+			return err
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// saveLater saves, in the background, the end of a run whose FinishRun
+// failed for longer than FinalizeTimeout, as soon as the store takes it,
+// until Shutdown gives up on it (then the next start, or the run's lease
+// running out, ends it as interrupted).
+func (r *Runner) saveLater(run agentstream.Run, msgs []agentstream.Message) {
+	r.unsaved.Add(1)
+	go func() {
+		defer r.unsaved.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-r.stopUnsaved:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if err := r.saveEnd(ctx, run, msgs); err != nil && !errors.Is(err, agentstream.ErrConflict) {
+			r.logger.Error("a finished run could not be saved before shutdown", "run_id", run.ID, "err", err)
+			return
+		}
+		r.logger.Info("a finished run whose save had failed is saved", "run_id", run.ID, "status", run.Status)
+	}()
 }
 
 // forget drops an ended run from the runner's books.

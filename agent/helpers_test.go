@@ -162,6 +162,8 @@ type setup struct {
 	script func(int, agentstream.ModelRequest) turn
 	// wrap, when set, wraps the store the runner uses.
 	wrap func(agentstream.Store) agentstream.Store
+	// wrapLog, when set, wraps the event log the runner uses.
+	wrapLog func(agentstream.EventLog) agentstream.EventLog
 }
 
 // harness is a Runner on a real SQLite store and a real in-process log,
@@ -199,7 +201,11 @@ func newHarness(t testing.TB, s setup) *harness {
 		store = s.wrap(db)
 	}
 	h := &harness{t: t, db: db, log: memlog.New(memlog.Options{}), model: &fakeModel{script: s.script}}
-	h.r, err = New(s.cfg, Deps{Store: store, Log: h.log, Model: h.model, Agents: s.agents, Tools: toolMap})
+	var log agentstream.EventLog = h.log
+	if s.wrapLog != nil {
+		log = s.wrapLog(h.log)
+	}
+	h.r, err = New(s.cfg, Deps{Store: store, Log: log, Model: h.model, Agents: s.agents, Tools: toolMap})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -285,7 +285,9 @@ func TestHistoryNotKept(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, setup{wrap: tc.wrap, tools: []agentstream.Tool{echo}, script: toolTurn})
+			// A failing FinishRun is retried for FinalizeTimeout.
+			h := newHarness(t, setup{wrap: tc.wrap, tools: []agentstream.Tool{echo}, script: toolTurn,
+				cfg: Config{FinalizeTimeout: 200 * time.Millisecond}})
 			th := h.thread(nil)
 			run := h.start(th, "one")
 			h.events(run.ID)

@@ -93,9 +93,26 @@ func (r *Runner) SweepExpired(ctx context.Context) int {
 	}
 	for _, run := range runs {
 		r.logger.Warn("a run's lease ran out: marked interrupted", "run_id", run.ID)
-		r.appendEvents(context.WithoutCancel(ctx), run.ID, agentstream.NewEvent(agentstream.EventRunInterrupted, agentstream.RunEndData{
-			RunID: run.ID, Status: run.Status, Usage: run.Usage, Error: run.Error,
-		}))
+		r.endInterrupted(context.WithoutCancel(ctx), run)
 	}
 	return len(runs)
+}
+
+// endInterrupted appends the terminal event of a run the store ended
+// without its owner (its lease ran out), after the last event the log
+// holds: the events of the dead owner that never reached the log were
+// never read by anyone, so this id denotes nothing else, anywhere. Its id
+// is then recorded in the store, for ends rebuilt from it. When the log
+// cannot take it, readers rebuild the end from the store.
+func (r *Runner) endInterrupted(ctx context.Context, run agentstream.Run) {
+	seq, err := r.log.Append(ctx, run.ID, agentstream.NewEvent(agentstream.EventRunInterrupted, agentstream.RunEndData{
+		RunID: run.ID, Status: run.Status, Usage: run.Usage, Error: run.Error,
+	}))
+	if err != nil {
+		r.logger.Warn("appending the terminal event of a run whose lease ran out", "run_id", run.ID, "err", err)
+		return
+	}
+	if _, err := r.store.SetEndSeq(ctx, run.ID, seq); err != nil {
+		r.logger.Warn("recording the terminal event's id of a run whose lease ran out", "run_id", run.ID, "err", err)
+	}
 }

@@ -118,6 +118,12 @@ type Runner struct {
 	base      context.Context
 	interrupt context.CancelCauseFunc
 
+	// unsaved counts the ends being saved in the background (saveLater);
+	// stopUnsaved, closed by Shutdown, stops them.
+	unsaved     sync.WaitGroup
+	stopUnsaved chan struct{}
+	stopOnce    sync.Once
+
 	// stopLeases ends the lease loop (Owner set), which closes leasesDone.
 	stopLeases chan struct{}
 	leasesDone chan struct{}
@@ -207,11 +213,12 @@ func New(cfg Config, d Deps) (*Runner, error) {
 	r := &Runner{
 		cfg: cfg, store: d.Store, log: d.Log, model: d.Model, tools: d.Tools,
 		logger: d.Logger, now: d.Now,
-		agents:    make(map[string]*compiledAgent, len(d.Agents)),
-		pool:      newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
-		active:    make(map[string]context.CancelCauseFunc),
-		threads:   make(map[string]*threadRun),
-		histories: newHistories(),
+		agents:      make(map[string]*compiledAgent, len(d.Agents)),
+		pool:        newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
+		active:      make(map[string]context.CancelCauseFunc),
+		threads:     make(map[string]*threadRun),
+		histories:   newHistories(),
+		stopUnsaved: make(chan struct{}),
 	}
 	r.base, r.interrupt = context.WithCancelCause(context.Background())
 	if r.logger == nil {
@@ -464,9 +471,15 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		release()
 		return agentstream.Run{}, err
 	}
-	r.appendEvents(ctx, run.ID, agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{
+	// A run whose first event cannot reach the log is refused: its readers
+	// would get a log without its head. The question stays saved, with
+	// the run ended failed.
+	if _, err := r.log.Append(ctx, run.ID, agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{
 		RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent, Status: run.Status,
-	}))
+	})); err != nil {
+		release()
+		return agentstream.Run{}, r.refuseUnlogged(ctx, run, err)
+	}
 
 	execCtx, cancel := context.WithCancelCause(r.base)
 	r.mu.Lock()
@@ -518,6 +531,23 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	return run, nil
 }
 
+// refuseUnlogged ends a run whose run.created the log refused, as failed,
+// and returns the error Start reports: the event log is unavailable.
+func (r *Runner) refuseUnlogged(ctx context.Context, run agentstream.Run, cause error) error {
+	r.logger.Error("the event log refused a new run's first event; the run is refused", "run_id", run.ID, "err", cause)
+	now := r.now().UTC()
+	e := agentstream.Wrap(agentstream.CodeUnavailable, cause, "the event log is unavailable; try again shortly")
+	run.Status, run.Error, run.FinishedAt = agentstream.RunFailed, e.Info(), &now
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FinalizeTimeout)
+	defer cancel()
+	if err := r.store.FinishRun(ctx, run, nil); err != nil {
+		// The thread stays blocked until the run is ended: by the next
+		// start (one instance) or by its lease running out.
+		r.logger.Error("ending a refused run", "run_id", run.ID, "err", err)
+	}
+	return e
+}
+
 // Cancel stops a run that is queued or running: the model call and tools
 // are aborted, the partial answer is saved and the run ends cancelled.
 // It reports whether the run was active here.
@@ -551,14 +581,29 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	go func() { r.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		r.endUnsaved(ctx)
 		r.endLeases()
 		return nil
 	case <-ctx.Done():
 	}
 	r.interrupt(errInterrupted)
 	<-done
+	r.endUnsaved(ctx)
 	r.endLeases()
 	return ctx.Err()
+}
+
+// endUnsaved lets the ends being saved in the background finish until ctx
+// ends, then stops them.
+func (r *Runner) endUnsaved(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { r.unsaved.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	r.stopOnce.Do(func() { close(r.stopUnsaved) })
+	<-done
 }
 
 // Draining reports whether Shutdown has begun: the runner takes no runs.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -453,9 +454,10 @@ func TestStoreFailures(t *testing.T) {
 
 	t.Run("FinishRun fails", func(t *testing.T) {
 		t.Parallel()
+		// A failing FinishRun is retried for FinalizeTimeout.
 		h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store {
 			return failingStore{Store: s, finishErr: errors.New("disk full")}
-		}})
+		}, cfg: Config{FinalizeTimeout: 200 * time.Millisecond}})
 		run := h.start(h.thread(nil), "hi")
 		evs := h.events(run.ID)
 		e := end(t, evs, agentstream.EventRunFailed)
@@ -541,5 +543,117 @@ func TestContextMerge(t *testing.T) {
 	}
 	if !reflect.DeepEqual(threadCtx, map[string]any{"a": "thread-a", "b": "thread-b"}) {
 		t.Fatalf("the thread's context was changed: %v", threadCtx)
+	}
+}
+
+// outageStore fails FinishRun while down is set, as a store that cannot be
+// reached, and counts the calls.
+type outageStore struct {
+	agentstream.Store
+	down  *atomic.Bool
+	calls *atomic.Int64
+}
+
+func (s outageStore) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
+	s.calls.Add(1)
+	if s.down.Load() {
+		return agentstream.Errorf(agentstream.CodeUnavailable, "the store cannot be reached")
+	}
+	return s.Store.FinishRun(ctx, run, msgs)
+}
+
+// TestFinishRetried: a store that fails at a run's end for less than
+// FinalizeTimeout delays the terminal event until the outcome is saved: the
+// run ends as it would have.
+func TestFinishRetried(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	var calls atomic.Int64
+	down.Store(true)
+	h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store {
+		return outageStore{Store: s, down: &down, calls: &calls}
+	}, cfg: Config{FinalizeTimeout: time.Minute}})
+	run := h.start(h.thread(nil), "hi")
+	eventually(t, "FinishRun to be tried again", func() bool { return calls.Load() >= 3 })
+	down.Store(false)
+	evs := h.events(run.ID)
+	e := end(t, evs, agentstream.EventRunCompleted)
+	if e.Error != nil {
+		t.Fatalf("terminal event %+v", e)
+	}
+	stored, err := h.db.GetRun(context.Background(), "u1", run.ID)
+	if err != nil || stored.Status != agentstream.RunCompleted || stored.EndSeq != evs[len(evs)-1].Seq {
+		t.Fatalf("stored run: %+v, %v; want completed, ending at %d", stored, err, evs[len(evs)-1].Seq)
+	}
+}
+
+// TestFinishSavedLater: a store down for longer than FinalizeTimeout at a
+// run's end: the stream ends failed, and once the store is back the run is
+// saved as failed with its answer, so that the thread takes runs again.
+func TestFinishSavedLater(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	var calls atomic.Int64
+	down.Store(true)
+	h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store {
+		return outageStore{Store: s, down: &down, calls: &calls}
+	}, cfg: Config{FinalizeTimeout: 300 * time.Millisecond}})
+	th := h.thread(nil)
+	run := h.start(th, "hi")
+	evs := h.events(run.ID)
+	e := end(t, evs, agentstream.EventRunFailed)
+	if e.Error == nil || !strings.Contains(e.Error.Message, "could not be saved") {
+		t.Fatalf("terminal event %+v", e)
+	}
+	if stored, _ := h.db.GetRun(context.Background(), "u1", run.ID); stored.Status != agentstream.RunRunning {
+		t.Fatalf("stored run while the store is down: %s, want still running", stored.Status)
+	}
+	down.Store(false)
+	eventually(t, "the run to be saved once the store is back", func() bool {
+		stored, err := h.db.GetRun(context.Background(), "u1", run.ID)
+		return err == nil && stored.Status == agentstream.RunFailed
+	})
+	stored, _ := h.db.GetRun(context.Background(), "u1", run.ID)
+	if stored.EndSeq != evs[len(evs)-1].Seq || stored.Error == nil || !strings.Contains(stored.Error.Message, "could not be saved") {
+		t.Fatalf("saved run %+v: want failed as streamed, ending at %d", stored, evs[len(evs)-1].Seq)
+	}
+	msgs, err := h.db.ListMessages(context.Background(), th.ID)
+	if err != nil || len(msgs) != 2 || msgs[1].Role != agentstream.RoleAssistant {
+		t.Fatalf("messages after the late save: %+v, %v; want the question and the answer", msgs, err)
+	}
+	// The thread is free again.
+	h.start(th, "again")
+}
+
+// downLog refuses every append, as an event log that cannot be reached.
+type downLog struct{ agentstream.EventLog }
+
+func (downLog) Append(context.Context, string, ...agentstream.Event) (int64, error) {
+	return 0, agentstream.Errorf(agentstream.CodeUnavailable, "redis is down")
+}
+
+// TestStartRefusedWithoutLog: a run whose run.created the log refuses is
+// refused with CodeUnavailable, never started with a log missing its head;
+// its question stays saved, the run ended failed, the thread free.
+func TestStartRefusedWithoutLog(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	h := newHarness(t, setup{wrapLog: func(l agentstream.EventLog) agentstream.EventLog { return downLog{l} },
+		script: func(int, agentstream.ModelRequest) turn { calls.Add(1); return turn{text: []string{"never"}} }})
+	th := h.thread(nil)
+	_, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: th.UserID, Input: "hi"})
+	if agentstream.CodeOf(err) != agentstream.CodeUnavailable {
+		t.Fatalf("Start with the log down: %v, want CodeUnavailable", err)
+	}
+	msgs, err := h.db.ListMessages(context.Background(), th.ID)
+	if err != nil || len(msgs) != 1 || msgs[0].Content != "hi" {
+		t.Fatalf("messages: %+v, %v; want the question", msgs, err)
+	}
+	run, err := h.db.GetRun(context.Background(), th.UserID, msgs[0].RunID)
+	if err != nil || run.Status != agentstream.RunFailed || run.Error == nil || run.Error.Code != agentstream.CodeUnavailable {
+		t.Fatalf("the refused run: %+v, %v; want failed, unavailable", run, err)
+	}
+	if running, queued := h.r.Load(); running != 0 || queued != 0 || calls.Load() != 0 {
+		t.Fatalf("after the refusal: %d running, %d queued, %d model calls", running, queued, calls.Load())
 	}
 }

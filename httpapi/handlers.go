@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/agent"
@@ -230,16 +231,57 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, user string) 
 		s.writeError(w, r, err)
 		return
 	}
-	// A position the log no longer holds, on a run that has not ended, is
-	// a 410 before any stream starts (a finished run is answered from the
-	// store instead). The probe does not wait: its context is already done.
-	probe, cancel := context.WithCancel(r.Context())
-	cancel()
-	if _, _, err := s.log.Read(probe, run.ID, after, 1); errors.Is(err, agentstream.ErrGone) && !run.Status.Terminal() {
-		s.writeError(w, r, err)
+	if !s.checkPosition(w, r, run, after) {
 		return
 	}
 	s.streamRun(w, r, run, after, nativeEncoder{})
+}
+
+// checkPosition answers, before any stream starts, a reader whose
+// position cannot be streamed from, and reports whether the stream may
+// start. Event ids belong to the run, whichever backend holds its log and
+// whether or not it still holds it:
+//   - at or past the terminal event: 204 No Content, which stops an
+//     EventSource (nothing more will ever come);
+//   - past the last event of a run that goes on: 400;
+//   - before the first event kept, of a run that goes on: 410 (the
+//     thread's messages have the rest); of a run that has ended, the
+//     stream starts and is its end rebuilt from the store.
+//
+// The log answers without waiting (Bounds).
+func (s *Server) checkPosition(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64) bool {
+	ctx := r.Context()
+	b, err := s.log.Bounds(ctx, run.ID)
+	switch {
+	case errors.Is(err, agentstream.ErrNotFound):
+		// No log (never made, evicted after its retention, or lost with
+		// Redis's data): a finished run's end comes from the store.
+		if run.Status.Terminal() {
+			if end, ok := s.endSeq(ctx, run, after); ok && after >= end {
+				w.WriteHeader(http.StatusNoContent)
+				return false
+			}
+		}
+		return true
+	case err != nil:
+		s.writeError(w, r, err)
+		return false
+	}
+	ended := b.End > 0 || run.Status.Terminal()
+	switch {
+	case b.End > 0 && after >= b.End, run.Status.Terminal() && run.EndSeq > 0 && after >= run.EndSeq:
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	case !ended && after > b.Last:
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest,
+			"event %d is past the run's last event, %d: resume from an id this run gave", after, b.Last))
+		return false
+	case !ended && after+1 < b.First:
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeGone,
+			"events before %d of run %s are no longer kept; read the thread's messages", b.First, run.ID))
+		return false
+	}
+	return true
 }
 
 // afterParam is the position a reader resumes from: the Last-Event-ID
@@ -281,30 +323,48 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, user string) 
 			return
 		}
 	}
-	// Wait, bounded, for the terminal event: it follows the final commit,
-	// so the run read next is the cancelled one.
-	ctx, cancel := context.WithTimeout(r.Context(), s.cancelWait)
-	defer cancel()
-	for after := int64(0); ; {
-		evs, end, err := s.log.Read(ctx, run.ID, after, readBatch)
-		if err != nil || end {
-			break
-		}
-		after = evs[len(evs)-1].Seq
-	}
-	if run, err = s.store.GetRun(r.Context(), user, run.ID); err != nil {
+	// Wait, bounded, for the run to end: for its terminal event (which
+	// follows the final commit) and the stored run.
+	ended, err := s.awaitEnd(r.Context(), run)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	// Not ended yet: the instance running it did not answer in time (it
-	// may have died; its lease running out ends the run). The request
-	// stands.
-	status := http.StatusOK
-	if !run.Status.Terminal() {
-		status = http.StatusAccepted
-	}
-	writeJSON(w, status, run)
+	writeJSON(w, http.StatusOK, ended)
 }
+
+// awaitEnd waits, at most cancelWait, until the store has the run ended,
+// and returns it. It checks the run's log, which tells at once when its
+// terminal event is appended, every cancelPoll, and the store then (or
+// every 20 checks: a terminal event can be lost).
+func (s *Server) awaitEnd(ctx context.Context, run agentstream.Run) (agentstream.Run, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cancelWait)
+	defer cancel()
+	tick := time.NewTicker(cancelPoll)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		if b, err := s.log.Bounds(ctx, run.ID); err == nil && b.End > 0 || i%20 == 0 {
+			stored, err := s.store.GetRun(ctx, run.UserID, run.ID)
+			if err == nil && stored.Status.Terminal() {
+				return stored, nil
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			if err := context.Cause(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				return agentstream.Run{}, agentstream.Wrap(agentstream.CodeCancelled, err, "the request ended before the run did")
+			}
+			// The instance running it did not end it in time (it may have
+			// died: its lease running out ends the run).
+			return agentstream.Run{}, agentstream.Errorf(agentstream.CodeUnavailable,
+				"the run was asked to stop but has not ended within %s; its server may be down, in which case it ends when its lease runs out; read it again shortly", s.cancelWait)
+		}
+	}
+}
+
+// cancelPoll is how often a cancel request checks whether the run ended.
+const cancelPoll = 25 * time.Millisecond
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
 	run, err := s.store.GetRun(r.Context(), user, r.PathValue("id"))

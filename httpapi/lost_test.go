@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -118,26 +119,51 @@ func TestLostTerminalEvent(t *testing.T) {
 	if err := f.store.FinishRun(t.Context(), ended, []agentstream.Message{answer}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(f.url + "/v1/runs/" + run.ID + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var evs []sse.Event
-	r := sse.NewReader(resp.Body)
-	for {
-		ev, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	readAll := func(header string) (int, []sse.Event) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, f.url+"/v1/runs/"+run.ID+"/events", nil)
+		if header != "" {
+			req.Header.Set("Last-Event-ID", header)
 		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs = append(evs, ev)
+		defer func() { _ = resp.Body.Close() }()
+		var evs []sse.Event
+		r := sse.NewReader(resp.Body)
+		for {
+			ev, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, ev)
+		}
+		return resp.StatusCode, evs
 	}
-	if len(evs) != 5 || evs[3].Type != string(agentstream.EventMessageCompleted) || evs[3].ID != "4" ||
-		evs[4].Type != string(agentstream.EventRunInterrupted) || evs[4].ID != "5" {
+	// The rebuilt end: the answer without an id of its own (an EventSource
+	// keeps the last one, 3), then the terminal event right after the last
+	// event the log holds.
+	_, evs := readAll("")
+	if len(evs) != 5 || evs[3].Type != string(agentstream.EventMessageCompleted) || evs[3].ID != "3" ||
+		evs[4].Type != string(agentstream.EventRunInterrupted) || evs[4].ID != "4" {
 		t.Fatalf("stream of a run whose end was lost: %+v", evs)
+	}
+	// That id is the run's, not the reader's: recorded, it is every
+	// reader's, and a reader at it gets 204.
+	if stored, err := f.store.GetRun(t.Context(), LocalUser, run.ID); err != nil || stored.EndSeq != 4 {
+		t.Fatalf("stored end seq: %+v, %v; want 4", stored, err)
+	}
+	if status, evs := readAll("1"); status != http.StatusOK || len(evs) < 2 || evs[len(evs)-1].ID != "4" {
+		t.Fatalf("reader after 1: %d %+v; want the end at id 4", status, evs)
+	}
+	for _, pos := range []string{"4", "9"} {
+		if status, evs := readAll(pos); status != http.StatusNoContent || len(evs) != 0 {
+			t.Fatalf("reader at %s, at or past the end: %d %+v; want 204", pos, status, evs)
+		}
 	}
 
 	// The run still going: heartbeats only, for many intervals.
@@ -157,7 +183,7 @@ func TestLostTerminalEvent(t *testing.T) {
 
 // TestRemoteCancel: cancelling a run that runs on another instance asks
 // the others (RemoteCancel) and answers with the ended run; when nobody
-// ends it in time, 202 with the run as it stands.
+// ends it in time, 503 saying so (never the run still running).
 func TestRemoteCancel(t *testing.T) {
 	t.Parallel()
 	var (
@@ -206,9 +232,9 @@ func TestRemoteCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("cancel of a run nobody ends: status %d, want 202", resp.StatusCode)
+	if e := readError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || e.Code != agentstream.CodeUnavailable ||
+		!strings.Contains(e.Message, "has not ended") {
+		t.Fatalf("cancel of a run nobody ends: status %d %+v, want 503 saying it has not ended", resp.StatusCode, e)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -251,4 +277,15 @@ func TestReadyzStoreDown(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/readyz with the store up: %d", resp.StatusCode)
 	}
+}
+
+// readError decodes an error answer and closes its body.
+func readError(t testing.TB, resp *http.Response) agentstream.ErrorInfo {
+	t.Helper()
+	defer func() { _ = resp.Body.Close() }()
+	var body errorBody
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("error body: %v", err)
+	}
+	return body.Error
 }

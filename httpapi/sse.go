@@ -100,10 +100,28 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 				continue
 			case errors.Is(err, agentstream.ErrNotFound), errors.Is(err, agentstream.ErrGone):
 				sent, ok := s.endFromStore(ctx, out, enc, run, after)
-				if !ok {
-					s.logger.Warn("a run's events are gone and it has not ended", "run_id", run.ID, "err", err)
+				if ok {
+					return sent
 				}
-				return sent
+				if errors.Is(err, agentstream.ErrGone) {
+					// The reader fell behind what the log keeps: the
+					// stream ends, and resuming from here is a 410.
+					s.logger.Warn("a reader fell behind the events its run's log keeps", "run_id", run.ID, "err", err)
+					return false
+				}
+				// The run goes on without a log to read (Redis lost it; the
+				// run's next flush makes it again): wait a heartbeat,
+				// with a comment, and look again.
+				select {
+				case <-ctx.Done():
+					return false
+				case <-hb.ctx.Done():
+				}
+				hb.renew()
+				if enc.comments() && !out.send(append(buf[:0], ": heartbeat\n\n"...)) {
+					return false
+				}
+				continue
 			}
 			s.logger.Error("reading a run's events", "run_id", run.ID, "err", err)
 			return false
@@ -132,11 +150,13 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 }
 
 // endFromStore sends the end of a finished run rebuilt from the store
-// (storedEnd); ok is false, and nothing is sent, when the run has not ended.
+// (storedEnd) to a reader after `after`: nothing when the reader is at or
+// past its terminal event. ok is false, and nothing is sent, when the run
+// has not ended.
 func (s *Server) endFromStore(ctx context.Context, out *sseOut, enc encoder, run agentstream.Run, after int64) (sent, ok bool) {
 	evs, ok := s.storedEnd(ctx, run, after)
-	if !ok {
-		return false, false
+	if !ok || len(evs) == 0 {
+		return false, ok
 	}
 	var buf []byte
 	for _, ev := range evs {
@@ -147,12 +167,21 @@ func (s *Server) endFromStore(ctx context.Context, out *sseOut, enc encoder, run
 
 // storedEnd rebuilds the end of a finished run from the store, for a
 // reader whose events the log no longer holds: each assistant message of
-// the run as message.completed, then the terminal event, numbered on from
-// after. It reports false when the run has not ended.
+// the run as message.completed, without an id (the log's ids of those
+// events are not known here), then the terminal event with the id the
+// run's log gave it (Run.EndSeq). None when the reader is at or past that
+// id. It reports false when the run has not ended.
 func (s *Server) storedEnd(ctx context.Context, run agentstream.Run, after int64) ([]agentstream.Event, bool) {
 	run, err := s.store.GetRun(ctx, run.UserID, run.ID)
 	if err != nil || !run.Status.Terminal() {
 		return nil, false
+	}
+	end, ok := s.endSeq(ctx, run, after)
+	if !ok {
+		return nil, false
+	}
+	if after >= end {
+		return nil, true
 	}
 	msgs, err := s.store.ListMessages(ctx, run.ThreadID)
 	if err != nil {
@@ -166,14 +195,47 @@ func (s *Server) storedEnd(ctx context.Context, run agentstream.Run, after int64
 			}))
 		}
 	}
-	evs = append(evs, agentstream.NewEvent(agentstream.TerminalEventFor(run.Status), agentstream.RunEndData{
+	terminal := agentstream.NewEvent(agentstream.TerminalEventFor(run.Status), agentstream.RunEndData{
 		RunID: run.ID, Status: run.Status, Usage: run.Usage, Error: run.Error,
-	}))
-	for i := range evs {
-		evs[i].Seq = after + int64(i) + 1
-	}
-	return evs, true
+	})
+	terminal.Seq = end
+	return append(evs, terminal), true
 }
+
+// endSeq returns the id of an ended run's terminal event: the one stored
+// with its end, or, for a run that ended without one known, one recorded
+// now, which the first reader to record it fixes for every reader after:
+//   - when the run's log still holds its events (a run interrupted after
+//     its server died, whose terminal event could not be appended), right
+//     after the last of them: a log hands out only what it holds, so no
+//     reader has seen an id past it;
+//   - when the log is gone too (it died with a single server's process,
+//     or with Redis's data), lostLogGap past the reader's position: past
+//     any id another reader of the run can have seen, so every reader
+//     gets the terminal event and none has seen its id denote another.
+func (s *Server) endSeq(ctx context.Context, run agentstream.Run, after int64) (int64, bool) {
+	if run.EndSeq > 0 {
+		return run.EndSeq, true
+	}
+	next := after + lostLogGap
+	if b, err := s.log.Bounds(ctx, run.ID); err == nil {
+		if b.End > 0 {
+			return b.End, true
+		}
+		next = max(after, b.Last) + 1
+	}
+	end, err := s.store.SetEndSeq(ctx, run.ID, next)
+	if err != nil {
+		s.logger.Warn("recording the id of a run's terminal event", "run_id", run.ID, "err", err)
+		return 0, false
+	}
+	return end, true
+}
+
+// lostLogGap is how far past a reader's position the terminal event of a
+// run whose log and end id were both lost is put: more events than a run
+// streams (a million, each at least a token).
+const lostLogGap = 1 << 20
 
 // period is a context that ends after d, renewed for another d on demand.
 type period struct {
@@ -231,9 +293,14 @@ type nativeEncoder struct{}
 func (nativeEncoder) comments() bool { return true }
 
 func (nativeEncoder) encode(buf []byte, ev agentstream.Event) []byte {
-	buf = append(buf, "id: "...)
-	buf = strconv.AppendInt(buf, ev.Seq, 10)
-	buf = append(buf, "\nevent: "...)
+	// An event rebuilt from the store whose id is not known has none: an
+	// EventSource keeps the last id it had.
+	if ev.Seq > 0 {
+		buf = append(buf, "id: "...)
+		buf = strconv.AppendInt(buf, ev.Seq, 10)
+		buf = append(buf, '\n')
+	}
+	buf = append(buf, "event: "...)
 	buf = append(buf, ev.Type...)
 	buf = append(buf, "\ndata: "...)
 	buf = append(buf, ev.Data...)

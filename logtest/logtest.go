@@ -55,6 +55,13 @@ func Run(t *testing.T, newLog NewLog) {
 	t.Run("ReadersMidLog", func(t *testing.T) { t.Parallel(); testReadersMidLog(t, def(t)) })
 	t.Run("ConcurrentAppenders", func(t *testing.T) { t.Parallel(); testConcurrentAppenders(t, def(t)) })
 	t.Run("LargeEvents", func(t *testing.T) { t.Parallel(); testLargeEvents(t, def(t)) })
+	t.Run("Bounds", func(t *testing.T) { t.Parallel(); testBounds(t, def(t)) })
+	t.Run("AppendExpectedSeq", func(t *testing.T) { t.Parallel(); testAppendExpectedSeq(t, def(t)) })
+	t.Run("AppendNone", func(t *testing.T) { t.Parallel(); testAppendNone(t, def(t)) })
+	t.Run("BoundsTrimmed", func(t *testing.T) {
+		t.Parallel()
+		testBoundsTrimmed(t, newLog(t, Options{MaxRunBytes: runCap}))
+	})
 	t.Run("RunCap", func(t *testing.T) {
 		t.Parallel()
 		testRunCap(t, newLog(t, Options{MaxRunBytes: runCap}))
@@ -134,9 +141,18 @@ func testAppendAssignsSeq(t *testing.T, l agentstream.EventLog) {
 	if got := mustAppend(t, l, id, delta(2), delta(3), delta(4)); got != 4 {
 		t.Fatalf("batch append: seq %d, want 4", got)
 	}
-	evs, end := read(t, l, id, 0, 100)
-	if end || len(evs) != 4 {
-		t.Fatalf("read: %d events, end=%v; want 4, false", len(evs), end)
+	// A shared log hands events out once it holds them: read until all 4
+	// came.
+	var evs []agentstream.Event
+	for len(evs) < 4 {
+		got, end := read(t, l, id, int64(len(evs)), 100)
+		if end {
+			t.Fatalf("read after %d: end of a run without a terminal event", len(evs))
+		}
+		evs = append(evs, got...)
+	}
+	if len(evs) != 4 {
+		t.Fatalf("read: %d events; want 4", len(evs))
 	}
 	for i, ev := range evs {
 		if ev.Seq != int64(i+1) || ev.Type != agentstream.EventMessageDelta {
@@ -610,5 +626,127 @@ func testRetention(t *testing.T, l agentstream.EventLog, retention time.Duration
 	}
 	if _, _, err := l.Read(ctx, id, 3, 10); !errors.Is(err, agentstream.ErrNotFound) {
 		t.Fatalf("read at the end after the retention: %v, want ErrNotFound", err)
+	}
+}
+
+// caughtUp reads from after until it has read through seq.
+func caughtUp(t testing.TB, l agentstream.EventLog, id string, after, seq int64) {
+	t.Helper()
+	for after < seq {
+		evs, _ := read(t, l, id, after, 100)
+		for _, ev := range evs {
+			if ev.Seq != after+1 {
+				t.Fatalf("got seq %d after %d", ev.Seq, after)
+			}
+			after = ev.Seq
+		}
+	}
+}
+
+func bounds(t testing.TB, l agentstream.EventLog, id string) agentstream.LogBounds {
+	t.Helper()
+	b, err := l.Bounds(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Bounds: %v", err)
+	}
+	return b
+}
+
+// testBounds: Bounds tells what a reader can have, without waiting: the
+// events read so far at least, and the terminal event once appended.
+func testBounds(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	if _, err := l.Bounds(context.Background(), id); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("Bounds of an unknown run: %v, want ErrNotFound", err)
+	}
+	mustAppend(t, l, id, delta(1), delta(2), delta(3))
+	caughtUp(t, l, id, 0, 3)
+	if b := bounds(t, l, id); b != (agentstream.LogBounds{First: 1, Last: 3}) {
+		t.Fatalf("Bounds after 3 events: %+v, want first 1, last 3, no end", b)
+	}
+	if seq := mustAppend(t, l, id, done(id)); seq != 4 {
+		t.Fatalf("terminal event: seq %d, want 4", seq)
+	}
+	// The terminal event's Append returns once readers can have it.
+	if b := bounds(t, l, id); b != (agentstream.LogBounds{First: 1, Last: 4, End: 4}) {
+		t.Fatalf("Bounds after the terminal event: %+v, want first 1, last 4, end 4", b)
+	}
+	// Bounds does not wait, even on a log with nothing new.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := l.Bounds(ctx, id); err != nil {
+		t.Fatalf("Bounds: %v", err)
+	}
+}
+
+// testBoundsTrimmed: past the run's byte cap, First is the first event
+// kept: a read from before it gets ErrGone.
+func testBoundsTrimmed(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	var all []agentstream.Event
+	for i := 1; i <= 30; i++ {
+		ev := sized(i, 200)
+		all = append(all, ev)
+		mustAppend(t, l, id, ev)
+	}
+	all = append(all, done(id))
+	mustAppend(t, l, id, done(id))
+	first := firstKept(all, runCap)
+	b := bounds(t, l, id)
+	if b.First != first || b.Last != 31 || b.End != 31 {
+		t.Fatalf("Bounds: %+v, want first %d, last 31, end 31", b, first)
+	}
+	checkGone(t, l, id, first-2, first)
+}
+
+// testAppendExpectedSeq: an append whose first event names a seq other
+// than the log's next one appends nothing and fails with ErrConflict; one
+// that names the next seq appends as usual.
+func testAppendExpectedSeq(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	early := delta(1)
+	early.Seq = 2
+	if _, err := l.Append(context.Background(), id, early); !errors.Is(err, agentstream.ErrConflict) {
+		t.Fatalf("first append expecting seq 2: %v, want ErrConflict", err)
+	}
+	first := delta(1)
+	first.Seq = 1
+	if seq := mustAppend(t, l, id, first, delta(2)); seq != 2 {
+		t.Fatalf("append expecting seq 1: last seq %d, want 2", seq)
+	}
+	for _, want := range []int64{1, 2, 4, 9} {
+		end := done(id)
+		end.Seq = want
+		if _, err := l.Append(context.Background(), id, end); !errors.Is(err, agentstream.ErrConflict) {
+			t.Fatalf("terminal event expecting seq %d after 2: %v, want ErrConflict", want, err)
+		}
+	}
+	if last, err := l.Append(context.Background(), id); err != nil || last != 2 {
+		t.Fatalf("Append of no events after the refused ones: %d, %v; want 2", last, err)
+	}
+	end := done(id)
+	end.Seq = 3
+	if seq := mustAppend(t, l, id, end); seq != 3 {
+		t.Fatalf("terminal event expecting seq 3: %d", seq)
+	}
+	evs := readAll(t, l, id, 0, 10)
+	if len(evs) != 3 || evs[2].Type != agentstream.EventRunCompleted {
+		t.Fatalf("log after the refused appends: %d events, want the 2 deltas and the terminal event", len(evs))
+	}
+}
+
+// testAppendNone: an Append of no events returns the run's last seq (0 for
+// a run without a log) and creates nothing.
+func testAppendNone(t *testing.T, l agentstream.EventLog) {
+	id := runID()
+	if last, err := l.Append(context.Background(), id); err != nil || last != 0 {
+		t.Fatalf("Append of no events to an unknown run: %d, %v; want 0", last, err)
+	}
+	if _, err := l.Bounds(context.Background(), id); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("Bounds after an Append of no events: %v, want ErrNotFound (no log made)", err)
+	}
+	mustAppend(t, l, id, delta(1), delta(2))
+	if last, err := l.Append(context.Background(), id); err != nil || last != 2 {
+		t.Fatalf("Append of no events after 2: %d, %v; want 2", last, err)
 	}
 }

@@ -145,6 +145,14 @@ func (l *Log) get(runID string) *runLog {
 // past MaxRunBytes and enforces MaxTotalBytes before returning.
 func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Event) (int64, error) {
 	r := l.get(runID)
+	if len(events) == 0 {
+		if r == nil {
+			return 0, nil
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.first + int64(len(r.events)) - 1, nil
+	}
 	if r == nil {
 		l.mu.Lock()
 		if r = l.runs[runID]; r == nil {
@@ -167,10 +175,14 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 		}
 		terminal = ev.Type.Terminal()
 	}
+	seq := r.first + int64(len(r.events))
+	if want := events[0].Seq; want != 0 && want != seq {
+		r.mu.Unlock()
+		return 0, agentstream.Errorf(agentstream.CodeConflict, "run %s: the next event is %d, not %d", runID, seq, want)
+	}
 	if len(r.events)+len(events) > cap(r.events) {
 		r.move(len(events))
 	}
-	seq := r.first + int64(len(r.events))
 	var added int64
 	for _, ev := range events {
 		ev.Seq = seq
@@ -385,6 +397,21 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 			return nil, false, ctx.Err()
 		}
 	}
+}
+
+// Bounds implements agentstream.EventLog.
+func (l *Log) Bounds(_ context.Context, runID string) (agentstream.LogBounds, error) {
+	r := l.get(runID)
+	if r == nil {
+		return agentstream.LogBounds{}, agentstream.Errorf(agentstream.CodeNotFound, "no event log for run %s", runID)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := agentstream.LogBounds{First: r.first, Last: r.first + int64(len(r.events)) - 1}
+	if r.closed {
+		b.End = b.Last
+	}
+	return b, nil
 }
 
 // Stats returns how many runs' logs are held and the bytes of their

@@ -253,10 +253,10 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 			SQL: `
 				UPDATE runs SET status = $2, error_code = $3, error_message = $4,
 					input_tokens = $5, output_tokens = $6, finished_at = $7,
-					owner = '', lease_until = NULL
+					owner = '', lease_until = NULL, end_seq = $8
 				WHERE id = $1`,
 			Arguments: []any{run.ID, run.Status, errCode, errMessage,
-				run.Usage.InputTokens, run.Usage.OutputTokens, tsPtr(run.FinishedAt)},
+				run.Usage.InputTokens, run.Usage.OutputTokens, tsPtr(run.FinishedAt), nullSeq(run.EndSeq)},
 		})
 	})
 }
@@ -346,17 +346,56 @@ func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.R
 	return r, nil
 }
 
+// SetEndSeq records the seq of an ended run's terminal event unless one is
+// recorded, and returns the one recorded.
+func (s *Store) SetEndSeq(ctx context.Context, runID string, seq int64) (int64, error) {
+	if s.closed.Load() {
+		return 0, errClosed()
+	}
+	if seq <= 0 {
+		return 0, agentstream.Errorf(agentstream.CodeInvalidRequest, "end seq %d is not positive", seq)
+	}
+	var stored int64
+	err := s.pool.QueryRow(ctx, `
+		UPDATE runs SET end_seq = COALESCE(end_seq, $2)
+		WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled', 'interrupted')
+		RETURNING end_seq`, runID, seq).Scan(&stored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var status agentstream.RunStatus
+		err = s.pool.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1`, runID).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, agentstream.Errorf(agentstream.CodeNotFound, "run not found")
+		}
+		if err == nil {
+			return 0, agentstream.Errorf(agentstream.CodeConflict, "run %s has not ended (%s)", runID, status)
+		}
+	}
+	if err != nil {
+		return 0, s.mapErr(ctx, "set end seq", err)
+	}
+	return stored, nil
+}
+
+// nullSeq is a seq column's value: NULL for 0 (not known).
+func nullSeq(seq int64) *int64 {
+	if seq <= 0 {
+		return nil
+	}
+	return &seq
+}
+
 // runColumns are the columns scanRun reads, in its order.
 const runColumns = `id, thread_id, user_id, agent, status, error_code, error_message,
-	input_tokens, output_tokens, context, created_at, started_at, finished_at, owner, lease_until`
+	input_tokens, output_tokens, context, created_at, started_at, finished_at, owner, lease_until, end_seq`
 
 func scanRun(row pgx.Row) (agentstream.Run, error) {
 	var r agentstream.Run
 	var errCode, errMessage *string
 	var runContext []byte
+	var endSeq *int64
 	err := row.Scan(&r.ID, &r.ThreadID, &r.UserID, &r.Agent, &r.Status, &errCode, &errMessage,
 		&r.Usage.InputTokens, &r.Usage.OutputTokens, &runContext, &r.CreatedAt,
-		&r.StartedAt, &r.FinishedAt, &r.Owner, &r.LeaseUntil)
+		&r.StartedAt, &r.FinishedAt, &r.Owner, &r.LeaseUntil, &endSeq)
 	if err != nil {
 		return agentstream.Run{}, err
 	}
@@ -365,6 +404,9 @@ func scanRun(row pgx.Row) (agentstream.Run, error) {
 		if errMessage != nil {
 			r.Error.Message = *errMessage
 		}
+	}
+	if endSeq != nil {
+		r.EndSeq = *endSeq
 	}
 	if r.Context, err = decodeMap(runContext); err != nil {
 		return agentstream.Run{}, fmt.Errorf("run %s: context: %w", r.ID, err)

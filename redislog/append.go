@@ -27,9 +27,13 @@ type run struct {
 	flushed int64
 	// pending are the events not yet in Redis, seq pending[0].Seq to
 	// next-1; those before pending[0] and after flushed were dropped.
-	// Elements are never modified: readers share the array.
 	pending      []agentstream.Event
 	pendingBytes int64
+	// sent are the newest events flushed to Redis (at most keepSent, the
+	// last of them seq flushed when not empty), served from memory to
+	// this Log's readers. Elements are never modified: readers share the
+	// array.
+	sent []agentstream.Event
 	// unsentSince is when the oldest event not yet sent was appended.
 	unsentSince time.Time
 	// urgent is the last seq an append waits for: flush it without delay.
@@ -149,6 +153,7 @@ func (l *Log) Append(ctx context.Context, runID string, events ...agentstream.Ev
 	if len(events) == 0 {
 		return l.lastSeq(ctx, runID)
 	}
+	expected := events[0].Seq
 	for {
 		rs := l.runFor(runID)
 		rs.mu.Lock()
@@ -177,7 +182,7 @@ func (l *Log) Append(ctx context.Context, runID string, events ...agentstream.Ev
 			continue
 		}
 		token := l.writer + ":" + strconv.FormatInt(l.tokens.Add(1), 10)
-		last, err := l.eval(ctx, runID, 0, token, events, terminal)
+		last, err := l.eval(ctx, runID, expected, token, events, terminal, expected != 0)
 		rs.mu.Lock()
 		rs.lastUse = time.Now()
 		switch {
@@ -200,6 +205,10 @@ func (l *Log) Append(ctx context.Context, runID string, events ...agentstream.Ev
 // queue assigns seqs to events, queues them and, when they must be sent at
 // once, waits for the flush. rs.mu is held; queue unlocks it.
 func (l *Log) queue(ctx context.Context, rs *run, events []agentstream.Event, terminal bool) (int64, error) {
+	if want := events[0].Seq; want != 0 && want != rs.next {
+		rs.mu.Unlock()
+		return 0, agentstream.Errorf(agentstream.CodeConflict, "run %s: the next event is %d, not %d", rs.id, rs.next, want)
+	}
 	now := time.Now()
 	rs.lastUse = now
 	if len(rs.pending) == 0 || rs.unsentSince.IsZero() {
@@ -220,7 +229,6 @@ func (l *Log) queue(ctx context.Context, rs *run, events []agentstream.Event, te
 		}
 		report := rs.takeReport()
 		rs.mu.Unlock()
-		l.wake(rs.id)
 		return last, report
 	}
 	rs.urgent = last
@@ -231,7 +239,6 @@ func (l *Log) queue(ctx context.Context, rs *run, events []agentstream.Event, te
 	l.kick(rs)
 	attempt := rs.attempts
 	rs.mu.Unlock()
-	l.wake(rs.id)
 	err := l.waitFlushed(ctx, rs, last, attempt)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -273,6 +280,37 @@ func (l *Log) waitFlushed(ctx context.Context, rs *run, seq, attempt int64) erro
 		case <-l.done:
 			return errClosed
 		}
+	}
+}
+
+// keepSent is how many of a run's newest flushed events a Log keeps to
+// serve its readers from memory. A reader that follows the run is at most
+// a flush or two behind; one further back reads Redis.
+const keepSent = 64
+
+// keep adds flushed events, the next after sent, to sent, keeping the
+// newest keepSent. The array moves when the dropped ones would outnumber
+// the kept, so that it lets them go. r.mu is held.
+func (r *run) keep(evs []agentstream.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	if len(r.sent) > 0 && r.sent[len(r.sent)-1].Seq+1 != evs[0].Seq {
+		r.sent = nil // a hole (dropped events): only what follows is kept
+	}
+	if len(evs) >= keepSent {
+		r.sent = append([]agentstream.Event(nil), evs[len(evs)-keepSent:]...)
+		return
+	}
+	if len(r.sent)+len(evs) > cap(r.sent) {
+		keep := r.sent[max(0, len(r.sent)+len(evs)-keepSent):]
+		moved := make([]agentstream.Event, len(keep), 2*keepSent)
+		copy(moved, keep)
+		r.sent = moved
+	}
+	r.sent = append(r.sent, evs...)
+	if len(r.sent) > keepSent {
+		r.sent = r.sent[len(r.sent)-keepSent:]
 	}
 }
 
@@ -366,7 +404,7 @@ func (l *Log) flushLoop(rs *run) {
 		attempt := rs.attempts
 		rs.mu.Unlock()
 		ctx, cancel := context.WithTimeout(l.ctx, attemptTimeout)
-		last, err := l.eval(ctx, rs.id, batch[0].Seq, "", batch, terminal)
+		last, err := l.eval(ctx, rs.id, batch[0].Seq, "", batch, terminal, false)
 		cancel()
 		rs.mu.Lock()
 
@@ -382,6 +420,7 @@ func (l *Log) flushLoop(rs *run) {
 				rs.pendingBytes -= rs.pending[k].Size()
 				k++
 			}
+			rs.keep(rs.pending[:k])
 			rs.pending = rs.pending[k:]
 			if len(rs.pending) == 0 {
 				rs.pending, rs.pendingBytes = nil, 0
@@ -395,6 +434,8 @@ func (l *Log) flushLoop(rs *run) {
 			}
 			backoff = 20 * time.Millisecond
 			rs.signal()
+			// This Log's readers can have them now.
+			l.wake(rs.id)
 			if len(rs.pending) > 0 && rs.urgent < rs.pending[0].Seq && !l.closing.Load() && l.opts.Coalesce > 0 {
 				if wait := l.opts.Coalesce - time.Since(rs.unsentSince); wait > 0 {
 					l.arm(rs, wait)
@@ -461,19 +502,22 @@ func (l *Log) drop(rs *run, err error) {
 }
 
 // eval runs the append script for events, the first of which has seq
-// first (0: after the log's last).
-func (l *Log) eval(ctx context.Context, runID string, first int64, token string, events []agentstream.Event, terminal bool) (int64, error) {
-	term := "0"
-	if terminal {
-		term = "1"
-	}
-	args := make([]any, 0, 9+2*len(events))
+// first (0: after the log's last); strict: first must be the log's next.
+func (l *Log) eval(ctx context.Context, runID string, first int64, token string, events []agentstream.Event, terminal, strict bool) (int64, error) {
+	args := make([]any, 0, 10+2*len(events))
 	args = append(args, l.opts.MaxRunBytes, ms(l.opts.IdleExpiry), ms(l.opts.Retention), first,
-		l.notifyChannel(runID), l.writer, token, l.overhead, term)
+		l.notifyChannel(runID), l.writer, token, l.overhead, flag(terminal), flag(strict))
 	for _, ev := range events {
 		args = append(args, string(ev.Type), []byte(ev.Data))
 	}
 	return appendScript.Run(ctx, l.client, l.keys(runID), args...).Int64()
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }

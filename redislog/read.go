@@ -12,8 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Read implements agentstream.EventLog. Events this Log has queued are
-// served from memory; the rest cost one Redis round trip. A read with
+// Read implements agentstream.EventLog. A reader gets an event only once
+// Redis holds it. Events this Log has flushed are served from memory while
+// it keeps them; the rest cost one Redis round trip. A read with
 // nothing to return waits for a local append, a notification from another
 // instance, or PollInterval, then reads again.
 func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]agentstream.Event, bool, error) {
@@ -79,22 +80,26 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 	}
 }
 
-// readOnce reads without waiting: from the events this Log has queued when
-// they are all that is asked for (unless fromRedis), else from Redis
-// followed by the queued events that come next. With w, the run's
-// subscription (in epoch), it skips a read that notifications say would
-// find nothing, and tells w what it finds.
+// readOnce reads without waiting. Readers have only what Redis holds:
+// this Log serves the events of a run it appends to from memory (those it
+// has flushed and still keeps), and what it knows Redis lacks yet without
+// asking; the rest costs a Redis read. With w, the run's subscription (in
+// epoch), it skips a read that notifications say would find nothing, and
+// tells w what it finds.
 func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int, fromRedis bool, w *watch, epoch uint64) ([]agentstream.Event, bool, error) {
 	rs := l.getRun(runID)
 	if !fromRedis {
 		if rs != nil {
 			rs.mu.Lock()
-			if !rs.removed && !rs.refused && rs.next > 0 && after >= rs.flushed {
-				evs, end, err := rs.readQueued(after, limit)
+			if !rs.removed && !rs.refused && rs.next > 0 {
+				evs, end, ok := rs.readSent(after, limit)
 				rs.mu.Unlock()
-				return evs, end, err
+				if ok {
+					return evs, end, nil
+				}
+			} else {
+				rs.mu.Unlock()
 			}
-			rs.mu.Unlock()
 		} else if w != nil && w.caughtUp(after) {
 			return nil, false, nil
 		}
@@ -104,7 +109,8 @@ func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int
 	if errors.Is(err, redis.Nil) {
 		if rs != nil {
 			// Redis lost the log this Log appends to (a restart without
-			// its data): what was flushed is gone, what is queued is not.
+			// its data): what was flushed is gone; the next flush makes
+			// the log again, from the first event it still holds.
 			rs.mu.Lock()
 			if !rs.removed && !rs.refused && rs.next > 0 {
 				defer rs.mu.Unlock()
@@ -115,7 +121,7 @@ func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int
 					}
 					return nil, false, gone(runID, first)
 				}
-				return rs.readQueued(after, limit)
+				return nil, false, nil
 			}
 			rs.mu.Unlock()
 		}
@@ -135,67 +141,54 @@ func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int
 		return nil, false, gone(runID, first)
 	}
 	end := endSeq > 0 && (after >= endSeq || len(evs) > 0 && evs[len(evs)-1].Seq >= endSeq)
-	if !end && len(evs) < limit && rs != nil {
-		rs.mu.Lock()
-		if !rs.removed {
-			evs, end = rs.continueQueued(after, evs, limit)
-		}
-		rs.mu.Unlock()
-	}
 	return evs, end, nil
 }
 
-// readQueued returns up to limit events after `after` from the queue,
-// given that those up to `after` need not be read from Redis. r.mu is
-// held.
-func (r *run) readQueued(after int64, limit int) ([]agentstream.Event, bool, error) {
-	last := r.next - 1
-	if after >= last {
-		return nil, r.closed, nil
+// readSent answers a read of the run this Log appends to from memory,
+// when it can: nothing when the reader has every event flushed to Redis
+// (end when the last is the terminal event), else the flushed events
+// after `after` still kept. ok is false when the read must go to Redis.
+// r.mu is held.
+func (r *run) readSent(after int64, limit int) (evs []agentstream.Event, end, ok bool) {
+	if after >= r.flushed {
+		return nil, r.ended, true
 	}
-	head := r.next
-	if len(r.pending) > 0 {
-		head = r.pending[0].Seq
+	if len(r.sent) == 0 || after+1 < r.sent[0].Seq {
+		return nil, false, false
 	}
-	if after+1 < head {
-		// Dropped from the queue before they reached Redis.
-		return nil, false, gone(r.id, head)
-	}
-	i := int(after + 1 - head)
-	j := min(len(r.pending), i+limit)
-	// The queue's elements are never modified: the slice can be shared.
-	evs := r.pending[i:j:j]
-	return evs, r.closed && evs[len(evs)-1].Seq == last, nil
-}
-
-// continueQueued appends to evs, read from Redis after `after`, the queued
-// events that follow them without a gap, up to limit in all. r.mu is
-// held.
-func (r *run) continueQueued(after int64, evs []agentstream.Event, limit int) ([]agentstream.Event, bool) {
-	if len(r.pending) == 0 {
-		return evs, false
-	}
-	top := after
-	if len(evs) > 0 {
-		top = evs[len(evs)-1].Seq
-	}
-	head := r.pending[0].Seq
-	if head > top+1 || top >= r.next-1 {
-		return evs, false
-	}
-	i := int(top + 1 - head)
-	j := min(len(r.pending), i+limit-len(evs))
-	if len(evs) == 0 {
-		evs = r.pending[i:j:j]
-	} else {
-		evs = append(evs, r.pending[i:j]...)
-	}
-	return evs, r.closed && evs[len(evs)-1].Seq == r.next-1
+	i := int(after + 1 - r.sent[0].Seq)
+	j := min(len(r.sent), i+limit)
+	// The kept events are never modified: the slice can be shared.
+	evs = r.sent[i:j:j]
+	return evs, r.ended && evs[len(evs)-1].Seq == r.flushed, true
 }
 
 func gone(runID string, first int64) error {
 	return agentstream.Errorf(agentstream.CodeGone,
 		"events before %d of run %s are no longer kept; read the thread's messages", first, runID)
+}
+
+// Bounds implements agentstream.EventLog: the run's books in Redis, which
+// hold what any reader can have.
+func (l *Log) Bounds(ctx context.Context, runID string) (agentstream.LogBounds, error) {
+	m, err := l.client.HMGet(ctx, l.keys(runID)[1], "first", "last", "end").Result()
+	if err != nil {
+		return agentstream.LogBounds{}, l.mapErr(ctx, err, "HMGET")
+	}
+	if len(m) != 3 || m[1] == nil {
+		return agentstream.LogBounds{}, agentstream.Errorf(agentstream.CodeNotFound, "no event log for run %s", runID)
+	}
+	var b agentstream.LogBounds
+	for i, dst := range []*int64{&b.First, &b.Last, &b.End} {
+		v, ok := m[i].(string)
+		if !ok {
+			continue // end is absent while the run goes on
+		}
+		if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return agentstream.LogBounds{}, agentstream.Wrap(agentstream.CodeInternal, err, "redislog: unexpected books")
+		}
+	}
+	return b, nil
 }
 
 // parseRead decodes the read script's reply: {first, last, end, entries?}.

@@ -163,43 +163,71 @@ func TestManyWaitingReaders(t *testing.T) {
 	}
 }
 
-// TestQueuedReadsStayLocal: events waiting for their flush are read from
-// memory, without a command.
-func TestQueuedReadsStayLocal(t *testing.T) {
-	l := openLog(t, "", Options{Coalesce: time.Hour})
+// TestFlushedReadsStayLocal: a reader gets an event only once Redis holds
+// it; the appending Log serves the newest flushed events from memory,
+// without a command, and wakes its readers when a flush lands.
+func TestFlushedReadsStayLocal(t *testing.T) {
+	l := openLog(t, "", Options{Coalesce: 500 * time.Millisecond})
 	id := runID()
 	mustAppend(t, l, id, delta(1))
 	for i := 2; i <= 50; i++ {
 		mustAppend(t, l, id, delta(i))
 	}
-	before := l.Commands()
-	evs := readTo(t, l, id, 1, 50)
-	if len(evs) != 49 {
-		t.Fatalf("read %d queued events", len(evs))
+	// Queued, not flushed: a reader has nothing yet.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	evs, _, err := l.Read(ctx, id, 1, 100)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || len(evs) != 0 {
+		t.Fatalf("read of events not in Redis: %d events, %v; want none until the flush", len(evs), err)
 	}
-	// A reader at the end waits for the next append, without Redis.
+	if b, err := l.Bounds(context.Background(), id); err != nil || b.Last != 1 {
+		t.Fatalf("Bounds before the flush: %+v, %v; want last 1", b, err)
+	}
+	if evs := readTo(t, l, id, 1, 50); len(evs) != 49 {
+		t.Fatalf("read %d events after the flush, want 49", len(evs))
+	}
+	before := l.Commands()
+	if evs := readTo(t, l, id, 1, 50); len(evs) != 49 {
+		t.Fatalf("read %d events again, want 49", len(evs))
+	}
+	if n := l.Commands() - before; n != 0 {
+		t.Fatalf("reading flushed events kept in memory sent %d commands", n)
+	}
+	// A reader behind the kept part reads Redis.
+	mustAppend(t, l, id, done(id))
+	if evs := readTo(t, l, id, 0, 51); len(evs) != 51 || !evs[50].Type.Terminal() {
+		t.Fatalf("read %d events from the start", len(evs))
+	}
+}
+
+// TestFlushWakesLocalReader: a reader waiting on the appending Log is woken
+// by the flush of the next event, not before it.
+func TestFlushWakesLocalReader(t *testing.T) {
+	l := openLog(t, "", Options{Coalesce: 300 * time.Millisecond})
+	id := runID()
+	mustAppend(t, l, id, delta(1))
 	got := make(chan []agentstream.Event, 1)
 	go func() {
-		evs, _, _ := l.Read(context.Background(), id, 50, 10)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		evs, _, _ := l.Read(ctx, id, 1, 10)
 		got <- evs
 	}()
 	time.Sleep(50 * time.Millisecond)
-	mustAppend(t, l, id, delta(51))
+	appended := time.Now()
+	mustAppend(t, l, id, delta(2))
 	select {
 	case evs := <-got:
-		if len(evs) != 1 || evs[0].Seq != 51 {
+		if len(evs) != 1 || evs[0].Seq != 2 {
 			t.Fatalf("woken read: %+v", evs)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the local append did not wake the reader")
-	}
-	if n := l.Commands() - before; n != 0 {
-		t.Fatalf("reading queued events sent %d commands", n)
-	}
-	// A reader behind the flushed part reads Redis, then the queue.
-	evs = readTo(t, l, id, 0, 51)
-	if len(evs) != 51 {
-		t.Fatalf("read %d events from the start", len(evs))
+		// The coalescing window is 300ms: the event cannot be read
+		// before its flush.
+		if d := time.Since(appended); d < 250*time.Millisecond {
+			t.Fatalf("the reader had event 2 %v after its append, before its flush", d)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("the flush did not wake the reader")
 	}
 }
 
@@ -507,9 +535,12 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("reported failure: %v, want ErrUnavailable", failure)
 	}
 	last := int64(next - 1)
-	// The owner's readers still get the events it queued, from memory.
-	if evs := readTo(t, a, id, 5, last); len(evs) != int(last-5) {
-		t.Fatalf("owner read %d events while Redis is down, want %d", len(evs), last-5)
+	// Readers, the owner's included, get nothing Redis does not hold.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	evs, _, err := a.Read(ctx, id, 5, 100)
+	cancel()
+	if len(evs) != 0 || err == nil {
+		t.Fatalf("owner read while Redis is down: %d events, %v; want none", len(evs), err)
 	}
 	if err := readErr(a, id, 0); !errors.Is(err, agentstream.ErrUnavailable) {
 		t.Fatalf("owner read of flushed events while Redis is down: %v, want ErrUnavailable", err)
@@ -639,25 +670,25 @@ func TestScript(t *testing.T) {
 			t.Fatalf("%s: %d, %v; want %d", what, got, err, want)
 		}
 	}
-	last, err := a.eval(ctx, id, 0, "tok1", evs(1, 3), false)
+	last, err := a.eval(ctx, id, 0, "tok1", evs(1, 3), false, false)
 	check("first append", last, err, 3)
-	last, err = a.eval(ctx, id, 0, "tok1", evs(1, 3), false)
+	last, err = a.eval(ctx, id, 0, "tok1", evs(1, 3), false, false)
 	check("its retry", last, err, 3)
-	last, err = a.eval(ctx, id, 4, "", evs(4, 6), false)
+	last, err = a.eval(ctx, id, 4, "", evs(4, 6), false, false)
 	check("explicit seqs", last, err, 6)
-	last, err = a.eval(ctx, id, 4, "", evs(4, 6), false)
+	last, err = a.eval(ctx, id, 4, "", evs(4, 6), false, false)
 	check("their retry", last, err, 6)
-	last, err = a.eval(ctx, id, 5, "", evs(5, 8), false)
+	last, err = a.eval(ctx, id, 5, "", evs(5, 8), false, false)
 	check("a retry with more", last, err, 8)
 	if got := readTo(t, b, id, 0, 8); len(got) != 8 {
 		t.Fatalf("read %d events", len(got))
 	}
 	// Another writer's events at seqs taken: CONFLICT.
-	if _, err := b.eval(ctx, id, 8, "", evs(8, 8), false); !redis.HasErrorPrefix(err, "CONFLICT") {
+	if _, err := b.eval(ctx, id, 8, "", evs(8, 8), false, false); !redis.HasErrorPrefix(err, "CONFLICT") {
 		t.Fatalf("another writer at a taken seq: %v", err)
 	}
 	// Events 9..11 never come: the log loses its head and stays capped.
-	last, err = a.eval(ctx, id, 12, "", evs(12, 25), false)
+	last, err = a.eval(ctx, id, 12, "", evs(12, 25), false, false)
 	check("after a gap", last, err, 25)
 	if err := readErr(b, id, 8); !errors.Is(err, agentstream.ErrGone) || !errContains(err, "before 16") {
 		t.Fatalf("read across the gap: %v, want ErrGone naming 16 (cap: 10 events)", err)
@@ -665,14 +696,14 @@ func TestScript(t *testing.T) {
 	if got := readTo(t, b, id, 15, 25); len(got) != 10 {
 		t.Fatalf("read %d events after the gap", len(got))
 	}
-	last, err = a.eval(ctx, id, 26, "", []agentstream.Event{done(id)}, true)
+	last, err = a.eval(ctx, id, 26, "", []agentstream.Event{done(id)}, true, false)
 	check("the end", last, err, 26)
-	last, err = a.eval(ctx, id, 26, "", []agentstream.Event{done(id)}, true)
+	last, err = a.eval(ctx, id, 26, "", []agentstream.Event{done(id)}, true, false)
 	check("the end, retried", last, err, 26)
-	if _, err := a.eval(ctx, id, 27, "", evs(27, 27), false); !redis.HasErrorPrefix(err, "ENDED") {
+	if _, err := a.eval(ctx, id, 27, "", evs(27, 27), false, false); !redis.HasErrorPrefix(err, "ENDED") {
 		t.Fatalf("append after the end: %v", err)
 	}
-	if _, err := b.eval(ctx, id, 0, "tok2", evs(27, 27), false); !redis.HasErrorPrefix(err, "ENDED") {
+	if _, err := b.eval(ctx, id, 0, "tok2", evs(27, 27), false, false); !redis.HasErrorPrefix(err, "ENDED") {
 		t.Fatalf("append after the end, seq 0: %v", err)
 	}
 }
@@ -697,9 +728,6 @@ func TestQueueCapped(t *testing.T) {
 	rs.mu.Unlock()
 	if size > capBytes || n < 19 || head != 101-int64(n) {
 		t.Fatalf("queue: %d events from %d, %d bytes; cap %d", n, head, size, capBytes)
-	}
-	if err := readErr(a, id, 1); !errors.Is(err, agentstream.ErrGone) {
-		t.Fatalf("read of dropped queued events: %v, want ErrGone", err)
 	}
 	p.setDown(false)
 	if _, err := a.Append(context.Background(), id, done(id)); err != nil {

@@ -14,8 +14,9 @@ import "github.com/redis/go-redis/v9"
 // last seq on (followed by ":end" when the log ends), [6] the writer (the
 // Log appending), [7] a token naming this call when [4] is 0 (empty
 // otherwise), [8] the bytes an event counts besides its type and data,
-// [9] "1" when the last event is terminal, then one type, data pair per
-// event.
+// [9] "1" when the last event is terminal, [10] "1" when the first event
+// must be the log's next (its seq [4] expected by the caller: CONFLICT
+// otherwise, and no head-less start), then one type, data pair per event.
 var appendScript = redis.NewScript(`
 local m = redis.call('HMGET', KEYS[2], 'first', 'last', 'bytes', 'end', 'w', 'tok', 'tokl')
 local exists = m[2] ~= false
@@ -23,9 +24,15 @@ local first, last, bytes = 1, 0, 0
 if exists then
   first, last, bytes = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
 end
-local n = (#ARGV - 9) / 2
+local n = (#ARGV - 10) / 2
 local seq = tonumber(ARGV[4])
 local token = ARGV[7]
+if ARGV[10] == '1' and seq ~= last + 1 then
+  if m[4] then
+    return redis.error_reply('ENDED the log ended at ' .. m[4])
+  end
+  return redis.error_reply('CONFLICT the next event is ' .. (last + 1) .. ', not ' .. seq)
+end
 if seq == 0 then
   if token ~= '' and m[6] == token then
     return tonumber(m[7])
@@ -56,7 +63,7 @@ if not exists or seq > last + 1 then
 end
 local ovh = tonumber(ARGV[8])
 local added = false
-for i = 10, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   if seq > last then
     redis.call('XADD', KEYS[1], '0-' .. seq, 't', ARGV[i], 'd', ARGV[i + 1])
     bytes = bytes + #ARGV[i] + #ARGV[i + 1] + ovh

@@ -114,6 +114,26 @@ func (e *env) do(method, path, body string) *http.Response {
 	return resp
 }
 
+// status sends a request without a body, with the given headers, and
+// returns the answer's status (its body read and closed).
+func (e *env) status(method, path string, header map[string]string) int {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
 // json sends a request, checks the status and decodes the JSON answer.
 func (e *env) json(method, path, body string, wantStatus int, out any) {
 	e.t.Helper()

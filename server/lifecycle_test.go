@@ -120,8 +120,17 @@ func TestEvictedLogAnsweredFromStore(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // let the retention pass
 	r, _ := e.openStream(context.Background(), "GET", "/v1/runs/"+n.runID+"/events", "", map[string]string{"Last-Event-ID": "3"})
 	got := readToEnd(t, r)
-	if len(got) != 2 || got[0].Type != "message.completed" || got[1].Type != "run.completed" || got[0].ID != "4" || got[1].ID != "5" {
-		t.Fatalf("from the store: %+v", got)
+	// The answer has no id of its own (the reader keeps 3); the terminal
+	// event has the id it had in the log.
+	if len(got) != 2 || got[0].Type != "message.completed" || got[1].Type != "run.completed" || got[0].ID != "" ||
+		got[1].ID != evs[len(evs)-1].ID {
+		t.Fatalf("from the store: %+v, want the answer without an id, then the end at id %s", got, evs[len(evs)-1].ID)
+	}
+	// At or past the end: 204, also without the log.
+	for _, id := range []string{evs[len(evs)-1].ID, "1000"} {
+		if status := e.status("GET", "/v1/runs/"+n.runID+"/events", map[string]string{"Last-Event-ID": id}); status != http.StatusNoContent {
+			t.Fatalf("reader at %s after the log's retention: %d, want 204", id, status)
+		}
 	}
 	if !strings.Contains(got[0].Data, strconv.Quote(n.text)[1:len(strconv.Quote(n.text))-1]) {
 		t.Fatalf("message.completed %s lacks the answer %q", got[0].Data, n.text)

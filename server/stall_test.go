@@ -182,10 +182,20 @@ func TestStalledReaders(t *testing.T) {
 	}
 	// A reader that comes back now gets what it missed: the log no longer
 	// holds those events, so the end of the run is answered from the
-	// store, numbered on from where it was.
+	// store: the answer without an id of its own, then the terminal event
+	// with the id it has in the log.
 	_, evs := e.stream("GET", "/v1/runs/"+runID+"/events?after=1", "")
-	if len(evs) != 2 || evs[0].Type != string(agentstream.EventMessageCompleted) || evs[1].Type != string(agentstream.EventRunCompleted) || evs[0].ID != "2" {
-		t.Fatalf("resuming after event 1 of the trimmed run: %d events, first %+v", len(evs), evs[0].Type)
+	if len(evs) != 2 || evs[0].Type != string(agentstream.EventMessageCompleted) || evs[1].Type != string(agentstream.EventRunCompleted) ||
+		evs[0].ID != "" || evs[1].ID == "" {
+		t.Fatalf("resuming after event 1 of the trimmed run: %+v, want the answer without an id, then the end", evs)
+	}
+	// The end's id is the run's: another reader gets the same, and a
+	// reader at it gets 204.
+	if _, again := e.stream("GET", "/v1/runs/"+runID+"/events?after=0", ""); len(again) == 0 || again[len(again)-1].ID != evs[1].ID {
+		t.Fatalf("a reader from the start ends with %+v, want id %s", again, evs[1].ID)
+	}
+	if status := e.status("GET", "/v1/runs/"+runID+"/events", map[string]string{"Last-Event-ID": evs[1].ID}); status != http.StatusNoContent {
+		t.Fatalf("a reader at the end: %d, want 204", status)
 	}
 }
 

@@ -216,10 +216,10 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 		_, err = tx.ExecContext(ctx, `
 			UPDATE runs SET status = ?, error_code = ?, error_message = ?,
 				input_tokens = ?, output_tokens = ?, finished_at = ?,
-				owner = '', lease_until = NULL
+				owner = '', lease_until = NULL, end_seq = ?
 			WHERE id = ?`,
 			run.Status, errCode, errMessage, run.Usage.InputTokens, run.Usage.OutputTokens,
-			nullMicros(run.FinishedAt), run.ID)
+			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID)
 		return err
 	})
 }
@@ -307,18 +307,53 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 
 type idAndUser struct{ id, user string }
 
+// SetEndSeq records the seq of an ended run's terminal event unless one is
+// recorded, and returns the one recorded.
+func (s *Store) SetEndSeq(ctx context.Context, runID string, seq int64) (int64, error) {
+	if seq <= 0 {
+		return 0, agentstream.Errorf(agentstream.CodeInvalidRequest, "end seq %d is not positive", seq)
+	}
+	var stored int64
+	err := s.write(ctx, "set end seq", func(tx wtx) error {
+		var status agentstream.RunStatus
+		var cur sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT status, end_seq FROM runs WHERE id = ?`, runID).Scan(&status, &cur)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return agentstream.Errorf(agentstream.CodeNotFound, "run not found")
+		case err != nil:
+			return err
+		case !status.Terminal():
+			return agentstream.Errorf(agentstream.CodeConflict, "run %s has not ended (%s)", runID, status)
+		case cur.Valid:
+			stored = cur.Int64
+			return nil
+		}
+		stored = seq
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET end_seq = ? WHERE id = ?`, seq, runID)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return stored, nil
+}
+
+// nullSeq is a seq column's value: NULL for 0 (not known).
+func nullSeq(seq int64) sql.NullInt64 { return sql.NullInt64{Int64: seq, Valid: seq > 0} }
+
 // GetRun returns the run when it belongs to userID.
 func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {
 	r := agentstream.Run{ID: runID, UserID: userID}
 	var errCode, errMessage, runContext sql.NullString
 	var created int64
-	var started, finished, lease sql.NullInt64
+	var started, finished, lease, endSeq sql.NullInt64
 	err := s.rc.QueryRowContext(ctx, `
 		SELECT thread_id, agent, status, error_code, error_message, input_tokens, output_tokens,
-			context, created_at, started_at, finished_at, owner, lease_until
+			context, created_at, started_at, finished_at, owner, lease_until, end_seq
 		FROM runs WHERE id = ? AND user_id = ?`, runID, userID,
 	).Scan(&r.ThreadID, &r.Agent, &r.Status, &errCode, &errMessage, &r.Usage.InputTokens,
-		&r.Usage.OutputTokens, &runContext, &created, &started, &finished, &r.Owner, &lease)
+		&r.Usage.OutputTokens, &runContext, &created, &started, &finished, &r.Owner, &lease, &endSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeNotFound, "run not found")
 	}
@@ -331,7 +366,7 @@ func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.R
 	if r.Context, err = decodeMap(runContext); err != nil {
 		return agentstream.Run{}, fmt.Errorf("sqlite: get run %s: context: %w", runID, err)
 	}
-	r.CreatedAt = fromMicros(created)
+	r.CreatedAt, r.EndSeq = fromMicros(created), endSeq.Int64
 	r.StartedAt, r.FinishedAt, r.LeaseUntil = fromNullMicros(started), fromNullMicros(finished), fromNullMicros(lease)
 	return r, nil
 }

@@ -26,6 +26,7 @@ func calls(st agentstream.Store, ctx context.Context) map[string]func() error {
 		"FinishRun":     func() error { return st.FinishRun(ctx, done, msgs) },
 		"InterruptRuns": func() error { _, err := st.InterruptRuns(ctx, at(13), interrupted); return err },
 		"GetRun":        func() error { _, err := st.GetRun(ctx, run.UserID, run.ID); return err },
+		"SetEndSeq":     func() error { _, err := st.SetEndSeq(ctx, run.ID, 3); return err },
 		"Ping":          func() error { return st.Ping(ctx) },
 	}
 }

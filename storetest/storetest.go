@@ -110,6 +110,11 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"UnknownRun", s.testFinishRunUnknown},
 			{"NotTerminal", s.testFinishRunNotTerminal},
 		}},
+		{"EndSeq", []test{
+			{"RecordedByFinishRun", s.testEndSeqFinished},
+			{"SetWhenUnknown", s.testEndSeqUnknown},
+			{"Refused", s.testEndSeqRefused},
+		}},
 		{"InterruptRuns", []test{
 			{"EndsActiveRuns", s.testInterruptRuns},
 			{"NothingActive", s.testInterruptRunsNone},

@@ -234,6 +234,26 @@ func (p *serveProc) do(method, path, body string) *http.Response {
 	return resp
 }
 
+// status sends a request without a body, with the given headers, and
+// returns the answer's status (its body read and closed).
+func (p *serveProc) status(method, path string, header map[string]string) int {
+	p.t.Helper()
+	req, err := http.NewRequest(method, p.url+path, nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
 // json sends a request, expects status want, and decodes the answer into v.
 func (p *serveProc) json(method, path, body string, want int, v any) {
 	p.t.Helper()
@@ -362,20 +382,30 @@ func (s *runStream) readToEnd() (sse.Event, agentstream.RunEndData) {
 }
 
 // checkEnd checks the events read: ids 1, 2, 3… (or on from the first),
-// exactly one terminal event, the last.
+// exactly one terminal event, the last. An end rebuilt from the store is
+// its messages without ids, then the terminal event at the run's own id,
+// past those before.
 func (s *runStream) checkEnd() (sse.Event, agentstream.RunEndData) {
 	s.t.Helper()
 	if len(s.events) == 0 {
 		s.t.Fatalf("stream of run %s: no events", s.runID)
 	}
-	first, err := strconv.Atoi(s.events[0].ID)
-	if err != nil {
-		s.t.Fatalf("stream of run %s: event id %q", s.runID, s.events[0].ID)
-	}
+	prev, rebuilt := 0, false
 	for i, ev := range s.events {
-		if ev.ID != strconv.Itoa(first+i) {
-			s.t.Fatalf("stream of run %s: event %d has id %q, want %d", s.runID, i, ev.ID, first+i)
+		if ev.ID == "" && ev.Type == string(agentstream.EventMessageCompleted) {
+			rebuilt = true
+			continue
 		}
+		id, err := strconv.Atoi(ev.ID)
+		switch {
+		case err != nil:
+			s.t.Fatalf("stream of run %s: event %d has id %q", s.runID, i, ev.ID)
+		case rebuilt && id <= prev, !rebuilt && prev > 0 && id != prev+1:
+			s.t.Fatalf("stream of run %s: event %d has id %d after %d", s.runID, i, id, prev)
+		case rebuilt && !agentstream.EventType(ev.Type).Terminal():
+			s.t.Fatalf("stream of run %s: %s after a rebuilt end's messages", s.runID, ev.Type)
+		}
+		prev = id
 		if agentstream.EventType(ev.Type).Terminal() != (i == len(s.events)-1) {
 			s.t.Fatalf("stream of run %s: %s at %d of %d events; want one terminal event, last", s.runID, ev.Type, i+1, len(s.events))
 		}
@@ -660,8 +690,11 @@ func TestProcessSIGKILLRecovery(t *testing.T) {
 		s.deltas, len(delivered), streamed.Round(time.Millisecond), first.ID, len(partial))
 
 	// The run's events died with the process; the new one answers them
-	// from the store: the saved answer as message.completed, then
-	// run.interrupted, numbered on from the position asked for.
+	// from the store: the saved answer as message.completed (without an
+	// id), then run.interrupted, whose id the first reader fixes past any
+	// id a reader of the dead process can have seen: every reader gets it,
+	// under the same id.
+	endID := ""
 	for _, after := range []int{0, lastID} {
 		var header map[string]string
 		if after > 0 {
@@ -669,18 +702,22 @@ func TestProcessSIGKILLRecovery(t *testing.T) {
 		}
 		r := p2.openStream("GET", "/v1/runs/"+s.runID+"/events", "", header)
 		end, data := r.readToEnd()
-		if r.events[0].ID != strconv.Itoa(after+1) {
-			t.Fatalf("events after %d start at id %s", after, r.events[0].ID)
-		}
 		if end.Type != string(agentstream.EventRunInterrupted) || data.Status != agentstream.RunInterrupted ||
 			data.Error == nil || data.Error.Code != agentstream.CodeInterrupted {
 			t.Fatalf("events after %d end with %s %+v, want run.interrupted", after, end.Type, data)
 		}
 		var completed agentstream.MessageCompletedData
-		if len(r.events) != 2 || r.events[0].Type != string(agentstream.EventMessageCompleted) ||
+		if len(r.events) != 2 || r.events[0].Type != string(agentstream.EventMessageCompleted) || r.events[0].ID != "" ||
 			json.Unmarshal([]byte(r.events[0].Data), &completed) != nil || completed.Content != partial {
-			t.Fatalf("events after %d from the store: %+v, want the saved answer then run.interrupted", after, r.events)
+			t.Fatalf("events after %d from the store: %+v, want the saved answer without an id, then run.interrupted", after, r.events)
 		}
+		if id, err := strconv.Atoi(end.ID); err != nil || id <= lastID || endID != "" && end.ID != endID {
+			t.Fatalf("events after %d end at id %q; want one id for every reader, past %d (the last streamed), first %q", after, end.ID, lastID, endID)
+		}
+		endID = end.ID
+	}
+	if status := p2.status("GET", "/v1/runs/"+s.runID+"/events", map[string]string{"Last-Event-ID": endID}); status != http.StatusNoContent {
+		t.Fatalf("a reader at the end after the restart: %d, want 204", status)
 	}
 
 	// The recovered thread takes new runs.
