@@ -1,7 +1,7 @@
 // A browser-style client of a run's native stream, for
 // server/eventsource_test.go.
 //
-//   node script.mjs <GET /v1/runs/{id}/events URL> [timeout ms]
+//   node script.mjs <GET /v1/runs/{id}/events URL> [timeout ms] [stay]
 //
 // It opens one WHATWG EventSource (the npm package eventsource) on the URL,
 // records every event of every native type, counts `open` events, and closes
@@ -15,10 +15,17 @@
 //
 // `conn` is the number of opens seen when the event arrived. It exits 0 once
 // a terminal event arrived, 1 when the timeout passed first.
+//
+// With `stay`, it keeps the EventSource open past the terminal event, as a
+// page that never calls close() would: the EventSource reconnects when the
+// server ends the stream, and stops only when an answer tells it to (204
+// No Content closes it). Then it exits 0 with "closed": true; 1 when the
+// timeout passed first.
 import {EventSource} from 'eventsource'
 
 const url = process.argv[2]
 const timeoutMs = Number(process.argv[3] || 30000)
+const stay = process.argv[4] === 'stay'
 if (!url) {
   process.stderr.write('usage: node script.mjs <events URL> [timeout ms]\n')
   process.exit(2)
@@ -41,7 +48,7 @@ const types = [
 ]
 const terminal = new Set(['run.completed', 'run.failed', 'run.cancelled', 'run.interrupted'])
 
-const result = {opens: 0, errors: [], events: [], terminal: null, timedOut: false}
+const result = {opens: 0, errors: [], events: [], terminal: null, timedOut: false, closed: false}
 
 function finish(code) {
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(code))
@@ -62,8 +69,9 @@ es.addEventListener('error', (ev) => {
   // a failed connection it gives up on (CLOSED).
   result.errors.push(`${ev.message ?? 'error'}${es.readyState === EventSource.CLOSED ? ' (closed)' : ''}`)
   if (es.readyState === EventSource.CLOSED) {
+    result.closed = true
     clearTimeout(timer)
-    finish(1)
+    finish(stay && result.terminal ? 0 : 1)
   }
 })
 
@@ -71,6 +79,9 @@ function record(ev) {
   result.events.push({lastEventId: ev.lastEventId, type: ev.type, data: ev.data, conn: result.opens})
   if (terminal.has(ev.type)) {
     result.terminal = ev.type
+    if (stay) {
+      return
+    }
     es.close()
     clearTimeout(timer)
     finish(0)
