@@ -128,6 +128,12 @@ type Runs struct {
 	// ends its runs as interrupted within about this long. Leases are
 	// renewed every third of it. Default 15s.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// FinalizeTimeout is how long the end of a run keeps trying a store
+	// that fails to save it (a database that went away) before its stream
+	// ends failed ("the run's result could not be saved"); the end is then
+	// saved, as failed with its messages, as soon as the store is back, so
+	// that its thread takes runs again. Default 30s.
+	FinalizeTimeout time.Duration `yaml:"finalize_timeout"`
 }
 
 // HTTP tunes the HTTP server.
@@ -204,6 +210,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.Runs.CheckpointInterval, 2*time.Second)
 	def(&c.Runs.OnDisconnect, "continue")
 	def(&c.Runs.LeaseTTL, 15*time.Second)
+	def(&c.Runs.FinalizeTimeout, 30*time.Second)
 	def(&c.HTTP.MaxBodyBytes, 1<<20)
 	def(&c.HTTP.Heartbeat, 15*time.Second)
 	def(&c.HTTP.StallTimeout, time.Minute)
@@ -288,7 +295,7 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval}, {"runs.lease_ttl", c.Runs.LeaseTTL},
+		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval}, {"runs.lease_ttl", c.Runs.LeaseTTL}, {"runs.finalize_timeout", c.Runs.FinalizeTimeout},
 		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.stall_timeout", c.HTTP.StallTimeout}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
 		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
 	} {

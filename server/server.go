@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
 		ToolTimeout: cfg.Runs.ToolTimeout, CheckpointInterval: cfg.Runs.CheckpointInterval,
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
-		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL,
+		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
 	}, agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
 		Tools: tools.Builtins(time.Now), Logger: logger,

@@ -116,6 +116,22 @@ type Proxy struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	down  bool
+}
+
+// SetDown cuts every forwarded connection and refuses new ones while down
+// is true, as a service that went away; set false again, it forwards as
+// before, on the same address, as the service come back.
+func (p *Proxy) SetDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			_ = c.Close()
+		}
+		p.conns = nil
+	}
 }
 
 // StartProxy listens on a loopback port and forwards to target; it stops
@@ -140,6 +156,13 @@ func (p *Proxy) serve(target string) {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return // stopped
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			_ = c.Close() // as a service that cannot be reached
+			continue
 		}
 		u, err := net.Dial("tcp", target)
 		if err != nil {
