@@ -154,14 +154,12 @@ func readOwner(path string) *Owner {
 // release removes the lock file, while it is still this lock's, and
 // closes it, which releases the lock. Removing first means that a next
 // owner never locks a file that is about to disappear; one that opened it
-// before the removal finds it gone (sameFile) and opens the new one.
+// before the removal finds it gone (sameFile) and opens the new one. The
+// removal is a courtesy: a lock file left behind stops nobody, as after
+// a crash (and Windows cannot remove a file still open).
 func (l *fileLock) release() error {
-	var errs []error
 	if sameFile(l.f, l.path) {
-		if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove lock file: %w", err))
-		}
+		_ = os.Remove(l.path)
 	}
-	errs = append(errs, l.f.Close())
-	return errors.Join(errs...)
+	return l.f.Close()
 }

@@ -1,4 +1,4 @@
-//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly || illumos
+//go:build unix
 
 package sqlite
 

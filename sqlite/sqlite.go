@@ -12,6 +12,9 @@
 //     back as float64, as encoding/json decodes them.
 //   - ListMessages returns an empty, non-nil slice for a thread without
 //     messages.
+//
+// A store opened with Options.Exclusive owns its file: one server per
+// file (see Options).
 package sqlite
 
 import (
