@@ -200,7 +200,12 @@ func openStore(ctx context.Context, url string) (agentstream.Store, error) {
 	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
 		return nil, fmt.Errorf("database_url %q: unsupported scheme (want a SQLite file path, sqlite://PATH or postgres://…)", redactURL(url))
 	}
-	st, err := sqlite.Open(ctx, strings.TrimPrefix(url, "sqlite://"))
+	// One server per SQLite file: a second one would take the first's
+	// running runs for a dead process's and interrupt them at start-up.
+	st, err := sqlite.OpenWith(ctx, strings.TrimPrefix(url, "sqlite://"), sqlite.Options{Exclusive: true})
+	if inUse := (*sqlite.InUseError)(nil); errors.As(err, &inUse) {
+		return nil, fmt.Errorf("one agentstream serve per SQLite file: %w; stop that serve, or give this one another database_url", err)
+	}
 	if err != nil {
 		return nil, err
 	}
