@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		// instances.
 		s.redis, err = redislog.Open(ctx, cfg.RedisURL, redislog.Options{
 			Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes,
-			Coalesce: cfg.EventLog.Coalesce, Logger: logger,
+			Coalesce: cfg.EventLog.Coalesce, Prefix: cfg.EventLog.RedisPrefix, Logger: logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("opening the Redis event log: %w", err)
