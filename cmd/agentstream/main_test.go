@@ -124,21 +124,22 @@ func TestHelp(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		args []string
+		env  map[string]string
 		want []string
 	}{
-		{[]string{"serve", "--help"}, []string{
+		{[]string{"serve", "--help"}, map[string]string{"AGENTSTREAM_CONFIG": "/etc/agentstream.yaml"}, []string{
 			"Usage: agentstream serve [flags]",
 			"-database-url URL", "a SQLite file path (or sqlite://PATH) or a postgres:// URL", "AGENTSTREAM_DATABASE_URL",
 			"-log-level level", "debug, info, warn or error", "-redis-url URL", "AGENTSTREAM_REDIS_URL",
 			"-addr address", "AGENTSTREAM_ADDR", "-model name", "AGENTSTREAM_MODEL", "-debug-addr address", "-config file", "AGENTSTREAM_CONFIG",
 		}},
-		{[]string{"bench", "-h"}, []string{"-direct N", "(default min(streams, 50); 0 for none)\n", "-sim-url URL", "-compare N"}},
-		{[]string{"bench", "relay", "-h"}, []string{"-model-url", "-h2c"}},
-		{[]string{"sim", "-h"}, []string{"-pace duration", "negative: none, 0: the default (default 20ms)", "-fault string"}},
+		{[]string{"bench", "-h"}, nil, []string{"-direct N", "(default min(streams, 50); 0 for none)\n", "-sim-url URL", "-compare N"}},
+		{[]string{"bench", "relay", "-h"}, nil, []string{"-model-url", "-h2c"}},
+		{[]string{"sim", "-h"}, nil, []string{"-pace duration", "negative: none, 0: the default (default 20ms)", "-fault string"}},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), func() {}, tt.args, env(nil), &stdout, &stderr)
+		code := run(context.Background(), func() {}, tt.args, env(tt.env), &stdout, &stderr)
 		help := stderr.String()
 		if code != 0 {
 			t.Errorf("%q: exit %d", tt.args, code)
@@ -146,6 +147,11 @@ func TestHelp(t *testing.T) {
 		for _, w := range tt.want {
 			if !strings.Contains(help, w) {
 				t.Errorf("%q help lacks %q:\n%s", tt.args, w, help)
+			}
+		}
+		for _, v := range tt.env {
+			if strings.Contains(help, v) {
+				t.Errorf("%q help shows the environment's %q as a default:\n%s", tt.args, v, help)
 			}
 		}
 		for line := range strings.SplitSeq(help, "\n") {

@@ -26,7 +26,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		fs.PrintDefaults()
 	}
 	var (
-		path        = fs.String("config", getenv("AGENTSTREAM_CONFIG"), "YAML config `file` (env AGENTSTREAM_CONFIG; default none)")
+		path        = fs.String("config", "", "YAML config `file` (env AGENTSTREAM_CONFIG; default none)")
 		addr        = fs.String("addr", "", "listen `address` (env AGENTSTREAM_ADDR; default 127.0.0.1:8080); any other than loopback needs auth.keys in the config file")
 		databaseURL = fs.String("database-url", "", "the store: a SQLite file path (or sqlite://PATH) or a postgres:// `URL` (env AGENTSTREAM_DATABASE_URL; default agentstream.db)")
 		redisURL    = fs.String("redis-url", "", "a redis:// `URL` for the event log shared by several instances (env AGENTSTREAM_REDIS_URL; default none: the in-process log)")
@@ -43,6 +43,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return config.Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	// Read after parsing, not as the flag's default: the help would show
+	// the variable's value as the default.
+	if *path == "" {
+		*path = getenv("AGENTSTREAM_CONFIG")
 	}
 	var data []byte
 	if *path != "" {
