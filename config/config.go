@@ -5,15 +5,17 @@ package config
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/tools"
 )
 
 // Config is the whole configuration of `agentstream serve`. Each field says
@@ -60,6 +62,10 @@ type Config struct {
 	// Agents are declared here; they are added to the built-in "assistant"
 	// (an agent of that name replaces it).
 	Agents []agentstream.Agent `yaml:"agents"`
+
+	// src is where the settings came from, when Load or Decode read them,
+	// so that Validate can say on which line a problem is.
+	src *source
 }
 
 // OpenAI is the OpenAI-compatible endpoint.
@@ -264,42 +270,53 @@ func withBuiltins(agents []agentstream.Agent) []agentstream.Agent {
 // simulated model: when neither an API key nor a base URL is set.
 func (c Config) UsesSim() bool { return c.OpenAI.APIKey == "" && c.OpenAI.BaseURL == "" }
 
-// Validate reports every problem of a defaulted config at once.
+// Validate reports every problem of a defaulted config at once, as
+// Problems; in a Config that Load or Decode read, each is placed at its
+// line in the file, or at the override that set it.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var ps Problems
+	bad := func(path, format string, args ...any) {
+		p := c.src.place(path)
+		p.Message = fmt.Sprintf(format, args...)
+		ps = append(ps, p)
+	}
 
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
-		bad("addr %q: %v", c.Addr, err)
+		bad("addr", "%q is not a host:port address (%v), e.g. 127.0.0.1:8080", c.Addr, err)
 	} else if len(c.Auth.Keys) == 0 && !isLoopback(host) {
-		bad("addr %q is not a loopback address, and no auth keys are configured: add auth.keys, or listen on 127.0.0.1", c.Addr)
+		bad("addr", "%q is not a loopback address, and no auth keys are configured: add auth.keys, or listen on 127.0.0.1", c.Addr)
 	}
 	if c.DebugAddr != "" {
 		if host, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
-			bad("debug_addr %q: %v", c.DebugAddr, err)
+			bad("debug_addr", "%q is not a host:port address (%v), e.g. 127.0.0.1:6060", c.DebugAddr, err)
 		} else if !isLoopback(host) {
-			bad("debug_addr %q is not a loopback address: the profiler must not be reachable from outside", c.DebugAddr)
+			bad("debug_addr", "%q is not a loopback address: the profiler must not be reachable from outside", c.DebugAddr)
 		}
 	}
-	if c.Runs.MaxConcurrent < 0 || (c.Runs.MaxQueued != nil && *c.Runs.MaxQueued < 0) {
-		bad("runs.max_concurrent and runs.max_queued must not be negative")
+	for _, n := range []struct {
+		name string
+		v    int64
+		note string
+	}{
+		{"runs.max_concurrent", int64(c.Runs.MaxConcurrent), ""},
+		{"runs.max_queued", int64(deref(c.Runs.MaxQueued)), " (0 means no queue)"},
+		{"event_log.max_run_bytes", c.EventLog.MaxRunBytes, ""},
+		{"event_log.max_total_bytes", c.EventLog.MaxTotalBytes, ""},
+		{"http.max_body_bytes", c.HTTP.MaxBodyBytes, ""},
+		{"openai.max_retries", int64(deref(c.OpenAI.MaxRetries)), " (0 means no retries)"},
+		{"sim.tokens", int64(c.Sim.Tokens), ""},
+	} {
+		if n.v < 0 {
+			bad(n.name, "%d must not be negative%s", n.v, n.note)
+		}
 	}
 	if c.Runs.OnDisconnect != "continue" && c.Runs.OnDisconnect != "cancel" {
-		bad("runs.on_disconnect must be continue or cancel, not %q", c.Runs.OnDisconnect)
-	}
-	if c.EventLog.MaxRunBytes < 0 || c.EventLog.MaxTotalBytes < 0 {
-		bad("event_log.max_run_bytes and event_log.max_total_bytes must not be negative")
+		bad("runs.on_disconnect", "must be continue or cancel, not %q", c.Runs.OnDisconnect)
 	}
 	if strings.ContainsAny(c.EventLog.RedisPrefix, "{}") {
 		// A run's keys share the hash tag {<run id>}, for Redis Cluster.
-		bad("event_log.redis_prefix %q may not contain braces", c.EventLog.RedisPrefix)
-	}
-	if c.HTTP.MaxBodyBytes < 0 {
-		bad("http.max_body_bytes must not be negative")
-	}
-	if c.OpenAI.MaxRetries != nil && *c.OpenAI.MaxRetries < 0 {
-		bad("openai.max_retries must not be negative")
+		bad("event_log.redis_prefix", "%q may not contain braces", c.EventLog.RedisPrefix)
 	}
 	for _, d := range []struct {
 		name string
@@ -310,41 +327,79 @@ func (c Config) Validate() error {
 		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
 	} {
 		if d.v < 0 {
-			bad("%s must not be negative", d.name)
+			bad(d.name, "%v must not be negative", d.v)
 		}
 	}
-	users := map[string]bool{}
+	keys := map[string]int{}
 	for i, k := range c.Auth.Keys {
+		path := fmt.Sprintf("auth.keys[%d]", i)
 		if len(k.Key) < 16 {
-			bad("auth.keys[%d]: a key needs at least 16 characters", i)
+			bad(path+".key", "a key needs at least 16 characters (this one has %d)", len(k.Key))
 		}
 		if k.User == "" {
-			bad("auth.keys[%d]: user is empty", i)
+			bad(path+".user", "empty: every key needs the name of its user")
 		}
-		if users[k.Key] {
-			bad("auth.keys[%d]: the key is listed twice", i)
+		if first, dup := keys[k.Key]; dup {
+			bad(path+".key", "the same key as auth.keys[%d]: each key must be different", first)
+		} else {
+			keys[k.Key] = i
 		}
-		users[k.Key] = true
 	}
-	names := map[string]bool{}
+	// WithDefaults puts the built-in agents that the file does not
+	// replace before the file's.
+	builtins := 0
+	if c.src != nil {
+		builtins = max(len(c.Agents)-c.src.agents, 0)
+	}
+	known := tools.Builtins(time.Now).Names()
+	agents := map[string]string{}
+	var names []string
 	for i, a := range c.Agents {
-		switch {
+		path := fmt.Sprintf("agents[%d]", i-builtins)
+		if i < builtins {
+			path = fmt.Sprintf("agents (built in: %s)", a.Name)
+		}
+		switch first, dup := agents[a.Name]; {
 		case a.Name == "":
-			bad("agents[%d]: name is empty", i)
-		case names[a.Name]:
-			bad("agents[%d]: agent %q is declared twice", i, a.Name)
+			bad(path+".name", "empty: every agent needs a name")
+		case dup:
+			bad(path+".name", "agent %q is declared twice (also %s): rename or remove one", a.Name, first)
 		case strings.ContainsAny(a.Name, " /"):
-			bad("agents[%d]: name %q may not contain spaces or slashes", i, a.Name)
+			bad(path+".name", "%q may not contain spaces or slashes", a.Name)
 		}
-		names[a.Name] = true
+		if _, dup := agents[a.Name]; !dup {
+			agents[a.Name] = path
+			names = append(names, a.Name)
+		}
 		if a.MaxTurns < 0 {
-			bad("agents[%d] (%s): max_turns must not be negative", i, a.Name)
+			bad(path+".max_turns", "%d must not be negative", a.MaxTurns)
+		}
+		if _, err := template.New(a.Name).Parse(a.Instructions); err != nil {
+			bad(path+".instructions", "not a valid Go template: %v", err)
+		}
+		for j, t := range a.Tools {
+			if slices.Contains(known, t) {
+				continue
+			}
+			hint := "the tools are " + strings.Join(known, ", ")
+			if s := closest(t, known); s != "" {
+				hint = "did you mean " + s + "?"
+			}
+			bad(fmt.Sprintf("%s.tools[%d]", path, j), "unknown tool %q; %s", t, hint)
 		}
 	}
-	if !names[c.DefaultAgent] {
-		bad("default_agent %q is not among the agents", c.DefaultAgent)
+	if _, ok := agents[c.DefaultAgent]; !ok {
+		bad("default_agent", "%q is not among the agents (%s): declare it under agents, or name one of them", c.DefaultAgent, strings.Join(names, ", "))
 	}
-	return errors.Join(errs...)
+	return ps.err()
+}
+
+// deref is *p, or 0 for nil.
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 func isLoopback(host string) bool {
@@ -353,14 +408,4 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// Decode parses a YAML config. Unknown keys are errors, so a typo does not
-// silently fall back to a default.
-func Decode(data []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler()); err != nil {
-		return Config{}, fmt.Errorf("config: %s", yaml.FormatError(err, false, true))
-	}
-	return c, nil
 }

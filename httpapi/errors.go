@@ -62,8 +62,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	// An API answer, not HTML: "<key>" reads as itself, not \u003ckey\u003e.
+	enc.SetEscapeHTML(false)
 	// The client may be gone; nothing useful can be done about it here.
-	_ = json.NewEncoder(w).Encode(v)
+	_ = enc.Encode(v)
 }
 
 // decodeBody decodes a JSON request body into v. With strict, unknown

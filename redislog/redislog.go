@@ -236,6 +236,7 @@ type Log struct {
 // with ErrUnavailable.
 func Open(ctx context.Context, url string, opts Options) (*Log, error) {
 	opts = opts.WithDefaults()
+	routeLibraryLogs(opts.Logger)
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, agentstream.Errorf(agentstream.CodeInvalidRequest, "redislog: the prefix %q holds a brace", opts.Prefix)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/agentstream/agentstream/bench"
 )
@@ -23,16 +24,17 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var cfg bench.Config
 	fs.IntVar(&cfg.Streams, "streams", bench.DefaultStreams, "concurrent streaming clients through the server")
 	fs.IntVar(&cfg.Tokens, "tokens", bench.DefaultTokens, "reply length in tokens")
-	fs.DurationVar(&cfg.Pace, "pace", bench.DefaultPace, "time between tokens")
+	fs.DurationVar(&cfg.Pace, "pace", bench.DefaultPace, "time between tokens; 0: none, as fast as possible")
 	ttft := fs.Duration("ttft", 0, "the simulator's time to first token (default none)")
-	fs.DurationVar(&cfg.Ramp, "ramp", bench.DefaultRamp, "spread the clients' starts over this long")
+	fs.DurationVar(&cfg.Ramp, "ramp", bench.DefaultRamp, "spread the clients' starts over this long; 0: all at once")
 	fs.IntVar(&cfg.RunsPerClient, "runs-per-client", 1, "runs each client makes, one after the other")
 	fs.StringVar(&cfg.Endpoint, "endpoint", bench.EndpointNative, "native (threads and runs) or seed (POST /v1/chat)")
-	direct := fs.Int("direct", -1, "clients that call the simulator directly, the lower bound (default min(streams, 50); 0 for none)")
+	var direct optionalInt
+	fs.Var(&direct, "direct", "`N` clients that call the simulator directly, the lower bound (default min(streams, 50); 0 for none)")
 	fs.IntVar(&cfg.Stalled, "stalled", 0, "extra clients that open a stream and never read it")
 	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "cap: streams still open then are cut and counted as timeouts")
 	fs.StringVar(&cfg.Input, "input", bench.DefaultInput, "the question each run asks")
-	fs.StringVar(&cfg.SimURL, "sim-url", "", "use this simulator (http://127.0.0.1:PORT/v1; `agentstream sim --stamp` for token latencies) instead of one in process")
+	fs.StringVar(&cfg.SimURL, "sim-url", "", "use the simulator at this `URL` (http://127.0.0.1:PORT/v1; run it with agentstream sim --stamp for token latencies) instead of one in process")
 	fs.StringVar(&cfg.URL, "url", "", "load this running server (http://127.0.0.1:PORT) instead of starting one")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --url, the server's pid, to measure its CPU and memory")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
@@ -52,12 +54,12 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// Flags say "0 for none"; the Config, like the simulator's, says
 	// "negative for none, zero for the default".
 	switch {
-	case *direct < 0:
+	case !direct.set:
 		cfg.Direct = 0
-	case *direct == 0:
+	case direct.n == 0:
 		cfg.Direct = -1
 	default:
-		cfg.Direct = *direct
+		cfg.Direct = direct.n
 	}
 	if *ttft > 0 {
 		cfg.TTFT = *ttft
@@ -68,8 +70,8 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if cfg.Ramp == 0 {
 		cfg.Ramp = -1
 	}
-	if cfg.Streams <= 0 || cfg.Tokens <= 0 || cfg.RunsPerClient <= 0 || cfg.Stalled < 0 || cfg.Duration <= 0 {
-		_, _ = fmt.Fprintln(stderr, "agentstream bench: --streams, --tokens, --runs-per-client and --duration must be positive, --stalled not negative")
+	if cfg.Streams <= 0 || cfg.Tokens <= 0 || cfg.RunsPerClient <= 0 || cfg.Stalled < 0 || cfg.Duration <= 0 || direct.n < 0 {
+		_, _ = fmt.Fprintln(stderr, "agentstream bench: --streams, --tokens, --runs-per-client and --duration must be positive, --stalled and --direct not negative")
 		return 2
 	}
 	switch {
@@ -153,4 +155,27 @@ func relay(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// optionalInt is an int flag whose default its usage describes: the flag
+// package would print "(default -1)" for the "unset" sentinel besides.
+type optionalInt struct {
+	n   int
+	set bool
+}
+
+func (o *optionalInt) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.Itoa(o.n)
+}
+
+func (o *optionalInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not a whole number")
+	}
+	o.n, o.set = n, true
+	return nil
 }

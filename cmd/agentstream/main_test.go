@@ -57,7 +57,7 @@ func TestRunErrors(t *testing.T) {
 		{"missing config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, 2, "reading the config file"},
 		{"unknown config key", []string{"serve", "--config", bad}, 2, "adr"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, 2, "--log-level"},
-		{"public address without keys", []string{"serve", "--addr", "0.0.0.0:0", "--database-url", filepath.Join(dir, "a.db")}, 1, "not a loopback address"},
+		{"public address without keys", []string{"serve", "--addr", "0.0.0.0:0", "--database-url", filepath.Join(dir, "a.db")}, 2, `flag --addr: addr: "0.0.0.0:0" is not a loopback address`},
 		{"postgres not built", []string{"serve", "--addr", "127.0.0.1:0", "--database-url", "postgres://x@127.0.0.1/db"}, 1, "PostgreSQL"},
 		{"bad sim fault", []string{"sim", "--fault", "explode"}, 2, "unknown fault"},
 	}
@@ -69,6 +69,96 @@ func TestRunErrors(t *testing.T) {
 				t.Fatalf("exit %d, output %q; want exit %d and %q", code, stderr.String(), tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// TestServeReportsEveryConfigProblem: serve with a config file holding
+// five mistakes prints all five, each with the file's name and its line,
+// plus the bad environment variable, and starts nothing.
+func TestServeReportsEveryConfigProblem(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "agentstream.yaml")
+	if err := os.WriteFile(file, []byte(`addr: 127.0.0.1:0
+adr: 127.0.0.1:1
+runs:
+  tool_timout: 5s
+  tool_timeout: 30
+http:
+  heartbeat: soon
+agents:
+  - name: helper
+    tools: [current_time, weather]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), func() {}, []string{"serve", "--config", file, "--database-url", filepath.Join(dir, "a.db")},
+		env(map[string]string{"AGENTSTREAM_DEBUG_ADDR": "0.0.0.0:6060"}), &stdout, &stderr)
+	want := []string{
+		"agentstream serve: invalid configuration (6 problems):",
+		file + ":2:1: adr: unknown key; did you mean addr?",
+		file + ":4:3: runs.tool_timout: unknown key; did you mean runs.tool_timeout?",
+		file + ":5:17: runs.tool_timeout: 30 is not a duration; durations need a unit, e.g. 30s",
+		file + `:7:14: http.heartbeat: "soon" is not a duration; write a number and a unit`,
+		file + `:10:27: agents[0].tools[1]: unknown tool "weather"; the tools are current_time, due_date`,
+		`env AGENTSTREAM_DEBUG_ADDR: debug_addr: "0.0.0.0:6060" is not a loopback address`,
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if code != 2 || len(lines) != len(want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 and %d lines", code, stderr.String(), len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: %q, want %q", i+1, lines[i], w)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a.db")); !os.IsNotExist(err) {
+		t.Errorf("a bad config created the database: %v", err)
+	}
+}
+
+// TestHelp: every command's help says what its flags take, each default
+// once.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{[]string{"serve", "--help"}, map[string]string{"AGENTSTREAM_CONFIG": "/etc/agentstream.yaml"}, []string{
+			"Usage: agentstream serve [flags]",
+			"-database-url URL", "a SQLite file path (or sqlite://PATH) or a postgres:// URL", "AGENTSTREAM_DATABASE_URL",
+			"-log-level level", "debug, info, warn or error", "-redis-url URL", "AGENTSTREAM_REDIS_URL",
+			"-addr address", "AGENTSTREAM_ADDR", "-model name", "AGENTSTREAM_MODEL", "-debug-addr address", "-config file", "AGENTSTREAM_CONFIG",
+		}},
+		{[]string{"bench", "-h"}, nil, []string{"-direct N", "(default min(streams, 50); 0 for none)\n", "-sim-url URL", "-compare N"}},
+		{[]string{"bench", "relay", "-h"}, nil, []string{"-model-url", "-h2c"}},
+		{[]string{"sim", "-h"}, nil, []string{"-pace duration", "negative: none, 0: the default (default 20ms)", "-fault string"}},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), func() {}, tt.args, env(tt.env), &stdout, &stderr)
+		help := stderr.String()
+		if code != 0 {
+			t.Errorf("%q: exit %d", tt.args, code)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(help, w) {
+				t.Errorf("%q help lacks %q:\n%s", tt.args, w, help)
+			}
+		}
+		for _, v := range tt.env {
+			if strings.Contains(help, v) {
+				t.Errorf("%q help shows the environment's %q as a default:\n%s", tt.args, v, help)
+			}
+		}
+		for line := range strings.SplitSeq(help, "\n") {
+			if strings.Count(line, "(default") > 1 || strings.Contains(line, "(default -1)") {
+				t.Errorf("%q help: a default given twice, or a sentinel shown: %q", tt.args, line)
+			}
+		}
 	}
 }
 

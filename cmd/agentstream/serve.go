@@ -14,18 +14,25 @@ import (
 )
 
 // loadConfig reads the config file, then the environment, then the flags;
-// each overrides the one before.
+// each overrides the one before. A bad config is config.Problems: every
+// problem at once, each at its line in the file or at its variable or flag.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config.Config, error) {
 	fs := flag.NewFlagSet("agentstream serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		_, _ = fmt.Fprint(fs.Output(), "Usage: agentstream serve [flags]\n\n"+
+			"Settings come from the config file, then the environment, then these flags,\n"+
+			"each overriding the one before. The file's keys are documented in config/config.go.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	var (
-		path        = fs.String("config", getenv("AGENTSTREAM_CONFIG"), "YAML config file (env AGENTSTREAM_CONFIG)")
-		addr        = fs.String("addr", "", "listen address (env AGENTSTREAM_ADDR; default 127.0.0.1:8080)")
-		databaseURL = fs.String("database-url", "", "SQLite file path (env AGENTSTREAM_DATABASE_URL; default agentstream.db)")
-		redisURL    = fs.String("redis-url", "", "Redis URL for the shared event log (env AGENTSTREAM_REDIS_URL)")
-		model       = fs.String("model", "", "default upstream model (env AGENTSTREAM_MODEL; default gpt-4o-mini, or sim without OPENAI_API_KEY)")
-		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn or error")
-		debugAddr   = fs.String("debug-addr", "", "serve the Go profiler (/debug/pprof/) on this loopback address (env AGENTSTREAM_DEBUG_ADDR; default off)")
+		path        = fs.String("config", "", "YAML config `file` (env AGENTSTREAM_CONFIG; default none)")
+		addr        = fs.String("addr", "", "listen `address` (env AGENTSTREAM_ADDR; default 127.0.0.1:8080); any other than loopback needs auth.keys in the config file")
+		databaseURL = fs.String("database-url", "", "the store: a SQLite file path (or sqlite://PATH) or a postgres:// `URL` (env AGENTSTREAM_DATABASE_URL; default agentstream.db)")
+		redisURL    = fs.String("redis-url", "", "a redis:// `URL` for the event log shared by several instances (env AGENTSTREAM_REDIS_URL; default none: the in-process log)")
+		model       = fs.String("model", "", "the upstream model `name` of agents that name none (env AGENTSTREAM_MODEL; default gpt-4o-mini, or sim with neither OPENAI_API_KEY nor OPENAI_BASE_URL)")
+		logLevel    = fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+		debugAddr   = fs.String("debug-addr", "", "serve the Go profiler (/debug/pprof/) on this loopback `address` (env AGENTSTREAM_DEBUG_ADDR; default off)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
@@ -33,38 +40,42 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var cfg config.Config
-	if *path != "" {
-		data, err := os.ReadFile(*path)
-		if err != nil {
-			return config.Config{}, fmt.Errorf("reading the config file: %w", err)
-		}
-		if cfg, err = config.Decode(data); err != nil {
-			return config.Config{}, fmt.Errorf("%s: %w", *path, err)
-		}
-	}
-	for _, o := range []struct {
-		dst       *string
-		env, flag string
-	}{
-		{&cfg.Addr, "AGENTSTREAM_ADDR", *addr},
-		{&cfg.DebugAddr, "AGENTSTREAM_DEBUG_ADDR", *debugAddr},
-		{&cfg.DatabaseURL, "AGENTSTREAM_DATABASE_URL", *databaseURL},
-		{&cfg.RedisURL, "AGENTSTREAM_REDIS_URL", *redisURL},
-		{&cfg.Model, "AGENTSTREAM_MODEL", *model},
-		{&cfg.OpenAI.APIKey, "OPENAI_API_KEY", ""},
-		{&cfg.OpenAI.BaseURL, "OPENAI_BASE_URL", ""},
-	} {
-		if v := getenv(o.env); v != "" {
-			*o.dst = v
-		}
-		if o.flag != "" {
-			*o.dst = o.flag
-		}
-	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return config.Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	// Read after parsing, not as the flag's default: the help would show
+	// the variable's value as the default.
+	if *path == "" {
+		*path = getenv("AGENTSTREAM_CONFIG")
+	}
+	var data []byte
+	if *path != "" {
+		var err error
+		if data, err = os.ReadFile(*path); err != nil {
+			return config.Config{}, fmt.Errorf("reading the config file: %w", err)
+		}
+	}
+	var overrides []config.Override
+	for _, o := range []struct{ key, env, flag, value string }{
+		{"addr", "AGENTSTREAM_ADDR", "addr", *addr},
+		{"debug_addr", "AGENTSTREAM_DEBUG_ADDR", "debug-addr", *debugAddr},
+		{"database_url", "AGENTSTREAM_DATABASE_URL", "database-url", *databaseURL},
+		{"redis_url", "AGENTSTREAM_REDIS_URL", "redis-url", *redisURL},
+		{"model", "AGENTSTREAM_MODEL", "model", *model},
+		{"openai.api_key", "OPENAI_API_KEY", "", ""},
+		{"openai.base_url", "OPENAI_BASE_URL", "", ""},
+	} {
+		if v := getenv(o.env); v != "" {
+			overrides = append(overrides, config.Override{Key: o.key, Value: v, Origin: "env " + o.env})
+		}
+		if o.value != "" {
+			overrides = append(overrides, config.Override{Key: o.key, Value: o.value, Origin: "flag --" + o.flag})
+		}
+	}
+	cfg, err := config.Load(*path, data, overrides...)
+	if err != nil {
+		return config.Config{}, err
 	}
 	logLevelVar.Set(level)
 	return cfg, nil
@@ -78,6 +89,11 @@ func serve(ctx context.Context, stopSignals func(), args []string, getenv func(s
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	var problems config.Problems
+	if errors.As(err, &problems) {
+		_, _ = fmt.Fprintf(stderr, "agentstream serve: invalid configuration (%s):\n%v\n", plural(len(problems), "problem"), err)
+		return 2
 	}
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream serve: %v\n", err)
@@ -110,4 +126,12 @@ func serve(ctx context.Context, stopSignals func(), args []string, getenv func(s
 	}
 	logger.Info("stopped")
 	return 0
+}
+
+// plural is "1 problem", "2 problems".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

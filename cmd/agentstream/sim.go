@@ -14,12 +14,12 @@ import (
 func simulate(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agentstream sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
-	tokens := fs.Int("tokens", sim.DefaultTokens, "reply length in tokens")
-	pace := fs.Duration("pace", sim.DefaultPace, "time between tokens, e.g. 50ms (negative: none)")
-	ttft := fs.Duration("ttft", sim.DefaultTTFT, "time to the first token (negative: none)")
+	addr := fs.String("addr", "127.0.0.1:8081", "listen `address`")
+	tokens := fs.Int("tokens", sim.DefaultTokens, "reply length in tokens; 0 or less: the default")
+	pace := fs.Duration("pace", sim.DefaultPace, "time between tokens, e.g. 50ms; negative: none, 0: the default")
+	ttft := fs.Duration("ttft", sim.DefaultTTFT, "time to the first token; negative: none, 0: the default")
 	fault := fs.String("fault", "", "answer every request with a fault: 429, 500, cut or stall")
-	faultAfter := fs.Int("fault-after", 0, "tokens sent before a cut or stall")
+	faultAfter := fs.Int("fault-after", 0, "with --fault cut or stall, the tokens sent before it")
 	stamp := fs.Bool("stamp", false, "generated tokens carry their send time (t<unix-micros>), for agentstream bench")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
