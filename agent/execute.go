@@ -362,13 +362,16 @@ func (x *execution) finish(runCtx context.Context, err error) {
 // for a conflict, an answer) until ctx ends.
 func (r *Runner) saveEnd(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
 	backoff := 50 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		err := r.store.FinishRun(ctx, run, msgs)
 		if err == nil || errors.Is(err, agentstream.ErrConflict) || errors.Is(err, agentstream.ErrNotFound) ||
 			errors.Is(err, agentstream.ErrInvalid) {
 			return err
 		}
-		r.logger.Warn("saving a finished run failed; trying again", "run_id", run.ID, "err", err)
+		// One line per run's outage; the caller says how it ended.
+		if attempt == 1 {
+			r.logger.Warn("saving a finished run failed; trying again", "run_id", run.ID, "err", err)
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
