@@ -93,18 +93,18 @@ func (r *Runner) SweepExpired(ctx context.Context) int {
 	}
 	for _, run := range runs {
 		r.logger.Warn("a run's lease ran out: marked interrupted", "run_id", run.ID)
-		r.endInterrupted(context.WithoutCancel(ctx), run)
+		r.EndInterrupted(context.WithoutCancel(ctx), run)
 	}
 	return len(runs)
 }
 
-// endInterrupted appends the terminal event of a run the store ended
-// without its owner (its lease ran out), after the last event the log
-// holds: the events of the dead owner that never reached the log were
+// EndInterrupted appends the terminal event of a run the store ended
+// without its owner (its lease ran out, or its server died and a server
+// of the same SQLite file started), after the last event the log holds: the events of the dead owner that never reached the log were
 // never read by anyone, so this id denotes nothing else, anywhere. Its id
 // is then recorded in the store, for ends rebuilt from it. When the log
 // cannot take it, readers rebuild the end from the store.
-func (r *Runner) endInterrupted(ctx context.Context, run agentstream.Run) {
+func (r *Runner) EndInterrupted(ctx context.Context, run agentstream.Run) {
 	seq, err := r.log.Append(ctx, run.ID, agentstream.NewEvent(agentstream.EventRunInterrupted, agentstream.RunEndData{
 		RunID: run.ID, Status: run.Status, Usage: run.Usage, Error: run.Error,
 	}))

@@ -69,11 +69,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if s.store, err = openStore(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
-	if cfg.RedisURL == "" {
-		// Only this process uses the store: runs it left queued or
-		// running belonged to a process that died. Their questions and
-		// checkpointed partial answers stay; the runs end interrupted.
-		recovered, err := s.store.InterruptRuns(ctx, time.Now().UTC(), agentstream.ErrorInfo{
+	// A SQLite file has one serve (it holds the file's lock): runs it left
+	// queued or running belonged to a process that died. Their questions
+	// and checkpointed partial answers stay; the runs end interrupted. On
+	// PostgreSQL, runs held by others are theirs: the runner's leases find
+	// those of dead instances.
+	var recovered []agentstream.Run
+	if !isPostgres(cfg.DatabaseURL) {
+		recovered, err = s.store.InterruptRuns(ctx, time.Now().UTC(), agentstream.ErrorInfo{
 			Code: agentstream.CodeInterrupted, Message: "the server stopped before the run ended",
 		})
 		if err != nil {
@@ -82,14 +85,16 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		if len(recovered) > 0 {
 			logger.Warn("runs left unfinished by a previous process were marked interrupted", "runs", len(recovered))
 		}
+	}
+	if cfg.RedisURL == "" {
 		s.mem = memlog.New(memlog.Options{
 			Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes, MaxTotalBytes: cfg.EventLog.MaxTotalBytes,
 		})
 		s.log = s.mem
+		// The recovered runs' logs died with their process: readers get
+		// their ends from the store.
+		recovered = nil
 	} else {
-		// Several instances share the store and Redis: runs held by
-		// others are theirs. The runner's leases find those of dead
-		// instances.
 		s.redis, err = redislog.Open(ctx, cfg.RedisURL, redislog.Options{
 			Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes,
 			Coalesce: cfg.EventLog.Coalesce, Prefix: cfg.EventLog.RedisPrefix, Logger: logger,
@@ -133,6 +138,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
+	}
+	// The recovered runs' logs are in Redis, with readers perhaps waiting:
+	// each gets its terminal event.
+	for _, run := range recovered {
+		s.runner.EndInterrupted(ctx, run)
 	}
 
 	keys := make(map[string]string, len(cfg.Auth.Keys))
@@ -186,6 +196,11 @@ func queueSize(n int) int {
 		return -1
 	}
 	return n
+}
+
+// isPostgres reports whether a database URL names PostgreSQL.
+func isPostgres(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
 }
 
 // openStore opens the store a database URL names.
