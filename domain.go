@@ -2,6 +2,8 @@ package agentstream
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
 	"time"
 )
 
@@ -50,8 +52,15 @@ func (s RunStatus) Terminal() bool {
 
 // Thread is a conversation owned by one user.
 type Thread struct {
-	ID     string `json:"id"`
-	UserID string `json:"user_id"`
+	// ID is the thread's key in the store, unique across users: a random
+	// "thr_…" for a thread the server named, ThreadKey(UserID, ClientID)
+	// for one whose id its user chose. Runs and messages refer to it.
+	ID string `json:"id"`
+	// ClientID is the id the user chose for the thread (POST /v1/chat's
+	// thread_id), empty when the server named it. It is unique per user
+	// only, so it is not the key; the API shows it as the thread's id.
+	ClientID string `json:"-"`
+	UserID   string `json:"user_id"`
 	// Agent is the thread's default agent; a run may name another.
 	Agent string `json:"agent"`
 	Title string `json:"title"`
@@ -62,6 +71,30 @@ type Thread struct {
 	Context   map[string]any `json:"context"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+// PublicID is the id the thread's user knows it by: the id they chose,
+// or its key when the server named it.
+func (t Thread) PublicID() string {
+	if t.ClientID != "" {
+		return t.ClientID
+	}
+	return t.ID
+}
+
+// ThreadKey returns the key (Thread.ID) of the thread that user userID
+// named clientID: "thr_" and the first 26 base32 characters (130 bits) of
+// SHA-256(userID, NUL, clientID), the shape of a random thread id. A key
+// per user is what lets two users each have a thread "hana-1", and no user
+// claim another's id; being derived, it is found without an index of
+// client ids, by any instance. Stored keys depend on it: it never changes.
+// (clientID holds no NUL, so the input is unambiguous.)
+func ThreadKey(userID, clientID string) string {
+	h := sha256.New()
+	h.Write([]byte(userID))
+	h.Write([]byte{0})
+	h.Write([]byte(clientID))
+	return "thr_" + base32.StdEncoding.EncodeToString(h.Sum(nil))[:26]
 }
 
 // ToolCall is one call an assistant message asks for. Arguments is the

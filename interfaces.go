@@ -9,12 +9,21 @@ import (
 // Store persists threads, messages and runs. Implementations return *Error
 // values (ErrNotFound, ErrConflict, …) for domain failures and are safe for
 // concurrent use.
+//
+// Every store keeps the same values: CreateThread and CreateRun refuse,
+// with ErrInvalid and nothing written, what Thread.Check, Run.Check and
+// Message.Check refuse (an ID over MaxIDBytes, text that is not valid
+// UTF-8 or holds a NUL character), and every method that writes messages
+// refuses their IDs the same way. A lookup by an ID no store can hold
+// (!ValidText) is ErrNotFound without a query.
 type Store interface {
-	// CreateThread inserts t. ErrConflict when a thread with its ID exists
-	// (whoever owns it).
+	// CreateThread inserts t, ClientID included. ErrConflict when a thread
+	// with its ID exists (whoever owns it).
 	CreateThread(ctx context.Context, t Thread) error
-	// GetThread returns the thread when it exists and belongs to userID;
-	// ErrNotFound otherwise, so a foreign thread looks like a missing one.
+	// GetThread returns the thread whose ID (its key) is threadID, when it
+	// exists and belongs to userID; ErrNotFound otherwise, so a foreign
+	// thread looks like a missing one. It does not look threads up by
+	// ClientID: the caller derives the key (ThreadKey).
 	GetThread(ctx context.Context, userID, threadID string) (Thread, error)
 	// ListMessages returns the thread's messages, oldest first (by Seq).
 	ListMessages(ctx context.Context, threadID string) ([]Message, error)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,12 +70,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// decodeBody decodes a JSON request body into v. With strict, unknown
-// fields are errors. Every failure is an *agentstream.Error that names
-// the problem.
+// decodeBody decodes a JSON request body, which must be an object, into
+// v. With strict, unknown fields are errors. Every failure is an
+// *agentstream.Error that names the problem.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	// Read whole (within the limit): checkBody needs the text as sent.
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		return bodyError(err, s.opts.MaxBodyBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {
 		dec.DisallowUnknownFields()
 	}
@@ -84,11 +89,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 	if dec.More() {
 		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the request body has data after its JSON object")
 	}
-	// Read to the end so an oversized tail is noticed too.
-	if _, err := io.Copy(io.Discard, body); err != nil {
-		return bodyError(err, s.opts.MaxBodyBytes)
-	}
-	return nil
+	return checkBody(data)
 }
 
 func bodyError(err error, limit int64) error {

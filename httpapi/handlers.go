@@ -58,21 +58,27 @@ func (s *Server) createThread(w http.ResponseWriter, r *http.Request, user strin
 		return
 	}
 	s.threads.put(t)
-	writeJSON(w, http.StatusCreated, t)
+	writeJSON(w, http.StatusCreated, shown(t))
 }
 
-// newThread returns a thread for user, not yet stored.
-func (s *Server) newThread(user, id string, req createThreadRequest) (agentstream.Thread, error) {
+// newThread returns a thread for user, not yet stored: named clientID by
+// the user (its key derived from it), or by the server when clientID is
+// empty.
+func (s *Server) newThread(user, clientID string, req createThreadRequest) (agentstream.Thread, error) {
 	a, err := s.runner.Agent(req.Agent)
 	if err != nil {
 		return agentstream.Thread{}, err
 	}
-	if id == "" {
-		id = agentstream.NewID("thr_")
+	id := agentstream.NewID("thr_")
+	if clientID != "" {
+		if err := checkClientID("thread_id", clientID); err != nil {
+			return agentstream.Thread{}, err
+		}
+		id = agentstream.ThreadKey(user, clientID)
 	}
 	now := timeNow()
 	return agentstream.Thread{
-		ID: id, UserID: user, Agent: a.Name, Title: req.Title,
+		ID: id, ClientID: clientID, UserID: user, Agent: a.Name, Title: req.Title,
 		Metadata: req.Metadata, Context: req.Context, CreatedAt: now, UpdatedAt: now,
 	}, nil
 }
@@ -82,10 +88,13 @@ type agentStart struct {
 	context      map[string]any
 }
 
-// startChat starts a run for /v1/chat on the thread the client named, on a
-// thread of that id created for this user when it is unknown, or on a new
-// thread. The thread is created only once the run is accepted. A thread
-// of another user is answered as not found.
+// startChat starts a run for /v1/chat on the user's thread the client
+// named (resolveThread), on a thread of that id created for this user
+// when they have none (another user's thread of that id is none of
+// theirs), or on a new thread. The thread is created only once the run is
+// accepted; an id a new thread cannot have is refused before. The run
+// returned has the thread's id as the user knows it (PublicID) for its
+// ThreadID: what X-Thread-Id and the chunks show.
 func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart) (agentstream.Run, error) {
 	req := agent.StartRequest{UserID: user, Agent: a.agent, Input: a.input, Context: a.context}
 	// Two tries: a first request racing another one that creates the same
@@ -110,6 +119,9 @@ func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart)
 		if err == nil && req.NewThread {
 			s.threads.put(req.Thread) // created by Start
 		}
+		if err == nil {
+			run.ThreadID = req.Thread.PublicID()
+		}
 		if !errors.Is(err, agent.ErrThreadTaken) {
 			return run, err
 		}
@@ -121,16 +133,16 @@ func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart)
 }
 
 func (s *Server) getThread(w http.ResponseWriter, r *http.Request, user string) {
-	t, err := s.store.GetThread(r.Context(), user, r.PathValue("id"))
+	t, err := resolveThread(r.Context(), s.store, user, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, t)
+	writeJSON(w, http.StatusOK, shown(t))
 }
 
 func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, user string) {
-	t, err := s.store.GetThread(r.Context(), user, r.PathValue("id"))
+	t, err := resolveThread(r.Context(), s.store, user, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -203,6 +215,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 		s.writeError(w, r, err)
 		return
 	}
+	run.ThreadID = t.PublicID() // for X-Thread-Id
 	s.followRun(w, r, run, 0, nativeEncoder{}, req.OnDisconnect)
 }
 

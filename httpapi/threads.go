@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 
 	"github.com/agentstream/agentstream"
@@ -16,7 +17,8 @@ const (
 )
 
 // threadCache keeps threads that runs are started on, with only what
-// starting a run needs of them: their user, agent and context, which never change once
+// starting a run needs of them: their user, agent and context (and the id
+// their user chose, to show), which never change once
 // the thread is stored (threads are never deleted; only their UpdatedAt
 // moves, which runs do not use), so a thread created or read here need not
 // be read again to start the next run on it, on this instance or after
@@ -31,25 +33,72 @@ func newThreadCache() *threadCache {
 	return &threadCache{m: make(map[string]agentstream.Thread)}
 }
 
-// forRun returns the thread for a run of userID, from the cache or the
-// store: ErrNotFound when it does not exist or belongs to another user,
-// as GetThread answers.
-func (c *threadCache) forRun(ctx context.Context, store agentstream.Store, userID, threadID string) (agentstream.Thread, error) {
-	c.mu.Lock()
-	t, ok := c.m[threadID]
-	c.mu.Unlock()
-	if ok {
-		if t.UserID != userID {
-			return agentstream.Thread{}, agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
-		}
-		return t, nil
+// forRun returns the thread of userID that id names (resolveThread), for
+// a run, from the cache or the store: ErrNotFound when there is none.
+// The cache is keyed by thread keys, unique across users.
+func (c *threadCache) forRun(ctx context.Context, store agentstream.Store, userID, id string) (agentstream.Thread, error) {
+	if !lookupID(id) {
+		return agentstream.Thread{}, errThreadNotFound()
 	}
-	t, err := store.GetThread(ctx, userID, threadID)
+	asGiven, named := true, validClientID(id)
+	c.mu.Lock()
+	if t, ok := c.m[id]; ok {
+		if t.UserID == userID {
+			c.mu.Unlock()
+			return t, nil
+		}
+		asGiven = false // that key is another user's thread
+	}
+	if named {
+		if t, ok := c.m[agentstream.ThreadKey(userID, id)]; ok && t.UserID == userID {
+			c.mu.Unlock()
+			return t, nil
+		}
+	}
+	c.mu.Unlock()
+	t, err := lookupThread(ctx, store, userID, id, asGiven, named)
 	if err != nil {
 		return t, err
 	}
 	c.put(t)
 	return t, nil
+}
+
+// resolveThread returns the thread of userID that id names: the user's
+// thread whose key is id (one the server named, or one made before
+// client-chosen ids belonged to their users), else the one the user named
+// id (agentstream.ThreadKey). ErrNotFound otherwise: an id that no thread
+// can have, and another user's thread, are answered as missing.
+func resolveThread(ctx context.Context, store agentstream.Store, userID, id string) (agentstream.Thread, error) {
+	if !lookupID(id) {
+		return agentstream.Thread{}, errThreadNotFound()
+	}
+	return lookupThread(ctx, store, userID, id, true, validClientID(id))
+}
+
+// lookupThread reads the thread whose key is id (when asGiven), then the
+// one whose key is derived from id (when named).
+func lookupThread(ctx context.Context, store agentstream.Store, userID, id string, asGiven, named bool) (agentstream.Thread, error) {
+	if asGiven {
+		t, err := store.GetThread(ctx, userID, id)
+		if err == nil || !errors.Is(err, agentstream.ErrNotFound) {
+			return t, err
+		}
+	}
+	if !named {
+		return agentstream.Thread{}, errThreadNotFound()
+	}
+	return store.GetThread(ctx, userID, agentstream.ThreadKey(userID, id))
+}
+
+func errThreadNotFound() error {
+	return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+}
+
+// shown is t as the API shows it: with the id its user knows it by.
+func shown(t agentstream.Thread) agentstream.Thread {
+	t.ID = t.PublicID()
+	return t
 }
 
 // put records a stored thread: what a run needs of it. One whose context
@@ -62,7 +111,7 @@ func (c *threadCache) put(t agentstream.Thread) {
 			return
 		}
 	}
-	t = agentstream.Thread{ID: t.ID, UserID: t.UserID, Agent: t.Agent, Context: t.Context}
+	t = agentstream.Thread{ID: t.ID, ClientID: t.ClientID, UserID: t.UserID, Agent: t.Agent, Context: t.Context}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[t.ID]; !ok && len(c.m) >= maxCachedThreads {

@@ -27,6 +27,7 @@ const (
 	cannotConnectNow      = "57P03"
 	invalidCatalogName    = "3D000" // the database does not exist
 	classDataException    = "22"    // e.g. 22021 invalid UTF-8 or NUL, 22P05 \u0000 in jsonb
+	classProgramLimit     = "54"    // e.g. 54000: an index row too large (a key over about 2.7 kB)
 	classConnection       = "08"
 	classResources        = "53" // too many connections, disk full, out of memory
 	classInvalidAuthority = "28" // authentication failed
@@ -71,7 +72,10 @@ func (s *Store) mapErr(ctx context.Context, op string, err error) error {
 //     and is otherwise left alone, as package sqlite does;
 //   - unique_violation (23505) is ErrConflict, foreign_key_violation
 //     (23503) ErrNotFound, a data exception (class 22, such as a NUL
-//     character or invalid UTF-8 in text) ErrInvalid;
+//     character or invalid UTF-8 in text) or a value over a limit (class
+//     54, such as a key too large for its index) ErrInvalid: the input is
+//     at fault, not the store (the store checks its input against
+//     agentstream's rules first, so these are a second line);
 //   - a failure to reach or use the database is ErrUnavailable: connection
 //     errors, network errors and timeouts, SQLSTATE classes 08, 28 and 53,
 //     a server shutting down or starting (57P01-57P03), a statement timeout
@@ -113,6 +117,8 @@ func mapErr(ctx context.Context, op string, err error) error {
 		case strings.HasPrefix(code, classDataException):
 			return agentstream.Wrap(agentstream.CodeInvalidRequest, wrapped,
 				"value cannot be stored (PostgreSQL refuses NUL characters and invalid UTF-8)")
+		case strings.HasPrefix(code, classProgramLimit):
+			return agentstream.Wrap(agentstream.CodeInvalidRequest, wrapped, "value too large to store")
 		case code == serializationFailure, code == deadlockDetected:
 			return agentstream.Wrap(agentstream.CodeUnavailable, wrapped, "database busy, try again")
 		case strings.HasPrefix(code, classConnection), strings.HasPrefix(code, classResources),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,7 @@ func TestMapErr(t *testing.T) {
 		{"foreign key run", ctx, pgErr("23503", "messages_run_id_fkey"), agentstream.CodeNotFound, "run not found"},
 		{"NUL in text", ctx, pgErr("22021", ""), agentstream.CodeInvalidRequest, ""},
 		{"NUL in jsonb", ctx, pgErr("22P05", ""), agentstream.CodeInvalidRequest, ""},
+		{"index row too large", ctx, pgErr("54000", ""), agentstream.CodeInvalidRequest, "value too large to store"},
 		{"serialization failure", ctx, pgErr("40001", ""), agentstream.CodeUnavailable, ""},
 		{"deadlock", ctx, pgErr("40P01", ""), agentstream.CodeUnavailable, ""},
 		{"connection failure", ctx, pgErr("08006", ""), agentstream.CodeUnavailable, ""},
@@ -80,6 +82,45 @@ func TestMapErr(t *testing.T) {
 	}
 	if mapErr(ctx, "op", nil) != nil {
 		t.Error("mapErr(nil) != nil")
+	}
+}
+
+// TestMapRefusedValues: what PostgreSQL itself refuses, were it to get
+// past the store's own checks (a key too large for its index, a NUL or
+// invalid UTF-8 in text, \u0000 in jsonb), is ErrInvalid, not internal.
+func TestMapRefusedValues(t *testing.T) {
+	_, u := testenv.PostgresSchema(t)
+	s, err := Open(t.Context(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	// An id that does not compress: PostgreSQL would keep a repetitive one.
+	var long strings.Builder
+	for long.Len() < 3000 {
+		long.WriteString(agentstream.NewID(""))
+	}
+	for _, tc := range []struct {
+		name, id, title string
+		metadata        any
+		sqlstate        string
+	}{
+		{"long id", long.String(), "", nil, "54000"},
+		{"NUL title", "t1", "a\x00b", nil, "22021"},
+		{"invalid UTF-8 title", "t2", "a\xffb", nil, "22021"},
+		{"NUL in jsonb", "t3", "", `{"k": "\u0000"}`, "22P05"},
+	} {
+		_, err := s.pool.Exec(t.Context(), `
+			INSERT INTO threads (id, user_id, agent, title, metadata, created_at, updated_at)
+			VALUES ($1, 'u', 'a', $2, $3, now(), now())`, tc.id, tc.title, tc.metadata)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != tc.sqlstate {
+			t.Errorf("%s: %v, want SQLSTATE %s", tc.name, err, tc.sqlstate)
+			continue
+		}
+		if got := s.mapErr(t.Context(), "create thread", err); !errors.Is(got, agentstream.ErrInvalid) {
+			t.Errorf("%s: mapErr(%v) = %v, want ErrInvalid", tc.name, err, got)
+		}
 	}
 }
 

@@ -3,8 +3,9 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net"
-	"path/filepath"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,16 @@ func newSchema(t testing.TB) (schema, schemaURL string) {
 func withParam(t testing.TB, u, key, value string) string {
 	t.Helper()
 	return testenv.WithParam(t, u, key, value)
+}
+
+// migrationCount is the number of migrations the store embeds.
+func migrationCount(t testing.TB) int {
+	t.Helper()
+	files, err := fs.Glob(os.DirFS("migrations"), "*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations found: %v", err)
+	}
+	return len(files)
 }
 
 // queryInt runs a query returning one integer.
@@ -179,7 +190,7 @@ func TestReopen(t *testing.T) {
 	}
 
 	versions := queryInt(t, u, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`)
-	if want := migrationCount(t); int(versions) != want {
+	if want := migrationCount(t); versions != int64(want) {
 		t.Errorf("goose_db_version has %d migrations applied, want %d", versions, want)
 	}
 	// The tables are in the schema named by search_path, and nowhere else.
@@ -211,8 +222,7 @@ func TestOpenConcurrently(t *testing.T) {
 		}
 		closeStore(t, stores[i])
 	}
-	versions, want := queryInt(t, u, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`), migrationCount(t)
-	if int(versions) != want {
+	if versions, want := queryInt(t, u, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`), migrationCount(t); versions != int64(want) {
 		t.Errorf("goose_db_version has %d migrations applied, want %d", versions, want)
 	}
 }
@@ -566,15 +576,4 @@ func BenchmarkRunWrites(b *testing.B) {
 
 func BenchmarkListMessages(b *testing.B) {
 	storetest.BenchmarkListMessages(b, func(t testing.TB) agentstream.Store { return openFresh(t) })
-}
-
-// migrationCount is the number of migrations the store embeds: the files
-// of its migrations folder.
-func migrationCount(t testing.TB) int {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("migrations", "*.sql"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("listing the migrations: %v (%d found)", err, len(files))
-	}
-	return len(files)
 }

@@ -16,10 +16,14 @@ import (
 // aborts it for a serialization failure or a deadlock.
 const maxAttempts = 3
 
-// CreateThread inserts t. ErrConflict when its ID is taken.
+// CreateThread inserts t. ErrConflict when its ID is taken; ErrInvalid
+// when t.Check refuses it.
 func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
 	if s.closed.Load() {
 		return errClosed()
+	}
+	if err := t.Check(); err != nil {
+		return err
 	}
 	metadata, err := encodeMap("metadata", t.Metadata)
 	if err != nil {
@@ -30,9 +34,9 @@ func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
 		return err
 	}
 	_, err = s.pool.Exec(ctx, `
-		INSERT INTO threads (id, user_id, agent, title, metadata, context, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		t.ID, t.UserID, t.Agent, t.Title, metadata, threadContext, ts(t.CreatedAt), ts(t.UpdatedAt))
+		INSERT INTO threads (id, client_id, user_id, agent, title, metadata, context, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		t.ID, nullString(t.ClientID), t.UserID, t.Agent, t.Title, metadata, threadContext, ts(t.CreatedAt), ts(t.UpdatedAt))
 	return s.mapErr(ctx, "create thread", err)
 }
 
@@ -41,12 +45,16 @@ func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentst
 	if s.closed.Load() {
 		return agentstream.Thread{}, errClosed()
 	}
+	if !agentstream.ValidText(threadID) || !agentstream.ValidText(userID) {
+		return agentstream.Thread{}, errThreadNotFound() // no store can hold it
+	}
 	t := agentstream.Thread{ID: threadID, UserID: userID}
+	var clientID *string
 	var metadata, threadContext []byte
 	err := s.pool.QueryRow(ctx, `
-		SELECT agent, title, metadata, context, created_at, updated_at
+		SELECT client_id, agent, title, metadata, context, created_at, updated_at
 		FROM threads WHERE id = $1 AND user_id = $2`, threadID, userID,
-	).Scan(&t.Agent, &t.Title, &metadata, &threadContext, &t.CreatedAt, &t.UpdatedAt)
+	).Scan(&clientID, &t.Agent, &t.Title, &metadata, &threadContext, &t.CreatedAt, &t.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return agentstream.Thread{}, agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
 	}
@@ -59,6 +67,9 @@ func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentst
 	if t.Context, err = decodeMap(threadContext); err != nil {
 		return agentstream.Thread{}, fmt.Errorf("postgres: get thread %s: context: %w", threadID, err)
 	}
+	if clientID != nil {
+		t.ClientID = *clientID
+	}
 	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
 	return t, nil
 }
@@ -68,6 +79,9 @@ func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentst
 func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstream.Message, error) {
 	if s.closed.Load() {
 		return nil, errClosed()
+	}
+	if !agentstream.ValidText(threadID) {
+		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
@@ -133,6 +147,12 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
 	}
+	if err := run.Check(); err != nil {
+		return agentstream.Message{}, err
+	}
+	if err := input.Check(); err != nil {
+		return agentstream.Message{}, err
+	}
 	runContext, err := encodeMap("context", run.Context)
 	if err != nil {
 		return agentstream.Message{}, err
@@ -187,6 +207,9 @@ func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error 
 	if s.closed.Load() {
 		return errClosed()
 	}
+	if !agentstream.ValidText(runID) {
+		return errRunNotFound()
+	}
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE runs SET status = 'running', started_at = $2
 		WHERE id = $1 AND status = 'queued'`, runID, ts(at))
@@ -213,6 +236,9 @@ func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error 
 // run's thread, under the run, whatever their ThreadID and RunID say; an ID
 // taken by a message of another run is ErrConflict.
 func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstream.Message) error {
+	if !agentstream.ValidText(runID) {
+		return errRunNotFound()
+	}
 	batch, err := messageBatch(msgs)
 	if err != nil {
 		return err
@@ -235,6 +261,9 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
 	if !run.Status.Terminal() {
 		return agentstream.Errorf(agentstream.CodeInvalidRequest, "run status %q is not terminal", run.Status)
+	}
+	if !agentstream.ValidText(run.ID) {
+		return errRunNotFound()
 	}
 	batch, err := messageBatch(msgs)
 	if err != nil {
@@ -278,6 +307,9 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 	if s.closed.Load() {
 		return nil, errClosed()
 	}
+	if !agentstream.ValidText(owner) {
+		return []string{}, nil // no run can have this owner
+	}
 	rows, err := s.pool.Query(ctx, `
 		UPDATE runs SET lease_until = $1
 		WHERE owner = $2 AND status IN ('queued', 'running')
@@ -300,6 +332,9 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.ErrorInfo, cond string) ([]agentstream.Run, error) {
 	if s.closed.Load() {
 		return nil, errClosed()
+	}
+	if err := (agentstream.Run{Error: &e}).Check(); err != nil { // the error every run gets
+		return nil, err
 	}
 	// A run that a FinishRun has locked is waited for, then skipped if it
 	// ended (READ COMMITTED re-checks the WHERE clause on the new row).
@@ -334,6 +369,9 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {
 	if s.closed.Load() {
 		return agentstream.Run{}, errClosed()
+	}
+	if !agentstream.ValidText(runID) || !agentstream.ValidText(userID) {
+		return agentstream.Run{}, errRunNotFound() // no store can hold it
 	}
 	r, err := scanRun(s.pool.QueryRow(ctx, `
 		SELECT `+runColumns+` FROM runs WHERE id = $1 AND user_id = $2`, runID, userID))
@@ -477,9 +515,15 @@ type encodedMessage struct {
 	toolCalls []byte
 }
 
+// messageBatch encodes the messages a run saves, refusing the IDs no
+// store can hold. The rest of such a message is the model's or a tool's,
+// and not checked here.
 func messageBatch(msgs []agentstream.Message) ([]encodedMessage, error) {
 	out := make([]encodedMessage, len(msgs))
 	for i, m := range msgs {
+		if err := agentstream.CheckID("message id", m.ID); err != nil {
+			return nil, err
+		}
 		toolCalls, err := encodeToolCalls(m.ToolCalls)
 		if err != nil {
 			return nil, err
@@ -525,6 +569,20 @@ func saveMessages(ctx context.Context, tx pgx.Tx, threadID, runID string, msgs [
 		}
 	}
 	return br.Close()
+}
+
+func errThreadNotFound() error {
+	return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+}
+
+func errRunNotFound() error { return agentstream.Errorf(agentstream.CodeNotFound, "run not found") }
+
+// nullString is s, or NULL when it is empty.
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func errorColumns(e *agentstream.ErrorInfo) (code, message *string) {

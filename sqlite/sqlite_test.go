@@ -77,6 +77,16 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// migrationCount is the number of migrations the store embeds.
+func migrationCount(t testing.TB) int {
+	t.Helper()
+	files, err := fs.Glob(os.DirFS("migrations"), "*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations found: %v", err)
+	}
+	return len(files)
+}
+
 // rawDB opens path directly, bypassing the store.
 func rawDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
@@ -190,15 +200,4 @@ func BenchmarkRunWrites(b *testing.B) {
 
 func BenchmarkListMessages(b *testing.B) {
 	storetest.BenchmarkListMessages(b, func(t testing.TB) agentstream.Store { return openTemp(t) })
-}
-
-// migrationCount is the number of migrations the store embeds: the files
-// of its migrations folder.
-func migrationCount(t testing.TB) int {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("migrations", "*.sql"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("listing the migrations: %v (%d found)", err, len(files))
-	}
-	return len(files)
 }

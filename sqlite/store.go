@@ -11,8 +11,12 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
-// CreateThread inserts t. ErrConflict when its ID is taken.
+// CreateThread inserts t. ErrConflict when its ID is taken; ErrInvalid
+// when t.Check refuses it.
 func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
+	if err := t.Check(); err != nil {
+		return err
+	}
 	metadata, err := encodeMap("metadata", t.Metadata)
 	if err != nil {
 		return err
@@ -23,9 +27,9 @@ func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
 	}
 	return s.write(ctx, "create thread", func(tx wtx) error {
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO threads (id, user_id, agent, title, metadata, context, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			t.ID, t.UserID, t.Agent, t.Title, metadata, threadContext,
+			INSERT INTO threads (id, client_id, user_id, agent, title, metadata, context, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, nullString(t.ClientID), t.UserID, t.Agent, t.Title, metadata, threadContext,
 			micros(t.CreatedAt), micros(t.UpdatedAt))
 		if isUniqueViolation(err) {
 			return agentstream.Wrap(agentstream.CodeConflict, err, "thread already exists")
@@ -36,13 +40,16 @@ func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
 
 // GetThread returns the thread when it belongs to userID.
 func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentstream.Thread, error) {
+	if !agentstream.ValidText(threadID) || !agentstream.ValidText(userID) {
+		return agentstream.Thread{}, errThreadNotFound() // no store can hold it
+	}
 	t := agentstream.Thread{ID: threadID, UserID: userID}
-	var metadata, threadContext sql.NullString
+	var clientID, metadata, threadContext sql.NullString
 	var created, updated int64
 	err := s.rc.QueryRowContext(ctx, `
-		SELECT agent, title, metadata, context, created_at, updated_at
+		SELECT client_id, agent, title, metadata, context, created_at, updated_at
 		FROM threads WHERE id = ? AND user_id = ?`, threadID, userID,
-	).Scan(&t.Agent, &t.Title, &metadata, &threadContext, &created, &updated)
+	).Scan(&clientID, &t.Agent, &t.Title, &metadata, &threadContext, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return agentstream.Thread{}, agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
 	}
@@ -55,6 +62,7 @@ func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentst
 	if t.Context, err = decodeMap(threadContext); err != nil {
 		return agentstream.Thread{}, fmt.Errorf("sqlite: get thread %s: context: %w", threadID, err)
 	}
+	t.ClientID = clientID.String
 	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return t, nil
 }
@@ -62,6 +70,9 @@ func (s *Store) GetThread(ctx context.Context, userID, threadID string) (agentst
 // ListMessages returns the thread's messages by Seq; an empty non-nil slice
 // when there are none (or no such thread).
 func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstream.Message, error) {
+	if !agentstream.ValidText(threadID) {
+		return []agentstream.Message{}, nil // no store can hold such a thread
+	}
 	rows, err := s.rc.QueryContext(ctx, `
 		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
 		FROM messages WHERE thread_id = ? ORDER BY seq`, threadID)
@@ -98,6 +109,12 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
 		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
+	}
+	if err := run.Check(); err != nil {
+		return agentstream.Message{}, err
+	}
+	if err := input.Check(); err != nil {
+		return agentstream.Message{}, err
 	}
 	runContext, err := encodeMap("context", run.Context)
 	if err != nil {
@@ -160,6 +177,9 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 
 // StartRun marks a queued run running.
 func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error {
+	if !agentstream.ValidText(runID) {
+		return errRunNotFound()
+	}
 	return s.write(ctx, "start run", func(tx wtx) error {
 		_, status, err := runState(ctx, tx, runID)
 		if err != nil {
@@ -178,6 +198,12 @@ func (s *Store) StartRun(ctx context.Context, runID string, at time.Time) error 
 // run, ErrConflict when the run is not running. Messages are saved in the
 // run's thread, under the run, whatever their ThreadID and RunID say.
 func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstream.Message) error {
+	if !agentstream.ValidText(runID) {
+		return errRunNotFound()
+	}
+	if err := checkMessageIDs(msgs); err != nil {
+		return err
+	}
 	return s.write(ctx, "checkpoint run", func(tx wtx) error {
 		threadID, status, err := runState(ctx, tx, runID)
 		if err != nil {
@@ -196,6 +222,12 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
 	if !run.Status.Terminal() {
 		return agentstream.Errorf(agentstream.CodeInvalidRequest, "run status %q is not terminal", run.Status)
+	}
+	if !agentstream.ValidText(run.ID) {
+		return errRunNotFound()
+	}
+	if err := checkMessageIDs(msgs); err != nil {
+		return err
 	}
 	var errCode, errMessage sql.NullString
 	if run.Error != nil {
@@ -238,6 +270,9 @@ func (s *Store) InterruptExpiredRuns(ctx context.Context, at time.Time, e agents
 // RenewLeases extends the leases of owner's queued and running runs.
 func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
 	ids := []string{}
+	if !agentstream.ValidText(owner) {
+		return ids, nil // no run can have this owner
+	}
 	err := s.write(ctx, "renew leases", func(tx wtx) error {
 		ids = ids[:0]
 		rows, err := tx.QueryContext(ctx, `
@@ -266,6 +301,9 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 // interrupt ends the queued and running runs matching the extra condition
 // (an SQL fragment starting with AND, with its arguments).
 func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.ErrorInfo, cond string, condArgs ...any) ([]agentstream.Run, error) {
+	if err := (agentstream.Run{Error: &e}).Check(); err != nil { // the error every run gets
+		return nil, err
+	}
 	var ids []idAndUser
 	err := s.write(ctx, "interrupt runs", func(tx wtx) error {
 		ids = ids[:0]
@@ -344,6 +382,9 @@ func nullSeq(seq int64) sql.NullInt64 { return sql.NullInt64{Int64: seq, Valid: 
 
 // GetRun returns the run when it belongs to userID.
 func (s *Store) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {
+	if !agentstream.ValidText(runID) || !agentstream.ValidText(userID) {
+		return agentstream.Run{}, errRunNotFound() // no store can hold it
+	}
 	r := agentstream.Run{ID: runID, UserID: userID}
 	var errCode, errMessage, runContext sql.NullString
 	var created int64
@@ -450,6 +491,26 @@ func insertMessage(ctx context.Context, tx wtx, m agentstream.Message, toolCalls
 	}
 	return seq, err
 }
+
+func errThreadNotFound() error {
+	return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+}
+
+func errRunNotFound() error { return agentstream.Errorf(agentstream.CodeNotFound, "run not found") }
+
+// checkMessageIDs refuses the IDs no store can hold. The rest of a message
+// a run saves is the model's or a tool's, and not checked here.
+func checkMessageIDs(msgs []agentstream.Message) error {
+	for _, m := range msgs {
+		if err := agentstream.CheckID("message id", m.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nullString is s, or NULL when it is empty.
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 

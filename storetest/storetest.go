@@ -41,6 +41,18 @@
 //   - ErrInvalid, with nothing written, for: CreateRun of a run that is
 //     not queued or running; FinishRun with a status that is not terminal;
 //     a metadata or context map that encoding/json cannot encode.
+//   - Every store keeps the same values (agentstream.MaxIDBytes,
+//     ValidText): CreateThread and CreateRun refuse with ErrInvalid, and
+//     write nothing, an ID over MaxIDBytes bytes, text with a NUL or
+//     invalid UTF-8, and a NUL in a map; an ID of MaxIDBytes bytes works
+//     everywhere. A map's strings are stored as encoding/json writes them
+//     (invalid UTF-8 as U+FFFD). CheckpointRun and FinishRun refuse
+//     message IDs the same way, but do not check what the model or a tool
+//     wrote (content, tool calls, the run's error): a store may refuse a
+//     NUL or invalid UTF-8 there (PostgreSQL does, with ErrInvalid).
+//   - A lookup (or update) by an ID or user that no store can hold (a NUL,
+//     invalid UTF-8) is ErrNotFound, or nothing for ListMessages and
+//     RenewLeases. Thread.ClientID round trips, and is not a key.
 //   - A call whose context is done fails with an error that wraps the
 //     context's error (errors.Is), and writes nothing.
 //   - After Close, every method returns an error (and none panics).
@@ -146,6 +158,15 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"CheckpointWhileFinishing", s.testConcurrentCheckpointWhileFinishing},
 			{"StartRunRace", s.testConcurrentStartRunRace},
 			{"InterruptWhileFinishing", s.testConcurrentInterruptWhileFinishing},
+		}},
+		{"Storable", []test{
+			{"ClientID", s.testClientID},
+			{"LongestID", s.testLongestID},
+			{"RefusedThreads", s.testRefusedThreads},
+			{"RefusedRuns", s.testRefusedRuns},
+			{"RefusedMessageIDs", s.testRefusedMessageIDs},
+			{"ImpossibleLookups", s.testImpossibleLookups},
+			{"JSONAsEncoded", s.testJSONAsEncoded},
 		}},
 		{"Context", []test{
 			{"Done", s.testContextDone},
