@@ -183,3 +183,27 @@ func (m Message) Check() error {
 // CheckID returns ErrInvalid, naming the field, when s cannot be an ID in
 // every store (ValidID).
 func CheckID(field, s string) error { return checkID(field, s) }
+
+// StorableText returns s as every Store keeps it: invalid UTF-8 and NUL
+// characters replaced by U+FFFD. Text a model or a tool wrote is made
+// storable this way before it is saved, rather than refused: a run's
+// answer is never lost to a stray byte.
+func StorableText(s string) string {
+	if ValidText(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// Storable returns m with its text made storable (StorableText).
+func (m Message) Storable() Message {
+	m.Content, m.ToolCallID, m.ToolName = StorableText(m.Content), StorableText(m.ToolCallID), StorableText(m.ToolName)
+	if len(m.ToolCalls) > 0 {
+		calls := make([]ToolCall, len(m.ToolCalls))
+		for i, c := range m.ToolCalls {
+			calls[i] = ToolCall{ID: StorableText(c.ID), Name: StorableText(c.Name), Arguments: StorableText(c.Arguments)}
+		}
+		m.ToolCalls = calls
+	}
+	return m
+}

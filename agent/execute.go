@@ -133,7 +133,7 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		req.Messages = append(req.Messages, results...)
 		// A tool boundary is a checkpoint: a crash from here on loses
 		// only what the next turn streams.
-		if err := r.store.CheckpointRun(ctx, x.run.ID, x.msgs); err != nil {
+		if err := r.store.CheckpointRun(ctx, x.run.ID, storable(x.msgs)); err != nil {
 			x.checkpointFailed.Store(true)
 			r.logger.Warn("checkpointing a run", "run_id", x.run.ID, "err", err)
 		}
@@ -155,7 +155,7 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 	// Partial answers are saved beside the stream, not in its way: the
 	// next token does not wait for the store (one writer for every run).
 	saver := &checkpointer{save: func(m agentstream.Message) {
-		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m}); err != nil {
+		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m.Storable()}); err != nil {
 			x.checkpointFailed.Store(true)
 			if ctx.Err() == nil {
 				r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
@@ -333,7 +333,7 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	// The thread's messages are now the history this run started from and
 	// the messages it saved; the next run here starts from them.
 	if serr == nil && x.history != nil && !x.checkpointFailed.Load() {
-		r.histories.put(x.run.ThreadID, append(x.history[:len(x.history):len(x.history)], x.msgs...))
+		r.histories.put(x.run.ThreadID, append(x.history[:len(x.history):len(x.history)], storable(x.msgs)...))
 	} else {
 		r.histories.drop(x.run.ThreadID)
 	}
@@ -363,7 +363,7 @@ func (x *execution) finish(runCtx context.Context, err error) {
 func (r *Runner) saveEnd(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := r.store.FinishRun(ctx, run, msgs)
+		err := r.store.FinishRun(ctx, run, storable(msgs))
 		if err == nil || errors.Is(err, agentstream.ErrConflict) || errors.Is(err, agentstream.ErrNotFound) ||
 			errors.Is(err, agentstream.ErrInvalid) {
 			return err
@@ -386,6 +386,16 @@ func (r *Runner) saveEnd(ctx context.Context, run agentstream.Run, msgs []agents
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// storable returns msgs with their text made storable: a model or a tool
+// can write what a store would refuse (a NUL, invalid UTF-8).
+func storable(msgs []agentstream.Message) []agentstream.Message {
+	out := make([]agentstream.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Storable()
+	}
+	return out
 }
 
 // saveLater saves, in the background, the end of a run whose FinishRun

@@ -215,3 +215,38 @@ func TestToolTurnEvents(t *testing.T) {
 		t.Fatalf("tools offered %+v", reqs[0].Tools)
 	}
 }
+
+// TestUnstorableTextSaved: a model and a tool that write what a store
+// refuses (NUL characters, invalid UTF-8) do not lose the run: the text is
+// saved with those bytes replaced (agentstream.StorableText), the run
+// completes, and the next run starts from the same history.
+func TestUnstorableTextSaved(t *testing.T) {
+	t.Parallel()
+	// A tool whose output holds a NUL character.
+	echo := tools.NewFunc("echo", "Echoes.", `{"type":"object"}`, func(_ context.Context, a json.RawMessage) (string, error) {
+		return "echo\x00" + string(a), nil
+	})
+	h := newHarness(t, setup{
+		tools:  []agentstream.Tool{echo},
+		agents: []agentstream.Agent{{Name: "assistant", Tools: []string{"echo"}}},
+		script: scripted(
+			turn{calls: []fakeCall{{id: "call_1", name: "echo", pieces: []string{`{"text":"a\u0000b"}`}}}},
+			turn{text: []string{"nul \x00 and ", "bad \xff bytes"}},
+		),
+	})
+	th := h.thread(nil)
+	run := h.start(th, "go")
+	end(t, h.events(run.ID), agentstream.EventRunCompleted)
+	msgs, err := h.db.ListMessages(context.Background(), th.ID)
+	if err != nil || len(msgs) != 4 {
+		t.Fatalf("stored %d messages, %v; want the question, the call, its result, the answer", len(msgs), err)
+	}
+	for _, m := range msgs {
+		if !agentstream.ValidText(m.Content) {
+			t.Fatalf("stored %q", m.Content)
+		}
+	}
+	if got, want := msgs[3].Content, "nul \uFFFD and bad \uFFFD bytes"; got != want {
+		t.Fatalf("stored answer %q, want %q", got, want)
+	}
+}

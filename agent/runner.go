@@ -440,16 +440,6 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		r.wg.Done()
 	}
 
-	if req.NewThread {
-		if err := r.store.CreateThread(ctx, req.Thread); err != nil {
-			release()
-			if errors.Is(err, agentstream.ErrConflict) {
-				return agentstream.Run{}, ErrThreadTaken
-			}
-			return agentstream.Run{}, err
-		}
-	}
-
 	now := r.now().UTC()
 	run := agentstream.Run{
 		ID: agentstream.NewID("run_"), ThreadID: req.Thread.ID, UserID: req.UserID,
@@ -466,6 +456,28 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		ID: agentstream.NewID("msg_"), ThreadID: run.ThreadID, RunID: run.ID,
 		Role: agentstream.RoleUser, Content: req.Input, Status: agentstream.MessageComplete, CreatedAt: now,
 	}
+	// Every value is one the stores keep, checked before anything is
+	// written: a refused run leaves no thread behind.
+	checks := []error{run.Check(), input.Check()}
+	if req.NewThread {
+		checks = append(checks, req.Thread.Check())
+	}
+	for _, err := range checks {
+		if err != nil {
+			release()
+			return agentstream.Run{}, err
+		}
+	}
+	if req.NewThread {
+		if err := r.store.CreateThread(ctx, req.Thread); err != nil {
+			release()
+			if errors.Is(err, agentstream.ErrConflict) {
+				return agentstream.Run{}, ErrThreadTaken
+			}
+			return agentstream.Run{}, err
+		}
+	}
+
 	input, err = r.createRun(ctx, req.Multitask, run, input)
 	if err != nil {
 		release()
