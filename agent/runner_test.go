@@ -657,3 +657,20 @@ func TestStartRefusedWithoutLog(t *testing.T) {
 		t.Fatalf("after the refusal: %d running, %d queued, %d model calls", running, queued, calls.Load())
 	}
 }
+
+// TestStartChecksBeforeWriting: a run whose input no store keeps (a NUL)
+// on a new thread is refused with CodeInvalidRequest, and the thread is
+// not created.
+func TestStartChecksBeforeWriting(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, setup{})
+	now := time.Now().UTC()
+	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u1", Agent: "assistant", CreatedAt: now, UpdatedAt: now}
+	_, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: "u1", Input: "a\x00b", NewThread: true})
+	if agentstream.CodeOf(err) != agentstream.CodeInvalidRequest {
+		t.Fatalf("Start with a NUL in the input: %v, want CodeInvalidRequest", err)
+	}
+	if _, err := h.db.GetThread(context.Background(), "u1", th.ID); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("the new thread after the refusal: %v, want not found", err)
+	}
+}
