@@ -11,11 +11,17 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
+// CodeMethodNotAllowed is the error of a request whose path is a route
+// that does not take its method (405, with Allow). It is the HTTP layer's
+// own: no domain operation fails with it.
+const CodeMethodNotAllowed agentstream.Code = "method_not_allowed"
+
 // statusOf is the one table from domain error codes to HTTP statuses.
 var statusOf = map[agentstream.Code]int{
 	agentstream.CodeInvalidRequest:  http.StatusBadRequest,
 	agentstream.CodeUnauthorized:    http.StatusUnauthorized,
 	agentstream.CodeNotFound:        http.StatusNotFound,
+	CodeMethodNotAllowed:            http.StatusMethodNotAllowed,
 	agentstream.CodeConflict:        http.StatusConflict,
 	agentstream.CodeTooLarge:        http.StatusRequestEntityTooLarge,
 	agentstream.CodeGone:            http.StatusGone,

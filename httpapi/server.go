@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -100,10 +101,34 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/runs/{id}/events", s.runEvents)
 	api("POST /v1/runs/{id}/cancel", s.cancelRun)
 	api("POST /v1/chat", s.chat)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
-	})
+	// The catch-all matches every method of every path, so the mux never
+	// answers 405 by itself: noRoute works out which methods the path has.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
 	return mux
+}
+
+// routeMethods are the methods of the API's routes (HEAD comes with GET).
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost}
+
+// noRoute answers a request no route took: 405 with Allow when its path
+// is a route's under another method, else 404.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeError(w, r, agentstream.Errorf(CodeMethodNotAllowed, "%s does not take %s; it takes %s", r.URL.Path, r.Method, strings.Join(allow, ", ")))
 }
 
 // authenticated resolves the request's user and passes it to h.
