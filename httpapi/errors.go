@@ -49,8 +49,15 @@ type errorBody struct {
 }
 
 // writeError answers with {"error": {"code", "message"}}. Internal causes
-// are logged, never sent.
+// are logged, never sent. A request whose client has left is not
+// answered: whatever failed (a store call cut short by the request's
+// context, say, while an enqueued run waited) failed because the client
+// left, which is logged as such, at debug level.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		s.logger.Debug("the client left before its request was answered", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
 	e := agentstream.AsError(err)
 	status := HTTPStatus(e)
 	if status >= 500 {
