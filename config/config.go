@@ -144,6 +144,10 @@ type HTTP struct {
 	// ShutdownTimeout is how long running runs may go on after SIGTERM.
 	// Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// BodyTimeout is how long a request's body may take to arrive after its
+	// headers: a slower one is answered 408 and its connection closed, so a
+	// client trickling a body cannot hold a connection for long. Default 30s.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
 }
 
 // EventLog tunes the event log: in process, or on Redis with redis_url.
@@ -208,6 +212,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.HTTP.Heartbeat, 15*time.Second)
 	def(&c.HTTP.StallTimeout, time.Minute)
 	def(&c.HTTP.ShutdownTimeout, 30*time.Second)
+	def(&c.HTTP.BodyTimeout, 30*time.Second)
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
@@ -289,7 +294,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval}, {"runs.lease_ttl", c.Runs.LeaseTTL},
-		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.stall_timeout", c.HTTP.StallTimeout}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
+		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.stall_timeout", c.HTTP.StallTimeout}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"http.body_timeout", c.HTTP.BodyTimeout},
 		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
 	} {
 		if d.v < 0 {

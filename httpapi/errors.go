@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -16,12 +18,17 @@ import (
 // own: no domain operation fails with it.
 const CodeMethodNotAllowed agentstream.Code = "method_not_allowed"
 
+// CodeRequestTimeout is the error of a request whose body did not arrive
+// within Options.BodyTimeout (408). The HTTP layer's own too.
+const CodeRequestTimeout agentstream.Code = "request_timeout"
+
 // statusOf is the one table from domain error codes to HTTP statuses.
 var statusOf = map[agentstream.Code]int{
 	agentstream.CodeInvalidRequest:  http.StatusBadRequest,
 	agentstream.CodeUnauthorized:    http.StatusUnauthorized,
 	agentstream.CodeNotFound:        http.StatusNotFound,
 	CodeMethodNotAllowed:            http.StatusMethodNotAllowed,
+	CodeRequestTimeout:              http.StatusRequestTimeout,
 	agentstream.CodeConflict:        http.StatusConflict,
 	agentstream.CodeTooLarge:        http.StatusRequestEntityTooLarge,
 	agentstream.CodeGone:            http.StatusGone,
@@ -54,16 +61,21 @@ type errorBody struct {
 // context, say, while an enqueued run waited) failed because the client
 // left, which is logged as such, at debug level.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
+	e := agentstream.AsError(err)
+	// A body that timed out ends the request's context too; that client
+	// is slow, not gone.
+	if r.Context().Err() != nil && e.Code != CodeRequestTimeout {
 		s.logger.Debug("the client left before its request was answered", "method", r.Method, "path", r.URL.Path, "err", err)
 		return
 	}
-	e := agentstream.AsError(err)
 	status := HTTPStatus(e)
 	if status >= 500 {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	switch e.Code {
+	case CodeRequestTimeout:
+		// What is left of the body must not be read as the next request.
+		w.Header().Set("Connection", "close")
 	case agentstream.CodeOverloaded, agentstream.CodeUnavailable:
 		w.Header().Set("Retry-After", "1")
 	case agentstream.CodeUnauthorized:
@@ -89,16 +101,26 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
-		return bodyError(err, s.opts.MaxBodyBytes)
+		return s.bodyError(err)
 	}
 	if dec.More() {
 		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the request body has data after its JSON object")
 	}
 	// Read to the end so an oversized tail is noticed too.
 	if _, err := io.Copy(io.Discard, body); err != nil {
-		return bodyError(err, s.opts.MaxBodyBytes)
+		return s.bodyError(err)
 	}
+	// The body is in: lift its deadline (Handler set it), which would
+	// otherwise end a stream answering it.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	return nil
+}
+
+func (s *Server) bodyError(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return agentstream.Errorf(CodeRequestTimeout, "the request body did not arrive within %s", s.opts.BodyTimeout)
+	}
+	return bodyError(err, s.opts.MaxBodyBytes)
 }
 
 func bodyError(err error, limit int64) error {

@@ -19,6 +19,10 @@ import (
 type Options struct {
 	// MaxBodyBytes limits request bodies. Default 1 MiB.
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long a request's body may take to arrive:
+	// past it the request is answered 408 and its connection closed.
+	// Default 30s.
+	BodyTimeout time.Duration
 	// Heartbeat is the silence after which a stream gets a comment line.
 	// Default 15s.
 	Heartbeat time.Duration
@@ -67,6 +71,9 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	if opts.OnDisconnect == "" {
 		opts.OnDisconnect = OnDisconnectContinue
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
 	}
@@ -104,7 +111,28 @@ func (s *Server) Handler() http.Handler {
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// The body has BodyTimeout to arrive, however the handler
+			// uses it: decodeBody lifts the deadline once it has read it
+			// (the response may be a long stream), and a body a handler
+			// does not read is dropped by net/http within it.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// skipBody makes an answer given without reading the request's body
+// leave at once: net/http would otherwise read what is left of a small
+// body before sending it, waiting for a client that sends it slowly. The
+// connection is closed after the answer.
+func skipBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // routeMethods are the methods of the API's routes (HEAD comes with GET).
@@ -123,6 +151,7 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.Serve
 			allow = append(allow, m)
 		}
 	}
+	skipBody(w, r)
 	if len(allow) == 0 {
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 		return
@@ -140,11 +169,13 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string
 		}
 		token, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
+			skipBody(w, r)
 			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "missing credential: send Authorization: Bearer <key>"))
 			return
 		}
 		user, ok := s.keys[sha256.Sum256([]byte(token))]
 		if !ok {
+			skipBody(w, r)
 			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "the API key is not valid"))
 			return
 		}
