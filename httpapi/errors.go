@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -110,9 +109,6 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 	if _, err := io.Copy(io.Discard, body); err != nil {
 		return s.bodyError(err)
 	}
-	// The body is in: lift its deadline (Handler set it), which would
-	// otherwise end a stream answering it.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	return nil
 }
 

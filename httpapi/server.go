@@ -113,10 +113,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 {
-			// The body has BodyTimeout to arrive, however the handler
-			// uses it: decodeBody lifts the deadline once it has read it
-			// (the response may be a long stream), and a body a handler
-			// does not read is dropped by net/http within it.
+			// The body has BodyTimeout to arrive, whether the handler
+			// reads it or net/http drops it. net/http lifts the deadline
+			// once the body is in, when it starts watching for the client
+			// leaving, so it never ends a stream (TestSlowBody checks).
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
 		}
 		mux.ServeHTTP(w, r)

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -148,6 +149,13 @@ func TestSlowBody(t *testing.T) {
 		_, evs = e.stream("POST", "/v1/chat", `{"query": "hi"}`)
 		if c := seedChunks(t, evs); c[len(c)-2]["complete"] != true {
 			t.Fatalf("the chat ended %v", c[len(c)-2])
+		}
+		// A reader whose GET has a body (it is read and ignored).
+		r, resp := e.openStream(context.Background(), "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "again"}`, nil)
+		readN(t, r, 1)
+		_, evs = e.stream("GET", "/v1/runs/"+resp.Header.Get("X-Run-Id")+"/events", `{"ignored": true}`)
+		if n := checkNative(t, evs); n.end.Status != agentstream.RunCompleted {
+			t.Fatalf("the run read with a body ended %+v", n.end)
 		}
 	})
 }

@@ -153,9 +153,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	s.http = &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		// No ReadTimeout: it would stay on the connection during the
-		// response, and the read that watches for the client leaving would
-		// end a stream at it. Bodies get http.body_timeout in the API.
+		// Request bodies get http.body_timeout, in the API.
 		// No write timeout: streams last as long as their runs.
 		IdleTimeout: 2 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
