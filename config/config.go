@@ -123,6 +123,12 @@ type Runs struct {
 	// and is saved; the client can come back) or "cancel". Default
 	// "continue".
 	OnDisconnect string `yaml:"on_disconnect"`
+	// DisconnectGrace is how long a run whose on_disconnect is "cancel"
+	// goes on after the client that started it left: a client that comes
+	// back within it (GET /v1/runs/{id}/events with Last-Event-ID), on any
+	// instance, keeps the run, as does any other reader of the run
+	// meanwhile. Default 5s; negative: cancelled at once.
+	DisconnectGrace time.Duration `yaml:"disconnect_grace"`
 	// LeaseTTL is how long a run's lease lasts without renewal, with
 	// redis_url set (several instances): when an instance dies, another
 	// ends its runs as interrupted within about this long. Leases are
@@ -207,6 +213,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.Runs.ToolTimeout, 30*time.Second)
 	def(&c.Runs.CheckpointInterval, 2*time.Second)
 	def(&c.Runs.OnDisconnect, "continue")
+	def(&c.Runs.DisconnectGrace, 5*time.Second)
 	def(&c.Runs.LeaseTTL, 15*time.Second)
 	def(&c.HTTP.MaxBodyBytes, 1<<20)
 	def(&c.HTTP.Heartbeat, 15*time.Second)

@@ -209,13 +209,14 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 }
 
 // followRun streams a run its request started; when the client leaves
-// before the end and the policy says cancel, the run is cancelled.
+// before the end and the policy says cancel, the run is cancelled after
+// the disconnect grace, unless a reader came to it meanwhile.
 func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder, onDisconnect string) {
 	if onDisconnect == "" {
 		onDisconnect = s.opts.OnDisconnect
 	}
 	if !s.streamRun(w, r, run, after, enc) && r.Context().Err() != nil && onDisconnect == OnDisconnectCancel {
-		s.runner.Cancel(run.ID)
+		s.cancelAfterGrace(run.ID)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -37,6 +38,14 @@ type Options struct {
 	// OnDisconnect is the policy of runs whose request names none:
 	// OnDisconnectContinue (the default) or OnDisconnectCancel.
 	OnDisconnect string
+	// DisconnectGrace is how long a run whose policy is cancel goes on
+	// after the client that started it left: a reader that comes to it
+	// meanwhile (the client reconnecting with Last-Event-ID) keeps it.
+	// Default 5s; negative: the run is cancelled at once.
+	DisconnectGrace time.Duration
+	// Presence, when set, shares the runs' readers with the other
+	// instances, for DisconnectGrace: a reader there keeps a run too.
+	Presence ReaderPresence
 	// RemoteCancel, when set, asks the other instances to cancel a run
 	// that is not running here (several instances share the store).
 	RemoteCancel func(ctx context.Context, runID string) error
@@ -61,6 +70,14 @@ type Server struct {
 	cancelWait time.Duration
 	// threads spares starting a run the read of its thread.
 	threads *threadCache
+	// readers are the runs' readers here, for DisconnectGrace.
+	readers *localReaders
+	// graces are the timers of runs whose client left (cancelAfterGrace);
+	// graceRunning counts those firing; after Close none starts.
+	graceMu      sync.Mutex
+	graces       map[*time.Timer]struct{}
+	graceClosed  bool
+	graceRunning sync.WaitGroup
 }
 
 // New returns a Server.
@@ -70,6 +87,9 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	}
 	if opts.OnDisconnect == "" {
 		opts.OnDisconnect = OnDisconnectContinue
+	}
+	if opts.DisconnectGrace == 0 {
+		opts.DisconnectGrace = 5 * time.Second
 	}
 	if opts.BodyTimeout <= 0 {
 		opts.BodyTimeout = 30 * time.Second
@@ -81,7 +101,7 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 		opts.StallTimeout = time.Minute
 	}
 	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}, cancelWait: 10 * time.Second,
-		threads: newThreadCache()}
+		threads: newThreadCache(), readers: newLocalReaders(2 * max(opts.DisconnectGrace, 0)), graces: make(map[*time.Timer]struct{})}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -105,7 +125,7 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/threads/{id}/messages", s.listMessages)
 	api("POST /v1/threads/{id}/runs", s.createRun)
 	api("GET /v1/runs/{id}", s.getRun)
-	api("GET /v1/runs/{id}/events", s.runEvents)
+	api("GET /v1/runs/{id}/events", s.attached(s.runEvents))
 	api("POST /v1/runs/{id}/cancel", s.cancelRun)
 	api("POST /v1/chat", s.chat)
 	// The catch-all matches every method of every path, so the mux never

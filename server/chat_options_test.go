@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/internal/sse"
 	"github.com/agentstream/agentstream/sim"
 )
@@ -94,7 +95,9 @@ func TestChatRunOptions(t *testing.T) {
 	})
 	t.Run("on_disconnect", func(t *testing.T) {
 		t.Parallel()
-		e := start(t, sim.Options{Tokens: 2000, Pace: 5 * time.Millisecond}, nil)
+		e := start(t, sim.Options{Tokens: 2000, Pace: 5 * time.Millisecond}, func(c *config.Config) {
+			c.Runs.DisconnectGrace = 100 * time.Millisecond
+		})
 		_, runID, leave := begin(t, e, "leaving", `, "on_disconnect": "cancel"`)
 		leave()
 		if run := waitRunEnd(t, e, runID); run.Status != agentstream.RunCancelled {
