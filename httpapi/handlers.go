@@ -371,11 +371,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		}
 		runCtx[k] = v
 	}
-	// Check the agent before a thread is created, so bad input writes nothing.
-	if err := s.runner.Check(agentName, runCtx); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	// Start checks the context against the agent's instructions, with the
+	// thread's context under it, before it writes anything (the thread
+	// included); checking the request's alone here would refuse a key the
+	// thread supplies.
 
 	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, multitask: multitask, context: runCtx})
 	if err != nil {

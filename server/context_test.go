@@ -60,11 +60,18 @@ func TestRequiredContextKeys(t *testing.T) {
 	if n := checkNative(t, evs); n.end.Status != agentstream.RunCompleted {
 		t.Fatalf("run on a thread with the key: %+v", n.end)
 	}
+	// On /v1/chat too, the thread's context counts: a thread made with the
+	// key needs it in no request.
+	th3 := e.newThread(`{"agent": "nick", "context": {"nickname": "Max"}}`)
+	_, evs = e.stream("POST", "/v1/chat", `{"query": "hi", "agent": "nick", "thread_id": "`+th3.ID+`"}`)
+	if c := seedChunks(t, evs); c[len(c)-2]["complete"] != true {
+		t.Fatalf("chat on a thread with the key: %v", c)
+	}
 	var systems []string
 	for _, req := range e.sim.Requests() {
 		systems = append(systems, req.Messages[0].Content)
 	}
-	want := []string{"Address the user as Sam.", "Address the user as Kim.", "Address the user as Lee."}
+	want := []string{"Address the user as Sam.", "Address the user as Kim.", "Address the user as Lee.", "Address the user as Max."}
 	if strings.Join(systems, "|") != strings.Join(want, "|") {
 		t.Fatalf("system messages %q, want %q", systems, want)
 	}
