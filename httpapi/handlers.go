@@ -375,7 +375,6 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 	// thread's context under it, before it writes anything (the thread
 	// included); checking the request's alone here would refuse a key the
 	// thread supplies.
-
 	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, multitask: multitask, context: runCtx})
 	if err != nil {
 		s.writeError(w, r, err)
