@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -134,70 +136,91 @@ type compiledAgent struct {
 	instructions *template.Template
 	// fields are the context keys the instructions use ({{.name}}).
 	fields []string
-	specs  []agentstream.ToolSpec
+	// required are the fields used outside the condition and the bodies
+	// of if and with, sorted: a run whose context lacks one is refused.
+	required []string
+	specs    []agentstream.ToolSpec
 }
 
 // topFields returns the names of the top-level fields ({{.name}}, also
-// inside if, with and range) a template uses.
-func topFields(node parse.Node) []string {
+// inside if, with and range, and $.name anywhere) a template uses, and of
+// those the ones it requires: the ones used outside the condition (the
+// pipe) and the bodies of every if and with, sorted. A key used only
+// under a condition is optional ({{with .name}}…{{end}}); one used
+// elsewhere would render as an empty string when missing, which is never
+// what the instructions mean.
+func topFields(node parse.Node) (fields, required []string) {
 	seen := map[string]bool{}
+	needed := map[string]bool{}
+	use := func(name string, cond bool) {
+		seen[name] = true
+		if !cond {
+			needed[name] = true
+		}
+	}
 	// top is false inside with and range, where "." is no longer the
-	// context and only $.name reaches it.
-	var walk func(n parse.Node, top bool)
-	walk = func(n parse.Node, top bool) {
+	// context and only $.name reaches it; cond is true under an if or a
+	// with.
+	var walk func(n parse.Node, top, cond bool)
+	walk = func(n parse.Node, top, cond bool) {
 		switch n := n.(type) {
 		case *parse.ListNode:
 			if n == nil {
 				return
 			}
 			for _, c := range n.Nodes {
-				walk(c, top)
+				walk(c, top, cond)
 			}
 		case *parse.ActionNode:
-			walk(n.Pipe, top)
+			walk(n.Pipe, top, cond)
 		case *parse.PipeNode:
 			if n == nil {
 				return
 			}
 			for _, c := range n.Cmds {
-				walk(c, top)
+				walk(c, top, cond)
 			}
 		case *parse.CommandNode:
 			for _, a := range n.Args {
-				walk(a, top)
+				walk(a, top, cond)
 			}
 		case *parse.FieldNode:
 			if top {
-				seen[n.Ident[0]] = true
+				use(n.Ident[0], cond)
 			}
 		case *parse.VariableNode:
 			if len(n.Ident) > 1 && n.Ident[0] == "$" {
-				seen[n.Ident[1]] = true
+				use(n.Ident[1], cond)
 			}
 		case *parse.ChainNode:
-			walk(n.Node, top)
+			walk(n.Node, top, cond)
 		case *parse.IfNode:
-			walk(n.Pipe, top)
-			walk(n.List, top)
-			walk(n.ElseList, top)
+			walk(n.Pipe, top, true)
+			walk(n.List, top, true)
+			walk(n.ElseList, top, true)
 		case *parse.WithNode:
-			walk(n.Pipe, top)
-			walk(n.List, false)
-			walk(n.ElseList, top)
+			walk(n.Pipe, top, true)
+			walk(n.List, false, true)
+			walk(n.ElseList, top, true)
 		case *parse.RangeNode:
-			walk(n.Pipe, top)
-			walk(n.List, false)
-			walk(n.ElseList, top)
+			walk(n.Pipe, top, cond)
+			walk(n.List, false, cond)
+			walk(n.ElseList, top, cond)
 		case *parse.TemplateNode:
-			walk(n.Pipe, top)
+			walk(n.Pipe, top, cond)
 		}
 	}
-	walk(node, true)
-	out := make([]string, 0, len(seen))
+	walk(node, true, false)
+	fields = make([]string, 0, len(seen))
 	for f := range seen {
-		out = append(out, f)
+		fields = append(fields, f)
 	}
-	return out
+	required = make([]string, 0, len(needed))
+	for f := range needed {
+		required = append(required, f)
+	}
+	slices.Sort(required)
+	return fields, required
 }
 
 // New checks the agents (templates parse, tools exist, the default agent
@@ -261,7 +284,8 @@ func (r *Runner) compile(a agentstream.Agent) (*compiledAgent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent %q: instructions: %w", a.Name, err)
 	}
-	ca := &compiledAgent{Agent: a, instructions: tmpl, fields: topFields(tmpl.Tree.Root)}
+	ca := &compiledAgent{Agent: a, instructions: tmpl}
+	ca.fields, ca.required = topFields(tmpl.Tree.Root)
 	for _, name := range a.Tools {
 		t, ok := r.tools[name]
 		if !ok {
@@ -306,7 +330,8 @@ func (r *Runner) Agents() []agentstream.Agent {
 func (r *Runner) DefaultAgent() string { return r.cfg.DefaultAgent }
 
 // Check reports whether a run of the named agent could start with this
-// context (the agent exists, its instructions render), without writing
+// context (the agent exists, the context holds every key its instructions
+// require, and they render), without writing
 // anything, so a caller can validate before it creates a thread.
 func (r *Runner) Check(agentName string, runCtx map[string]any) error {
 	ca, err := r.agent(agentName)
@@ -649,8 +674,27 @@ func mergeContext(base, over map[string]any) map[string]any {
 }
 
 func (ca *compiledAgent) render(ctx map[string]any) (string, error) {
-	// A key the instructions use but the context lacks renders as an empty
-	// string, not as text/template's "<no value>".
+	var missing []string
+	for _, k := range ca.required {
+		if v, ok := ctx[k]; !ok || v == nil {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		quoted := make([]string, len(missing))
+		for i, k := range missing {
+			quoted[i] = strconv.Quote(k)
+		}
+		keys, them := "key", "it"
+		if len(missing) > 1 {
+			keys, them = "keys", "them"
+		}
+		return "", agentstream.Errorf(agentstream.CodeInvalidRequest,
+			"agent %q's instructions use the context %s %s, which this run lacks: send %s, or make %s optional in the instructions ({{with .%s}}…{{end}})",
+			ca.Name, keys, strings.Join(quoted, ", "), them, them, missing[0])
+	}
+	// A key used only under an if or a with that the context lacks renders
+	// as an empty string, not as text/template's "<no value>".
 	data := make(map[string]any, len(ctx)+len(ca.fields))
 	for _, f := range ca.fields {
 		data[f] = ""

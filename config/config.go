@@ -129,6 +129,12 @@ type Runs struct {
 	// and is saved; the client can come back) or "cancel". Default
 	// "continue".
 	OnDisconnect string `yaml:"on_disconnect"`
+	// DisconnectGrace is how long a run whose on_disconnect is "cancel"
+	// goes on after the client that started it left: a client that comes
+	// back within it (GET /v1/runs/{id}/events with Last-Event-ID), on any
+	// instance, keeps the run, as does any other reader of the run
+	// meanwhile. Default 5s; negative: cancelled at once.
+	DisconnectGrace time.Duration `yaml:"disconnect_grace"`
 	// LeaseTTL is how long a run's lease lasts without renewal, with
 	// redis_url set (several instances): when an instance dies, another
 	// ends its runs as interrupted within about this long. Leases are
@@ -156,6 +162,10 @@ type HTTP struct {
 	// ShutdownTimeout is how long running runs may go on after SIGTERM.
 	// Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// BodyTimeout is how long a request's body may take to arrive after its
+	// headers: a slower one is answered 408 and its connection closed, so a
+	// client trickling a body cannot hold a connection for long. Default 30s.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
 }
 
 // EventLog tunes the event log: in process, or on Redis with redis_url.
@@ -220,12 +230,14 @@ func (c Config) WithDefaults() Config {
 	def(&c.Runs.ToolTimeout, 30*time.Second)
 	def(&c.Runs.CheckpointInterval, 2*time.Second)
 	def(&c.Runs.OnDisconnect, "continue")
+	def(&c.Runs.DisconnectGrace, 5*time.Second)
 	def(&c.Runs.LeaseTTL, 15*time.Second)
 	def(&c.Runs.FinalizeTimeout, 30*time.Second)
 	def(&c.HTTP.MaxBodyBytes, 1<<20)
 	def(&c.HTTP.Heartbeat, 15*time.Second)
 	def(&c.HTTP.StallTimeout, time.Minute)
 	def(&c.HTTP.ShutdownTimeout, 30*time.Second)
+	def(&c.HTTP.BodyTimeout, 30*time.Second)
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
@@ -323,7 +335,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"openai.idle_timeout", c.OpenAI.IdleTimeout}, {"runs.tool_timeout", c.Runs.ToolTimeout}, {"runs.checkpoint_interval", c.Runs.CheckpointInterval}, {"runs.lease_ttl", c.Runs.LeaseTTL}, {"runs.finalize_timeout", c.Runs.FinalizeTimeout},
-		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.stall_timeout", c.HTTP.StallTimeout}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout},
+		{"http.heartbeat", c.HTTP.Heartbeat}, {"http.stall_timeout", c.HTTP.StallTimeout}, {"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"http.body_timeout", c.HTTP.BodyTimeout},
 		{"event_log.retention", c.EventLog.Retention}, {"sim.pace", c.Sim.Pace}, {"sim.ttft", c.Sim.TTFT},
 	} {
 		if d.v < 0 {

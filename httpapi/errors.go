@@ -7,16 +7,28 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/agentstream/agentstream"
 )
+
+// CodeMethodNotAllowed is the error of a request whose path is a route
+// that does not take its method (405, with Allow). It is the HTTP layer's
+// own: no domain operation fails with it.
+const CodeMethodNotAllowed agentstream.Code = "method_not_allowed"
+
+// CodeRequestTimeout is the error of a request whose body did not arrive
+// within Options.BodyTimeout (408). The HTTP layer's own too.
+const CodeRequestTimeout agentstream.Code = "request_timeout"
 
 // statusOf is the one table from domain error codes to HTTP statuses.
 var statusOf = map[agentstream.Code]int{
 	agentstream.CodeInvalidRequest:  http.StatusBadRequest,
 	agentstream.CodeUnauthorized:    http.StatusUnauthorized,
 	agentstream.CodeNotFound:        http.StatusNotFound,
+	CodeMethodNotAllowed:            http.StatusMethodNotAllowed,
+	CodeRequestTimeout:              http.StatusRequestTimeout,
 	agentstream.CodeConflict:        http.StatusConflict,
 	agentstream.CodeTooLarge:        http.StatusRequestEntityTooLarge,
 	agentstream.CodeGone:            http.StatusGone,
@@ -44,14 +56,26 @@ type errorBody struct {
 }
 
 // writeError answers with {"error": {"code", "message"}}. Internal causes
-// are logged, never sent.
+// are logged, never sent. A request whose client has left is not
+// answered: whatever failed (a store call cut short by the request's
+// context, say, while an enqueued run waited) failed because the client
+// left, which is logged as such, at debug level.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := agentstream.AsError(err)
+	// A body that timed out ends the request's context too; that client
+	// is slow, not gone.
+	if r.Context().Err() != nil && e.Code != CodeRequestTimeout {
+		s.logger.Debug("the client left before its request was answered", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
 	status := HTTPStatus(e)
 	if status >= 500 {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	switch e.Code {
+	case CodeRequestTimeout:
+		// What is left of the body must not be read as the next request.
+		w.Header().Set("Connection", "close")
 	case agentstream.CodeOverloaded, agentstream.CodeUnavailable:
 		w.Header().Set("Retry-After", "1")
 	case agentstream.CodeUnauthorized:
@@ -77,19 +101,26 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 	// Read whole (within the limit): checkBody needs the text as sent.
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
-		return bodyError(err, s.opts.MaxBodyBytes)
+		return s.bodyError(err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
-		return bodyError(err, s.opts.MaxBodyBytes)
+		return s.bodyError(err)
 	}
 	if dec.More() {
 		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the request body has data after its JSON object")
 	}
 	return checkBody(data)
+}
+
+func (s *Server) bodyError(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return agentstream.Errorf(CodeRequestTimeout, "the request body did not arrive within %s", s.opts.BodyTimeout)
+	}
+	return bodyError(err, s.opts.MaxBodyBytes)
 }
 
 func bodyError(err error, limit int64) error {

@@ -84,8 +84,8 @@ func (s *Server) newThread(user, clientID string, req createThreadRequest) (agen
 }
 
 type agentStart struct {
-	agent, input string
-	context      map[string]any
+	agent, input, multitask string
+	context                 map[string]any
 }
 
 // startChat starts a run for /v1/chat on the user's thread the client
@@ -96,7 +96,7 @@ type agentStart struct {
 // returned has the thread's id as the user knows it (PublicID) for its
 // ThreadID: what X-Thread-Id and the chunks show.
 func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart) (agentstream.Run, error) {
-	req := agent.StartRequest{UserID: user, Agent: a.agent, Input: a.input, Context: a.context}
+	req := agent.StartRequest{UserID: user, Agent: a.agent, Input: a.input, Context: a.context, Multitask: a.multitask}
 	// Two tries: a first request racing another one that creates the same
 	// thread id finds the thread on the second.
 	for range 2 {
@@ -184,6 +184,14 @@ func checkEnum(field, v string, allowed ...string) error {
 	return agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q must be one of %s, not %q", field, strings.Join(allowed, ", "), v)
 }
 
+// checkRunOptions checks the run options both run-starting endpoints take.
+func checkRunOptions(onDisconnect, multitask string) error {
+	if err := checkEnum("on_disconnect", onDisconnect, OnDisconnectContinue, OnDisconnectCancel); err != nil {
+		return err
+	}
+	return checkEnum("multitask", multitask, agent.MultitaskReject, agent.MultitaskEnqueue, agent.MultitaskInterrupt)
+}
+
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
 	var req createRunRequest
 	if err := s.decodeBody(w, r, &req, true); err != nil {
@@ -194,14 +202,9 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, `field "input" is required`))
 		return
 	}
-	for _, err := range []error{
-		checkEnum("on_disconnect", req.OnDisconnect, OnDisconnectContinue, OnDisconnectCancel),
-		checkEnum("multitask", req.Multitask, agent.MultitaskReject, agent.MultitaskEnqueue, agent.MultitaskInterrupt),
-	} {
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	if err := checkRunOptions(req.OnDisconnect, req.Multitask); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	t, err := s.threads.forRun(r.Context(), s.store, user, r.PathValue("id"))
 	if err != nil {
@@ -220,13 +223,14 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 }
 
 // followRun streams a run its request started; when the client leaves
-// before the end and the policy says cancel, the run is cancelled.
+// before the end and the policy says cancel, the run is cancelled after
+// the disconnect grace, unless a reader came to it meanwhile.
 func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder, onDisconnect string) {
 	if onDisconnect == "" {
 		onDisconnect = s.opts.OnDisconnect
 	}
 	if !s.streamRun(w, r, run, after, enc) && r.Context().Err() != nil && onDisconnect == OnDisconnectCancel {
-		s.runner.Cancel(run.ID)
+		s.cancelAfterGrace(run.ID)
 	}
 }
 
@@ -389,19 +393,24 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
 }
 
 // chat is the seed-compatible endpoint: {"query", "thread_id"?, "agent"?,
-// …context} in, the seed's data-only chunks out.
+// "multitask"?, "on_disconnect"?, …context} in, the seed's data-only
+// chunks out.
 func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 	var body map[string]json.RawMessage
 	if err := s.decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var query, threadID, agentName string
+	var query, threadID, agentName, multitask, onDisconnect string
 	for _, f := range []struct {
 		name     string
 		dst      *string
 		required bool
-	}{{"query", &query, true}, {"thread_id", &threadID, false}, {"agent", &agentName, false}} {
+	}{
+		{"query", &query, true}, {"thread_id", &threadID, false}, {"agent", &agentName, false},
+		// The run options of /v1/threads/{id}/runs, never context.
+		{"multitask", &multitask, false}, {"on_disconnect", &onDisconnect, false},
+	} {
 		raw, ok := body[f.name]
 		delete(body, f.name)
 		if !ok || string(raw) == "null" {
@@ -420,6 +429,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, `field "query" is empty`))
 		return
 	}
+	if err := checkRunOptions(onDisconnect, multitask); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	// Every other field is the run's context, as the seed sent
 	// pregnancy_week and baby_name.
 	runCtx := make(map[string]any, len(body))
@@ -431,16 +444,14 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		}
 		runCtx[k] = v
 	}
-	// Check the agent before a thread is created, so bad input writes nothing.
-	if err := s.runner.Check(agentName, runCtx); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-
-	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, context: runCtx})
+	// Start checks the context against the agent's instructions, with the
+	// thread's context under it, before it writes anything (the thread
+	// included); checking the request's alone here would refuse a key the
+	// thread supplies.
+	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, multitask: multitask, context: runCtx})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.followRun(w, r, run, 0, &seedEncoder{threadID: run.ThreadID, runID: run.ID}, "")
+	s.followRun(w, r, run, 0, &seedEncoder{threadID: run.ThreadID, runID: run.ID}, onDisconnect)
 }

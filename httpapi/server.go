@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -18,6 +20,10 @@ import (
 type Options struct {
 	// MaxBodyBytes limits request bodies. Default 1 MiB.
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long a request's body may take to arrive:
+	// past it the request is answered 408 and its connection closed.
+	// Default 30s.
+	BodyTimeout time.Duration
 	// Heartbeat is the silence after which a stream gets a comment line.
 	// Default 15s.
 	Heartbeat time.Duration
@@ -32,6 +38,14 @@ type Options struct {
 	// OnDisconnect is the policy of runs whose request names none:
 	// OnDisconnectContinue (the default) or OnDisconnectCancel.
 	OnDisconnect string
+	// DisconnectGrace is how long a run whose policy is cancel goes on
+	// after the client that started it left: a reader that comes to it
+	// meanwhile (the client reconnecting with Last-Event-ID) keeps it.
+	// Default 5s; negative: the run is cancelled at once.
+	DisconnectGrace time.Duration
+	// Presence, when set, shares the runs' readers with the other
+	// instances, for DisconnectGrace: a reader there keeps a run too.
+	Presence ReaderPresence
 	// RemoteCancel, when set, asks the other instances to cancel a run
 	// that is not running here (several instances share the store).
 	RemoteCancel func(ctx context.Context, runID string) error
@@ -56,6 +70,14 @@ type Server struct {
 	cancelWait time.Duration
 	// threads spares starting a run the read of its thread.
 	threads *threadCache
+	// readers are the runs' readers here, for DisconnectGrace.
+	readers *localReaders
+	// graces are the timers of runs whose client left (cancelAfterGrace);
+	// graceRunning counts those firing; after Close none starts.
+	graceMu      sync.Mutex
+	graces       map[*time.Timer]struct{}
+	graceClosed  bool
+	graceRunning sync.WaitGroup
 }
 
 // New returns a Server.
@@ -66,6 +88,12 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	if opts.OnDisconnect == "" {
 		opts.OnDisconnect = OnDisconnectContinue
 	}
+	if opts.DisconnectGrace == 0 {
+		opts.DisconnectGrace = 5 * time.Second
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
 	}
@@ -73,7 +101,7 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 		opts.StallTimeout = time.Minute
 	}
 	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}, cancelWait: 10 * time.Second,
-		threads: newThreadCache()}
+		threads: newThreadCache(), readers: newLocalReaders(2 * max(opts.DisconnectGrace, 0)), graces: make(map[*time.Timer]struct{})}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,13 +125,59 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/threads/{id}/messages", s.listMessages)
 	api("POST /v1/threads/{id}/runs", s.createRun)
 	api("GET /v1/runs/{id}", s.getRun)
-	api("GET /v1/runs/{id}/events", s.runEvents)
+	api("GET /v1/runs/{id}/events", s.attached(s.runEvents))
 	api("POST /v1/runs/{id}/cancel", s.cancelRun)
 	api("POST /v1/chat", s.chat)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	// The catch-all matches every method of every path, so the mux never
+	// answers 405 by itself: noRoute works out which methods the path has.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// The body has BodyTimeout to arrive, whether the handler
+			// reads it or net/http drops it. net/http lifts the deadline
+			// once the body is in, when it starts watching for the client
+			// leaving, so it never ends a stream (TestSlowBody checks).
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+		}
+		mux.ServeHTTP(w, r)
 	})
-	return mux
+}
+
+// skipBody makes an answer given without reading the request's body
+// leave at once: net/http would otherwise read what is left of a small
+// body before sending it, waiting for a client that sends it slowly. The
+// connection is closed after the answer.
+func skipBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
+// routeMethods are the methods of the API's routes (HEAD comes with GET).
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost}
+
+// noRoute answers a request no route took: 405 with Allow when its path
+// is a route's under another method, else 404.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	skipBody(w, r)
+	if len(allow) == 0 {
+		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeError(w, r, agentstream.Errorf(CodeMethodNotAllowed, "%s does not take %s; it takes %s", r.URL.Path, r.Method, strings.Join(allow, ", ")))
 }
 
 // authenticated resolves the request's user and passes it to h.
@@ -115,11 +189,13 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string
 		}
 		token, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
+			skipBody(w, r)
 			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "missing credential: send Authorization: Bearer <key>"))
 			return
 		}
 		user, ok := s.keys[sha256.Sum256([]byte(token))]
 		if !ok {
+			skipBody(w, r)
 			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "the API key is not valid"))
 			return
 		}

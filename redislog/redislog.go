@@ -80,7 +80,9 @@
 // scripts are loaded again by themselves (EVALSHA falls back to EVAL).
 //
 // Cancel requests travel on the channel {Prefix}cancel: RequestCancel
-// publishes one, and every Log hands it to its OnCancel handlers.
+// publishes one, and every Log hands it to its OnCancel handlers. A
+// Presence records when a run last had a reader, on any instance, in
+// {Prefix}{<runID>}:readers.
 package redislog
 
 import (

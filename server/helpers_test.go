@@ -43,6 +43,12 @@ var testAgent = agentstream.Agent{
 // config. The simulator streams fast unless simOpts says otherwise.
 func start(t testing.TB, simOpts sim.Options, mod func(*config.Config)) *env {
 	t.Helper()
+	return startLogged(t, simOpts, mod, slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startLogged is start with the server logging to logs.
+func startLogged(t testing.TB, simOpts sim.Options, mod func(*config.Config), logs slog.Handler) *env {
+	t.Helper()
 	if simOpts.Pace == 0 {
 		simOpts.Pace = -1
 	}
@@ -71,8 +77,7 @@ func start(t testing.TB, simOpts sim.Options, mod func(*config.Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.New(context.Background(), cfg, logger)
+	srv, err := server.New(context.Background(), cfg, slog.New(logs))
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}

@@ -176,13 +176,14 @@ func TestCancelFromAnotherConnection(t *testing.T) {
 }
 
 // TestDisconnect: with continue the run completes and is stored; with
-// cancel the model request is closed within a second.
+// cancel and no disconnect grace the model request is closed within a
+// second (TestDisconnectGrace tests the grace).
 func TestDisconnect(t *testing.T) {
 	t.Parallel()
 	for _, policy := range []string{"continue", "cancel"} {
 		t.Run(policy, func(t *testing.T) {
 			t.Parallel()
-			e := start(t, sim.Options{Tokens: 60, Pace: 5 * time.Millisecond}, nil)
+			e := start(t, sim.Options{Tokens: 60, Pace: 5 * time.Millisecond}, func(c *config.Config) { c.Runs.DisconnectGrace = -1 })
 			th := e.newThread(`{}`)
 			ctx, cancel := context.WithCancel(context.Background())
 			r, resp := e.openStream(ctx, "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "hi", "on_disconnect": "`+policy+`"}`, nil)

@@ -38,9 +38,13 @@ type Server struct {
 	// mem is the in-process log, redis the shared one; one of them is log.
 	mem   *memlog.Log
 	redis *redislog.Log
+	// presence shares the runs' readers with the other instances, with
+	// redis.
+	presence *redislog.Presence
 	// owner names this instance in the runs it starts, with redis.
 	owner  string
 	runner *agent.Runner
+	api    *httpapi.Server
 	sim    *sim.Running
 	http   *http.Server
 	ln     net.Listener
@@ -150,19 +154,26 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		keys[k.Key] = k.User
 	}
 	var remoteCancel func(context.Context, string) error
+	var presence httpapi.ReaderPresence
 	if s.redis != nil {
 		// A cancel sent to another instance reaches this one's runner.
 		s.redis.OnCancel(func(runID string) { s.runner.Cancel(runID) })
 		remoteCancel = s.redis.RequestCancel
+		// A reader on another instance keeps a run whose client left.
+		if cfg.Runs.DisconnectGrace > 0 {
+			s.presence = s.redis.Presence(cfg.Runs.DisconnectGrace)
+			presence = s.presence
+		}
 	}
-	api := httpapi.New(s.runner, s.store, s.log, httpapi.Options{
-		RemoteCancel: remoteCancel,
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout, Keys: keys,
+	s.api = httpapi.New(s.runner, s.store, s.log, httpapi.Options{
+		RemoteCancel: remoteCancel, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, BodyTimeout: cfg.HTTP.BodyTimeout, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout, Keys: keys,
 		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger,
 	})
 	s.http = &http.Server{
-		Handler:           api.Handler(),
+		Handler:           s.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Request bodies get http.body_timeout, in the API.
 		// No write timeout: streams last as long as their runs.
 		IdleTimeout: 2 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -267,6 +278,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if runErr != nil {
 		s.logger.Warn("runs still going at the shutdown deadline were interrupted")
 	}
+	// Every run has ended: the disconnect graces left have nothing to do.
+	s.api.Close()
 	// Every run has its terminal event now; streams end on their own.
 	httpCtx, cancelHTTP := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelHTTP()
@@ -292,6 +305,9 @@ func (s *Server) close() {
 	}
 	if s.sim != nil {
 		s.sim.Close()
+	}
+	if s.presence != nil {
+		s.presence.Close()
 	}
 	if s.redis != nil {
 		if err := s.redis.Close(); err != nil {
