@@ -473,13 +473,14 @@ func (p *serveProc) requestJSON(ctx context.Context, method, path, body string, 
 // Redis, 300 runs mid-stream (100 started through each, each read through
 // the instance that started it), and A is killed with SIGKILL. Every
 // client of A's runs resumes on B or C from the last id it was sent, as an
-// EventSource does, and gets run.interrupted once A's leases run out; the
-// runs of B and C complete untouched. No id ever names two different
-// events: not across the streams of a run, not against its whole log read
-// again afterwards, whose terminal event's id is the one the store
-// records. A reader at the terminal event gets 204.
+// EventSource does (half at once, half once the run has ended), and gets
+// run.interrupted once A's leases run out; the runs of B and C complete
+// untouched. No id ever names two different events: not across the
+// streams of a run, not against its whole log read again afterwards, whose
+// terminal event's id is the one the store records. A reader at the
+// terminal event gets 204.
 //
-// A coalescing window of 100ms (50 by default) keeps, at any time, a
+// A coalescing window of 100ms (2ms by default) keeps, at any time, a
 // couple of each run's events queued on its instance and not yet in
 // Redis: the events A dies with, which its readers must never have been
 // sent.
@@ -587,9 +588,17 @@ func TestClusterInstanceKilledUnderLoad(t *testing.T) {
 				return
 			}
 			// A is dead: reconnect to another instance with the last id
-			// read, as an EventSource does, until the terminal event.
+			// read, as an EventSource does, until the terminal event. Half
+			// of A's clients come back at once, before the run is swept;
+			// the other half once it has ended.
 			cl.brokeAt = res.last
 			last := res.last
+			if (i/3)%2 == 1 {
+				if err := awaitStatus(ctx, c.procs[1+i%2], cl.runID, agentstream.RunInterrupted); err != nil {
+					fail(err)
+					return
+				}
+			}
 			for attempt := 0; ; attempt++ {
 				if attempt == 5 || ctx.Err() != nil {
 					fail(fmt.Errorf("run %s: no terminal event after %d resumptions from id %d", cl.runID, attempt, cl.brokeAt))
@@ -744,6 +753,27 @@ func checkRunAfter(ctx context.Context, p, q *serveProc, b *idBook, killed bool,
 		}
 	}
 	return nil
+}
+
+// awaitStatus polls, through p, until the run has status want.
+func awaitStatus(ctx context.Context, p *serveProc, runID string, want agentstream.RunStatus) error {
+	for {
+		var run agentstream.Run
+		if err := p.requestJSON(ctx, "GET", "/v1/runs/"+runID, "", http.StatusOK, &run); err != nil {
+			return err
+		}
+		if run.Status == want {
+			return nil
+		}
+		if run.Status.Terminal() {
+			return fmt.Errorf("run %s ended %s, want %s", runID, run.Status, want)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("run %s still %s: %w", runID, run.Status, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // endSeqs reads, from the store's runs table, the id of every ended run's
