@@ -32,10 +32,11 @@ const clusterLeaseTTL = 1500 * time.Millisecond
 const longQuestion = "tell me a long story"
 
 // startCluster starts n `agentstream serve` processes sharing one
-// PostgreSQL schema and the Redis at redisURL, against one simulated model.
-func startCluster(t *testing.T, n int, redisURL string) ([]*serveProc, *sim.Running) {
+// PostgreSQL schema and the Redis at redisURL, against one simulated model;
+// extraConfig ends their config file.
+func startCluster(t *testing.T, n int, redisURL string, extraConfig string) ([]*serveProc, *sim.Running) {
 	t.Helper()
-	c := startClusterSpec(t, clusterSpec{n: n, redisURL: redisURL})
+	c := startClusterSpec(t, clusterSpec{n: n, redisURL: redisURL, extraConfig: extraConfig})
 	return c.procs, c.model
 }
 
@@ -55,6 +56,8 @@ type clusterSpec struct {
 	// decide answers the model requests; by default longQuestion gets a
 	// long, paced answer, any other question a short one.
 	decide func(*sim.Request) sim.Behavior
+	// extraConfig ends the config file.
+	extraConfig string
 }
 
 // cluster is what startClusterSpec started.
@@ -95,8 +98,8 @@ func startClusterSpec(t *testing.T, spec clusterSpec) *cluster {
 		if spec.redisFor != nil {
 			url = spec.redisFor(i)
 		}
-		cfg := writeConfig(t, t.TempDir(), fmt.Sprintf("redis_url: %s\nevent_log:\n  redis_prefix: %q\n%sruns:\n  lease_ttl: %s\n  checkpoint_interval: %s\n",
-			url, c.prefix, eventLog, spec.leaseTTL, spec.checkpoint))
+		cfg := writeConfig(t, t.TempDir(), fmt.Sprintf("redis_url: %s\nevent_log:\n  redis_prefix: %q\n%sruns:\n  lease_ttl: %s\n  checkpoint_interval: %s\n%s",
+			url, c.prefix, eventLog, spec.leaseTTL, spec.checkpoint, spec.extraConfig))
 		c.procs[i] = startServe(t, cfg, c.dbURL, c.model.URL())
 	}
 	return c
@@ -107,7 +110,7 @@ func startClusterSpec(t *testing.T, spec clusterSpec) *cluster {
 // nothing twice, the text equal to the answer stored.
 func TestClusterResumeOnAnotherInstance(t *testing.T) {
 	t.Parallel()
-	procs, _ := startCluster(t, 2, testenv.RedisURL(t))
+	procs, _ := startCluster(t, 2, testenv.RedisURL(t), "")
 	a, b := procs[0], procs[1]
 	th := a.newThread()
 	sa := a.openStream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "`+longQuestion+`"}`, nil)
@@ -144,7 +147,7 @@ func mustAtoi(t testing.TB, s string) int {
 // answers with the cancelled run.
 func TestClusterCancelOnAnotherInstance(t *testing.T) {
 	t.Parallel()
-	procs, model := startCluster(t, 2, testenv.RedisURL(t))
+	procs, model := startCluster(t, 2, testenv.RedisURL(t), "")
 	a, b := procs[0], procs[1]
 	th := a.newThread()
 	sa := a.openStream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "`+longQuestion+`"}`, nil)
@@ -175,7 +178,7 @@ func TestClusterCancelOnAnotherInstance(t *testing.T) {
 // the checkpointed partial answer are in PostgreSQL.
 func TestClusterInstanceDies(t *testing.T) {
 	t.Parallel()
-	procs, _ := startCluster(t, 2, testenv.RedisURL(t))
+	procs, _ := startCluster(t, 2, testenv.RedisURL(t), "")
 	a, b := procs[0], procs[1]
 	th := a.newThread()
 	sa := a.openStream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "`+longQuestion+`"}`, nil)
@@ -289,7 +292,7 @@ func (r *privateRedis) stop() {
 func TestClusterRedisRestart(t *testing.T) {
 	t.Parallel()
 	redis := startPrivateRedis(t)
-	procs, _ := startCluster(t, 1, redis.url())
+	procs, _ := startCluster(t, 1, redis.url(), "")
 	a := procs[0]
 	th := a.newThread()
 	sa := a.openStream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "`+longQuestion+`"}`, nil)
