@@ -36,10 +36,15 @@
 // (events queued while a call is under way wait for the rest of their own
 // window). An append holding the terminal event is sent at once and waits
 // for Redis, so its caller knows the run's end is stored. A run's flushes
-// are sequential. Queued events are served to this Log's readers straight
-// from memory, so a reader never sees a gap, and readers elsewhere see them
-// one flush later. With a negative Coalesce every append is sent at once
-// and waits for Redis (concurrent appends of a run share a call).
+// are sequential. A reader, on this Log or another, gets an event only
+// once Redis holds it: this Log serves its readers the run's newest flushed
+// events (up to 64) from memory, readers elsewhere read Redis when the
+// flush's notification wakes them. So every id a reader was sent is in
+// Redis, and an instance that dies with events queued has sent them to no
+// one: the instance that ends its run appends the terminal event after
+// Redis's last one, at an id no reader saw as another event. With a
+// negative Coalesce every append is sent at once and waits for Redis
+// (concurrent appends of a run share a call).
 //
 // Assigning seqs locally needs one writer per run: the run's owner. Should
 // another Log append to the run meanwhile (say the run was declared dead
@@ -50,7 +55,7 @@
 //
 // # Waiting
 //
-// A Read with nothing to return waits for a local append, for a
+// A Read with nothing to return waits for a local flush, for a
 // notification on the run's channel, or for Options.PollInterval,
 // whichever comes first; the poll catches notifications lost while Pub/Sub
 // reconnects. A Log has one Pub/Sub connection, subscribed to a run's
@@ -65,9 +70,9 @@
 //
 // Redis errors are agentstream.ErrUnavailable (ErrConflict for the cases
 // above, CodeInternal for a command Redis rejects). A failed flush keeps
-// the events queued, still readable on this Log, and retries with backoff;
-// the next append of the run returns the error (its own events are taken
-// all the same). Queued events are bounded by MaxRunBytes, the oldest
+// the events queued (no reader has them until Redis does) and retries with
+// backoff; the next append of the run returns the error (its own events
+// are taken all the same). Queued events are bounded by MaxRunBytes, the oldest
 // dropped first. After Options.GiveUpAfter of failures the queued events
 // are dropped, the error is logged and returned by the run's next append,
 // and the run goes on from its next seq.
