@@ -115,8 +115,9 @@ func TestDisconnectGraceAcrossInstances(t *testing.T) {
 	redisURL := testenv.RedisURL(t)
 	pair := func(t *testing.T) (a, b *env) {
 		_, dbURL := testenv.PostgresSchema(t)
+		prefix := testenv.RedisPrefixCleaned(t, redisURL)
 		mod := func(c *config.Config) {
-			c.DatabaseURL, c.RedisURL = dbURL, redisURL
+			c.DatabaseURL, c.RedisURL, c.EventLog.RedisPrefix = dbURL, redisURL, prefix
 			c.Runs.DisconnectGrace = testGrace
 		}
 		return start(t, graceRun, mod), start(t, graceRun, mod)
