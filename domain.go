@@ -179,8 +179,20 @@ type Agent struct {
 	// Instructions is a Go text/template rendered with the run's context
 	// (for example {{.baby_name}}) and sent as the system message.
 	Instructions string `json:"instructions,omitempty" yaml:"instructions"`
-	// Tools names the tools the agent may call.
+	// Endpoint names the model endpoint (a models[] entry) the agent's
+	// model is called on; empty means the openai: block (or the simulator).
+	Endpoint string `json:"endpoint,omitempty" yaml:"endpoint"`
+	// Tools names the tools the agent may call: built-in ones, tools
+	// declared in the config, and tools a Go program adds.
 	Tools []string `json:"tools,omitempty" yaml:"tools"`
+	// MCPServers names the tool sources (MCP servers) whose tools the agent
+	// may call, under the names the source gives them.
+	MCPServers []string `json:"mcp_servers,omitempty" yaml:"mcp_servers"`
+	// Handoffs and RequireApproval are reserved for a later capability
+	// (handing a run to another agent, approving tool calls); a config
+	// that sets them is refused until then.
+	Handoffs        []string `json:"-" yaml:"handoffs"`
+	RequireApproval []string `json:"-" yaml:"require_approval"`
 	// MaxTurns bounds the model calls of one run; default 10.
 	MaxTurns int `json:"max_turns,omitempty" yaml:"max_turns"`
 	// Temperature is passed to the model when set.

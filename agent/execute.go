@@ -77,6 +77,8 @@ type execution struct {
 	checkpointFailed atomic.Bool
 	// msgs are the assistant and tool messages this run produced, in order.
 	msgs []agentstream.Message
+	// tools are the tools of the run, gathered when it starts.
+	tools runTools
 }
 
 func (r *Runner) execute(ctx context.Context, run agentstream.Run, ca *compiledAgent, system string, input agentstream.Message) {
@@ -109,10 +111,11 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		}
 	}
 	x.history = history
+	x.tools = r.toolsFor(ctx, x.agent)
 	req := agentstream.ModelRequest{
 		Model:       x.agent.Model,
 		Messages:    modelInput(system, history),
-		Tools:       x.agent.specs,
+		Tools:       x.tools.specs,
 		Temperature: x.agent.Temperature,
 	}
 
@@ -162,7 +165,7 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 			}
 		}
 	}}
-	res, err := r.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
+	res, err := x.agent.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
 		switch {
 		case d.ToolCall != nil:
 			if d.ToolCall.Arguments == "" {
@@ -207,31 +210,39 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 	return msg, nil
 }
 
-// callTools runs the calls concurrently, each under the tool timeout, and
-// returns the tool messages in call order. Results are streamed as each
-// call ends. Failures become the tool's output; they never fail the run.
+// callTools runs the calls concurrently, at most MaxParallelTools at a
+// time, each under its timeout, and returns the tool messages in the
+// model's order. Each call's tool.call is streamed when it starts and its
+// tool.result when it ends. Failures become the tool's output; they never
+// fail the run.
 func (x *execution) callTools(ctx context.Context, calls []agentstream.ToolCall) []agentstream.Message {
 	r := x.r
-	for _, c := range calls {
+	ctx = agentstream.WithRunInfo(ctx, agentstream.RunInfo{
+		RunID: x.run.ID, ThreadID: x.run.ThreadID, UserID: x.run.UserID, Agent: x.run.Agent, Context: x.run.Context,
+	})
+	out := make([]agentstream.Message, len(calls))
+	places := make(chan struct{}, r.cfg.MaxParallelTools)
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		select {
+		case places <- struct{}{}:
+		case <-ctx.Done():
+			// Stopped while calls wait for a place: the rest are not made.
+			out[i] = x.toolMessage(c, "error: "+errToolStopped.Error())
+			continue
+		}
 		r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolCall, agentstream.ToolCallData{
 			CallID: c.ID, Name: c.Name, Arguments: argumentsJSON(c.Arguments),
 		}))
-	}
-	out := make([]agentstream.Message, len(calls))
-	var wg sync.WaitGroup
-	for i, c := range calls {
 		wg.Go(func() {
+			defer func() { <-places }()
 			start := time.Now()
 			output, isErr := x.callTool(ctx, c)
 			d := time.Since(start)
 			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolResult, agentstream.ToolResultData{
 				CallID: c.ID, Name: c.Name, Output: output, IsError: isErr, DurationMS: d.Milliseconds(),
 			}))
-			out[i] = agentstream.Message{
-				ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
-				Role: agentstream.RoleTool, Content: output, ToolCallID: c.ID, ToolName: c.Name,
-				Status: agentstream.MessageComplete, CreatedAt: r.now().UTC(),
-			}
+			out[i] = x.toolMessage(c, output)
 		})
 	}
 	wg.Wait()
@@ -239,9 +250,18 @@ func (x *execution) callTools(ctx context.Context, calls []agentstream.ToolCall)
 	return out
 }
 
+// toolMessage is the tool message of call c's output.
+func (x *execution) toolMessage(c agentstream.ToolCall, output string) agentstream.Message {
+	return agentstream.Message{
+		ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
+		Role: agentstream.RoleTool, Content: output, ToolCallID: c.ID, ToolName: c.Name,
+		Status: agentstream.MessageComplete, CreatedAt: x.r.now().UTC(),
+	}
+}
+
 func (x *execution) callTool(ctx context.Context, c agentstream.ToolCall) (output string, isErr bool) {
-	t, ok := x.r.tools[c.Name]
-	if !ok || !x.agent.hasTool(c.Name) {
+	t, ok := x.tools.byName[c.Name]
+	if !ok {
 		return fmt.Sprintf("error: there is no tool named %q", c.Name), true
 	}
 	args := json.RawMessage(c.Arguments)
@@ -251,7 +271,11 @@ func (x *execution) callTool(ctx context.Context, c agentstream.ToolCall) (outpu
 	if !json.Valid(args) {
 		return "error: the arguments are not valid JSON: " + c.Arguments, true
 	}
-	ctx, cancel := context.WithTimeout(ctx, x.r.cfg.ToolTimeout)
+	if err := x.r.checkArguments(t.Spec(), args); err != nil {
+		return "error: " + err.Error(), true
+	}
+	timeout := x.r.timeoutOf(t)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type result struct {
 		out string
@@ -277,19 +301,10 @@ func (x *execution) callTool(ctx context.Context, c agentstream.ToolCall) (outpu
 		return res.out, false
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Sprintf("error: the tool did not answer within %s", x.r.cfg.ToolTimeout), true
+			return fmt.Sprintf("error: the tool did not answer within %s", timeout), true
 		}
-		return "error: the run was stopped while the tool ran", true
+		return "error: " + errToolStopped.Error(), true
 	}
-}
-
-func (ca *compiledAgent) hasTool(name string) bool {
-	for _, s := range ca.specs {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // argumentsJSON is the tool.call event's arguments: the parsed object, or

@@ -164,6 +164,9 @@ type setup struct {
 	wrap func(agentstream.Store) agentstream.Store
 	// wrapLog, when set, wraps the event log the runner uses.
 	wrapLog func(agentstream.EventLog) agentstream.EventLog
+	// sources and models are the runner's tool sources and model endpoints.
+	sources map[string]agentstream.ToolSource
+	models  map[string]agentstream.Model
 }
 
 // harness is a Runner on a real SQLite store and a real in-process log,
@@ -205,7 +208,8 @@ func newHarness(t testing.TB, s setup) *harness {
 	if s.wrapLog != nil {
 		log = s.wrapLog(h.log)
 	}
-	h.r, err = New(s.cfg, Deps{Store: store, Log: log, Model: h.model, Agents: s.agents, Tools: toolMap})
+	h.r, err = New(s.cfg, Deps{Store: store, Log: log, Model: h.model, Agents: s.agents, Tools: toolMap,
+		Sources: s.sources, Models: s.models})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

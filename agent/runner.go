@@ -27,8 +27,12 @@ type Config struct {
 	// MaxQueuedRuns bounds the runs waiting for a worker; past it Start
 	// fails with CodeOverloaded. Default 1024; negative means no queue.
 	MaxQueuedRuns int
-	// ToolTimeout bounds each tool call. Default 30s.
+	// ToolTimeout bounds each tool call of a tool without a timeout of
+	// its own (agentstream.TimedTool). Default 30s.
 	ToolTimeout time.Duration
+	// MaxParallelTools bounds the calls of one model turn that run at
+	// once; the others wait for a place. Default 8.
+	MaxParallelTools int
 	// DefaultModel is the model of agents that name none. Required.
 	DefaultModel string
 	// DefaultAgent is the agent of runs and threads that name none.
@@ -65,6 +69,9 @@ func (c Config) WithDefaults() Config {
 	if c.ToolTimeout <= 0 {
 		c.ToolTimeout = 30 * time.Second
 	}
+	if c.MaxParallelTools <= 0 {
+		c.MaxParallelTools = 8
+	}
 	if c.DefaultAgent == "" {
 		c.DefaultAgent = "assistant"
 	}
@@ -84,9 +91,15 @@ func (c Config) WithDefaults() Config {
 type Deps struct {
 	Store  agentstream.Store
 	Log    agentstream.EventLog
-	Model  agentstream.Model
+	// Model is the model of agents without an Endpoint.
+	Model agentstream.Model
+	// Models are the model endpoints agents name (Agent.Endpoint).
+	Models map[string]agentstream.Model
 	Agents []agentstream.Agent
-	Tools  map[string]agentstream.Tool
+	// Tools are the tools agents name (Agent.Tools).
+	Tools map[string]agentstream.Tool
+	// Sources are the tool sources agents name (Agent.MCPServers).
+	Sources map[string]agentstream.ToolSource
 	Logger *slog.Logger
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
@@ -97,9 +110,13 @@ type Runner struct {
 	cfg    Config
 	store  agentstream.Store
 	log    agentstream.EventLog
-	model  agentstream.Model
-	tools  map[string]agentstream.Tool
-	logger *slog.Logger
+	model   agentstream.Model
+	models  map[string]agentstream.Model
+	tools   map[string]agentstream.Tool
+	sources map[string]agentstream.ToolSource
+	logger  *slog.Logger
+	// schemas caches the compiled argument schemas of tools.
+	schemas *schemaCache
 	now    func() time.Time
 
 	agents map[string]*compiledAgent
@@ -139,7 +156,11 @@ type compiledAgent struct {
 	// required are the fields used outside the condition and the bodies
 	// of if and with, sorted: a run whose context lacks one is refused.
 	required []string
-	specs    []agentstream.ToolSpec
+	// model is the model its runs call.
+	model agentstream.Model
+	// tools are its tools from Deps.Tools; sources its tool sources.
+	tools   []agentstream.Tool
+	sources []agentstream.ToolSource
 }
 
 // topFields returns the names of the top-level fields ({{.name}}, also
@@ -234,7 +255,8 @@ func New(cfg Config, d Deps) (*Runner, error) {
 		return nil, errors.New("agent: DefaultModel is required")
 	}
 	r := &Runner{
-		cfg: cfg, store: d.Store, log: d.Log, model: d.Model, tools: d.Tools,
+		cfg: cfg, store: d.Store, log: d.Log, model: d.Model, models: d.Models, tools: d.Tools,
+		sources: d.Sources, schemas: newSchemaCache(),
 		logger: d.Logger, now: d.Now,
 		agents:      make(map[string]*compiledAgent, len(d.Agents)),
 		pool:        newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
@@ -284,14 +306,31 @@ func (r *Runner) compile(a agentstream.Agent) (*compiledAgent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent %q: instructions: %w", a.Name, err)
 	}
-	ca := &compiledAgent{Agent: a, instructions: tmpl}
+	ca := &compiledAgent{Agent: a, instructions: tmpl, model: r.model}
 	ca.fields, ca.required = topFields(tmpl.Tree.Root)
+	if len(a.Handoffs) > 0 || len(a.RequireApproval) > 0 {
+		return nil, fmt.Errorf("agent %q: handoffs and require_approval are not supported yet", a.Name)
+	}
+	if a.Endpoint != "" {
+		m, ok := r.models[a.Endpoint]
+		if !ok {
+			return nil, fmt.Errorf("agent %q: unknown model endpoint %q", a.Name, a.Endpoint)
+		}
+		ca.model = m
+	}
 	for _, name := range a.Tools {
 		t, ok := r.tools[name]
 		if !ok {
 			return nil, fmt.Errorf("agent %q: unknown tool %q", a.Name, name)
 		}
-		ca.specs = append(ca.specs, t.Spec())
+		ca.tools = append(ca.tools, t)
+	}
+	for _, name := range a.MCPServers {
+		src, ok := r.sources[name]
+		if !ok {
+			return nil, fmt.Errorf("agent %q: unknown MCP server %q", a.Name, name)
+		}
+		ca.sources = append(ca.sources, src)
 	}
 	return ca, nil
 }

@@ -135,6 +135,9 @@ type Runs struct {
 	// instance, keeps the run, as does any other reader of the run
 	// meanwhile. Default 5s; negative: cancelled at once.
 	DisconnectGrace time.Duration `yaml:"disconnect_grace"`
+	// MaxParallelTools bounds the tool calls of one model turn that run
+	// at once; the others wait for a place. Default 8.
+	MaxParallelTools int `yaml:"max_parallel_tools"`
 	// LeaseTTL is how long a run's lease lasts without renewal, with
 	// redis_url set (several instances): when an instance dies, another
 	// ends its runs as interrupted within about this long. Leases are
@@ -231,6 +234,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.Runs.CheckpointInterval, 2*time.Second)
 	def(&c.Runs.OnDisconnect, "continue")
 	def(&c.Runs.DisconnectGrace, 5*time.Second)
+	def(&c.Runs.MaxParallelTools, 8)
 	def(&c.Runs.LeaseTTL, 15*time.Second)
 	def(&c.Runs.FinalizeTimeout, 30*time.Second)
 	def(&c.HTTP.MaxBodyBytes, 1<<20)
@@ -312,6 +316,7 @@ func (c Config) Validate() error {
 		note string
 	}{
 		{"runs.max_concurrent", int64(c.Runs.MaxConcurrent), ""},
+		{"runs.max_parallel_tools", int64(c.Runs.MaxParallelTools), ""},
 		{"runs.max_queued", int64(deref(c.Runs.MaxQueued)), " (0 means no queue)"},
 		{"event_log.max_run_bytes", c.EventLog.MaxRunBytes, ""},
 		{"event_log.max_total_bytes", c.EventLog.MaxTotalBytes, ""},
@@ -385,6 +390,12 @@ func (c Config) Validate() error {
 		}
 		if a.MaxTurns < 0 {
 			bad(path+".max_turns", "%d must not be negative", a.MaxTurns)
+		}
+		if len(a.Handoffs) > 0 {
+			bad(path+".handoffs", "handing a run to another agent is not supported yet: remove handoffs")
+		}
+		if len(a.RequireApproval) > 0 {
+			bad(path+".require_approval", "approving tool calls is not supported yet: remove require_approval")
 		}
 		if _, err := template.New(a.Name).Parse(a.Instructions); err != nil {
 			bad(path+".instructions", "not a valid Go template: %v", err)

@@ -397,6 +397,13 @@ func TestValidate(t *testing.T) {
 		{"bad disconnect policy", func(c *Config) { c.Runs.OnDisconnect = "abandon" }, "runs.on_disconnect"},
 		{"negative retries", func(c *Config) { n := -1; c.OpenAI.MaxRetries = &n }, "max_retries"},
 		{"redis prefix with a brace", func(c *Config) { c.EventLog.RedisPrefix = "a{b}:" }, "event_log.redis_prefix"},
+		{"negative max_parallel_tools", func(c *Config) { c.Runs.MaxParallelTools = -1 }, "runs.max_parallel_tools"},
+		{"handoffs, not supported yet", func(c *Config) {
+			c.Agents = append(c.Agents, agentstream.Agent{Name: "h", Handoffs: []string{"billing"}})
+		}, "handoffs: handing a run to another agent is not supported yet"},
+		{"require_approval, not supported yet", func(c *Config) {
+			c.Agents = append(c.Agents, agentstream.Agent{Name: "h", RequireApproval: []string{"current_time"}})
+		}, "require_approval: approving tool calls is not supported yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

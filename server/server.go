@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 
 	s.runner, err = agent.New(agent.Config{
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
-		ToolTimeout: cfg.Runs.ToolTimeout, CheckpointInterval: cfg.Runs.CheckpointInterval,
+		ToolTimeout: cfg.Runs.ToolTimeout, MaxParallelTools: cfg.Runs.MaxParallelTools, CheckpointInterval: cfg.Runs.CheckpointInterval,
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
 	}, agent.Deps{
