@@ -89,8 +89,8 @@ func (c Config) WithDefaults() Config {
 
 // Deps are the runner's collaborators.
 type Deps struct {
-	Store  agentstream.Store
-	Log    agentstream.EventLog
+	Store agentstream.Store
+	Log   agentstream.EventLog
 	// Model is the model of agents without an Endpoint.
 	Model agentstream.Model
 	// Models are the model endpoints agents name (Agent.Endpoint).
@@ -100,16 +100,16 @@ type Deps struct {
 	Tools map[string]agentstream.Tool
 	// Sources are the tool sources agents name (Agent.MCPServers).
 	Sources map[string]agentstream.ToolSource
-	Logger *slog.Logger
+	Logger  *slog.Logger
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
 }
 
 // Runner starts and executes runs.
 type Runner struct {
-	cfg    Config
-	store  agentstream.Store
-	log    agentstream.EventLog
+	cfg     Config
+	store   agentstream.Store
+	log     agentstream.EventLog
 	model   agentstream.Model
 	models  map[string]agentstream.Model
 	tools   map[string]agentstream.Tool
@@ -117,7 +117,7 @@ type Runner struct {
 	logger  *slog.Logger
 	// schemas caches the compiled argument schemas of tools.
 	schemas *schemaCache
-	now    func() time.Time
+	now     func() time.Time
 
 	agents map[string]*compiledAgent
 	pool   *pool
