@@ -162,6 +162,11 @@ type EventLog struct {
 	// to this much later. Negative: every event is sent at once. Redis
 	// only; default 2ms.
 	Coalesce time.Duration `yaml:"coalesce"`
+	// RedisPrefix starts the name of every Redis key and channel the
+	// event log uses, so that several deployments (or test runs) can share
+	// one Redis database; the instances of one deployment need the same.
+	// It may not contain braces. Redis only; default "agentstream:".
+	RedisPrefix string `yaml:"redis_prefix"`
 }
 
 // SimModel is the model name used with the simulated model.
@@ -212,6 +217,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
 	def(&c.EventLog.Coalesce, 2*time.Millisecond)
+	def(&c.EventLog.RedisPrefix, "agentstream:")
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
 	return c
@@ -277,6 +283,10 @@ func (c Config) Validate() error {
 	}
 	if c.EventLog.MaxRunBytes < 0 || c.EventLog.MaxTotalBytes < 0 {
 		bad("event_log.max_run_bytes and event_log.max_total_bytes must not be negative")
+	}
+	if strings.ContainsAny(c.EventLog.RedisPrefix, "{}") {
+		// A run's keys share the hash tag {<run id>}, for Redis Cluster.
+		bad("event_log.redis_prefix %q may not contain braces", c.EventLog.RedisPrefix)
 	}
 	if c.HTTP.MaxBodyBytes < 0 {
 		bad("http.max_body_bytes must not be negative")

@@ -15,7 +15,7 @@ func TestDefaults(t *testing.T) {
 	if c.Addr != "127.0.0.1:8080" || c.DatabaseURL != "agentstream.db" || c.Model != SimModel || !c.UsesSim() {
 		t.Fatalf("defaults: %+v", c)
 	}
-	if c.HTTP.Heartbeat != 15*time.Second || c.Runs.MaxConcurrent != 256 || *c.OpenAI.MaxRetries != 2 {
+	if c.HTTP.Heartbeat != 15*time.Second || c.Runs.MaxConcurrent != 256 || *c.OpenAI.MaxRetries != 2 || c.EventLog.RedisPrefix != "agentstream:" {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if len(c.Agents) != 1 || c.Agents[0].Name != "assistant" || c.Agents[0].Tools[0] != "current_time" {
@@ -46,6 +46,8 @@ runs:
   max_queued: 1
 http:
   heartbeat: 250ms
+event_log:
+  redis_prefix: "staging:"
 default_agent: helper
 agents:
   - name: helper
@@ -63,7 +65,7 @@ agents:
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:9000" || *c.OpenAI.MaxRetries != 0 || c.OpenAI.IdleTimeout != 5*time.Second ||
-		c.HTTP.Heartbeat != 250*time.Millisecond || c.Runs.MaxConcurrent != 2 || *c.Runs.MaxQueued != 1 {
+		c.HTTP.Heartbeat != 250*time.Millisecond || c.Runs.MaxConcurrent != 2 || *c.Runs.MaxQueued != 1 || c.EventLog.RedisPrefix != "staging:" {
 		t.Fatalf("decoded: %+v", c)
 	}
 	if len(c.Agents) != 2 {
@@ -111,6 +113,7 @@ func TestValidate(t *testing.T) {
 		{"negative duration", func(c *Config) { c.HTTP.Heartbeat = -time.Second }, "http.heartbeat"},
 		{"bad disconnect policy", func(c *Config) { c.Runs.OnDisconnect = "abandon" }, "runs.on_disconnect"},
 		{"negative retries", func(c *Config) { n := -1; c.OpenAI.MaxRetries = &n }, "max_retries"},
+		{"redis prefix with a brace", func(c *Config) { c.EventLog.RedisPrefix = "a{b}:" }, "event_log.redis_prefix"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		// instances.
 		s.redis, err = redislog.Open(ctx, cfg.RedisURL, redislog.Options{
 			Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes,
-			Coalesce: cfg.EventLog.Coalesce, Logger: logger,
+			Coalesce: cfg.EventLog.Coalesce, Prefix: cfg.EventLog.RedisPrefix, Logger: logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("opening the Redis event log: %w", err)
@@ -200,7 +200,12 @@ func openStore(ctx context.Context, url string) (agentstream.Store, error) {
 	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
 		return nil, fmt.Errorf("database_url %q: unsupported scheme (want a SQLite file path, sqlite://PATH or postgres://…)", redactURL(url))
 	}
-	st, err := sqlite.Open(ctx, strings.TrimPrefix(url, "sqlite://"))
+	// One server per SQLite file: a second one would take the first's
+	// running runs for a dead process's and interrupt them at start-up.
+	st, err := sqlite.OpenWith(ctx, strings.TrimPrefix(url, "sqlite://"), sqlite.Options{Exclusive: true})
+	if inUse := (*sqlite.InUseError)(nil); errors.As(err, &inUse) {
+		return nil, fmt.Errorf("one agentstream serve per SQLite file: %w; stop that serve, or give this one another database_url", err)
+	}
 	if err != nil {
 		return nil, err
 	}

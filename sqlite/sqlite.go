@@ -12,6 +12,9 @@
 //     back as float64, as encoding/json decodes them.
 //   - ListMessages returns an empty, non-nil slice for a thread without
 //     messages.
+//
+// A store opened with Options.Exclusive owns its file: one server per
+// file (see Options).
 package sqlite
 
 import (
@@ -59,6 +62,8 @@ type Store struct {
 	wc, rc *stmtCache
 	// batch runs the write transactions.
 	batch *batcher
+	// lock is held for the life of an Exclusive store.
+	lock *fileLock
 
 	closeOnce sync.Once
 	closeErr  error
@@ -71,7 +76,16 @@ var _ agentstream.Store = (*Store)(nil)
 // private in-memory database (one connection, for tests and experiments).
 // The directory holding path must exist.
 func Open(ctx context.Context, path string) (*Store, error) {
-	s, err := open(ctx, path)
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options. With Exclusive, a file another Store
+// holds gives an *InUseError, naming the file and its owner.
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+	s, err := open(ctx, path, opts)
+	if inUse := (*InUseError)(nil); errors.As(err, &inUse) {
+		return nil, err // it names the file already
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store at %q: %w", path, err)
 	}
@@ -83,7 +97,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-func open(ctx context.Context, path string) (*Store, error) {
+func open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("empty path")
 	}
@@ -99,20 +113,30 @@ func open(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("parent directory: %s is not a directory", dir)
 		}
 	}
+	s := &Store{}
+	fail := func(err error) (*Store, error) {
+		_ = s.Close() // the open error is the one worth reporting
+		return nil, err
+	}
+	if opts.Exclusive && !memory {
+		// Before the first connection: a file another owner holds is
+		// not touched, not even migrated.
+		l, err := acquireLock(path)
+		if err != nil {
+			return nil, err
+		}
+		s.lock = l
+	}
 
 	w, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, r: w}
-	fail := func(err error) (*Store, error) {
-		_ = s.Close() // the open error is the one worth reporting
-		return nil, err
-	}
+	s.w, s.r = w, w
 	if err := w.PingContext(ctx); err != nil {
 		return fail(fmt.Errorf("connect: %w", err))
 	}
@@ -204,7 +228,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database. Later calls return the first call's result.
+// Close closes the database, then releases an Exclusive store's lock.
+// Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.batch != nil {
@@ -218,7 +243,13 @@ func (s *Store) Close() error {
 		if s.r != s.w {
 			errs = append(errs, s.r.Close())
 		}
-		errs = append(errs, s.w.Close())
+		if s.w != nil {
+			errs = append(errs, s.w.Close())
+		}
+		// Last: the next owner starts once this one has written all.
+		if s.lock != nil {
+			errs = append(errs, s.lock.release())
+		}
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr

@@ -36,8 +36,10 @@ func startCluster(t *testing.T, n int, redisURL string, extraConfig string) ([]*
 		return sim.Behavior{Tokens: 5, Pace: -1, TTFT: -1}
 	})
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, fmt.Sprintf("redis_url: %s\nruns:\n  lease_ttl: %s\n  checkpoint_interval: 200ms\n%s",
-		redisURL, clusterLeaseTTL, extraConfig))
+	// Keys of the test's own, deleted after the processes stop.
+	prefix := testenv.RedisPrefixCleaned(t, redisURL)
+	cfg := writeConfig(t, dir, fmt.Sprintf("redis_url: %s\nevent_log:\n  redis_prefix: %q\nruns:\n  lease_ttl: %s\n  checkpoint_interval: 200ms\n%s",
+		redisURL, prefix, clusterLeaseTTL, extraConfig))
 	procs := make([]*serveProc, n)
 	for i := range procs {
 		procs[i] = startServe(t, cfg, dbURL, model.URL())

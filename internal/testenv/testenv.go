@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/agentstream/agentstream"
 )
@@ -108,6 +109,36 @@ func exec(t testing.TB, u, sql string) {
 // log of this test's own.
 func RedisPrefix() string {
 	return "agentstream-test:" + strings.ToLower(agentstream.NewID("")) + ":"
+}
+
+// RedisPrefixCleaned returns a RedisPrefix whose keys are deleted from the
+// Redis at redisURL when t ends, after the cleanups registered later (a
+// server that writes until it stops). Never FLUSHDB: tests in parallel,
+// and other test runs, share the Redis.
+func RedisPrefixCleaned(t testing.TB, redisURL string) string {
+	t.Helper()
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatalf("parse the Redis URL %q: %v", redisURL, err)
+	}
+	prefix := RedisPrefix()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := redis.NewClient(opts)
+		defer func() { _ = c.Close() }()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+				t.Errorf("deleting the test's Redis key %s: %v", iter.Val(), err)
+				return
+			}
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("listing the test's Redis keys %s*: %v", prefix, err)
+		}
+	})
+	return prefix
 }
 
 // Proxy forwards TCP connections to a target until Stop, which closes the
