@@ -29,6 +29,9 @@ func TestLifecycle(t *testing.T) {
 		name string
 		test func(t *testing.T, b backend)
 	}{
+		{"stream", testNativeStream},
+		{"tools", testToolCallStored},
+		{"history", testSecondRunSendsHistory},
 		{"resume", testResume},
 		{"retention", testRetention},
 		{"trimmed", testTrimmedLiveRun},
