@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -217,12 +218,12 @@ func (s *Server) endSeq(ctx context.Context, run agentstream.Run, after int64) (
 	if run.EndSeq > 0 {
 		return run.EndSeq, true
 	}
-	next := after + lostLogGap
+	next := idPlus(after, lostLogGap)
 	if b, err := s.log.Bounds(ctx, run.ID); err == nil {
 		if b.End > 0 {
 			return b.End, true
 		}
-		next = max(after, b.Last) + 1
+		next = idPlus(max(after, b.Last), 1)
 	}
 	end, err := s.store.SetEndSeq(ctx, run.ID, next)
 	if err != nil {
@@ -236,6 +237,15 @@ func (s *Server) endSeq(ctx context.Context, run agentstream.Run, after int64) (
 // run whose log and end id were both lost is put: more events than a run
 // streams (a million, each at least a token).
 const lostLogGap = 1 << 20
+
+// idPlus is id+n, or the largest id when that overflows: a reader may
+// send any id up to it, and one at it is at or past the end.
+func idPlus(id, n int64) int64 {
+	if id > math.MaxInt64-n {
+		return math.MaxInt64
+	}
+	return id + n
+}
 
 // period is a context that ends after d, renewed for another d on demand.
 type period struct {

@@ -16,11 +16,11 @@ import (
 	"github.com/agentstream/agentstream/sim"
 )
 
-// TestNativeStream: a run streamed in the native format over real HTTP,
+// testNativeStream: a run streamed in the native format over real HTTP,
 // against the simulator over real HTTP, then read back from the store.
-func TestNativeStream(t *testing.T) {
-	t.Parallel()
-	e := start(t, sim.Options{Tokens: 25}, nil)
+// Part of TestLifecycle.
+func testNativeStream(t *testing.T, b backend) {
+	e := b.start(t, sim.Options{Tokens: 25}, nil)
 	th := e.newThread(`{"title": "first", "metadata": {"k": "v"}}`)
 	if th.Agent != "tester" || th.Title != "first" || th.Metadata["k"] != "v" || !strings.HasPrefix(th.ID, "thr_") {
 		t.Fatalf("thread: %+v", th)
@@ -149,10 +149,10 @@ func TestSeedErrorChunk(t *testing.T) {
 	}
 }
 
-// TestSecondRunSendsHistory: the model sees the thread's earlier exchange.
-func TestSecondRunSendsHistory(t *testing.T) {
-	t.Parallel()
-	e := start(t, sim.Options{Tokens: 5}, nil)
+// testSecondRunSendsHistory: the model sees the thread's earlier
+// exchange. Part of TestLifecycle.
+func testSecondRunSendsHistory(t *testing.T, b backend) {
+	e := b.start(t, sim.Options{Tokens: 5}, nil)
 	th := e.newThread(`{}`)
 	_, evs := e.stream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "first question"}`)
 	first := checkNative(t, evs)
@@ -170,6 +170,29 @@ func TestSecondRunSendsHistory(t *testing.T) {
 	want := []string{"system: You test things.", "user: first question", "assistant: " + first.text, "user: second question"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("second model call got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// testToolCallStored: a streamed run with a tool call is stored as
+// streamed: the question, the call, its result and the answer, and the
+// run with its usage. Part of TestLifecycle.
+func testToolCallStored(t *testing.T, b backend) {
+	e := b.start(t, sim.Options{}, nil)
+	th := e.newThread(`{}`)
+	_, evs := e.stream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "What is the current_time?"}`)
+	run := checkNative(t, evs)
+	if run.end.Status != agentstream.RunCompleted || len(run.toolCalls) != 1 || len(run.results) != 1 {
+		t.Fatalf("run ended %+v after %d tool calls and %d results, want one of each", run.end, len(run.toolCalls), len(run.results))
+	}
+	msgs := e.messages(th.ID)
+	if len(msgs) != 4 || msgs[0].Role != agentstream.RoleUser || len(msgs[1].ToolCalls) != 1 || msgs[1].ToolCalls[0].ID != run.toolCalls[0].CallID ||
+		msgs[2].ToolCallID != run.toolCalls[0].CallID || msgs[2].Content != run.results[0].Output || msgs[3].Content != run.text {
+		t.Fatalf("stored: %+v", msgs)
+	}
+	var got agentstream.Run
+	e.json("GET", "/v1/runs/"+run.runID, "", http.StatusOK, &got)
+	if got.Status != agentstream.RunCompleted || got.Usage.OutputTokens == 0 || got.Usage != run.end.Usage {
+		t.Fatalf("run %+v, streamed usage %+v", got, run.end.Usage)
 	}
 }
 
@@ -465,6 +488,7 @@ func TestBadInput(t *testing.T) {
 		{"run missing input", "POST", "/v1/threads/" + th.ID + "/runs", `{}`, 400, agentstream.CodeInvalidRequest, `"input" is required`},
 		{"run unknown field", "POST", "/v1/threads/" + th.ID + "/runs", `{"input": "x", "agnet": "y"}`, 400, agentstream.CodeInvalidRequest, `unknown field "agnet"`},
 		{"run unknown agent", "POST", "/v1/threads/" + th.ID + "/runs", `{"input": "x", "agent": "nobody"}`, 400, agentstream.CodeInvalidRequest, `unknown agent "nobody"`},
+		{"run bad on_disconnect", "POST", "/v1/threads/" + th.ID + "/runs", `{"input": "hi", "on_disconnect": "later"}`, 400, agentstream.CodeInvalidRequest, `"on_disconnect" must be one of`},
 		{"run oversized", "POST", "/v1/threads/" + th.ID + "/runs", strings.Replace(big, "query", "input", 1), 413, agentstream.CodeTooLarge, "larger than"},
 		{"run unknown thread", "POST", "/v1/threads/thr_nope/runs", `{"input": "x"}`, 404, agentstream.CodeNotFound, "not found"},
 		{"thread unknown agent", "POST", "/v1/threads", `{"agent": "nobody"}`, 400, agentstream.CodeInvalidRequest, `unknown agent "nobody"`},

@@ -18,9 +18,105 @@ import (
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/internal/sse"
+	"github.com/agentstream/agentstream/internal/testenv"
+	"github.com/agentstream/agentstream/postgres"
+	"github.com/agentstream/agentstream/redislog"
 	"github.com/agentstream/agentstream/server"
 	"github.com/agentstream/agentstream/sim"
+	"github.com/agentstream/agentstream/sqlite"
 )
+
+// backend is a store and an event log a server runs on. The lifecycle
+// suite (TestLifecycle) runs on every combination, backends().
+type backend struct {
+	name string
+	// redis is true when the log is Redis: the server is then one of
+	// several instances, its runs hold leases, and the runs of a dead
+	// instance are ended by another's sweep rather than at start.
+	redis bool
+	// services makes services of the test's own (a SQLite file or a
+	// PostgreSQL schema; a Redis key prefix, whose keys go at cleanup) and
+	// returns what points a config at them: every server of the test it is
+	// given to shares them. It skips t when a service is not configured
+	// (and fails it with CI=true).
+	services func(t testing.TB) func(*config.Config)
+}
+
+// backends returns {SQLite, PostgreSQL} × {memlog, Redis}.
+func backends() []backend {
+	stores := []struct {
+		name string
+		url  func(t testing.TB) string
+	}{
+		{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "agentstream.db") }},
+		{"postgres", func(t testing.TB) string {
+			_, u := testenv.PostgresSchema(t)
+			return u
+		}},
+	}
+	var out []backend
+	for _, st := range stores {
+		out = append(out, backend{name: st.name + "-memlog", services: func(t testing.TB) func(*config.Config) {
+			t.Helper()
+			dbURL := st.url(t)
+			return func(c *config.Config) { c.DatabaseURL, c.RedisURL = dbURL, "" }
+		}}, backend{name: st.name + "-redis", redis: true, services: func(t testing.TB) func(*config.Config) {
+			t.Helper()
+			redisURL := testenv.RedisURL(t)
+			dbURL, prefix := st.url(t), testenv.RedisPrefixCleaned(t, redisURL)
+			return func(c *config.Config) {
+				c.DatabaseURL, c.RedisURL, c.EventLog.RedisPrefix = dbURL, redisURL, prefix
+				// The default, said out loud: readers get an event once
+				// Redis holds it, a window after it was appended.
+				c.EventLog.Coalesce = redislog.DefaultCoalesce
+			}
+		}})
+	}
+	return out
+}
+
+// start runs a server on services of the test's own for this backend;
+// mod adjusts the config after them.
+func (b backend) start(t testing.TB, simOpts sim.Options, mod func(*config.Config)) *env {
+	t.Helper()
+	return start(t, simOpts, both(b.services(t), mod))
+}
+
+// both applies one config change, then the other (nil: none).
+func both(first, then func(*config.Config)) func(*config.Config) {
+	return func(c *config.Config) {
+		first(c)
+		if then != nil {
+			then(c)
+		}
+	}
+}
+
+// openStore opens the store at a config's database URL, as another
+// process would, closed at cleanup (and maybe before).
+func openStore(t testing.TB, dbURL string) agentstream.Store {
+	t.Helper()
+	var st agentstream.Store
+	var err error
+	if strings.HasPrefix(dbURL, "postgres://") {
+		st, err = postgres.Open(context.Background(), dbURL)
+	} else {
+		st, err = sqlite.Open(context.Background(), dbURL)
+	}
+	if err != nil {
+		t.Fatalf("opening the store at %s: %v", dbURL, err)
+	}
+	t.Cleanup(func() { _ = st.Close() }) // may be closed already
+	return st
+}
+
+// streamCtx bounds a stream the test reads, so that a stream that never
+// ends fails the test instead of hanging it.
+func streamCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
 
 // env is a real agentstream server on a loopback port, talking over HTTP
 // to a simulated model of its own.
@@ -106,11 +202,26 @@ func (w testWriter) Write(p []byte) (int, error) {
 // do sends a request and returns the response; the body is closed at cleanup.
 func (e *env) do(method, path, body string) *http.Response {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	return e.request(method, path, body, nil)
+}
+
+// request sends a request with the given headers and returns the
+// response; the body is closed at cleanup.
+func (e *env) request(method, path, body string, header map[string]string) *http.Response {
+	e.t.Helper()
+	return e.requestCtx(context.Background(), method, path, body, header)
+}
+
+func (e *env) requestCtx(ctx context.Context, method, path, body string, header map[string]string) *http.Response {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, e.url+path, strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
@@ -120,21 +231,14 @@ func (e *env) do(method, path, body string) *http.Response {
 }
 
 // status sends a request without a body, with the given headers, and
-// returns the answer's status (its body read and closed).
+// returns the answer's status (its body read and closed). An answer that
+// does not end within a minute (a stream) fails the test.
 func (e *env) status(method, path string, header map[string]string) int {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.url+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
+	resp := e.requestCtx(streamCtx(e.t), method, path, "", header)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		e.t.Fatalf("%s %s %v: status %d, then reading the body: %v", method, path, header, resp.StatusCode, err)
 	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	return resp.StatusCode
 }
@@ -306,4 +410,115 @@ func errorBody(t testing.TB, resp *http.Response) agentstream.ErrorInfo {
 		t.Fatalf("error Content-Type %q", ct)
 	}
 	return body.Error
+}
+
+// openStream starts a request and returns a reader of its SSE answer; the
+// request ends with cancel.
+func (e *env) openStream(ctx context.Context, method, path, body string, header map[string]string) (*sse.Reader, *http.Response) {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, e.url+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	e.t.Cleanup(func() { _ = resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		e.t.Fatalf("%s %s: status %d: %s", method, path, resp.StatusCode, b)
+	}
+	return sse.NewReader(resp.Body), resp
+}
+
+// readRun reads a run's events to their end, from lastEventID ("": from
+// the start).
+func (e *env) readRun(runID, lastEventID string) []sse.Event {
+	e.t.Helper()
+	var header map[string]string
+	if lastEventID != "" {
+		header = map[string]string{"Last-Event-ID": lastEventID}
+	}
+	r, _ := e.openStream(streamCtx(e.t), "GET", "/v1/runs/"+runID+"/events", "", header)
+	return readToEnd(e.t, r)
+}
+
+func readN(t testing.TB, r *sse.Reader, n int) []sse.Event {
+	t.Helper()
+	var evs []sse.Event
+	for len(evs) < n {
+		ev, err := r.Next()
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(evs), err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func readToEnd(t testing.TB, r *sse.Reader) []sse.Event {
+	t.Helper()
+	var evs []sse.Event
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return evs
+		}
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(evs), err)
+		}
+		evs = append(evs, ev)
+	}
+}
+
+// sameEvents fails t unless got and want are the same events: ids, types
+// and data.
+func sameEvents(t testing.TB, what string, got, want []sse.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d events, want %d\ngot  %+v\nwant %+v", what, len(got), len(want), got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: event %d is %+v, want %+v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// checkRebuiltEnd checks the end of a run rebuilt from the store, as a
+// reader whose events the log no longer holds gets it: the run's answer
+// as message.completed without an id of its own, then the terminal event
+// the log gave (its id, type and data).
+func checkRebuiltEnd(t testing.TB, what string, got []sse.Event, answer string, terminal sse.Event) {
+	t.Helper()
+	if len(got) != 2 || got[0].Type != string(agentstream.EventMessageCompleted) || got[0].ID != "" {
+		t.Fatalf("%s: %+v, want the answer without an id, then the end at id %s", what, got, terminal.ID)
+	}
+	var m agentstream.MessageCompletedData
+	if err := json.Unmarshal([]byte(got[0].Data), &m); err != nil || m.Content != answer || m.Role != agentstream.RoleAssistant {
+		t.Fatalf("%s: message.completed %s, want the answer %q (%v)", what, got[0].Data, answer, err)
+	}
+	if got[1] != terminal {
+		t.Fatalf("%s: the end is %+v, want %+v", what, got[1], terminal)
+	}
+}
+
+// waitRunEnd polls the run until it has ended.
+func waitRunEnd(t testing.TB, e *env, runID string) agentstream.Run {
+	t.Helper()
+	var run agentstream.Run
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		e.json("GET", "/v1/runs/"+runID, "", http.StatusOK, &run)
+		if run.Status.Terminal() {
+			return run
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run did not end: %+v", run)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -9,35 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/internal/testenv"
 	"github.com/agentstream/agentstream/server"
 	"github.com/agentstream/agentstream/sim"
 )
-
-// TestOnPostgres: the whole path (thread, streamed run with a tool call,
-// stored answer, history on the next run) on the PostgreSQL store.
-func TestOnPostgres(t *testing.T) {
-	t.Parallel()
-	_, dbURL := testenv.PostgresSchema(t)
-	e := start(t, sim.Options{}, func(c *config.Config) { c.DatabaseURL = dbURL })
-	th := e.newThread(`{}`)
-	_, evs := e.stream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "What is the current_time?"}`)
-	run := checkNative(t, evs)
-	if run.end.Status != agentstream.RunCompleted {
-		t.Fatalf("run ended %+v", run.end)
-	}
-	msgs := e.messages(th.ID)
-	if len(msgs) != 4 || msgs[0].Role != agentstream.RoleUser || msgs[1].ToolCalls == nil || msgs[3].Content != run.text {
-		t.Fatalf("stored on PostgreSQL: %+v", msgs)
-	}
-	var got agentstream.Run
-	e.json("GET", "/v1/runs/"+run.runID, "", http.StatusOK, &got)
-	if got.Status != agentstream.RunCompleted || got.Usage.OutputTokens == 0 {
-		t.Fatalf("run %+v", got)
-	}
-}
 
 // TestUnreachableServices: a database or Redis that cannot be reached is a
 // clear error at start, not a hang.

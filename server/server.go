@@ -73,13 +73,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if s.store, err = openStore(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
-	// A SQLite file has one serve (it holds the file's lock): runs it left
-	// queued or running belonged to a process that died. Their questions
-	// and checkpointed partial answers stay; the runs end interrupted. On
-	// PostgreSQL, runs held by others are theirs: the runner's leases find
-	// those of dead instances.
+	// A SQLite file has one serve (it holds the file's lock), and without
+	// Redis (an in-process log nobody else can read) a server is its
+	// store's only user: runs left queued or running belonged to a process
+	// that died. Their questions and checkpointed partial answers stay;
+	// the runs end interrupted. On PostgreSQL with Redis, runs held by
+	// others are theirs: the runner's leases find those of dead instances.
 	var recovered []agentstream.Run
-	if !isPostgres(cfg.DatabaseURL) {
+	if !isPostgres(cfg.DatabaseURL) || cfg.RedisURL == "" {
 		recovered, err = s.store.InterruptRuns(ctx, time.Now().UTC(), agentstream.ErrorInfo{
 			Code: agentstream.CodeInterrupted, Message: "the server stopped before the run ended",
 		})

@@ -204,19 +204,3 @@ func TestStalledReaders(t *testing.T) {
 func isReset(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "connection reset")
 }
-
-// waitRunEnd polls the run until it has ended.
-func waitRunEnd(t testing.TB, e *env, runID string) agentstream.Run {
-	t.Helper()
-	var run agentstream.Run
-	for deadline := time.Now().Add(2 * time.Minute); ; {
-		e.json("GET", "/v1/runs/"+runID, "", http.StatusOK, &run)
-		if run.Status.Terminal() {
-			return run
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the run did not end: %+v", run)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
