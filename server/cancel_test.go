@@ -8,7 +8,6 @@ import (
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/config"
-	"github.com/agentstream/agentstream/internal/testenv"
 	"github.com/agentstream/agentstream/sim"
 )
 
@@ -16,23 +15,14 @@ import (
 // first events (event_log.max_run_bytes) answers 200 with the run ended
 // cancelled, on memlog and on Redis (it used to read the log from its
 // start, get "gone", stop waiting and answer 202 with the run running).
+// On every backend.
 func TestCancelTrimmedRun(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		mod  func(*config.Config)
-	}{
-		{"memlog", func(*config.Config) {}},
-		{"redislog", func(c *config.Config) {
-			c.RedisURL = testenv.RedisURL(t)
-			c.EventLog.RedisPrefix = testenv.RedisPrefixCleaned(t, c.RedisURL)
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			e := start(t, sim.Options{Tokens: 5000, Pace: 2 * time.Millisecond}, func(c *config.Config) {
+			e := b.start(t, sim.Options{Tokens: 5000, Pace: 2 * time.Millisecond}, func(c *config.Config) {
 				c.EventLog.MaxRunBytes = 3000
-				tc.mod(c)
 			})
 			th := e.newThread(`{}`)
 			ctx, cancel := context.WithCancel(context.Background())

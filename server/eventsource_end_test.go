@@ -11,7 +11,6 @@ import (
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/config"
-	"github.com/agentstream/agentstream/internal/testenv"
 	"github.com/agentstream/agentstream/sim"
 )
 
@@ -47,36 +46,26 @@ func stayConnected(t *testing.T, node, url string) stayResult {
 }
 
 // TestEventSourceStaysPastEnd: an EventSource that is never closed, reading
-// a run live, after its end and after its log's retention, on memlog and
-// on Redis, gets the
+// a run live, after its end and after its log's retention, on every
+// backend, gets the
 // terminal event exactly once, under the id the run's log gave it; when
 // it reconnects after the end it gets 204 and stops for good, instead of
 // reconnecting every few seconds.
 func TestEventSourceStaysPastEnd(t *testing.T) {
 	t.Parallel()
 	node := requireEventSourceClient(t)
-	for _, tc := range []struct {
-		name string
-		mod  func(*config.Config)
-	}{
-		{"memlog", func(*config.Config) {}},
-		{"redislog", func(c *config.Config) {
-			c.RedisURL = testenv.RedisURL(t)
-			c.EventLog.RedisPrefix = testenv.RedisPrefixCleaned(t, c.RedisURL)
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			eventSourcePastEnd(t, node, tc.mod)
+			eventSourcePastEnd(t, node, b)
 		})
 	}
 }
 
-func eventSourcePastEnd(t *testing.T, node string, mod func(*config.Config)) {
+func eventSourcePastEnd(t *testing.T, node string, b backend) {
 	const retention = 300 * time.Millisecond
-	e := start(t, sim.Options{Tokens: 200, Pace: 5 * time.Millisecond}, func(c *config.Config) {
+	e := b.start(t, sim.Options{Tokens: 200, Pace: 5 * time.Millisecond}, func(c *config.Config) {
 		c.EventLog.Retention = retention
-		mod(c)
 	})
 	th := e.newThread(`{}`)
 

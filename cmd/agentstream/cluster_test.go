@@ -275,6 +275,22 @@ func (r *privateRedis) start(bin string) {
 	}
 }
 
+// waitReady waits until /readyz answers 200 (the services came back),
+// failing the test after d.
+func (p *serveProc) waitReady(d time.Duration) {
+	p.t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		resp := p.do("GET", "/readyz", "")
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("/readyz still answers %d after %s", resp.StatusCode, d)
+		}
+	}
+}
+
 // stop kills the server: what it held is lost, as with a crash.
 func (r *privateRedis) stop() {
 	if r.cmd == nil || r.cmd.Process == nil {
@@ -309,16 +325,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // the run goes on without Redis
 	redis.start(bin)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp := a.do("GET", "/readyz", "")
-		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still answers %d after Redis came back", resp.StatusCode)
-		}
-	}
+	a.waitReady(10 * time.Second)
 
 	// The stream may break while Redis is away; the run goes on.
 	var run agentstream.Run

@@ -43,16 +43,7 @@ func TestRedisDownAroundNewRun(t *testing.T) {
 	}
 
 	redis.start(bin)
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp := a.do("GET", "/readyz", "")
-		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still answers %d after Redis came back", resp.StatusCode)
-		}
-	}
+	a.waitReady(15 * time.Second)
 	s := a.openStream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "short"}`, nil)
 	ev, end := s.readToEnd() // checks ids 1, 2, 3… and one terminal event
 	if end.Status != agentstream.RunCompleted || s.events[0].ID != "1" || s.events[0].Type != string(agentstream.EventRunCreated) {
