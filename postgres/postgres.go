@@ -59,11 +59,18 @@ var migrations embed.FS
 // when the URL sets no connect_timeout.
 const DefaultConnectTimeout = 5 * time.Second
 
+// leaseConns is the size of the lease pool: a renewal and a sweep.
+const leaseConns = 2
+
 // Store is an agentstream.Store on a PostgreSQL database. It is safe for
 // concurrent use, and several Stores (in one process or many) may use the
 // same database and schema at once.
 type Store struct {
 	pool *pgxpool.Pool
+	// leases is a pool of its own for renewing and sweeping leases, so
+	// that a renewal never queues behind the runs' writes: a lease that
+	// ran out under load would end live runs.
+	leases *pgxpool.Pool
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -110,9 +117,17 @@ func open(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool}
+	lcfg := cfg.Copy()
+	lcfg.MaxConns, lcfg.MinConns = leaseConns, 0
+	leases, err := pgxpool.NewWithConfig(ctx, lcfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, leases: leases}
 	fail := func(err error) (*Store, error) {
 		pool.Close()
+		leases.Close()
 		return nil, err
 	}
 	if err := pool.Ping(ctx); err != nil {
@@ -208,6 +223,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.pool.Close()
+		s.leases.Close()
 	})
 	return nil
 }

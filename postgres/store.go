@@ -310,7 +310,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, until time.Time) 
 	if !agentstream.ValidText(owner) {
 		return []string{}, nil // no run can have this owner
 	}
-	rows, err := s.pool.Query(ctx, `
+	rows, err := s.leases.Query(ctx, `
 		UPDATE runs SET lease_until = $1
 		WHERE owner = $2 AND status IN ('queued', 'running')
 		RETURNING id`, ts(until), owner)
@@ -338,7 +338,7 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 	}
 	// A run that a FinishRun has locked is waited for, then skipped if it
 	// ended (READ COMMITTED re-checks the WHERE clause on the new row).
-	rows, err := s.pool.Query(ctx, `
+	rows, err := s.leases.Query(ctx, `
 		WITH interrupted AS (
 			UPDATE runs SET status = 'interrupted', error_code = $1, error_message = $2,
 				finished_at = $3, owner = '', lease_until = NULL
