@@ -500,7 +500,7 @@ func TestClusterInstanceKilledUnderLoad(t *testing.T) {
 		perInstance = 100
 		tokens      = 200 // at 50ms: 10s of answer, ample to be mid-stream at the kill
 		minDeltas   = 5   // every stream has this many when A is killed
-		leaseTTL    = 3 * time.Second
+		leaseTTL    = 6 * time.Second // renewals every 2s: a loaded machine (-race, 3 servers, 300 streams) keeps them
 	)
 	c := startClusterSpec(t, clusterSpec{
 		n: 3, redisURL: testenv.RedisURL(t), leaseTTL: leaseTTL, checkpoint: time.Second, coalesce: 100 * time.Millisecond,
