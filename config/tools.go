@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
@@ -85,8 +86,9 @@ func toolsWithDefaults(ts []Tool, toolTimeout time.Duration) []Tool {
 	return ts
 }
 
-// NewHTTP returns the HTTP tool t declares, from a validated config.
-func (t Tool) NewHTTP() (*tools.HTTP, error) {
+// NewHTTP returns the HTTP tool t declares, from a validated config; it
+// logs its failed calls to logger (nil: no logs).
+func (t Tool) NewHTTP(logger *slog.Logger) (*tools.HTTP, error) {
 	params, err := t.schemaJSON()
 	if err != nil {
 		return nil, fmt.Errorf("tool %q: parameters: %v", t.Name, err)
@@ -95,7 +97,7 @@ func (t Tool) NewHTTP() (*tools.HTTP, error) {
 		Name: t.Name, Description: t.Description, Parameters: params,
 		URL: t.HTTP.URL, Method: t.HTTP.Method, Headers: t.HTTP.Headers,
 		Timeout: t.HTTP.Timeout, MaxResponseBytes: t.HTTP.MaxResponseBytes,
-		Forward: t.Forward.tools(),
+		Forward: t.Forward.tools(), Logger: logger,
 	})
 }
 

@@ -55,7 +55,7 @@ agents:
 	if c.Tools[1].HTTP.Method != "" {
 		t.Fatal("WithDefaults changed the config it was called on")
 	}
-	tool, err := lookup.NewHTTP()
+	tool, err := lookup.NewHTTP(nil)
 	if err != nil {
 		t.Fatalf("NewHTTP: %v", err)
 	}
@@ -68,7 +68,7 @@ agents:
 		string(spec.Parameters) != `{"properties":{"order_id":{"type":"string"}},"required":["order_id"],"type":"object"}` {
 		t.Fatalf("spec %+v %s, timeout %v", spec, spec.Parameters, tool.Timeout())
 	}
-	if tool, err := track.NewHTTP(); err != nil || !strings.Contains(string(tool.Spec().Parameters), `"minimum":1`) {
+	if tool, err := track.NewHTTP(nil); err != nil || !strings.Contains(string(tool.Spec().Parameters), `"minimum":1`) {
 		t.Fatalf("track: %v", err)
 	}
 }
@@ -174,7 +174,7 @@ func TestExampleHTTPTool(t *testing.T) {
 	}
 	reg := tools.Builtins(time.Now)
 	for _, tc := range c.Tools {
-		tool, err := tc.NewHTTP()
+		tool, err := tc.NewHTTP(nil)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.Name, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -58,6 +59,10 @@ type HTTPConfig struct {
 	Forward Forward
 	// Client sends the requests; default a client of its own.
 	Client *http.Client
+	// Logger logs each failed call (the tool, the run, the status or the
+	// network error; never a header, the URL's path and query, or the
+	// answer, which may echo a secret). Default: no logs.
+	Logger *slog.Logger
 }
 
 // HTTP is a tool that calls an HTTP endpoint with the model's arguments and
@@ -96,6 +101,9 @@ func NewHTTP(c HTTPConfig) (*HTTP, error) {
 	}
 	if c.Client == nil {
 		c.Client = defaultClient
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	params := c.Parameters
 	if len(params) == 0 {
@@ -137,33 +145,48 @@ func (t *HTTP) Timeout() time.Duration { return t.cfg.Timeout }
 
 // Call implements agentstream.Tool: one request, its answer's body.
 func (t *HTTP) Call(ctx context.Context, args json.RawMessage) (string, error) {
+	out, why, err := t.call(ctx, args)
+	if err != nil {
+		if why == "" {
+			why = err.Error()
+		}
+		ri, _ := agentstream.RunInfoFrom(ctx)
+		t.cfg.Logger.Warn("an HTTP tool's call failed; the model is told why",
+			"tool", t.spec.Name, "run_id", ri.RunID, "host", t.u.Host, "why", why)
+	}
+	return out, err
+}
+
+// call makes the request. On failure, why is what may be logged of it
+// when err may hold a secret (an excerpt of the answer); "" when err
+// holds none.
+func (t *HTTP) call(ctx context.Context, args json.RawMessage) (out, why string, err error) {
 	req, err := t.request(ctx, args)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	resp, err := t.cfg.Client.Do(req)
 	if err != nil {
-		return "", t.failed(ctx, err)
+		return "", "", t.failed(ctx, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, t.cfg.MaxResponseBytes+1))
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", t.failed(ctx, err)
+			return "", "", t.failed(ctx, err)
 		}
-		return "", fmt.Errorf("reading the answer of the tool's server (HTTP %s): %v", resp.Status, err)
+		return "", "", fmt.Errorf("reading the answer of the tool's server (HTTP %s): %v", resp.Status, err)
 	}
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	if !ok {
-		return "", fmt.Errorf("the tool's server answered HTTP %s: %s", resp.Status, excerpt(body, excerptBytes))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", "HTTP " + resp.Status, fmt.Errorf("the tool's server answered HTTP %s: %s", resp.Status, excerpt(body, excerptBytes))
 	}
 	if int64(len(body)) > t.cfg.MaxResponseBytes {
-		return "", fmt.Errorf("the tool's answer is larger than %d bytes (its http.max_response_bytes), so it was not passed on", t.cfg.MaxResponseBytes)
+		return "", "", fmt.Errorf("the tool's answer is larger than %d bytes (its http.max_response_bytes), so it was not passed on", t.cfg.MaxResponseBytes)
 	}
 	if len(body) == 0 {
-		return fmt.Sprintf("(HTTP %s, with no content)", resp.Status), nil
+		return fmt.Sprintf("(HTTP %s, with no content)", resp.Status), "", nil
 	}
-	return string(body), nil
+	return string(body), "", nil
 }
 
 // request builds the call's request from the model's arguments.

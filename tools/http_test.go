@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -290,5 +291,31 @@ func TestExcerpt(t *testing.T) {
 		if got := excerpt([]byte(tt.body), tt.n); got != tt.want {
 			t.Errorf("excerpt(%q, %d) = %q, want %q", tt.body, tt.n, got, tt.want)
 		}
+	}
+}
+
+// TestHTTPToolLogs: a failed call is logged with the tool, the run and
+// why, but not the answer's excerpt, which may echo a secret.
+func TestHTTPToolLogs(t *testing.T) {
+	t.Parallel()
+	failing, _ := echoServer(t, http.StatusBadGateway, "upstream refused token-abcdef")
+	var logs strings.Builder
+	tool := newHTTPTool(t, HTTPConfig{URL: failing.URL + "/x?key=q-secret", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	_, err := tool.Call(runCtx("u", nil), json.RawMessage(`{}`))
+	if err == nil || !strings.Contains(err.Error(), "token-abcdef") {
+		t.Fatalf("the model is shown the excerpt: %v", err)
+	}
+	out := logs.String()
+	for _, want := range []string{"an HTTP tool's call failed", "tool=lookup_order", "run_id=run_1", `why="HTTP 502 Bad Gateway"`, "host=127.0.0.1:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log %q lacks %q", out, want)
+		}
+	}
+	if strings.Contains(out, "token-abcdef") || strings.Contains(out, "q-secret") {
+		t.Errorf("the log %q quotes the answer or the URL's query", out)
+	}
+	logs.Reset()
+	if _, err := tool.Call(context.Background(), json.RawMessage(`[]`)); err == nil || !strings.Contains(logs.String(), "JSON object") {
+		t.Errorf("a call refused before the request is logged too: %q", logs.String())
 	}
 }
