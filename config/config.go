@@ -1,6 +1,7 @@
 // Package config is agentstream's configuration: one documented struct,
 // its defaults, its validation, and decoding from YAML. Reading files,
-// the environment and flags happens in cmd/ only.
+// the environment's overrides and flags happens in cmd/ only; Load reads
+// the variables a file's ${NAME} references name (see expand.go).
 package config
 
 import (
