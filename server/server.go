@@ -132,6 +132,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		return nil, fmt.Errorf("model client: %w", err)
 	}
 
+	toolset, err := toolsOf(cfg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("tools: %w", err)
+	}
+	// The configured secrets a tool echoes are masked before the model,
+	// the stream or the store see them.
+	secrets := tools.NewSecrets(cfg.Secrets()...)
+
 	s.runner, err = agent.New(agent.Config{
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
 		ToolTimeout: cfg.Runs.ToolTimeout, MaxParallelTools: cfg.Runs.MaxParallelTools, CheckpointInterval: cfg.Runs.CheckpointInterval,
@@ -139,7 +147,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
 	}, agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
-		Tools: tools.Builtins(time.Now), Logger: logger,
+		Tools: toolset, Mask: secrets.Mask, Logger: logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
