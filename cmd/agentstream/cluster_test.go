@@ -498,8 +498,8 @@ func TestClusterInstanceKilledUnderLoad(t *testing.T) {
 	t.Parallel()
 	const (
 		perInstance = 100
-		tokens      = 200 // at 50ms: 10s of answer, ample to be mid-stream at the kill
-		minDeltas   = 5   // every stream has this many when A is killed
+		tokens      = 200             // at 50ms: 10s of answer, ample to be mid-stream at the kill
+		minDeltas   = 5               // every stream has this many when A is killed
 		leaseTTL    = 6 * time.Second // renewals every 2s: a loaded machine (-race, 3 servers, 300 streams) keeps them
 	)
 	c := startClusterSpec(t, clusterSpec{
