@@ -2,10 +2,14 @@ package agent
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/agentstream/agentstream"
 )
+
+// sweepParallel bounds the terminal events of swept runs appended at once.
+const sweepParallel = 16
 
 var (
 	// errLeaseLost stops a run that another instance ended because this
@@ -17,15 +21,29 @@ var (
 		Message: "the server running the run stopped before it ended (its lease ran out)"}
 )
 
-// leaseLoop renews this runner's leases and sweeps expired ones, at once
-// and then every third of the lease TTL, until Shutdown.
+// leaseLoop renews this runner's leases, and sweeps expired ones, at once
+// and then every third of the lease TTL, until Shutdown. The two go on
+// side by side: ending a dead instance's runs (a store write and a log
+// append each, hundreds of them) must never hold up this instance's own
+// renewal, or its runs' leases run out in turn and another instance ends
+// them.
 func (r *Runner) leaseLoop() {
 	defer close(r.leasesDone)
-	tick := time.NewTicker(r.cfg.LeaseTTL / 3)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		r.every(r.cfg.LeaseTTL/3, func() { r.SweepExpired(context.Background()) })
+	}()
+	r.every(r.cfg.LeaseTTL/3, r.renewLeases)
+	<-swept
+}
+
+// every runs fn at once and then every d, until Shutdown.
+func (r *Runner) every(d time.Duration, fn func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
-		r.renewLeases()
-		r.SweepExpired(context.Background())
+		fn()
 		select {
 		case <-r.stopLeases:
 			return
@@ -91,10 +109,19 @@ func (r *Runner) SweepExpired(ctx context.Context) int {
 		r.logger.Warn("sweeping runs with expired leases", "err", err)
 		return 0
 	}
+	// Their terminal events, a few at a time: a dead instance may leave
+	// hundreds.
+	places := make(chan struct{}, sweepParallel)
+	var wg sync.WaitGroup
 	for _, run := range runs {
 		r.logger.Warn("a run's lease ran out: marked interrupted", "run_id", run.ID)
-		r.EndInterrupted(context.WithoutCancel(ctx), run)
+		places <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-places }()
+			r.EndInterrupted(context.WithoutCancel(ctx), run)
+		})
 	}
+	wg.Wait()
 	return len(runs)
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +130,78 @@ func TestLeaseLost(t *testing.T) {
 	// The thread is free for a new run.
 	next := h.start(th, "again")
 	end(t, h.events(next.ID), agentstream.EventRunCompleted)
+}
+
+// slowLog makes every append of a swept run's terminal event slow, as a
+// Redis far away or busy would.
+type slowLog struct {
+	agentstream.EventLog
+	delay time.Duration
+}
+
+func (l slowLog) Append(ctx context.Context, runID string, evs ...agentstream.Event) (int64, error) {
+	if len(evs) == 1 && evs[0].Type == agentstream.EventRunInterrupted {
+		time.Sleep(l.delay)
+	}
+	return l.EventLog.Append(ctx, runID, evs...)
+}
+
+// renewCounter counts RenewLeases calls.
+type renewCounter struct {
+	agentstream.Store
+	n *atomic.Int64
+}
+
+func (s renewCounter) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
+	s.n.Add(1)
+	return s.Store.RenewLeases(ctx, owner, until)
+}
+
+// TestSweepDoesNotHoldUpRenewals: ending many runs of a dead instance,
+// each slow to end, does not stop this instance renewing its own leases
+// meanwhile (when the sweep and the renewal took turns in one loop, none
+// was renewed for as long as the sweep took, and another instance swept
+// this one's runs in turn).
+func TestSweepDoesNotHoldUpRenewals(t *testing.T) {
+	t.Parallel()
+	var renewals atomic.Int64
+	h := newHarness(t, setup{
+		cfg:     Config{Owner: "inst-b", LeaseTTL: testTTL},
+		script:  scripted(turn{text: []string{"thinking"}, hold: true}),
+		wrap:    func(s agentstream.Store) agentstream.Store { return renewCounter{s, &renewals} },
+		wrapLog: func(l agentstream.EventLog) agentstream.EventLog { return slowLog{l, testTTL} },
+	})
+	ctx := context.Background()
+	mine := h.start(h.thread(nil), "hi")
+	h.model.waitStreamed(t, 1)
+	// A dead instance's 40 runs, their leases over: ending them takes
+	// 40 × testTTL ÷ 16 at a time, several lease periods.
+	past := time.Now().UTC().Add(-time.Second)
+	var dead []agentstream.Run
+	for range 40 {
+		th := h.thread(nil)
+		run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: th.UserID, Agent: "assistant",
+			Status: agentstream.RunRunning, StartedAt: &past, CreatedAt: past, Owner: "inst-dead", LeaseUntil: &past}
+		in := agentstream.Message{ID: agentstream.NewID("msg_"), ThreadID: th.ID, RunID: run.ID, Role: agentstream.RoleUser,
+			Content: "hello", Status: agentstream.MessageComplete, CreatedAt: past}
+		if _, err := h.db.CreateRun(ctx, run, in); err != nil {
+			t.Fatal(err)
+		}
+		dead = append(dead, run)
+	}
+	// Wait for the sweep to take them, then count renewals while it ends
+	// them.
+	eventually(t, "the dead runs to be swept", func() bool {
+		return h.stored(dead[len(dead)-1].ID).Status == agentstream.RunInterrupted
+	})
+	before := renewals.Load()
+	time.Sleep(2 * testTTL)
+	if n := renewals.Load() - before; n < 3 {
+		t.Fatalf("%d lease renewals in two lease periods of sweeping, want one every third of a period", n)
+	}
+	if got := h.stored(mine.ID); got.Status != agentstream.RunRunning {
+		t.Fatalf("this instance's run while it swept a dead one's: %+v", got)
+	}
+	h.r.Cancel(mine.ID)
+	end(t, h.events(mine.ID), agentstream.EventRunCancelled)
 }
