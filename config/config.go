@@ -295,8 +295,10 @@ func (c Config) UsesSim() bool { return c.OpenAI.APIKey == "" && c.OpenAI.BaseUR
 
 // Validate reports every problem of a defaulted config at once, as
 // Problems; in a Config that Load or Decode read, each is placed at its
-// line in the file, or at the override that set it.
-func (c Config) Validate() error {
+// line in the file, or at the override that set it. The options name what
+// a Go program embedding agentstream adds (tools, tool sources, model
+// endpoints), for its agents to name.
+func (c Config) Validate(opts ...ValidateOption) error {
 	var ps Problems
 	bad := func(path, format string, args ...any) {
 		p := c.src.place(path)
@@ -376,6 +378,9 @@ func (c Config) Validate() error {
 		builtins = max(len(c.Agents)-c.src.agents, 0)
 	}
 	known := c.validateTools(bad)
+	added := knownFrom(opts)
+	ps = append(ps, added.problems(known)...)
+	known = append(known, added.tools...)
 	agents := map[string]string{}
 	var names []string
 	for i, a := range c.Agents {
@@ -407,6 +412,7 @@ func (c Config) Validate() error {
 		if _, err := template.New(a.Name).Parse(a.Instructions); err != nil {
 			bad(path+".instructions", "not a valid Go template: %v", err)
 		}
+		added.checkAgent(path, a, bad)
 		for j, t := range a.Tools {
 			if slices.Contains(known, t) {
 				continue

@@ -54,10 +54,15 @@ type Server struct {
 }
 
 // New builds a server from cfg (defaults applied, then validated) and
-// listens on cfg.Addr. Nothing is served until Serve.
-func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
+// listens on cfg.Addr. Nothing is served until Serve. The options add a Go
+// program's own tools and models (WithTools, WithModel…).
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Server, err error) {
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	o := newOptions(opts)
+	if err := errors.Join(o.errs...); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(o.validation()...); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if logger == nil {
@@ -112,7 +117,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	}
 
 	baseURL, apiKey := cfg.OpenAI.BaseURL, cfg.OpenAI.APIKey
-	if cfg.UsesSim() {
+	if cfg.UsesSim() && o.model == nil {
 		s.sim, err = sim.Start("127.0.0.1:0", sim.Options{Tokens: cfg.Sim.Tokens, Pace: cfg.Sim.Pace, TTFT: cfg.Sim.TTFT})
 		if err != nil {
 			return nil, fmt.Errorf("starting the simulated model: %w", err)
@@ -121,15 +126,19 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		logger.Warn("neither OPENAI_API_KEY nor OPENAI_BASE_URL is set: using the simulated model; every reply is simulated, not from a real model",
 			"sim_url", baseURL)
 	}
-	model, err := openai.New(openai.Config{
-		APIKey: apiKey, BaseURL: baseURL,
-		MaxRetries: *cfg.OpenAI.MaxRetries, DisableRetries: *cfg.OpenAI.MaxRetries == 0,
-		IdleTimeout: cfg.OpenAI.IdleTimeout,
-		// The in-process simulator speaks HTTP/2 without TLS.
-		H2C: cfg.OpenAI.H2C || cfg.UsesSim(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("model client: %w", err)
+	// A model given with WithModel replaces the openai: block.
+	model := o.model
+	if model == nil {
+		model, err = openai.New(openai.Config{
+			APIKey: apiKey, BaseURL: baseURL,
+			MaxRetries: *cfg.OpenAI.MaxRetries, DisableRetries: *cfg.OpenAI.MaxRetries == 0,
+			IdleTimeout: cfg.OpenAI.IdleTimeout,
+			// The in-process simulator speaks HTTP/2 without TLS.
+			H2C: cfg.OpenAI.H2C || cfg.UsesSim(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("model client: %w", err)
+		}
 	}
 
 	toolset, err := toolsOf(cfg, logger)
@@ -139,16 +148,19 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	// The configured secrets a tool echoes are masked before the model,
 	// the stream or the store see them.
 	secrets := tools.NewSecrets(cfg.Secrets()...)
-
+	deps := agent.Deps{
+		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
+		Tools: toolset, Mask: secrets.Mask, Logger: logger,
+	}
+	if err := o.addTo(&deps); err != nil {
+		return nil, err
+	}
 	s.runner, err = agent.New(agent.Config{
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
 		ToolTimeout: cfg.Runs.ToolTimeout, MaxParallelTools: cfg.Runs.MaxParallelTools, CheckpointInterval: cfg.Runs.CheckpointInterval,
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
-	}, agent.Deps{
-		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
-		Tools: toolset, Mask: secrets.Mask, Logger: logger,
-	})
+	}, deps)
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
 	}
@@ -269,7 +281,7 @@ func (s *Server) Config() config.Config { return s.cfg }
 // Serve serves until Shutdown. It returns nil after a clean shutdown.
 func (s *Server) Serve() error {
 	s.logger.Info("agentstream listening", "addr", "http://"+s.Addr(), "model", s.cfg.Model,
-		"simulated", s.cfg.UsesSim(), "database", redactURL(s.cfg.DatabaseURL))
+		"simulated", s.sim != nil, "database", redactURL(s.cfg.DatabaseURL))
 	if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -36,37 +36,6 @@ func TestDefaultTextAndSplit(t *testing.T) {
 	}
 }
 
-func TestSampleArguments(t *testing.T) {
-	for _, tc := range []struct{ schema, want string }{
-		{``, `{}`},
-		{`not json`, `{}`},
-		{`true`, `{}`},
-		{`{"type": "object"}`, `{}`},
-		{`{"type":"object","properties":{"a":{"type":"string"}}}`, `{}`},
-		{`{"required": ["b", "a", "b"], "properties": {"a": {"const": 7, "default": 1}, "b": {"type": "number", "minimum": 5}}}`, `{"b":1,"a":7}`},
-		{`{"required": ["x"], "properties": {"x": {"examples": [ {"deep" : [1, 2]} ]}}}`, `{"x":{"deep":[1,2]}}`},
-		{`{"required": ["x"], "properties": {"x": {"type": "string", "default": null}}}`, `{"x":null}`},
-		{`{"required": ["x"], "properties": {"x": {"type": ["null"]}}}`, `{"x":null}`},
-		{`{"required": ["x"]}`, `{"x":"example"}`},
-		{`{"required": ["q\"uote"], "properties": {"q\"uote": {"type": "boolean"}}}`, `{"q\"uote":true}`},
-		{`{"required": ["r"], "properties": {"r": {"$ref": "#"}}}`, `{"r":"example"}`},
-	} {
-		got := SampleArguments(json.RawMessage(tc.schema))
-		if got != tc.want {
-			t.Errorf("SampleArguments(%s) = %s, want %s", tc.schema, got, tc.want)
-		}
-		if !json.Valid([]byte(got)) {
-			t.Errorf("SampleArguments(%s) = %s is not JSON", tc.schema, got)
-		}
-	}
-	// A self-nesting schema stops at maxDepth.
-	deep := `{"type":"object","required":["n"],"properties":{"n":` + strings.Repeat(`{"type":"object","required":["n"],"properties":{"n":`, 20) +
-		`{}` + strings.Repeat(`}}`, 20) + `}}`
-	if got := SampleArguments(json.RawMessage(deep)); !json.Valid([]byte(got)) || strings.Count(got, "{") > maxDepth+2 {
-		t.Errorf("deep schema gave %s", got)
-	}
-}
-
 func TestNextPiece(t *testing.T) {
 	args := `{"a":"héé€"}`
 	var pieces []string

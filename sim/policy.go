@@ -1,15 +1,12 @@
 package sim
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/agentstream/agentstream/internal/jsonstr"
 )
 
 // Prefix starts every text the default policy produces.
@@ -138,31 +135,127 @@ func PromptTokens(r *Request) int {
 
 // Default returns the default policy's content for r (the other fields are
 // left zero, to inherit):
-//   - when the last message is a tool result, Text is "[simulated] " and,
-//     for each tool message of the trailing run, "The tool NAME returned:
-//     CONTENT." with the content verbatim;
-//   - when the request offers tools and the last message is a user message
-//     whose content contains tool names (a case-sensitive substring match),
-//     ToolCalls has one call per mentioned tool, in the order of the tools
-//     array, with arguments from SampleArguments and no ID (the server
-//     assigns one);
+//   - when the last message is a user message and the request offers
+//     tools whose names the message contains as words (not inside a longer
+//     name: "current_time?" names current_time, "current_timezone" does
+//     not), ToolCalls has one call per named tool, in the order of the
+//     tools array, with no ID (the server assigns one): parallel tool
+//     calls, streamed as OpenAI streams them, one index each. Their
+//     arguments come from SampleArguments, or from WrongArguments when the
+//     message contains "wrong arguments" (any case) or the request has
+//     the header X-Sim-Arguments: wrong ("valid" overrides the message);
+//   - when the last message is a tool result, the calls of the assistant
+//     message before the trailing tool results that had WrongArguments and
+//     got an error (a result starting with "error", any case) are made
+//     again with SampleArguments: a corrected second attempt, once (an
+//     error of the retry, or of any other call, is quoted as below);
+//   - otherwise, after tool results, Text is "[simulated] " and, for each
+//     tool message of the trailing run, "The tool NAME returned: CONTENT."
+//     with the content verbatim;
 //   - otherwise both are empty, which means DefaultText of the request's
 //     token count.
 func Default(r *Request) Behavior {
 	last := r.LastMessage()
 	switch last.Role {
 	case "tool":
+		if calls := retries(r); len(calls) > 0 {
+			return Behavior{ToolCalls: calls}
+		}
 		return Behavior{Text: toolResultText(r.Messages)}
 	case "user":
+		wrong := wantsWrongArguments(r, last)
 		var calls []ToolCallSpec
 		for _, t := range r.Tools {
-			if t.Name != "" && strings.Contains(last.Content, t.Name) {
-				calls = append(calls, ToolCallSpec{Name: t.Name, Arguments: SampleArguments(t.Parameters)})
+			if t.Name == "" || !mentions(last.Content, t.Name) {
+				continue
 			}
+			args := SampleArguments(t.Parameters)
+			if wrong {
+				args = WrongArguments(t.Parameters)
+			}
+			calls = append(calls, ToolCallSpec{Name: t.Name, Arguments: args})
 		}
 		return Behavior{ToolCalls: calls}
 	}
 	return Behavior{}
+}
+
+// wrongPhrase in a user message asks for wrong arguments.
+const wrongPhrase = "wrong argument"
+
+// wantsWrongArguments reports whether the calls answering user message m
+// get wrong arguments.
+func wantsWrongArguments(r *Request, m Message) bool {
+	switch r.Header.Get(HeaderArguments) {
+	case "wrong":
+		return true
+	case "valid":
+		return false
+	}
+	return strings.Contains(strings.ToLower(m.Content), wrongPhrase)
+}
+
+// mentions reports whether text contains name as a word: not preceded or
+// followed by a character that tool names are made of.
+func mentions(text, name string) bool {
+	for i := 0; ; {
+		j := strings.Index(text[i:], name)
+		if j < 0 {
+			return false
+		}
+		at, end := i+j, i+j+len(name)
+		if (at == 0 || !nameByte(text[at-1])) && (end == len(text) || !nameByte(text[end])) {
+			return true
+		}
+		i = at + 1
+	}
+}
+
+// nameByte reports whether c is a character of tool names.
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// retries are the calls to make again after the trailing tool results of
+// r: those made with WrongArguments that failed, made again with
+// SampleArguments.
+func retries(r *Request) []ToolCallSpec {
+	msgs := r.Messages
+	start := len(msgs)
+	for start > 0 && msgs[start-1].Role == "tool" {
+		start--
+	}
+	if start == 0 || msgs[start-1].Role != "assistant" {
+		return nil
+	}
+	results := map[string]string{}
+	for _, m := range msgs[start:] {
+		results[m.ToolCallID] = m.Content
+	}
+	var calls []ToolCallSpec
+	for _, c := range msgs[start-1].ToolCalls {
+		out, answered := results[c.ID]
+		if !answered || !isErrorResult(out) {
+			continue
+		}
+		for _, t := range r.Tools {
+			if t.Name != c.Name {
+				continue
+			}
+			if sameJSON(json.RawMessage(WrongArguments(t.Parameters)), json.RawMessage(c.Arguments)) {
+				calls = append(calls, ToolCallSpec{Name: t.Name, Arguments: SampleArguments(t.Parameters)})
+			}
+			break
+		}
+	}
+	return calls
+}
+
+// isErrorResult reports whether a tool's output says it failed: it starts
+// with "error" (agentstream's "error: …", and most tools' own).
+func isErrorResult(out string) bool {
+	out = strings.TrimSpace(out)
+	return len(out) >= 5 && strings.EqualFold(out[:5], "error")
 }
 
 // toolResultText is the reply to a trailing run of tool messages.
@@ -204,115 +297,4 @@ func toolResultText(msgs []Message) string {
 		}
 	}
 	return b.String()
-}
-
-// schema is the part of a JSON Schema SampleArguments reads.
-type schema struct {
-	Type       json.RawMessage            `json:"type"`
-	Properties map[string]json.RawMessage `json:"properties"`
-	Required   []string                   `json:"required"`
-	Const      json.RawMessage            `json:"const"`
-	Examples   []json.RawMessage          `json:"examples"`
-	Default    json.RawMessage            `json:"default"`
-	Enum       []json.RawMessage          `json:"enum"`
-}
-
-// maxDepth bounds the nesting of generated objects.
-const maxDepth = 8
-
-// SampleArguments returns arguments that fit the JSON Schema parameters:
-// a JSON object with every required property (in the order of "required")
-// set from, in order of preference, its const, examples[0], default,
-// enum[0], else a sample of its type: "example" for string, 1 for integer
-// and number, true for boolean, [] for array, null for null, and for
-// object the same construction recursively. Properties that are not
-// required are left out. Any input, even invalid, gives a JSON object.
-func SampleArguments(parameters json.RawMessage) string {
-	return string(sampleObject(nil, parseSchema(parameters), 0))
-}
-
-func parseSchema(raw json.RawMessage) schema {
-	var s schema
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return schema{}
-	}
-	return s
-}
-
-func sampleObject(buf []byte, s schema, depth int) []byte {
-	buf = append(buf, '{')
-	seen := map[string]bool{}
-	for _, name := range s.Required {
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		if len(seen) > 1 {
-			buf = append(buf, ',')
-		}
-		buf = jsonstr.Append(buf, name, false)
-		buf = append(buf, ':')
-		buf = sampleValue(buf, parseSchema(s.Properties[name]), depth+1)
-	}
-	return append(buf, '}')
-}
-
-func sampleValue(buf []byte, s schema, depth int) []byte {
-	candidates := []json.RawMessage{s.Const}
-	if len(s.Examples) > 0 {
-		candidates = append(candidates, s.Examples[0])
-	}
-	candidates = append(candidates, s.Default)
-	if len(s.Enum) > 0 {
-		candidates = append(candidates, s.Enum[0])
-	}
-	for _, c := range candidates {
-		if len(c) == 0 {
-			continue
-		}
-		var out bytes.Buffer
-		if json.Compact(&out, c) == nil {
-			return append(buf, out.Bytes()...)
-		}
-	}
-	switch schemaType(s) {
-	case "integer", "number":
-		return append(buf, '1')
-	case "boolean":
-		return append(buf, "true"...)
-	case "array":
-		return append(buf, "[]"...)
-	case "null":
-		return append(buf, "null"...)
-	case "object":
-		if depth > maxDepth {
-			return append(buf, "{}"...)
-		}
-		return sampleObject(buf, s, depth)
-	}
-	return append(buf, `"example"`...)
-}
-
-// schemaType returns the schema's type: the first non-null of a type list,
-// "object" for an untyped schema with properties, "" when unknown.
-func schemaType(s schema) string {
-	var one string
-	var many []string
-	switch {
-	case json.Unmarshal(s.Type, &one) == nil:
-		return one
-	case json.Unmarshal(s.Type, &many) == nil:
-		for _, t := range many {
-			if t != "null" {
-				return t
-			}
-		}
-		if len(many) > 0 {
-			return "null"
-		}
-	}
-	if s.Properties != nil || len(s.Required) > 0 {
-		return "object"
-	}
-	return ""
 }

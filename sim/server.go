@@ -3,8 +3,10 @@
 //
 // It is a development and load-test tool, never a model: its replies are
 // generated from fixed rules (every text starts with "[simulated]"), it
-// calls the tools a user message names, with arguments made up from the
-// tools' JSON Schemas, and it answers tool results by quoting them. It is
+// calls the tools a user message names, all in one reply, with arguments
+// made up from the tools' JSON Schemas (wrong ones when asked, then a
+// corrected attempt: see Default), and it answers tool results by quoting
+// them. It is
 // the upstream of the project's tests and benchmarks and what the server
 // talks to when no API key is set. Options, a Decide hook and X-Sim-*
 // request headers script its pace, its replies and its faults (error
@@ -38,6 +40,10 @@ const (
 	HeaderTTFT       = "X-Sim-TTFT"        // time to first token, >= 0
 	HeaderFault      = "X-Sim-Fault"       // a Fault, "none" to override Options.Fault
 	HeaderFaultAfter = "X-Sim-Fault-After" // tokens before a cut or stall, >= 0
+	// HeaderArguments chooses the arguments of the default policy's tool
+	// calls: "valid" (SampleArguments) or "wrong" (WrongArguments, then a
+	// corrected attempt after the tool's error); see Default.
+	HeaderArguments = "X-Sim-Arguments"
 )
 
 // maxBody bounds a chat request's body.
@@ -296,6 +302,9 @@ func parseHeaders(h http.Header) (overrides, *apiError) {
 			return o, bad(HeaderFault, v, "want none, cut, stall or an HTTP status 400-599")
 		}
 		o.fault = f
+	}
+	if v := h.Get(HeaderArguments); v != "" && v != "valid" && v != "wrong" {
+		return o, bad(HeaderArguments, v, "want valid or wrong")
 	}
 	if v := h.Get(HeaderFaultAfter); v != "" {
 		n, err := strconv.Atoi(v)

@@ -153,7 +153,7 @@ const timeParams = `{
 }`
 
 const timeArgs = `{"timezone":"Europe/Paris","format":"rfc3339","unit":"celsius","count":1,"ratio":1,` +
-	`"verbose":true,"tags":[],"options":{"depth":1},"note":"example"}`
+	`"verbose":true,"tags":["example"],"options":{"depth":1},"note":"example"}`
 
 func TestToolCallByMention(t *testing.T) {
 	r := start(t, fast(sim.Options{}))

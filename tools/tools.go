@@ -21,8 +21,15 @@ type Func struct {
 
 var _ agentstream.Tool = (*Func)(nil)
 
-// NewFunc returns a tool that calls fn. parameters is the JSON Schema of
-// the arguments object.
+// NewFunc returns a tool that calls fn: how a Go program embedding
+// agentstream writes its own tools (server.WithTools, docs/embedding.md).
+// parameters is the JSON Schema of the arguments object, which the runner
+// checks the model's arguments against before fn is called (an empty
+// schema accepts any object). fn may be called concurrently; ctx carries
+// the run (agentstream.RunInfoFrom) and ends when the call's timeout
+// passes or the run stops. Its output is what the model reads; an error
+// is reported to the model as the tool's output ("error: …") and never
+// fails the run.
 func NewFunc(name, description, parameters string, fn func(ctx context.Context, args json.RawMessage) (string, error)) *Func {
 	return &Func{
 		spec: agentstream.ToolSpec{Name: name, Description: description, Parameters: json.RawMessage(parameters)},

@@ -135,7 +135,8 @@ func TestHelp(t *testing.T) {
 		}},
 		{[]string{"bench", "-h"}, nil, []string{"-direct N", "(default min(streams, 50); 0 for none)\n", "-sim-url URL", "-compare N"}},
 		{[]string{"bench", "relay", "-h"}, nil, []string{"-model-url", "-h2c"}},
-		{[]string{"sim", "-h"}, nil, []string{"-pace duration", "negative: none, 0: the default (default 20ms)", "-fault string"}},
+		{[]string{"sim", "-h"}, nil, []string{"Usage: agentstream sim [flags]", "parallel tool calls", "X-Sim-Arguments: wrong",
+			"-pace duration", "negative: none, 0: the default (default 20ms)", "-fault string"}},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

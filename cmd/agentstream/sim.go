@@ -10,10 +10,28 @@ import (
 	"github.com/agentstream/agentstream/sim"
 )
 
+const simUsage = `Usage: agentstream sim [flags]
+
+A simulated OpenAI-compatible chat model (POST /v1/chat/completions, GET
+/v1/models), for developing and testing without a real model. Every text
+it writes starts with [simulated]. A user message that names offered
+tools gets one call of each in a single reply (parallel tool calls), with
+arguments made from each tool's JSON Schema; a message that says "wrong
+arguments" (or the header X-Sim-Arguments: wrong) gets arguments the
+schema refuses, and, once the tool answers with an error, a corrected
+second attempt. Tool results are answered by quoting them.
+
+Flags:
+`
+
 // simulate runs the simulated model until ctx ends.
 func simulate(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agentstream sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		_, _ = fmt.Fprint(fs.Output(), simUsage)
+		fs.PrintDefaults()
+	}
 	addr := fs.String("addr", "127.0.0.1:8081", "listen `address`")
 	tokens := fs.Int("tokens", sim.DefaultTokens, "reply length in tokens; 0 or less: the default")
 	pace := fs.Duration("pace", sim.DefaultPace, "time between tokens, e.g. 50ms; negative: none, 0: the default")

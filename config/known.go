@@ -1,0 +1,115 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/agentstream/agentstream"
+)
+
+// A ValidateOption tells Validate of what a Go program that embeds
+// agentstream adds to the config (server.WithTools, WithToolSources,
+// WithEndpoint): its agents may name them. server.New passes them; a
+// program that validates a config itself passes the same.
+type ValidateOption func(*known)
+
+// known is what ValidateOptions add to the config's own names.
+type known struct {
+	tools, sources, endpoints []string
+}
+
+// KnownTools names tools added in Go: agents may list them under tools.
+// Each must be a name model APIs accept (1 to 64 letters, digits, _ or -)
+// and differ from the built-in tools, the config's tools and each other.
+func KnownTools(names ...string) ValidateOption {
+	return func(k *known) { k.tools = append(k.tools, names...) }
+}
+
+// KnownToolSources names tool sources added in Go: agents may list them
+// under mcp_servers.
+func KnownToolSources(names ...string) ValidateOption {
+	return func(k *known) { k.sources = append(k.sources, names...) }
+}
+
+// KnownEndpoints names model endpoints added in Go: agents may name them
+// with endpoint.
+func KnownEndpoints(names ...string) ValidateOption {
+	return func(k *known) { k.endpoints = append(k.endpoints, names...) }
+}
+
+func knownFrom(opts []ValidateOption) known {
+	var k known
+	for _, o := range opts {
+		if o != nil {
+			o(&k)
+		}
+	}
+	return k
+}
+
+// problems reports the names added in Go that cannot work: empty, invalid
+// for a model API, given twice, or (tools) named like one of taken, the
+// tools the config has already. They have no place in the file: the
+// program that added them is the place to fix.
+func (k known) problems(taken []string) Problems {
+	var ps Problems
+	add := func(format string, args ...any) {
+		ps = append(ps, Problem{Message: fmt.Sprintf(format, args...)})
+	}
+	check := func(what string, names, taken []string, needModelName bool) {
+		seen := map[string]bool{}
+		for _, n := range names {
+			switch {
+			case n == "":
+				add("a %s added in Go has an empty name", what)
+			case needModelName && !modelToolName(n):
+				add("the %s %q added in Go: model APIs accept only 1 to 64 letters, digits, _ or - in a tool's name", what, n)
+			case slices.Contains(taken, n):
+				add("the %s %q added in Go is named like a tool the config already has (built in or declared): rename it", what, n)
+			case seen[n]:
+				add("the %s %q is added in Go twice: each needs its own name", what, n)
+			}
+			seen[n] = true
+		}
+	}
+	check("tool", k.tools, taken, true)
+	check("tool source", k.sources, nil, false)
+	check("model endpoint", k.endpoints, nil, false)
+	return ps
+}
+
+// checkAgent reports the tool sources and the endpoint agent a (at path)
+// names that nobody declared.
+func (k known) checkAgent(path string, a agentstream.Agent, bad func(path, format string, args ...any)) {
+	for j, s := range a.MCPServers {
+		if !slices.Contains(k.sources, s) {
+			bad(fmt.Sprintf("%s.mcp_servers[%d]", path, j), "unknown MCP server %q; %s", s, listOrNone("the MCP servers are", k.sources))
+		}
+	}
+	if a.Endpoint != "" && !slices.Contains(k.endpoints, a.Endpoint) {
+		bad(path+".endpoint", "unknown model endpoint %q; %s", a.Endpoint, listOrNone("the endpoints are", k.endpoints))
+	}
+}
+
+// listOrNone is "intro a, b" or "none is declared".
+func listOrNone(intro string, names []string) string {
+	if len(names) == 0 {
+		return "none is declared"
+	}
+	return intro + " " + strings.Join(names, ", ")
+}
+
+// modelToolName reports whether name is a tool name model APIs accept:
+// ^[a-zA-Z0-9_-]{1,64}$.
+func modelToolName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
