@@ -130,6 +130,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if err != nil {
 		return nil, fmt.Errorf("model client: %w", err)
 	}
+	endpoints, err := modelEndpoints(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 
 	s.runner, err = agent.New(agent.Config{
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
@@ -137,7 +141,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
 	}, agent.Deps{
-		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
+		Store: s.store, Log: s.log, Model: model, Models: endpoints, Agents: cfg.Agents,
 		Tools: tools.Builtins(time.Now), Logger: logger,
 	})
 	if err != nil {
