@@ -15,7 +15,6 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentstream/agentstream"
-	"github.com/agentstream/agentstream/tools"
 )
 
 // Config is the whole configuration of `agentstream serve`. Each field says
@@ -65,6 +64,10 @@ type Config struct {
 	// Agents are declared here; they are added to the built-in "assistant"
 	// (an agent of that name replaces it).
 	Agents []agentstream.Agent `yaml:"agents"`
+	// Tools are tools declared here (HTTP tools), which agents name in
+	// their tools beside the built-in ones. Default none. See Tool and
+	// docs/tools.md.
+	Tools []Tool `yaml:"tools"`
 
 	// src is where the settings came from, when Load or Decode read them,
 	// so that Validate can say on which line a problem is.
@@ -75,12 +78,13 @@ type Config struct {
 type OpenAI struct {
 	// APIKey authenticates to the endpoint. Default empty: no
 	// Authorization header. With neither APIKey nor BaseURL set, the
-	// server runs the simulated model. Env OPENAI_API_KEY.
-	APIKey string `yaml:"api_key"`
+	// server runs the simulated model. Env OPENAI_API_KEY. May be
+	// written ${NAME}, read from the environment; a secret.
+	APIKey string `yaml:"api_key" expand:"key"`
 	// BaseURL of the API. Default "https://api.openai.com/v1" when an
 	// APIKey is set; Ollama, vLLM and llama.cpp's server work too, with or
-	// without a key. Env OPENAI_BASE_URL.
-	BaseURL string `yaml:"base_url"`
+	// without a key. Env OPENAI_BASE_URL. May hold ${NAME}.
+	BaseURL string `yaml:"base_url" expand:"plain"`
 	// MaxRetries of 429/5xx/connection failures before the first token.
 	// Default 2.
 	MaxRetries *int `yaml:"max_retries"`
@@ -108,9 +112,10 @@ type Auth struct {
 	Keys []APIKey `yaml:"keys"`
 }
 
-// APIKey is one bearer token and the user it authenticates.
+// APIKey is one bearer token and the user it authenticates. Key may be
+// written ${NAME}, read from the environment; it is a secret.
 type APIKey struct {
-	Key  string `yaml:"key"`
+	Key  string `yaml:"key" expand:"key"`
 	User string `yaml:"user"`
 }
 
@@ -253,6 +258,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.EventLog.RedisPrefix, "agentstream:")
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
+	c.Tools = toolsWithDefaults(c.Tools, c.Runs.ToolTimeout)
 	return c
 }
 
@@ -372,7 +378,7 @@ func (c Config) Validate() error {
 	if c.src != nil {
 		builtins = max(len(c.Agents)-c.src.agents, 0)
 	}
-	known := tools.Builtins(time.Now).Names()
+	known := c.validateTools(bad)
 	agents := map[string]string{}
 	var names []string
 	for i, a := range c.Agents {
