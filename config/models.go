@@ -15,12 +15,14 @@ type ModelEndpoint struct {
 	Name string `yaml:"name"`
 	// BaseURL is the API root "chat/completions" is appended to, for
 	// example http://127.0.0.1:11434/v1 (Ollama) or
-	// https://api.openai.com/v1. Required.
-	BaseURL string `yaml:"base_url"`
+	// https://api.openai.com/v1. Required. May hold ${NAME}, read from
+	// the environment.
+	BaseURL string `yaml:"base_url" expand:"plain"`
 	// APIKey is sent as "Authorization: Bearer <api_key>". Default empty:
-	// no Authorization header (Ollama, a local vLLM need none). It is
-	// never logged or shown by the API.
-	APIKey string `yaml:"api_key"`
+	// no Authorization header (Ollama, a local vLLM need none). May be
+	// written ${NAME}, read from the environment; a secret, never logged
+	// or shown by the API.
+	APIKey string `yaml:"api_key" expand:"key"`
 	// MaxRetries of 429/5xx/connection failures before the first token.
 	// Default 2; 0 means no retries.
 	MaxRetries *int `yaml:"max_retries"`

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,44 @@ func TestShowURL(t *testing.T) {
 		if got := ShowURL(tt.in); got != tt.want {
 			t.Errorf("ShowURL(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestModelsExpand: an endpoint's base_url and api_key may reference
+// environment variables; the key is a secret whatever way it was written,
+// and an unset variable is a problem at its line.
+func TestModelsExpand(t *testing.T) {
+	t.Parallel()
+	file := []byte(`models:
+  - name: local
+    base_url: http://${OLLAMA_HOST}/v1
+    api_key: ${OLLAMA_KEY}
+  - name: cloud
+    base_url: https://api.openai.com/v1
+    api_key: sk-written-here
+`)
+	env := map[string]string{"OLLAMA_HOST": "127.0.0.1:11434", "OLLAMA_KEY": "ollama-secret"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c, err := LoadEnv("c.yaml", file, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := c.Endpoint("local"); m.BaseURL != "http://127.0.0.1:11434/v1" || m.APIKey != "ollama-secret" {
+		t.Errorf("expanded endpoint %+v", m)
+	}
+	secrets := c.Secrets()
+	for _, s := range []string{"ollama-secret", "sk-written-here"} {
+		if !slices.Contains(secrets, s) {
+			t.Errorf("Secrets() = %q, lacks the key %q", secrets, s)
+		}
+	}
+	if slices.Contains(secrets, "127.0.0.1:11434") {
+		t.Errorf("Secrets() = %q: a base URL's variable is not a secret", secrets)
+	}
+
+	delete(env, "OLLAMA_KEY")
+	_, err = LoadEnv("c.yaml", file, lookup)
+	if err == nil || !strings.HasPrefix(err.Error(), "c.yaml:4:5: models[0].api_key: ${OLLAMA_KEY} is not set in the environment") {
+		t.Fatalf("an unset variable: %v", err)
 	}
 }
