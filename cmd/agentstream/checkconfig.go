@@ -18,9 +18,11 @@ Checks a config file as agentstream serve reads it, without starting
 anything, and prints every problem at once, one a line, at its place in the
 file (FILE:LINE:COL: key: what is wrong), as serve does.
 
-Only the file is checked: the environment variables and flags that override
-its settings for serve (AGENTSTREAM_ADDR, OPENAI_API_KEY, --addr, …) are not
-applied; serve checks those when it starts, naming the variable or flag.
+The file's ${NAME} references are read from the environment, as serve
+reads them: an unset variable is a problem. The environment variables and
+flags that override the file's settings for serve (AGENTSTREAM_ADDR,
+OPENAI_API_KEY, --addr, …) are not applied: serve checks those when it
+starts, naming the variable or flag.
 
 Exit status: 0 when the file is valid (a one-line summary is printed), 1
 when it has problems, 2 for a usage error or a file that cannot be read.
@@ -28,7 +30,9 @@ when it has problems, 2 for a usage error or a file that cannot be read.
 
 // checkConfig is `agentstream check-config`: config.Load on the file, as
 // serve calls it, and its problems printed as serve prints them.
-func checkConfig(args []string, stdout, stderr io.Writer) int {
+// Its ${NAME} references are read from getenv, then the process's
+// environment (which is getenv in main).
+func checkConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agentstream check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -67,7 +71,13 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var problems config.Problems
-	cfg, err := config.Load(path, data)
+	lookup := func(name string) (string, bool) {
+		if v := getenv(name); v != "" {
+			return v, true
+		}
+		return os.LookupEnv(name) // set but empty is not unset
+	}
+	cfg, err := config.LoadEnv(path, data, lookup)
 	if err != nil && !errors.As(err, &problems) {
 		_, _ = fmt.Fprintf(stderr, "agentstream check-config: %v\n", err)
 		return 2
@@ -83,9 +93,13 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 
 // summary says what a valid config declares, in a few words: "2 agents
 // (default: helper), 3 tools, 1 model endpoint; agents without one use
-// https://api.openai.com/v1". Tools are those the agents name.
+// https://api.openai.com/v1". Tools are those declared and the built-in
+// ones agents name.
 func summary(cfg config.Config) string {
 	var tools []string
+	for _, t := range cfg.Tools {
+		tools = append(tools, t.Name)
+	}
 	for _, a := range cfg.Agents {
 		for _, t := range a.Tools {
 			if !slices.Contains(tools, t) {

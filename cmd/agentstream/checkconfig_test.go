@@ -6,12 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
 
-// badConfig has seven mistakes: YAML the decoder refuses, values
-// Validate refuses, and model endpoints and tools agents name wrongly.
+// badConfig has eight mistakes: YAML the decoder refuses, an unset
+// variable, values Validate refuses, and model endpoints and tools agents
+// name wrongly.
 const badConfig = `addr: 127.0.0.1:0
 adr: 127.0.0.1:1
 runs:
@@ -20,6 +22,7 @@ models:
   - name: local
   - name: local
     base_url: http://127.0.0.1:11434/v1
+    api_key: ${AGENTSTREAM_CHECK_CONFIG_TEST_UNSET}
 agents:
   - name: helper
     endpoint: locl
@@ -36,9 +39,10 @@ var badConfigProblems = []string{
 	":4:17: runs.tool_timeout: 30 is not a duration; durations need a unit, e.g. 30s",
 	":6:5: models[0].base_url: empty: every model endpoint needs the URL of its API",
 	`:7:5: models[1].name: model endpoint "local" is declared twice (also models[0]): rename or remove one`,
-	`:11:5: agents[0].endpoint: unknown model endpoint "locl"; did you mean local?`,
-	`:13:27: agents[0].tools[1]: unknown tool "weather"; the tools are current_time, due_date`,
-	":14:5: agents[1].model: empty: an agent with an endpoint names its model there",
+	":9:5: models[1].api_key: ${AGENTSTREAM_CHECK_CONFIG_TEST_UNSET} is not set in the environment",
+	`:12:5: agents[0].endpoint: unknown model endpoint "locl"; did you mean local?`,
+	`:14:27: agents[0].tools[1]: unknown tool "weather"; the tools are current_time, due_date`,
+	":15:5: agents[1].model: empty: an agent with an endpoint names its model there",
 }
 
 // checkProblemsOutput checks check-config's report of badConfig: a
@@ -46,7 +50,7 @@ var badConfigProblems = []string{
 func checkProblemsOutput(t testing.TB, file, stderr string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-	if len(lines) != 1+len(badConfigProblems) || lines[0] != "agentstream check-config: invalid configuration (7 problems):" {
+	if len(lines) != 1+len(badConfigProblems) || lines[0] != "agentstream check-config: invalid configuration (8 problems):" {
 		t.Fatalf("stderr:\n%s\nwant a header and %d problems", stderr, len(badConfigProblems))
 	}
 	for i, w := range badConfigProblems {
@@ -87,7 +91,8 @@ openai:
   api_key: sk-test
 models:
   - name: local
-    base_url: http://127.0.0.1:11434/v1
+    base_url: http://${OLLAMA_HOST}/v1
+    api_key: ${OLLAMA_KEY}
   - name: vllm
     base_url: http://127.0.0.1:8000/v1
 agents:
@@ -99,8 +104,10 @@ agents:
     tools: [current_time]
 `)
 	var stdout, stderr bytes.Buffer
-	// serve would refuse this address; check-config checks the file.
-	code := run(context.Background(), func() {}, []string{"check-config", file}, env(map[string]string{"AGENTSTREAM_ADDR": "0.0.0.0:80"}), &stdout, &stderr)
+	// serve would refuse this address; check-config checks the file,
+	// with its variables.
+	code := run(context.Background(), func() {}, []string{"check-config", file},
+		env(map[string]string{"AGENTSTREAM_ADDR": "0.0.0.0:80", "OLLAMA_HOST": "127.0.0.1:11434", "OLLAMA_KEY": "k"}), &stdout, &stderr)
 	want := "ok: " + file + ": 3 agents (default: helper), 2 tools, 2 model endpoints; agents without one use https://api.openai.com/v1\n"
 	if code != 0 || stdout.String() != want || stderr.Len() != 0 {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and %q", code, stdout.String(), stderr.String(), want)
@@ -141,7 +148,11 @@ func TestCheckConfigUsage(t *testing.T) {
 	}
 }
 
-// TestCheckConfigExamples: every config under examples/ is valid.
+// varRef finds the ${NAME} references of a config file.
+var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
+
+// TestCheckConfigExamples: every config under examples/ is valid, with
+// the environment variables it references set.
 func TestCheckConfigExamples(t *testing.T) {
 	t.Parallel()
 	var files []string
@@ -155,8 +166,16 @@ func TestCheckConfigExamples(t *testing.T) {
 		t.Fatalf("found %d example configs: %v", len(files), err)
 	}
 	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vars := map[string]string{}
+		for _, m := range varRef.FindAllStringSubmatch(string(data), -1) {
+			vars[m[1]] = "value-of-" + m[1]
+		}
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), func() {}, []string{"check-config", file}, env(nil), &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "ok: "+file+": ") {
+		if code := run(context.Background(), func() {}, []string{"check-config", file}, env(vars), &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "ok: "+file+": ") {
 			t.Errorf("check-config %s: exit %d, stdout %q, stderr:\n%s", file, code, stdout.String(), stderr.String())
 		}
 	}

@@ -47,7 +47,7 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 	case "serve":
 		return serve(ctx, stopSignals, args[1:], getenv, stderr)
 	case "check-config":
-		return checkConfig(args[1:], stdout, stderr)
+		return checkConfig(args[1:], getenv, stdout, stderr)
 	case "sim":
 		return simulate(ctx, args[1:], stderr)
 	case "bench":
