@@ -79,16 +79,14 @@ func (k known) problems(taken []string) Problems {
 	return ps
 }
 
-// checkAgent reports the tool sources and the endpoint agent a (at path)
-// names that nobody declared.
+// checkAgent reports the tool sources agent a (at path) names that nobody
+// declared. (Endpoints are checked with the models: section, which knows
+// the ones added in Go too.)
 func (k known) checkAgent(path string, a agentstream.Agent, bad func(path, format string, args ...any)) {
 	for j, s := range a.MCPServers {
 		if !slices.Contains(k.sources, s) {
 			bad(fmt.Sprintf("%s.mcp_servers[%d]", path, j), "unknown MCP server %q; %s", s, listOrNone("the MCP servers are", k.sources))
 		}
-	}
-	if a.Endpoint != "" && !slices.Contains(k.endpoints, a.Endpoint) {
-		bad(path+".endpoint", "unknown model endpoint %q; %s", a.Endpoint, listOrNone("the endpoints are", k.endpoints))
 	}
 }
 

@@ -15,6 +15,7 @@ func TestValidateKnown(t *testing.T) {
 agents:
   - name: shop
     endpoint: local
+    model: shop-model
     tools: [order_status, current_time]
     mcp_servers: [catalog]
 `))
@@ -33,15 +34,15 @@ agents:
 		want []string // problems, in order
 	}{
 		{"nothing known", nil, []string{
-			`line 4:5: agents[0].endpoint: unknown model endpoint "local"; none is declared`,
-			`line 5:13: agents[0].tools[0]: unknown tool "order_status"; the tools are current_time, due_date`,
-			`line 6:19: agents[0].mcp_servers[0]: unknown MCP server "catalog"; none is declared`,
+			`line 4:5: agents[0].endpoint: unknown model endpoint "local"; no model endpoints are declared: add it under models:, or remove endpoint: to use the openai: block`,
+			`line 6:13: agents[0].tools[0]: unknown tool "order_status"; the tools are current_time, due_date`,
+			`line 7:19: agents[0].mcp_servers[0]: unknown MCP server "catalog"; none is declared`,
 		}},
 		{"another tool", []ValidateOption{KnownTools("order_state"), KnownToolSources("catalog"), KnownEndpoints("local")}, []string{
-			`line 5:13: agents[0].tools[0]: unknown tool "order_status"; did you mean order_state?`,
+			`line 6:13: agents[0].tools[0]: unknown tool "order_status"; did you mean order_state?`,
 		}},
 		{"other sources and endpoints", []ValidateOption{KnownTools("order_status"), KnownToolSources("files", "web"), KnownEndpoints("openrouter")}, []string{
-			`agents[0].endpoint: unknown model endpoint "local"; the endpoints are openrouter`,
+			`agents[0].endpoint: unknown model endpoint "local"; the model endpoints are openrouter`,
 			`agents[0].mcp_servers[0]: unknown MCP server "catalog"; the MCP servers are files, web`,
 		}},
 		{"a built-in name", append([]ValidateOption{KnownTools("due_date")}, all...), []string{

@@ -313,7 +313,7 @@ func TestEmbeddedOptionsRefused(t *testing.T) {
 		{"a source twice", agentstream.Agent{Name: "shop"},
 			[]server.Option{server.WithToolSources(&source{name: "files"}, &source{name: "files"})}, `the tool source "files" is added in Go twice`},
 		{"an endpoint the agent names is missing", agentstream.Agent{Name: "shop", Endpoint: "local"},
-			[]server.Option{server.WithEndpoint("remote", &goModel{})}, `unknown model endpoint "local"; the endpoints are remote`},
+			[]server.Option{server.WithEndpoint("remote", &goModel{})}, `unknown model endpoint "local"; the model endpoints are remote`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -140,6 +140,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 			return nil, fmt.Errorf("model client: %w", err)
 		}
 	}
+	endpoints, err := modelEndpoints(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 
 	toolset, err := toolsOf(cfg, logger)
 	if err != nil {
@@ -149,7 +153,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	// the stream or the store see them.
 	secrets := tools.NewSecrets(cfg.Secrets()...)
 	deps := agent.Deps{
-		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
+		Store: s.store, Log: s.log, Model: model, Models: endpoints, Agents: cfg.Agents,
 		Tools: toolset, Mask: secrets.Mask, Logger: logger,
 	}
 	if err := o.addTo(&deps); err != nil {
