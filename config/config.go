@@ -62,6 +62,9 @@ type Config struct {
 	// Agents are declared here; they are added to the built-in "assistant"
 	// (an agent of that name replaces it).
 	Agents []agentstream.Agent `yaml:"agents"`
+	// MCPServers are the MCP servers whose tools agents may call
+	// (agents[].mcp_servers names them). Default none. See MCPServer.
+	MCPServers []MCPServer `yaml:"mcp_servers"`
 
 	// src is where the settings came from, when Load or Decode read them,
 	// so that Validate can say on which line a problem is.
@@ -249,6 +252,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.EventLog.RedisPrefix, "agentstream:")
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
+	c.MCPServers = mcpDefaults(c.MCPServers)
 	return c
 }
 
@@ -362,6 +366,7 @@ func (c Config) Validate() error {
 			keys[k.Key] = i
 		}
 	}
+	c.validateMCP(bad)
 	// WithDefaults puts the built-in agents that the file does not
 	// replace before the file's.
 	builtins := 0
@@ -400,6 +405,7 @@ func (c Config) Validate() error {
 		if _, err := template.New(a.Name).Parse(a.Instructions); err != nil {
 			bad(path+".instructions", "not a valid Go template: %v", err)
 		}
+		c.checkAgentMCPServers(path, a.MCPServers, nil, bad)
 		for j, t := range a.Tools {
 			if slices.Contains(known, t) {
 				continue

@@ -1,0 +1,249 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MCPServer is an MCP server (Model Context Protocol) whose tools the
+// agents that name it (agents[].mcp_servers) may call: a child process
+// spoken to over stdio (Command), or a Streamable HTTP endpoint (URL).
+// docs/mcp.md shows every key.
+type MCPServer struct {
+	// Name is what agents call the server in their mcp_servers. Required;
+	// no spaces or slashes.
+	Name string `yaml:"name"`
+	// Command starts the server as a child process, with Args, spoken to
+	// over its stdin and stdout. Set Command or URL, not both.
+	Command string   `yaml:"command"`
+	Args    []string `yaml:"args"`
+	// Env adds environment variables to the child's. A child inherits
+	// only HOME, LANG, LC_ALL, LC_CTYPE, LOGNAME, PATH, SHELL, TERM,
+	// TMPDIR, TZ and USER of agentstream's environment, so that API keys
+	// are not handed to every server. Default none.
+	Env map[string]string `yaml:"env"`
+	// Dir is the child's working directory. Default: agentstream's.
+	Dir string `yaml:"dir"`
+	// URL is the server's Streamable HTTP endpoint (http:// or https://).
+	URL string `yaml:"url"`
+	// Headers are sent with every request to URL, e.g. Authorization.
+	// Default none.
+	Headers map[string]string `yaml:"headers"`
+	// Tools is the allow-list: the server's tools (by the server's names
+	// for them) that agents are offered. Default: all of them.
+	Tools []string `yaml:"tools"`
+	// Prefix starts the name each of the server's tools is offered under,
+	// so that two servers' tools cannot share a name: letters, digits, _
+	// and - only. Default none.
+	Prefix string `yaml:"prefix"`
+	// Forward is what each call tells the server of its run.
+	Forward MCPForward `yaml:"forward"`
+	// Required makes agentstream refuse to start when the server cannot
+	// be started or reached. Default false: the failure is logged, the
+	// others start, and the server is tried again in the background.
+	Required bool `yaml:"required"`
+	// ConnectTimeout bounds starting (or connecting to) the server and
+	// reading its tools, at start and at each reconnection. Default 30s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// Timeout bounds each call of the server's tools. Default
+	// runs.tool_timeout.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// MCPForward is what a tool call tells an MCP server of the run it
+// belongs to, so that the server acts for the right user.
+type MCPForward struct {
+	// UserHeader, when set, forwards the run's user id: as this header
+	// (a url server), and in the call's _meta as "agentstream/user_id".
+	UserHeader string `yaml:"user_header"`
+	// ContextHeaders maps keys of the run's context to the header each is
+	// sent as (a url server); the keys the run's context has are also in
+	// the call's _meta, as the object "agentstream/context". Default none.
+	ContextHeaders map[string]string `yaml:"context_headers"`
+}
+
+// DefaultMCPConnectTimeout is mcp_servers[].connect_timeout's default.
+const DefaultMCPConnectTimeout = 30 * time.Second
+
+// mcpDefaults returns servers with their defaults set, in a new slice:
+// the Config's own is left as it was.
+func mcpDefaults(servers []MCPServer) []MCPServer {
+	if servers == nil {
+		return nil
+	}
+	out := slices.Clone(servers)
+	for i := range out {
+		def(&out[i].ConnectTimeout, DefaultMCPConnectTimeout)
+	}
+	return out
+}
+
+// MCPServerNames returns the names of the configured MCP servers.
+func (c Config) MCPServerNames() []string {
+	names := make([]string, len(c.MCPServers))
+	for i, s := range c.MCPServers {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// validateMCP reports the problems of the mcp_servers entries.
+func (c Config) validateMCP(bad func(path, format string, args ...any)) {
+	names := map[string]int{}
+	for i, s := range c.MCPServers {
+		path := fmt.Sprintf("mcp_servers[%d]", i)
+		switch first, dup := names[s.Name]; {
+		case s.Name == "":
+			bad(path+".name", "empty: every MCP server needs a name, which agents use in their mcp_servers")
+		case dup:
+			bad(path+".name", "MCP server %q is declared twice (also mcp_servers[%d]): rename or remove one", s.Name, first)
+		case strings.ContainsAny(s.Name, " /"):
+			bad(path+".name", "%q may not contain spaces or slashes", s.Name)
+		default:
+			names[s.Name] = i
+		}
+		switch {
+		case s.Command == "" && s.URL == "":
+			bad(path, "set command (a program spoken to over stdio) or url (a Streamable HTTP endpoint)")
+		case s.Command != "" && s.URL != "":
+			bad(path+".url", "set command (a program spoken to over stdio) or url (a Streamable HTTP endpoint), not both")
+		case s.URL != "":
+			if msg := checkMCPURL(s.URL); msg != "" {
+				bad(path+".url", "%s", msg)
+			}
+			for _, key := range []struct {
+				name string
+				set  bool
+			}{{"args", len(s.Args) > 0}, {"env", len(s.Env) > 0}, {"dir", s.Dir != ""}} {
+				if key.set {
+					bad(path+"."+key.name, "is for a server started with command; this one has a url")
+				}
+			}
+		default:
+			if len(s.Headers) > 0 {
+				bad(path+".headers", "are sent to a server with a url; this one is started with command (give it env instead)")
+			}
+			for _, k := range sortedKeys(s.Env) {
+				if k == "" || strings.ContainsAny(k, "=\x00") {
+					bad(path+".env", "%q is not an environment variable's name", k)
+				}
+			}
+		}
+		sent := map[string]string{} // header, lower-cased → the key that sends it
+		for _, h := range sortedKeys(s.Headers) {
+			if !validHeaderName(h) {
+				bad(path+".headers", "%q is not an HTTP header name", h)
+			}
+			sent[strings.ToLower(h)] = path + ".headers"
+		}
+		forward := func(key, h string) {
+			switch {
+			case !validHeaderName(h):
+				bad(key, "%q is not an HTTP header name", h)
+			case sent[strings.ToLower(h)] != "":
+				bad(key, "the header %s is also sent by %s: use another", h, sent[strings.ToLower(h)])
+			default:
+				sent[strings.ToLower(h)] = key
+			}
+		}
+		if s.Forward.UserHeader != "" {
+			forward(path+".forward.user_header", s.Forward.UserHeader)
+		}
+		for _, k := range sortedKeys(s.Forward.ContextHeaders) {
+			if k == "" {
+				bad(path+".forward.context_headers", "a context key may not be empty")
+			}
+			forward(path+".forward.context_headers", s.Forward.ContextHeaders[k])
+		}
+		if s.Prefix != "" && strings.ContainsFunc(s.Prefix, func(r rune) bool { return !toolNameRune(r) }) {
+			bad(path+".prefix", "%q: a prefix may hold only letters, digits, _ and -, as tool names do", s.Prefix)
+		}
+		allowed := map[string]int{}
+		for j, t := range s.Tools {
+			tp := fmt.Sprintf("%s.tools[%d]", path, j)
+			if first, dup := allowed[t]; dup {
+				bad(tp, "%q is listed twice (also tools[%d])", t, first)
+			} else if t == "" {
+				bad(tp, "empty: name a tool of the server")
+			}
+			allowed[t] = j
+		}
+		if s.ConnectTimeout < 0 {
+			bad(path+".connect_timeout", "%v must not be negative", s.ConnectTimeout)
+		}
+		if s.Timeout < 0 {
+			bad(path+".timeout", "%v must not be negative", s.Timeout)
+		}
+	}
+}
+
+// checkAgentMCPServers reports the mcp_servers an agent (at path) names
+// that no mcp_servers entry declares, nor known (what a Go program adds).
+func (c Config) checkAgentMCPServers(path string, servers, known []string, bad func(path, format string, args ...any)) {
+	declared := append(c.MCPServerNames(), known...)
+	for j, name := range servers {
+		if slices.Contains(declared, name) {
+			continue
+		}
+		hint := "no MCP server is declared: add it under mcp_servers"
+		if len(declared) > 0 {
+			hint = "the MCP servers are " + strings.Join(declared, ", ")
+			if s := closest(name, declared); s != "" {
+				hint = "did you mean " + s + "?"
+			}
+		}
+		bad(fmt.Sprintf("%s.mcp_servers[%d]", path, j), "unknown MCP server %q; %s", name, hint)
+	}
+}
+
+// checkMCPURL says what is wrong with an MCP server's URL, "" for nothing.
+func checkMCPURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "not a URL: " + strings.ReplaceAll(err.Error(), s, redacted(s))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Sprintf("%q: an MCP server's url starts with http:// or https://", u.Redacted())
+	}
+	if u.Host == "" {
+		return fmt.Sprintf("%q has no host", u.Redacted())
+	}
+	return ""
+}
+
+// redacted is a URL without its password, for messages.
+func redacted(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(the URL)"
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// validHeaderName reports whether s is an HTTP header name (a token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r >= 0x80 || !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func toolNameRune(r rune) bool {
+	return r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+}
