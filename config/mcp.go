@@ -247,3 +247,22 @@ func validHeaderName(s string) bool {
 func toolNameRune(r rune) bool {
 	return r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }
+
+// MCPProblem is a problem found by starting the MCP server named server
+// (about its setting key, "" for the server as a whole), placed at that
+// server's entry in the file.
+func (c Config) MCPProblem(server, key, message string) Problem {
+	path := "mcp_servers"
+	for i, s := range c.MCPServers {
+		if s.Name == server {
+			path = fmt.Sprintf("mcp_servers[%d]", i)
+			if key != "" {
+				path += "." + key
+			}
+			break
+		}
+	}
+	p := c.src.place(path)
+	p.Message = message
+	return p
+}

@@ -216,8 +216,12 @@ func Check(ctx context.Context, cfgs []Config, opts Options) Problems {
 	return append(probs, s.clashes(results)...)
 }
 
-// Sources returns the servers as the tool sources agents name, by name.
+// Sources returns the servers as the tool sources agents name, by name;
+// nil for a nil Set.
 func (s *Set) Sources() map[string]agentstream.ToolSource {
+	if s == nil {
+		return nil
+	}
 	out := make(map[string]agentstream.ToolSource, len(s.sources))
 	for _, src := range s.sources {
 		out[src.cfg.Name] = src

@@ -20,6 +20,7 @@ import (
 	"github.com/agentstream/agentstream/agent"
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/httpapi"
+	"github.com/agentstream/agentstream/mcp"
 	"github.com/agentstream/agentstream/memlog"
 	"github.com/agentstream/agentstream/openai"
 	"github.com/agentstream/agentstream/postgres"
@@ -51,6 +52,9 @@ type Server struct {
 	// debug serves the profiler when cfg.DebugAddr is set.
 	debug     *http.Server
 	debugAddr string
+
+	// mcp is the MCP servers whose tools agents call; nil for none.
+	mcp *mcp.Set
 }
 
 // New builds a server from cfg (defaults applied, then validated) and
@@ -131,6 +135,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		return nil, fmt.Errorf("model client: %w", err)
 	}
 
+	// Every MCP server is connected before the server listens (each
+	// within its connect_timeout); a required one that fails, or a clash
+	// of tool names, stops the start.
+	if s.mcp, err = startMCP(ctx, cfg, builtinToolNames(), logger); err != nil {
+		return nil, fmt.Errorf("MCP servers:\n%w", err)
+	}
+
 	s.runner, err = agent.New(agent.Config{
 		MaxConcurrentRuns: cfg.Runs.MaxConcurrent, MaxQueuedRuns: queueSize(*cfg.Runs.MaxQueued),
 		ToolTimeout: cfg.Runs.ToolTimeout, MaxParallelTools: cfg.Runs.MaxParallelTools, CheckpointInterval: cfg.Runs.CheckpointInterval,
@@ -138,7 +149,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
 	}, agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
-		Tools: tools.Builtins(time.Now), Logger: logger,
+		Tools: tools.Builtins(time.Now), Sources: s.mcp.Sources(), Logger: logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
@@ -306,6 +317,8 @@ func (s *Server) close() {
 	if s.sim != nil {
 		s.sim.Close()
 	}
+	// The MCP servers' sessions end and their children stop.
+	s.mcp.Close()
 	if s.presence != nil {
 		s.presence.Close()
 	}
