@@ -238,6 +238,7 @@ func (x *execution) callTools(ctx context.Context, calls []agentstream.ToolCall)
 			defer func() { <-places }()
 			start := time.Now()
 			output, isErr := x.callTool(ctx, c)
+			output = r.mask(output)
 			d := time.Since(start)
 			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolResult, agentstream.ToolResultData{
 				CallID: c.ID, Name: c.Name, Output: output, IsError: isErr, DurationMS: d.Milliseconds(),

@@ -167,6 +167,8 @@ type setup struct {
 	// sources and models are the runner's tool sources and model endpoints.
 	sources map[string]agentstream.ToolSource
 	models  map[string]agentstream.Model
+	// mask is the runner's Deps.Mask.
+	mask func(string) string
 }
 
 // harness is a Runner on a real SQLite store and a real in-process log,
@@ -209,7 +211,7 @@ func newHarness(t testing.TB, s setup) *harness {
 		log = s.wrapLog(h.log)
 	}
 	h.r, err = New(s.cfg, Deps{Store: store, Log: log, Model: h.model, Agents: s.agents, Tools: toolMap,
-		Sources: s.sources, Models: s.models})
+		Sources: s.sources, Models: s.models, Mask: s.mask})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

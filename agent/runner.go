@@ -103,6 +103,10 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+	// Mask, when set, rewrites every tool call's output (or error) before
+	// the model, the stream or the store get it: the server masks the
+	// configured secrets a tool echoes. Default: outputs as they are.
+	Mask func(string) string
 }
 
 // Runner starts and executes runs.
@@ -118,6 +122,8 @@ type Runner struct {
 	// schemas caches the compiled argument schemas of tools.
 	schemas *schemaCache
 	now     func() time.Time
+	// mask is Deps.Mask, or the identity.
+	mask func(string) string
 
 	agents map[string]*compiledAgent
 	pool   *pool
@@ -257,7 +263,7 @@ func New(cfg Config, d Deps) (*Runner, error) {
 	r := &Runner{
 		cfg: cfg, store: d.Store, log: d.Log, model: d.Model, models: d.Models, tools: d.Tools,
 		sources: d.Sources, schemas: newSchemaCache(),
-		logger: d.Logger, now: d.Now,
+		logger: d.Logger, now: d.Now, mask: d.Mask,
 		agents:      make(map[string]*compiledAgent, len(d.Agents)),
 		pool:        newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
 		active:      make(map[string]context.CancelCauseFunc),
@@ -271,6 +277,9 @@ func New(cfg Config, d Deps) (*Runner, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if r.mask == nil {
+		r.mask = func(s string) string { return s }
 	}
 	for _, a := range d.Agents {
 		ca, err := r.compile(a)

@@ -1,6 +1,7 @@
 // Package config is agentstream's configuration: one documented struct,
 // its defaults, its validation, and decoding from YAML. Reading files,
-// the environment and flags happens in cmd/ only.
+// the environment's overrides and flags happens in cmd/ only; Load reads
+// the variables a file's ${NAME} references name (see expand.go).
 package config
 
 import (
@@ -15,7 +16,6 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentstream/agentstream"
-	"github.com/agentstream/agentstream/tools"
 )
 
 // Config is the whole configuration of `agentstream serve`. Each field says
@@ -62,8 +62,13 @@ type Config struct {
 	// Agents are declared here; they are added to the built-in "assistant"
 	// (an agent of that name replaces it).
 	Agents []agentstream.Agent `yaml:"agents"`
+	// Tools are tools declared here (HTTP tools), which agents name in
+	// their tools beside the built-in ones. Default none. See Tool and
+	// docs/tools.md.
+	Tools []Tool `yaml:"tools"`
 	// MCPServers are the MCP servers whose tools agents may call
-	// (agents[].mcp_servers names them). Default none. See MCPServer.
+	// (agents[].mcp_servers names them). Default none. See MCPServer and
+	// docs/mcp.md.
 	MCPServers []MCPServer `yaml:"mcp_servers"`
 
 	// src is where the settings came from, when Load or Decode read them,
@@ -75,12 +80,13 @@ type Config struct {
 type OpenAI struct {
 	// APIKey authenticates to the endpoint. Default empty: no
 	// Authorization header. With neither APIKey nor BaseURL set, the
-	// server runs the simulated model. Env OPENAI_API_KEY.
-	APIKey string `yaml:"api_key"`
+	// server runs the simulated model. Env OPENAI_API_KEY. May be
+	// written ${NAME}, read from the environment; a secret.
+	APIKey string `yaml:"api_key" expand:"key"`
 	// BaseURL of the API. Default "https://api.openai.com/v1" when an
 	// APIKey is set; Ollama, vLLM and llama.cpp's server work too, with or
-	// without a key. Env OPENAI_BASE_URL.
-	BaseURL string `yaml:"base_url"`
+	// without a key. Env OPENAI_BASE_URL. May hold ${NAME}.
+	BaseURL string `yaml:"base_url" expand:"plain"`
 	// MaxRetries of 429/5xx/connection failures before the first token.
 	// Default 2.
 	MaxRetries *int `yaml:"max_retries"`
@@ -108,9 +114,10 @@ type Auth struct {
 	Keys []APIKey `yaml:"keys"`
 }
 
-// APIKey is one bearer token and the user it authenticates.
+// APIKey is one bearer token and the user it authenticates. Key may be
+// written ${NAME}, read from the environment; it is a secret.
 type APIKey struct {
-	Key  string `yaml:"key"`
+	Key  string `yaml:"key" expand:"key"`
 	User string `yaml:"user"`
 }
 
@@ -252,6 +259,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.EventLog.RedisPrefix, "agentstream:")
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
+	c.Tools = toolsWithDefaults(c.Tools, c.Runs.ToolTimeout)
 	c.MCPServers = mcpDefaults(c.MCPServers)
 	return c
 }
@@ -373,7 +381,7 @@ func (c Config) Validate() error {
 	if c.src != nil {
 		builtins = max(len(c.Agents)-c.src.agents, 0)
 	}
-	known := tools.Builtins(time.Now).Names()
+	known := c.validateTools(bad)
 	agents := map[string]string{}
 	var names []string
 	for i, a := range c.Agents {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -34,9 +35,18 @@ type Override struct {
 // and what Validate finds, each at its line in the file or at the override
 // that set it. The Config returned is without defaults (WithDefaults adds
 // them) and remembers where its settings came from, so that its own
-// Validate places its problems too.
+// Validate places its problems too. The file's ${NAME} references (see
+// expand.go) are read from the process's environment, before the
+// overrides apply (an override's value is taken as it is).
 func Load(name string, data []byte, overrides ...Override) (Config, error) {
+	return LoadEnv(name, data, os.LookupEnv, overrides...)
+}
+
+// LoadEnv is Load with the file's ${NAME} references read from lookup
+// instead of the process's environment.
+func LoadEnv(name string, data []byte, lookup func(string) (string, bool), overrides ...Override) (Config, error) {
 	c, probs := decode(name, data)
+	probs = append(probs, c.expand(lookup)...)
 	for _, o := range overrides {
 		probs = append(probs, c.override(o)...)
 	}
@@ -53,7 +63,8 @@ func Load(name string, data []byte, overrides ...Override) (Config, error) {
 	return c, probs.err()
 }
 
-// Decode parses a YAML config without validating it. Unknown keys are
+// Decode parses a YAML config without validating it, nor expanding its
+// ${NAME} references. Unknown keys are
 // errors, so a typo does not silently fall back to a default. Its error is
 // Problems, every problem at once, each with its line.
 func Decode(data []byte) (Config, error) {
@@ -76,6 +87,8 @@ type source struct {
 	// agents is how many agents the file declares: WithDefaults puts the
 	// built-in ones before them.
 	agents int
+	// secrets are what ${NAME} references brought into secret settings.
+	secrets []string
 }
 
 type position struct{ line, col int }
@@ -327,6 +340,8 @@ func (d *decoder) value(n ast.Node, v reflect.Value, path string) {
 		d.mapping(n, v, path)
 	case reflect.Slice:
 		d.sequence(n, v, path)
+	case reflect.Map:
+		d.dict(n, v, path)
 	case reflect.String:
 		s, ok := scalarText(n)
 		if !ok {

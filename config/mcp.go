@@ -19,19 +19,19 @@ type MCPServer struct {
 	// Command starts the server as a child process, with Args, spoken to
 	// over its stdin and stdout. Set Command or URL, not both.
 	Command string   `yaml:"command"`
-	Args    []string `yaml:"args"`
+	Args    []string `yaml:"args" expand:"plain"`
 	// Env adds environment variables to the child's. A child inherits
 	// only HOME, LANG, LC_ALL, LC_CTYPE, LOGNAME, PATH, SHELL, TERM,
 	// TMPDIR, TZ and USER of agentstream's environment, so that API keys
 	// are not handed to every server. Default none.
-	Env map[string]string `yaml:"env"`
+	Env map[string]string `yaml:"env" expand:"secret"`
 	// Dir is the child's working directory. Default: agentstream's.
 	Dir string `yaml:"dir"`
 	// URL is the server's Streamable HTTP endpoint (http:// or https://).
-	URL string `yaml:"url"`
+	URL string `yaml:"url" expand:"plain"`
 	// Headers are sent with every request to URL, e.g. Authorization.
 	// Default none.
-	Headers map[string]string `yaml:"headers"`
+	Headers map[string]string `yaml:"headers" expand:"secret"`
 	// Tools is the allow-list: the server's tools (by the server's names
 	// for them) that agents are offered. Default: all of them.
 	Tools []string `yaml:"tools"`
@@ -39,8 +39,11 @@ type MCPServer struct {
 	// so that two servers' tools cannot share a name: letters, digits, _
 	// and - only. Default none.
 	Prefix string `yaml:"prefix"`
-	// Forward is what each call tells the server of its run.
-	Forward MCPForward `yaml:"forward"`
+	// Forward is what each call tells the server of its run: as headers
+	// (a url server), and in the call's _meta (both), the run's user id as
+	// "agentstream/user_id" and the context keys the run has as the
+	// object "agentstream/context". Default nothing.
+	Forward Forward `yaml:"forward"`
 	// Required makes agentstream refuse to start when the server cannot
 	// be started or reached. Default false: the failure is logged, the
 	// others start, and the server is tried again in the background.
@@ -51,18 +54,6 @@ type MCPServer struct {
 	// Timeout bounds each call of the server's tools. Default
 	// runs.tool_timeout.
 	Timeout time.Duration `yaml:"timeout"`
-}
-
-// MCPForward is what a tool call tells an MCP server of the run it
-// belongs to, so that the server acts for the right user.
-type MCPForward struct {
-	// UserHeader, when set, forwards the run's user id: as this header
-	// (a url server), and in the call's _meta as "agentstream/user_id".
-	UserHeader string `yaml:"user_header"`
-	// ContextHeaders maps keys of the run's context to the header each is
-	// sent as (a url server); the keys the run's context has are also in
-	// the call's _meta, as the object "agentstream/context". Default none.
-	ContextHeaders map[string]string `yaml:"context_headers"`
 }
 
 // DefaultMCPConnectTimeout is mcp_servers[].connect_timeout's default.
@@ -128,35 +119,28 @@ func (c Config) validateMCP(bad func(path, format string, args ...any)) {
 			}
 			for _, k := range sortedKeys(s.Env) {
 				if k == "" || strings.ContainsAny(k, "=\x00") {
-					bad(path+".env", "%q is not an environment variable's name", k)
+					bad(joinPath(path+".env", k), "%q is not an environment variable's name", k)
 				}
 			}
 		}
-		sent := map[string]string{} // header, lower-cased → the key that sends it
 		for _, h := range sortedKeys(s.Headers) {
 			if !validHeaderName(h) {
-				bad(path+".headers", "%q is not an HTTP header name", h)
-			}
-			sent[strings.ToLower(h)] = path + ".headers"
-		}
-		forward := func(key, h string) {
-			switch {
-			case !validHeaderName(h):
-				bad(key, "%q is not an HTTP header name", h)
-			case sent[strings.ToLower(h)] != "":
-				bad(key, "the header %s is also sent by %s: use another", h, sent[strings.ToLower(h)])
-			default:
-				sent[strings.ToLower(h)] = key
+				bad(joinPath(path+".headers", h), "%q is not a header name (letters, digits and !#$%%&'*+-.^_`|~)", h)
 			}
 		}
-		if s.Forward.UserHeader != "" {
-			forward(path+".forward.user_header", s.Forward.UserHeader)
+		// A header is either configured or forwarded.
+		s.Forward.validate(path+".forward", nil, bad)
+		own := map[string]bool{}
+		for h := range s.Headers {
+			own[strings.ToLower(h)] = true
+		}
+		if h := s.Forward.UserHeader; own[strings.ToLower(h)] {
+			bad(path+".forward.user_header", "%q is also in headers: a header is either configured or forwarded", h)
 		}
 		for _, k := range sortedKeys(s.Forward.ContextHeaders) {
-			if k == "" {
-				bad(path+".forward.context_headers", "a context key may not be empty")
+			if h := s.Forward.ContextHeaders[k]; own[strings.ToLower(h)] {
+				bad(joinPath(path+".forward.context_headers", k), "%q is also in headers: a header is either configured or forwarded", h)
 			}
-			forward(path+".forward.context_headers", s.Forward.ContextHeaders[k])
 		}
 		if s.Prefix != "" && strings.ContainsFunc(s.Prefix, func(r rune) bool { return !toolNameRune(r) }) {
 			bad(path+".prefix", "%q: a prefix may hold only letters, digits, _ and -, as tool names do", s.Prefix)
@@ -220,28 +204,6 @@ func redacted(s string) string {
 		return u.Redacted()
 	}
 	return "(the URL)"
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// validHeaderName reports whether s is an HTTP header name (a token).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r >= 0x80 || !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 func toolNameRune(r rune) bool {

@@ -103,9 +103,9 @@ agents:
 		{15, "mcp_servers[3].tools[2]", "empty: name a tool of the server"},
 		{16, "mcp_servers[3].connect_timeout", "-1s must not be negative"},
 		{17, "mcp_servers[3].timeout", "-2s must not be negative"},
-		{18, "mcp_servers[3].headers", `"X Bad" is not an HTTP header name`},
-		{19, "mcp_servers[3].forward.user_header", "the header X-User-Id is also sent by mcp_servers[3].headers: use another"},
-		{19, "mcp_servers[3].forward.context_headers", `"X:Week" is not an HTTP header name`},
+		{18, "mcp_servers[3].headers.X Bad", "\"X Bad\" is not a header name (letters, digits and !#$%&'*+-.^_`|~)"},
+		{19, "mcp_servers[3].forward.user_header", `"X-User-Id" is also in headers: a header is either configured or forwarded`},
+		{19, "mcp_servers[3].forward.context_headers.week", "\"X:Week\" is not a header name (letters, digits and !#$%&'*+-.^_`|~)"},
 		{21, "mcp_servers[4].url", `"/mcp": an MCP server's url starts with http:// or https://`},
 		{24, "agents[0].mcp_servers[1]", `unknown MCP server "remot"; did you mean remote?`},
 		{24, "agents[0].mcp_servers[2]", `unknown MCP server "nothing"; the MCP servers are files, files, a b, remote, relative`},
@@ -152,5 +152,42 @@ func TestMCPExample(t *testing.T) {
 	}
 	if !uses {
 		t.Fatal("no agent of the example names an MCP server")
+	}
+}
+
+// ${NAME} is read from the environment in url, headers, env and args;
+// what it brings into headers and env is a secret; an unset one is a
+// problem at its line.
+func TestMCPServersExpand(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"MCP_HOST": "mcp.example", "MCP_TOKEN": "tok-0123456789", "ROOT_DIR": "/srv/files", "GH_TOKEN": "ghp-0123456789"}
+	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	file := `mcp_servers:
+  - name: files
+    command: node
+    args: [server.js, "${ROOT_DIR}"]
+    env: {GITHUB_TOKEN: "${GH_TOKEN}"}
+  - name: remote
+    url: https://${MCP_HOST}/mcp
+    headers: {Authorization: "Bearer ${MCP_TOKEN}"}
+`
+	c, err := LoadEnv("c.yaml", []byte(file), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, r := c.MCPServers[0], c.MCPServers[1]
+	if f.Args[1] != "/srv/files" || f.Env["GITHUB_TOKEN"] != "ghp-0123456789" || r.URL != "https://mcp.example/mcp" || r.Headers["Authorization"] != "Bearer tok-0123456789" {
+		t.Fatalf("expanded: %+v %+v", f, r)
+	}
+	secrets := strings.Join(c.Secrets(), " ")
+	if !strings.Contains(secrets, "tok-0123456789") || !strings.Contains(secrets, "ghp-0123456789") ||
+		strings.Contains(secrets, "/srv/files") || strings.Contains(secrets, "mcp.example") {
+		t.Fatalf("secrets %q: want the header's token and the env's, not the args or the url", secrets)
+	}
+	// An unset variable is a problem at its line.
+	delete(vars, "GH_TOKEN")
+	_, err = LoadEnv("c.yaml", []byte(file), lookup)
+	if err == nil || !strings.HasPrefix(err.Error(), "c.yaml:5:") || !strings.Contains(err.Error(), "GH_TOKEN") {
+		t.Fatalf("an unset variable: %v", err)
 	}
 }

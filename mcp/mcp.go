@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/tools"
 )
 
 // Config is one MCP server, as the config's mcp_servers entry declares it
@@ -47,8 +48,11 @@ type Config struct {
 	Tools []string
 	// Prefix starts the name of each of the server's tools.
 	Prefix string
-	// Forward is what a call tells the server of its run.
-	Forward Forward
+	// Forward is what a call tells the server of its run: over HTTP as
+	// headers (tools.Forward.Apply), and in _meta (both transports), the
+	// user id as MetaUserID when UserHeader is set, and the context keys of
+	// ContextHeaders the run has as the object MetaContext.
+	Forward tools.Forward
 	// Required makes a server that cannot start stop the start of all.
 	Required bool
 	// ConnectTimeout bounds starting (or connecting to) the server and
@@ -56,17 +60,6 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Timeout bounds each call of its tools; 0: the runner's tool timeout.
 	Timeout time.Duration
-}
-
-// Forward is what a tool call tells the server of the run it belongs to.
-type Forward struct {
-	// UserHeader, when set, forwards the run's user id: as this header
-	// (HTTP), and in _meta as "agentstream/user_id".
-	UserHeader string
-	// ContextHeaders forwards context keys of the run: each key present in
-	// the run's context as the header it maps to (HTTP), and all of them in
-	// _meta as the object "agentstream/context".
-	ContextHeaders map[string]string
 }
 
 // The _meta keys of forwarded values.

@@ -22,6 +22,7 @@ import (
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/mcp"
 	"github.com/agentstream/agentstream/mcp/mcptest"
+	"github.com/agentstream/agentstream/tools"
 )
 
 func TestName(t *testing.T) {
@@ -113,8 +114,8 @@ func stdio(t *testing.T, bin, name string) (mcp.Config, string) {
 	return mcp.Config{Name: name, Command: bin, Env: map[string]string{mcptest.EventsVar: events}}, events
 }
 
-// tools returns a source's tools by name.
-func tools(t *testing.T, src agentstream.ToolSource) map[string]agentstream.Tool {
+// toolsOf returns a source's tools by name.
+func toolsOf(t *testing.T, src agentstream.ToolSource) map[string]agentstream.Tool {
 	t.Helper()
 	ts, err := src.Tools(context.Background())
 	if err != nil {
@@ -161,10 +162,10 @@ func transports(t *testing.T, f func(t *testing.T, cfg mcp.Config, events func()
 func TestCalls(t *testing.T) {
 	t.Parallel()
 	transports(t, func(t *testing.T, cfg mcp.Config, events func() []string) {
-		cfg.Forward = mcp.Forward{UserHeader: "X-User-Id", ContextHeaders: map[string]string{"pregnancy_week": "X-Pregnancy-Week", "baby_name": "X-Baby-Name"}}
+		cfg.Forward = tools.Forward{UserHeader: "X-User-Id", ContextHeaders: map[string]string{"pregnancy_week": "X-Pregnancy-Week", "baby_name": "X-Baby-Name"}}
 		set := start(t, mcp.Options{}, cfg)
 		src := set.Sources()["files"]
-		ts := tools(t, src)
+		ts := toolsOf(t, src)
 		want := []string{mcptest.AddTool, mcptest.Echo, mcptest.Fail, mcptest.Hang, mcptest.Structured, mcptest.TwoTexts, mcptest.WhoAmI,
 			"dotted_name_v1", mcp.Name("", mcptest.Long)}
 		slices.Sort(want)
@@ -248,7 +249,7 @@ func TestCancel(t *testing.T) {
 	t.Parallel()
 	transports(t, func(t *testing.T, cfg mcp.Config, events func() []string) {
 		set := start(t, mcp.Options{}, cfg)
-		hang := tools(t, set.Sources()["files"])[mcptest.Hang]
+		hang := toolsOf(t, set.Sources()["files"])[mcptest.Hang]
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
@@ -268,7 +269,7 @@ func TestCancel(t *testing.T) {
 		mcptest.WaitFor(t, "notifications/cancelled", events, func(e string) bool { return e == "recv notifications/cancelled" })
 		mcptest.WaitFor(t, "the handler to see its cancel", events, func(e string) bool { return e == "cancelled hang" })
 		// The session goes on.
-		if out, err := tools(t, set.Sources()["files"])[mcptest.Echo].Call(context.Background(), json.RawMessage(`{"text":"still here"}`)); err != nil || out != "echo: still here" {
+		if out, err := toolsOf(t, set.Sources()["files"])[mcptest.Echo].Call(context.Background(), json.RawMessage(`{"text":"still here"}`)); err != nil || out != "echo: still here" {
 			t.Fatalf("after the cancel: %q, %v", out, err)
 		}
 	})
@@ -281,20 +282,20 @@ func TestListChanged(t *testing.T) {
 		var l logs
 		set := start(t, mcp.Options{Logger: l.logger()}, cfg)
 		src := set.Sources()["files"]
-		if _, ok := tools(t, src)[mcptest.Late]; ok {
+		if _, ok := toolsOf(t, src)[mcptest.Late]; ok {
 			t.Fatal("late_tool before it was added")
 		}
-		if _, err := tools(t, src)[mcptest.AddTool].Call(context.Background(), json.RawMessage(`{}`)); err != nil {
+		if _, err := toolsOf(t, src)[mcptest.AddTool].Call(context.Background(), json.RawMessage(`{}`)); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(30 * time.Second)
-		for tools(t, src)[mcptest.Late] == nil {
+		for toolsOf(t, src)[mcptest.Late] == nil {
 			if time.Now().After(deadline) {
 				t.Fatalf("late_tool never appeared; logs:\n%s", &l)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		out, err := tools(t, src)[mcptest.Late].Call(context.Background(), json.RawMessage(`{}`))
+		out, err := toolsOf(t, src)[mcptest.Late].Call(context.Background(), json.RawMessage(`{}`))
 		if err != nil || out != "late" {
 			t.Fatalf("late_tool: %q, %v", out, err)
 		}
@@ -310,12 +311,12 @@ func TestLateClashRefused(t *testing.T) {
 	var l logs
 	set := start(t, mcp.Options{Logger: l.logger(), Reserved: []string{mcptest.Late}}, mcp.Config{Name: "files", URL: h.URL})
 	src := set.Sources()["files"]
-	if _, err := tools(t, src)[mcptest.AddTool].Call(context.Background(), json.RawMessage(`{}`)); err != nil {
+	if _, err := toolsOf(t, src)[mcptest.AddTool].Call(context.Background(), json.RawMessage(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	l.wait(t, "an MCP server's tool is named like a built-in, config or Go tool; it is refused")
 	l.wait(t, "an MCP server's tools changed")
-	ts := tools(t, src)
+	ts := toolsOf(t, src)
 	if _, ok := ts[mcptest.Late]; ok || ts[mcptest.Echo] == nil {
 		t.Fatalf("tools after the clash: %v", names(ts))
 	}
@@ -328,14 +329,14 @@ func TestAllowListAndPrefix(t *testing.T) {
 	set := start(t, mcp.Options{Logger: l.logger()},
 		mcp.Config{Name: "a", URL: h.URL, Prefix: "a_", Tools: []string{mcptest.Echo, mcptest.Dotted, "no_such_tool"}},
 		mcp.Config{Name: "b", URL: h.URL, Prefix: "b-"})
-	a := tools(t, set.Sources()["a"])
+	a := toolsOf(t, set.Sources()["a"])
 	if got := names(a); !slices.Equal(got, []string{"a_dotted_name_v1", "a_echo"}) {
 		t.Fatalf("a's tools %v", got)
 	}
 	if out, err := a["a_echo"].Call(context.Background(), json.RawMessage(`{"text":"x"}`)); err != nil || out != "echo: x" {
 		t.Fatalf("a_echo: %q, %v", out, err)
 	}
-	if b := tools(t, set.Sources()["b"]); len(b) != 9 || b["b-echo"] == nil {
+	if b := toolsOf(t, set.Sources()["b"]); len(b) != 9 || b["b-echo"] == nil {
 		t.Fatalf("b's tools %v", names(b))
 	}
 	l.wait(t, `allow-list (tools) names tools it does not have" mcp_server=a tools=[no_such_tool]`)
@@ -387,10 +388,10 @@ func TestStartFailure(t *testing.T) {
 		var l logs
 		set := start(t, mcp.Options{Logger: l.logger(), MaxBackoff: 50 * time.Millisecond},
 			mcp.Config{Name: "ok", URL: h.URL}, mcp.Config{Name: "missing", Command: missing}, failing)
-		if len(tools(t, set.Sources()["ok"])) == 0 {
+		if len(toolsOf(t, set.Sources()["ok"])) == 0 {
 			t.Fatal("the server that started has no tools")
 		}
-		if len(tools(t, set.Sources()["missing"])) != 0 {
+		if len(toolsOf(t, set.Sources()["missing"])) != 0 {
 			t.Fatal("a server that never started has tools")
 		}
 		out := l.String()
@@ -441,7 +442,7 @@ func TestRestart(t *testing.T) {
 	var l logs
 	set := start(t, mcp.Options{Logger: l.logger()}, cfg)
 	events := func() []string { return mcptest.FileEvents(t, path) }
-	ts := tools(t, set.Sources()["files"])
+	ts := toolsOf(t, set.Sources()["files"])
 	done := make(chan error, 1)
 	go func() {
 		_, err := ts[mcptest.Hang].Call(context.Background(), json.RawMessage(`{}`))
@@ -501,7 +502,7 @@ func TestHTTPReconnect(t *testing.T) {
 	first := serve(ln)
 	var l logs
 	set := start(t, mcp.Options{Logger: l.logger(), MaxBackoff: 100 * time.Millisecond}, mcp.Config{Name: "remote", URL: "http://" + addr})
-	echo := tools(t, set.Sources()["remote"])[mcptest.Echo]
+	echo := toolsOf(t, set.Sources()["remote"])[mcptest.Echo]
 	if out, err := echo.Call(context.Background(), json.RawMessage(`{"text":"1"}`)); err != nil || out != "echo: 1" {
 		t.Fatalf("before: %q, %v", out, err)
 	}

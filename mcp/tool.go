@@ -17,6 +17,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/tools"
 )
 
 // MaxNameLen is the longest tool name model APIs accept.
@@ -171,7 +172,7 @@ func (s *Source) meta(ctx context.Context) sdk.Meta {
 	}
 	fwd := map[string]any{}
 	for key := range s.cfg.Forward.ContextHeaders {
-		if v, ok := ri.Context[key]; ok {
+		if v, ok := ri.Context[key]; ok && v != nil {
 			fwd[key] = v
 		}
 	}
@@ -190,11 +191,11 @@ func (s *Source) meta(ctx context.Context) sdk.Meta {
 type headerTransport struct {
 	base    http.RoundTripper
 	headers map[string]string
-	forward Forward
+	forward tools.Forward
 }
 
 func (h *headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ri, isCall := agentstream.RunInfoFrom(req.Context())
+	_, isCall := agentstream.RunInfoFrom(req.Context())
 	if len(h.headers) == 0 && !isCall {
 		return h.base.RoundTrip(req)
 	}
@@ -202,36 +203,6 @@ func (h *headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for k, v := range h.headers {
 		req.Header.Set(k, v)
 	}
-	if isCall {
-		if h.forward.UserHeader != "" && ri.UserID != "" {
-			req.Header.Set(h.forward.UserHeader, headerValue(ri.UserID))
-		}
-		for key, name := range h.forward.ContextHeaders {
-			if v, ok := ri.Context[key]; ok {
-				req.Header.Set(name, headerValue(v))
-			}
-		}
-	}
+	h.forward.Apply(req.Context(), req.Header)
 	return h.base.RoundTrip(req)
 }
-
-// headerValue is a context value as a header: a string as it is, other
-// values as JSON; a string with control characters is JSON too (quoted,
-// escaped), as no header may hold them.
-func headerValue(v any) string {
-	if s, ok := v.(string); ok && !strings.ContainsFunc(s, isControl) {
-		return s
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
-	}
-	return strings.Map(func(r rune) rune {
-		if isControl(r) {
-			return -1
-		}
-		return r
-	}, string(b))
-}
-
-func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }

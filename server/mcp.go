@@ -18,7 +18,7 @@ func mcpConfigs(servers []config.MCPServer) []mcp.Config {
 		out[i] = mcp.Config{
 			Name: s.Name, Command: s.Command, Args: s.Args, Env: s.Env, Dir: s.Dir,
 			URL: s.URL, Headers: s.Headers, Tools: s.Tools, Prefix: s.Prefix,
-			Forward:  mcp.Forward{UserHeader: s.Forward.UserHeader, ContextHeaders: s.Forward.ContextHeaders},
+			Forward:  tools.Forward{UserHeader: s.Forward.UserHeader, ContextHeaders: s.Forward.ContextHeaders},
 			Required: s.Required, ConnectTimeout: s.ConnectTimeout, Timeout: s.Timeout,
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,9 +50,9 @@ func startMCP(t *testing.T, mod func(*config.Config)) *mcpEnv {
 		c.Auth.Keys = []config.APIKey{{Key: hanaKey, User: "hana"}}
 		c.MCPServers = []config.MCPServer{
 			{Name: "files", Command: bin, Env: map[string]string{mcptest.EventsVar: path}, Tools: filesTools,
-				Forward: config.MCPForward{UserHeader: "X-User-Id", ContextHeaders: map[string]string{"pregnancy_week": "X-Pregnancy-Week"}}},
+				Forward: config.Forward{UserHeader: "X-User-Id", ContextHeaders: map[string]string{"pregnancy_week": "X-Pregnancy-Week"}}},
 			{Name: "remote", URL: remote.URL, Prefix: "remote_", Tools: []string{mcptest.WhoAmI, mcptest.AddTool, mcptest.Late},
-				Forward: config.MCPForward{UserHeader: "X-User-Id", ContextHeaders: map[string]string{"pregnancy_week": "X-Pregnancy-Week"}}},
+				Forward: config.Forward{UserHeader: "X-User-Id", ContextHeaders: map[string]string{"pregnancy_week": "X-Pregnancy-Week"}}},
 		}
 		c.Agents = append(c.Agents, agentstream.Agent{Name: "mcp", MCPServers: []string{"files", "remote"}, MaxTurns: 3})
 		if mod != nil {
@@ -61,24 +60,6 @@ func startMCP(t *testing.T, mod func(*config.Config)) *mcpEnv {
 		}
 	}, slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return &mcpEnv{env: e, events: func() []string { return mcptest.FileEvents(t, path) }, remote: remote, logs: logs}
-}
-
-// lockedBuffer collects log lines, safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // as sends a request as hana.

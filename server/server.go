@@ -135,10 +135,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		return nil, fmt.Errorf("model client: %w", err)
 	}
 
+	toolset, err := toolsOf(cfg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("tools: %w", err)
+	}
+	// The configured secrets a tool echoes are masked before the model,
+	// the stream or the store see them.
+	secrets := tools.NewSecrets(cfg.Secrets()...)
 	// Every MCP server is connected before the server listens (each
 	// within its connect_timeout); a required one that fails, or a clash
 	// of tool names, stops the start.
-	if s.mcp, err = startMCP(ctx, cfg, builtinToolNames(), logger); err != nil {
+	if s.mcp, err = startMCP(ctx, cfg, toolset.Names(), logger); err != nil {
 		return nil, fmt.Errorf("MCP servers:\n%w", err)
 	}
 
@@ -149,7 +156,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
 	}, agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
-		Tools: tools.Builtins(time.Now), Sources: s.mcp.Sources(), Logger: logger,
+		Tools: toolset, Sources: s.mcp.Sources(), Mask: secrets.Mask, Logger: logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
