@@ -42,8 +42,11 @@ type Config struct {
 	// "gpt-4o-mini", or "sim" when the simulated model is used.
 	// Env AGENTSTREAM_MODEL, flag --model.
 	Model string `yaml:"model"`
-	// OpenAI is the model endpoint.
+	// OpenAI is the model endpoint of agents that name no endpoint.
 	OpenAI OpenAI `yaml:"openai"`
+	// Models are more model endpoints, each named, that agents pick with
+	// endpoint: (see ModelEndpoint and docs/models.md). Default none.
+	Models []ModelEndpoint `yaml:"models"`
 	// Sim configures the in-process simulated model used when neither
 	// OpenAI.APIKey nor OpenAI.BaseURL is set.
 	Sim Sim `yaml:"sim"`
@@ -232,6 +235,7 @@ func (c Config) WithDefaults() Config {
 		c.OpenAI.MaxRetries = &n
 	}
 	def(&c.OpenAI.IdleTimeout, 60*time.Second)
+	c.Models = modelsWithDefaults(c.Models)
 	def(&c.Sim.Tokens, 40)
 	def(&c.Sim.Pace, 30*time.Millisecond)
 	def(&c.Sim.TTFT, 200*time.Millisecond)
@@ -425,6 +429,7 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("%s.tools[%d]", path, j), "unknown tool %q; %s", t, hint)
 		}
 	}
+	c.validateModels(bad)
 	if _, ok := agents[c.DefaultAgent]; !ok {
 		bad("default_agent", "%q is not among the agents (%s): declare it under agents, or name one of them", c.DefaultAgent, strings.Join(names, ", "))
 	}

@@ -18,6 +18,7 @@ type agentInfo struct {
 	Name        string   `json:"name"`
 	Description string   `json:"description,omitempty"`
 	Model       string   `json:"model"`
+	Endpoint    string   `json:"endpoint,omitempty"` // its name only: never the URL or key
 	Tools       []string `json:"tools"`
 	Default     bool     `json:"default"`
 }
@@ -31,7 +32,7 @@ func (s *Server) listAgents(w http.ResponseWriter, _ *http.Request, _ string) {
 		if tools == nil {
 			tools = []string{}
 		}
-		out = append(out, agentInfo{a.Name, a.Description, a.Model, tools, a.Name == s.runner.DefaultAgent()})
+		out = append(out, agentInfo{a.Name, a.Description, a.Model, a.Endpoint, tools, a.Name == s.runner.DefaultAgent()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": out})
 }

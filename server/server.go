@@ -134,6 +134,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 	if err != nil {
 		return nil, fmt.Errorf("model client: %w", err)
 	}
+	endpoints, err := modelEndpoints(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 
 	toolset, err := toolsOf(cfg, logger)
 	if err != nil {
@@ -155,7 +159,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
 	}, agent.Deps{
-		Store: s.store, Log: s.log, Model: model, Agents: cfg.Agents,
+		Store: s.store, Log: s.log, Model: model, Models: endpoints, Agents: cfg.Agents,
 		Tools: toolset, Sources: s.mcp.Sources(), Mask: secrets.Mask, Logger: logger,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@
 // over Server-Sent Events.
 //
 //	agentstream serve   the server (SQLite and the simulated model by default)
+//	agentstream check-config FILE   every problem of a config file, at its line
 //	agentstream sim     the simulated OpenAI-compatible model on its own
 //	agentstream bench   a load generator: streams through the server, measured
 //	                    (agentstream bench relay: the bare relay --baseline loads)
@@ -26,6 +27,8 @@ const usage = `agentstream runs LLM agents and streams every step over Server-Se
 
 Usage:
   agentstream serve [flags]   run the server (agentstream serve -h for flags)
+  agentstream check-config FILE
+                              check a config file: every problem, at its line
   agentstream sim [flags]     run the simulated OpenAI-compatible model
   agentstream bench [flags]   load a server with streaming clients and measure it
   agentstream bench relay     the bare net/http relay that bench --baseline loads
@@ -43,6 +46,8 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 	switch args[0] {
 	case "serve":
 		return serve(ctx, stopSignals, args[1:], getenv, stderr)
+	case "check-config":
+		return checkConfig(args[1:], getenv, stdout, stderr)
 	case "sim":
 		return simulate(ctx, args[1:], stderr)
 	case "bench":

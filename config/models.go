@@ -1,0 +1,151 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ModelEndpoint is one OpenAI-compatible chat completions endpoint an
+// agent can pick with endpoint: (a local Ollama, OpenAI, vLLM, …). Agents
+// without an endpoint use the openai: block (or the simulated model).
+type ModelEndpoint struct {
+	// Name is what agents call it (endpoint: NAME). Required, unique.
+	Name string `yaml:"name"`
+	// BaseURL is the API root "chat/completions" is appended to, for
+	// example http://127.0.0.1:11434/v1 (Ollama) or
+	// https://api.openai.com/v1. Required. May hold ${NAME}, read from
+	// the environment.
+	BaseURL string `yaml:"base_url" expand:"plain"`
+	// APIKey is sent as "Authorization: Bearer <api_key>". Default empty:
+	// no Authorization header (Ollama, a local vLLM need none). May be
+	// written ${NAME}, read from the environment; a secret, never logged
+	// or shown by the API.
+	APIKey string `yaml:"api_key" expand:"key"`
+	// MaxRetries of 429/5xx/connection failures before the first token.
+	// Default 2; 0 means no retries.
+	MaxRetries *int `yaml:"max_retries"`
+	// IdleTimeout fails a call whose stream is silent this long.
+	// Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// H2C speaks HTTP/2 without TLS to an http:// base_url known to
+	// accept it (agentstream sim does). Default false.
+	H2C bool `yaml:"h2c"`
+}
+
+// modelsWithDefaults returns a copy of ms with the unset options set to
+// their defaults (those of the openai: block); the caller's slice is not
+// modified, as WithDefaults promises.
+func modelsWithDefaults(ms []ModelEndpoint) []ModelEndpoint {
+	if ms == nil {
+		return nil
+	}
+	out := make([]ModelEndpoint, len(ms))
+	for i, m := range ms {
+		if m.MaxRetries == nil {
+			n := 2
+			m.MaxRetries = &n
+		}
+		def(&m.IdleTimeout, 60*time.Second)
+		out[i] = m
+	}
+	return out
+}
+
+// Endpoint returns the model endpoint of that name.
+func (c Config) Endpoint(name string) (ModelEndpoint, bool) {
+	for _, m := range c.Models {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return ModelEndpoint{}, false
+}
+
+// validateModels reports the problems of the models: section, and of the
+// agents' endpoint: keys, through bad.
+func (c Config) validateModels(bad func(path, format string, args ...any)) {
+	seen := map[string]string{}
+	var names []string
+	for i, m := range c.Models {
+		path := fmt.Sprintf("models[%d]", i)
+		switch first, dup := seen[m.Name]; {
+		case m.Name == "":
+			bad(path+".name", "empty: every model endpoint needs a name, which agents give as endpoint:")
+		case dup:
+			bad(path+".name", "model endpoint %q is declared twice (also %s): rename or remove one", m.Name, first)
+		case strings.ContainsAny(m.Name, " /"):
+			bad(path+".name", "%q may not contain spaces or slashes", m.Name)
+		default:
+			seen[m.Name] = path
+			names = append(names, m.Name)
+		}
+		if m.BaseURL == "" {
+			bad(path+".base_url", "empty: every model endpoint needs the URL of its API, e.g. http://127.0.0.1:11434/v1 (Ollama) or https://api.openai.com/v1")
+		} else if msg := checkBaseURL(m.BaseURL); msg != "" {
+			bad(path+".base_url", "%s", msg)
+		}
+		if m.MaxRetries != nil && *m.MaxRetries < 0 {
+			bad(path+".max_retries", "%d must not be negative (0 means no retries)", *m.MaxRetries)
+		}
+		if m.IdleTimeout < 0 {
+			bad(path+".idle_timeout", "%v must not be negative", m.IdleTimeout)
+		}
+	}
+
+	builtins := 0
+	if c.src != nil {
+		builtins = max(len(c.Agents)-c.src.agents, 0)
+	}
+	for i, a := range c.Agents {
+		if a.Endpoint == "" || i < builtins {
+			continue
+		}
+		path := fmt.Sprintf("agents[%d]", i-builtins)
+		if _, ok := seen[a.Endpoint]; !ok {
+			hint := "no model endpoints are declared: add it under models:, or remove endpoint: to use the openai: block"
+			if len(names) > 0 {
+				hint = "the model endpoints are " + strings.Join(names, ", ")
+			}
+			if s := closest(a.Endpoint, names); s != "" {
+				hint = "did you mean " + s + "?"
+			}
+			bad(path+".endpoint", "unknown model endpoint %q; %s", a.Endpoint, hint)
+		}
+		if a.Model == "" {
+			// The default model (the top-level model:) is the openai:
+			// block's; another endpoint would be asked for a model it may
+			// not have.
+			bad(path+".model", "empty: an agent with an endpoint names its model there, e.g. model: llama3.1")
+		}
+	}
+}
+
+// checkBaseURL says what is wrong with an endpoint's base URL, or "".
+func checkBaseURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		// Not shown: the value may hold a credential.
+		return "not a URL: write the API's root, e.g. http://127.0.0.1:11434/v1"
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Sprintf("%q is not an http:// or https:// URL with a host, e.g. http://127.0.0.1:11434/v1", ShowURL(s))
+	}
+	return ""
+}
+
+// ShowURL is a URL as logs and messages may show it: without its user
+// information or query, which may hold credentials.
+func ShowURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	hidden := u.User != nil || u.RawQuery != ""
+	u.User, u.RawQuery, u.Fragment, u.RawFragment = nil, "", "", ""
+	if hidden {
+		return u.String() + " (credentials hidden)"
+	}
+	return u.String()
+}
