@@ -44,13 +44,30 @@ func startMCP(ctx context.Context, cfg config.Config, reserved []string, logger 
 // CheckMCPServers starts each of the MCP servers of cfg (defaults applied),
 // reads its tools and stops it, and returns what is wrong: a server that
 // cannot be started or reached, an allow-list naming tools a server does
-// not have, tools offered under one name. `agentstream check-config
-// --connect` reports them.
+// not have, tools offered under one name (by two servers, or by a server
+// and a built-in or declared tool). `agentstream check-config --connect`
+// reports them. An entry whose name or transport is itself a problem of
+// the file (no name, a name twice, not exactly one of command and url) is
+// not tried.
 func CheckMCPServers(ctx context.Context, cfg config.Config) config.Problems {
-	if len(cfg.MCPServers) == 0 {
+	names := map[string]int{}
+	for _, s := range cfg.MCPServers {
+		names[s.Name]++
+	}
+	var try []config.MCPServer
+	for _, s := range cfg.MCPServers {
+		if s.Name != "" && names[s.Name] == 1 && (s.Command == "") != (s.URL == "") {
+			try = append(try, s)
+		}
+	}
+	if len(try) == 0 {
 		return nil
 	}
-	return mcpProblems(cfg, mcp.Check(ctx, mcpConfigs(cfg.MCPServers), mcp.Options{Reserved: builtinToolNames()}))
+	reserved := builtinToolNames()
+	for _, t := range cfg.Tools {
+		reserved = append(reserved, t.Name)
+	}
+	return mcpProblems(cfg, mcp.Check(ctx, mcpConfigs(try), mcp.Options{Reserved: reserved}))
 }
 
 func mcpProblems(cfg config.Config, probs mcp.Problems) config.Problems {
