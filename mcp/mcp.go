@@ -90,6 +90,8 @@ const (
 	// stableAfter is how long a connection must have lasted for its loss
 	// to be retried at once again, not after the last backoff.
 	stableAfter = 30 * time.Second
+	// keepAlive is how often an HTTP server's session is pinged.
+	keepAlive = 30 * time.Second
 	// stopGrace is how long a child process has to exit once its stdin is
 	// closed, then again after SIGTERM, before SIGKILL.
 	stopGrace = 2 * time.Second

@@ -46,12 +46,20 @@ type Source struct {
 
 func newSource(cfg Config, set *Set) *Source {
 	s := &Source{cfg: cfg, set: set, changed: make(chan struct{}), stop: make(chan struct{})}
-	s.client = sdk.NewClient(&sdk.Implementation{Name: "agentstream", Version: "1"}, &sdk.ClientOptions{
+	opts := &sdk.ClientOptions{
 		// The handler must not wait on the session it is called from.
 		ToolListChangedHandler: func(_ context.Context, req *sdk.ToolListChangedRequest) {
 			go s.refresh(req.Session)
 		},
-	})
+	}
+	if cfg.URL != "" {
+		// An HTTP server that vanishes without closing its connections
+		// is found by pings (sessions of the 2025 protocol; the 2026 one
+		// has none to lose): two missed pings end the session, which is
+		// then reconnected. A child's end is seen on its stdout.
+		opts.KeepAlive, opts.KeepAliveFailureThreshold = keepAlive, 2
+	}
+	s.client = sdk.NewClient(&sdk.Implementation{Name: "agentstream", Version: "1"}, opts)
 	if cfg.URL != "" {
 		s.http = &http.Client{Transport: &headerTransport{
 			base: http.DefaultTransport.(*http.Transport).Clone(), headers: cfg.Headers, forward: cfg.Forward,
@@ -216,7 +224,11 @@ func (s *Source) refresh(cs *sdk.ClientSession) {
 	}()
 	list, err := listTools(ctx, cs)
 	if err != nil {
-		s.set.logger.Warn("an MCP server's tools changed, and could not be read again; it keeps the tools it had", "mcp_server", s.cfg.Name, "err", err)
+		select {
+		case <-s.stop: // closing: nothing to say
+		default:
+			s.set.logger.Warn("an MCP server's tools changed, and could not be read again; it keeps the tools it had", "mcp_server", s.cfg.Name, "err", err)
+		}
 		return
 	}
 	s.mu.Lock()
