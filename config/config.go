@@ -69,6 +69,10 @@ type Config struct {
 	// their tools beside the built-in ones. Default none. See Tool and
 	// docs/tools.md.
 	Tools []Tool `yaml:"tools"`
+	// MCPServers are the MCP servers whose tools agents may call
+	// (agents[].mcp_servers names them). Default none. See MCPServer and
+	// docs/mcp.md.
+	MCPServers []MCPServer `yaml:"mcp_servers"`
 
 	// src is where the settings came from, when Load or Decode read them,
 	// so that Validate can say on which line a problem is.
@@ -260,6 +264,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
 	c.Tools = toolsWithDefaults(c.Tools, c.Runs.ToolTimeout)
+	c.MCPServers = mcpDefaults(c.MCPServers)
 	return c
 }
 
@@ -375,6 +380,7 @@ func (c Config) Validate(opts ...ValidateOption) error {
 			keys[k.Key] = i
 		}
 	}
+	c.validateMCP(bad)
 	// WithDefaults puts the built-in agents that the file does not
 	// replace before the file's.
 	builtins := 0
@@ -416,7 +422,7 @@ func (c Config) Validate(opts ...ValidateOption) error {
 		if _, err := template.New(a.Name).Parse(a.Instructions); err != nil {
 			bad(path+".instructions", "not a valid Go template: %v", err)
 		}
-		added.checkAgent(path, a, bad)
+		c.checkAgentMCPServers(path, a.MCPServers, added.sources, bad)
 		for j, t := range a.Tools {
 			if slices.Contains(known, t) {
 				continue

@@ -3,9 +3,6 @@ package config
 import (
 	"fmt"
 	"slices"
-	"strings"
-
-	"github.com/agentstream/agentstream"
 )
 
 // A ValidateOption tells Validate of what a Go program that embeds
@@ -77,25 +74,6 @@ func (k known) problems(taken []string) Problems {
 	check("tool source", k.sources, nil, false)
 	check("model endpoint", k.endpoints, nil, false)
 	return ps
-}
-
-// checkAgent reports the tool sources agent a (at path) names that nobody
-// declared. (Endpoints are checked with the models: section, which knows
-// the ones added in Go too.)
-func (k known) checkAgent(path string, a agentstream.Agent, bad func(path, format string, args ...any)) {
-	for j, s := range a.MCPServers {
-		if !slices.Contains(k.sources, s) {
-			bad(fmt.Sprintf("%s.mcp_servers[%d]", path, j), "unknown MCP server %q; %s", s, listOrNone("the MCP servers are", k.sources))
-		}
-	}
-}
-
-// listOrNone is "intro a, b" or "none is declared".
-func listOrNone(intro string, names []string) string {
-	if len(names) == 0 {
-		return "none is declared"
-	}
-	return intro + " " + strings.Join(names, ", ")
 }
 
 // modelToolName reports whether name is a tool name model APIs accept:

@@ -36,7 +36,7 @@ agents:
 		{"nothing known", nil, []string{
 			`line 4:5: agents[0].endpoint: unknown model endpoint "local"; no model endpoints are declared: add it under models:, or remove endpoint: to use the openai: block`,
 			`line 6:13: agents[0].tools[0]: unknown tool "order_status"; the tools are current_time, due_date`,
-			`line 7:19: agents[0].mcp_servers[0]: unknown MCP server "catalog"; none is declared`,
+			`line 7:19: agents[0].mcp_servers[0]: unknown MCP server "catalog"; no MCP server is declared: add it under mcp_servers`,
 		}},
 		{"another tool", []ValidateOption{KnownTools("order_state"), KnownToolSources("catalog"), KnownEndpoints("local")}, []string{
 			`line 6:13: agents[0].tools[0]: unknown tool "order_status"; did you mean order_state?`,

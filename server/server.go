@@ -20,6 +20,7 @@ import (
 	"github.com/agentstream/agentstream/agent"
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/httpapi"
+	"github.com/agentstream/agentstream/mcp"
 	"github.com/agentstream/agentstream/memlog"
 	"github.com/agentstream/agentstream/openai"
 	"github.com/agentstream/agentstream/postgres"
@@ -51,6 +52,9 @@ type Server struct {
 	// debug serves the profiler when cfg.DebugAddr is set.
 	debug     *http.Server
 	debugAddr string
+
+	// mcp is the MCP servers whose tools agents call; nil for none.
+	mcp *mcp.Set
 }
 
 // New builds a server from cfg (defaults applied, then validated) and
@@ -152,9 +156,20 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	// The configured secrets a tool echoes are masked before the model,
 	// the stream or the store see them.
 	secrets := tools.NewSecrets(cfg.Secrets()...)
+	// Every MCP server is connected before the server listens (each
+	// within its connect_timeout); a required one that fails, or a clash
+	// of tool names, stops the start. Their tools may take no name of the
+	// config's tools or those a Go program adds.
+	taken := toolset.Names()
+	for _, t := range o.tools {
+		taken = append(taken, t.Spec().Name)
+	}
+	if s.mcp, err = startMCP(ctx, cfg, taken, logger); err != nil {
+		return nil, fmt.Errorf("MCP servers:\n%w", err)
+	}
 	deps := agent.Deps{
 		Store: s.store, Log: s.log, Model: model, Models: endpoints, Agents: cfg.Agents,
-		Tools: toolset, Mask: secrets.Mask, Logger: logger,
+		Tools: toolset, Sources: s.mcp.Sources(), Mask: secrets.Mask, Logger: logger,
 	}
 	if err := o.addTo(&deps); err != nil {
 		return nil, err
@@ -331,6 +346,8 @@ func (s *Server) close() {
 	if s.sim != nil {
 		s.sim.Close()
 	}
+	// The MCP servers' sessions end and their children stop.
+	s.mcp.Close()
 	if s.presence != nil {
 		s.presence.Close()
 	}

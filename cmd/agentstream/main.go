@@ -3,6 +3,7 @@
 //
 //	agentstream serve   the server (SQLite and the simulated model by default)
 //	agentstream check-config FILE   every problem of a config file, at its line
+//	                                (--connect: and of its MCP servers)
 //	agentstream sim     the simulated OpenAI-compatible model on its own
 //	agentstream bench   a load generator: streams through the server, measured
 //	                    (agentstream bench relay: the bare relay --baseline loads)
@@ -47,7 +48,7 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 	case "serve":
 		return serve(ctx, stopSignals, args[1:], getenv, stderr)
 	case "check-config":
-		return checkConfig(args[1:], getenv, stdout, stderr)
+		return checkConfig(ctx, args[1:], getenv, stdout, stderr)
 	case "sim":
 		return simulate(ctx, args[1:], stderr)
 	case "bench":
