@@ -29,6 +29,7 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"/v1/runs/run_x", "GET, HEAD"},
 		{"/v1/runs/run_x/events", "GET, HEAD"},
 		{"/v1/runs/run_x/cancel", "POST"},
+		{"/v1/runs/run_x/token", "POST"},
 		{"/v1/chat", "POST"},
 	}
 	send := func(method, path string) *http.Response {

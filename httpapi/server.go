@@ -5,7 +5,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -34,7 +33,19 @@ type Options struct {
 	StallTimeout time.Duration
 	// Keys maps bearer tokens to user IDs. Empty means no authentication:
 	// every request is LocalUser (serve refuses a non-loopback address then).
+	// Used when Authenticator is nil.
 	Keys map[string]string
+	// Authenticator, when set, answers who is calling instead of Keys.
+	Authenticator Authenticator
+	// RunTokenSecret signs run tokens (POST /v1/runs/{id}/token); the
+	// instances that share a store need the same. Default: random, for
+	// this process only.
+	RunTokenSecret []byte
+	// RunTokenTTL is how long a run token opens its run's events.
+	// Default 10m.
+	RunTokenTTL time.Duration
+	// CORS lets pages of other origins call the API. Default: off.
+	CORS CORS
 	// OnDisconnect is the policy of runs whose request names none:
 	// OnDisconnectContinue (the default) or OnDisconnectCancel.
 	OnDisconnect string
@@ -62,9 +73,10 @@ type Server struct {
 	log    agentstream.EventLog
 	opts   Options
 	logger *slog.Logger
-	// keys maps the SHA-256 of each token to its user, so lookups do not
-	// compare secrets byte by byte.
-	keys map[[32]byte]string
+	// auth answers who is calling; tokens are the run tokens.
+	auth   Authenticator
+	tokens *runTokens
+	cors   *cors
 	// cancelWait bounds how long a cancel request waits for the run to
 	// end (10s; shorter in tests).
 	cancelWait time.Duration
@@ -100,14 +112,19 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	if opts.StallTimeout <= 0 {
 		opts.StallTimeout = time.Minute
 	}
-	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, keys: map[[32]byte]string{}, cancelWait: 10 * time.Second,
+	if opts.RunTokenTTL <= 0 {
+		opts.RunTokenTTL = 10 * time.Minute
+	}
+	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, auth: opts.Authenticator, cancelWait: 10 * time.Second,
 		threads: newThreadCache(), readers: newLocalReaders(2 * max(opts.DisconnectGrace, 0)), graces: make(map[*time.Timer]struct{})}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	for k, u := range opts.Keys {
-		s.keys[sha256.Sum256([]byte(k))] = u
+	if s.auth == nil {
+		s.auth = NewKeyAuthenticator(opts.Keys)
 	}
+	s.tokens = newRunTokens(opts.RunTokenSecret, opts.RunTokenTTL)
+	s.cors = newCORS(opts.CORS)
 	return s
 }
 
@@ -127,11 +144,13 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/runs/{id}", s.getRun)
 	api("GET /v1/runs/{id}/events", s.attached(s.runEvents))
 	api("POST /v1/runs/{id}/cancel", s.cancelRun)
+	api("POST /v1/runs/{id}/token", s.runToken)
 	api("POST /v1/chat", s.chat)
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// CORS comes first: a browser's preflight carries no credentials.
+	return s.cors.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 {
 			// The body has BodyTimeout to arrive, whether the handler
 			// reads it or net/http drops it. net/http lifts the deadline
@@ -140,7 +159,7 @@ func (s *Server) Handler() http.Handler {
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // skipBody makes an answer given without reading the request's body
@@ -178,50 +197,6 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, mux *http.Serve
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
 	s.writeError(w, r, agentstream.Errorf(CodeMethodNotAllowed, "%s does not take %s; it takes %s", r.URL.Path, r.Method, strings.Join(allow, ", ")))
-}
-
-// authenticated resolves the request's user and passes it to h.
-func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if len(s.keys) == 0 {
-			h(w, r, LocalUser)
-			return
-		}
-		token, ok := bearer(r.Header.Get("Authorization"))
-		if !ok {
-			skipBody(w, r)
-			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "missing credential: send Authorization: Bearer <key>"))
-			return
-		}
-		user, ok := s.keys[sha256.Sum256([]byte(token))]
-		if !ok {
-			skipBody(w, r)
-			s.writeError(w, r, agentstream.Errorf(agentstream.CodeUnauthorized, "the API key is not valid"))
-			return
-		}
-		h(w, r, user)
-	}
-}
-
-func bearer(h string) (string, bool) {
-	const prefix = "Bearer "
-	if len(h) <= len(prefix) || !equalFold(h[:len(prefix)], prefix) {
-		return "", false
-	}
-	return h[len(prefix):], true
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
