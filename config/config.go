@@ -115,6 +115,23 @@ type Sim struct {
 type Auth struct {
 	// Keys maps bearer tokens to users. Default none.
 	Keys []APIKey `yaml:"keys"`
+	// RunTokens are the short-lived tokens of POST /v1/runs/{id}/token,
+	// with which a browser's EventSource reads a run's events.
+	RunTokens RunTokens `yaml:"run_tokens"`
+}
+
+// RunTokens configures run tokens (docs/protocol.md, "Run tokens").
+type RunTokens struct {
+	// Secret signs the tokens (HMAC-SHA256), at least 32 characters.
+	// Every instance sharing a store needs the same, so that a token one
+	// issued opens the run on any. Default empty: a random secret per
+	// process, enough for one instance (tokens do not survive a restart).
+	// May be written ${NAME}, read from the environment; a secret.
+	Secret string `yaml:"secret" expand:"key"`
+	// TTL is how long a token opens its run's events: a stream opened
+	// before it expires goes on; a reconnection after it needs a new
+	// token. Default 10m.
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // APIKey is one bearer token and the user it authenticates. Key may be
@@ -182,6 +199,24 @@ type HTTP struct {
 	// headers: a slower one is answered 408 and its connection closed, so a
 	// client trickling a body cannot hold a connection for long. Default 30s.
 	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// CORS lets pages of other origins call the API from a browser.
+	CORS CORS `yaml:"cors"`
+}
+
+// CORS lets web pages of other origins call the API (docs/protocol.md,
+// "Browsers and CORS").
+type CORS struct {
+	// AllowedOrigins are the origins whose pages may call the API, each
+	// scheme://host[:port] (https://app.example.com), or "*" for any
+	// page, which needs auth.keys (without keys any page a user opens
+	// could drive their local server). No cookie is read, so no
+	// credentials are allowed either way: pages send a key, or a run
+	// token. Default none: CORS is off.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowedHeaders are request headers pages may send beside
+	// Authorization, Content-Type, Last-Event-ID, Accept and
+	// X-Thread-Id, which are always allowed. Default none.
+	AllowedHeaders []string `yaml:"allowed_headers"`
 }
 
 // EventLog tunes the event log: in process, or on Redis with redis_url.
@@ -256,6 +291,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.HTTP.StallTimeout, time.Minute)
 	def(&c.HTTP.ShutdownTimeout, 30*time.Second)
 	def(&c.HTTP.BodyTimeout, 30*time.Second)
+	def(&c.Auth.RunTokens.TTL, 10*time.Minute)
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
@@ -380,6 +416,7 @@ func (c Config) Validate(opts ...ValidateOption) error {
 			keys[k.Key] = i
 		}
 	}
+	c.validateBrowsers(bad)
 	c.validateMCP(bad)
 	// WithDefaults puts the built-in agents that the file does not
 	// replace before the file's.

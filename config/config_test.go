@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -325,7 +326,7 @@ agents:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Model != "llama3" || c.Runs.MaxConcurrent != 4 || c.Runs.ToolTimeout != 5*time.Second || c.HTTP != (HTTP{}) || c.Sim != (Sim{}) {
+	if c.Model != "llama3" || c.Runs.MaxConcurrent != 4 || c.Runs.ToolTimeout != 5*time.Second || !reflect.DeepEqual(c.HTTP, HTTP{}) || c.Sim != (Sim{}) {
 		t.Fatalf("config %+v", c)
 	}
 	if c.OpenAI.MaxRetries == nil || *c.OpenAI.MaxRetries != 0 || c.OpenAI.BaseURL != "http://127.0.0.1:1/v1" {

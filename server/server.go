@@ -209,7 +209,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		RemoteCancel: remoteCancel, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, BodyTimeout: cfg.HTTP.BodyTimeout, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout, Keys: keys,
 		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger,
+		RunTokenSecret: []byte(cfg.Auth.RunTokens.Secret), RunTokenTTL: cfg.Auth.RunTokens.TTL,
+		CORS: httpapi.CORS{AllowedOrigins: cfg.HTTP.CORS.AllowedOrigins, AllowedHeaders: cfg.HTTP.CORS.AllowedHeaders},
 	})
+	if cfg.RedisURL != "" && cfg.Auth.RunTokens.Secret == "" {
+		logger.Warn("auth.run_tokens.secret is not set: each instance signs run tokens with its own random secret, so a token works only on the instance that issued it; set the same secret on every instance")
+	}
 	s.http = &http.Server{
 		Handler:           s.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
