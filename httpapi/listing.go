@@ -144,9 +144,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, user string) {
 		last := runs[limit-1]
 		out.NextCursor = next(pageCursor{Kind: "runs", At: last.CreatedAt.UnixMicro(), ID: last.ID})
 	}
-	for i := range runs {
-		runs[i].ThreadID = t.PublicID() // the thread as its user knows it
-	}
+	// Runs name their thread by its key, as GET /v1/runs/{id} does.
 	out.Data = runs
 	writeJSON(w, http.StatusOK, out)
 }

@@ -227,7 +227,7 @@ func TestThreadLifecycleAPI(t *testing.T) {
 				t.Fatalf("runs: %d, next %v; want 3, none", len(runs.Data), runs.NextCursor)
 			}
 			for i, r := range runs.Data {
-				if r.ThreadID != "kept" || r.Status != agentstream.RunCompleted || i > 0 && r.CreatedAt.After(runs.Data[i-1].CreatedAt) {
+				if r.ThreadID != agentstream.ThreadKey("ada", "kept") || r.Status != agentstream.RunCompleted || i > 0 && r.CreatedAt.After(runs.Data[i-1].CreatedAt) {
 					t.Fatalf("run %d: %+v", i, r)
 				}
 			}
