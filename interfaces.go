@@ -27,6 +27,42 @@ type Store interface {
 	GetThread(ctx context.Context, userID, threadID string) (Thread, error)
 	// ListMessages returns the thread's messages, oldest first (by Seq).
 	ListMessages(ctx context.Context, threadID string) ([]Message, error)
+	// ListMessagesAfter returns up to limit (> 0) of the thread's
+	// messages whose Seq is greater than afterSeq, oldest first (by Seq):
+	// a page of ListMessages. No messages and no error for a thread that
+	// has none after afterSeq, or does not exist. ErrInvalid when limit
+	// is not positive.
+	ListMessagesAfter(ctx context.Context, threadID string, afterSeq int64, limit int) ([]Message, error)
+	// ListThreads returns up to limit (> 0) of userID's threads, newest
+	// first: by CreatedAt descending, then by ID (the key) descending.
+	// With after set, only the threads that come after that position in
+	// this order: those created earlier, or at the same time with a
+	// smaller ID. A page's last thread is the next page's after, so pages
+	// neither skip nor repeat a thread, whatever is created meanwhile (a
+	// new thread comes before every position already handed out, as long
+	// as CreatedAt does not go back). Other users' threads never show.
+	// ErrInvalid when limit is not positive.
+	ListThreads(ctx context.Context, userID string, after *ListPosition, limit int) ([]Thread, error)
+	// UpdateThread applies u to userID's thread threadID in one
+	// transaction and returns the thread as stored: Title is replaced when
+	// set; each key of Metadata replaces the key of the thread's metadata,
+	// or removes it when its value is nil; UpdatedAt is set to u.UpdatedAt.
+	// Agent, Context, ClientID and CreatedAt never change. ErrNotFound
+	// when the thread does not exist or is another user's; ErrInvalid,
+	// with nothing written, when the result is one Thread.Check refuses.
+	UpdateThread(ctx context.Context, userID, threadID string, u ThreadUpdate) (Thread, error)
+	// DeleteThread deletes userID's thread threadID with its messages and
+	// runs, in one transaction. ErrNotFound when the thread does not exist
+	// or is another user's; ErrConflict, with nothing deleted, when the
+	// thread has a queued or running run (the caller cancels it and waits
+	// for its end first).
+	DeleteThread(ctx context.Context, userID, threadID string) error
+	// ListRuns returns up to limit (> 0) of the thread's runs, newest
+	// first, by CreatedAt then ID descending, after the position after
+	// (nil: from the newest) as ListThreads does. No runs and no error for
+	// a thread that has none or does not exist; the caller checks the user
+	// owns the thread (GetThread). ErrInvalid when limit is not positive.
+	ListRuns(ctx context.Context, threadID string, after *ListPosition, limit int) ([]Run, error)
 
 	// CreateRun inserts the run and its user input message in one
 	// transaction and returns the message with its Seq assigned. The
@@ -81,6 +117,27 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
 	Close() error
+}
+
+// ListPosition is a position in a listing ordered by creation time then
+// ID (ListThreads, ListRuns): that of the last item a page held. Stores
+// keep times to the microsecond; a position made from a stored item's
+// CreatedAt and ID names exactly that item.
+type ListPosition struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// ThreadUpdate is a change of a thread's title and metadata
+// (Store.UpdateThread).
+type ThreadUpdate struct {
+	// Title, when not nil, replaces the thread's title.
+	Title *string
+	// Metadata is merged into the thread's metadata key by key: a key
+	// whose value is nil is removed, any other replaces the thread's.
+	Metadata map[string]any
+	// UpdatedAt is the thread's new UpdatedAt.
+	UpdatedAt time.Time
 }
 
 // EventLog holds the events of each run, in order, for any number of

@@ -87,3 +87,10 @@ func (h *histories) drop(threadID string) {
 	delete(h.m, threadID)
 	h.mu.Unlock()
 }
+
+// ForgetThread drops what the runner keeps of a deleted thread (its
+// history), so that a thread made again under the same key starts from
+// its own messages.
+func (r *Runner) ForgetThread(threadID string) {
+	r.histories.drop(threadID)
+}

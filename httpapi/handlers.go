@@ -117,6 +117,12 @@ func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart)
 			return agentstream.Run{}, err
 		}
 		run, err := s.runner.Start(r.Context(), req)
+		if errors.Is(err, agentstream.ErrNotFound) && !req.NewThread {
+			// The cached thread was deleted (maybe by another instance):
+			// read again, and make it anew when it is gone.
+			s.threads.drop(req.Thread.ID)
+			continue
+		}
 		if err == nil && req.NewThread {
 			s.threads.put(req.Thread) // created by Start
 		}
@@ -140,23 +146,6 @@ func (s *Server) getThread(w http.ResponseWriter, r *http.Request, user string) 
 		return
 	}
 	writeJSON(w, http.StatusOK, shown(t))
-}
-
-func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, user string) {
-	t, err := resolveThread(r.Context(), s.store, user, r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	msgs, err := s.store.ListMessages(r.Context(), t.ID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if msgs == nil {
-		msgs = []agentstream.Message{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": msgs})
 }
 
 type createRunRequest struct {

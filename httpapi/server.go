@@ -146,6 +146,10 @@ func (s *Server) Handler() http.Handler {
 	api("POST /v1/runs/{id}/cancel", s.cancelRun)
 	api("POST /v1/runs/{id}/token", s.runToken)
 	api("POST /v1/chat", s.chat)
+	api("GET /v1/threads", s.listThreads)
+	api("PATCH /v1/threads/{id}", s.updateThread)
+	api("DELETE /v1/threads/{id}", s.deleteThread)
+	api("GET /v1/threads/{id}/runs", s.listRuns)
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
@@ -175,7 +179,7 @@ func skipBody(w http.ResponseWriter, r *http.Request) {
 }
 
 // routeMethods are the methods of the API's routes (HEAD comes with GET).
-var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost}
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch, http.MethodDelete}
 
 // noRoute answers a request no route took: 405 with Allow when its path
 // is a route's under another method, else 404.

@@ -18,12 +18,14 @@ const (
 
 // threadCache keeps threads that runs are started on, with only what
 // starting a run needs of them: their user, agent and context (and the id
-// their user chose, to show), which never change once
-// the thread is stored (threads are never deleted; only their UpdatedAt
-// moves, which runs do not use), so a thread created or read here need not
-// be read again to start the next run on it, on this instance or after
-// another instance ran one. Requests that show a thread (GET) still read
-// the store.
+// their user chose, to show), which never change while the thread exists
+// (PATCH changes only its title and metadata, which runs do not use), so a
+// thread created or read here need not be read again to start the next
+// run on it, on this instance or after another instance ran one. Requests
+// that show a thread (GET) still read the store. A deleted thread is
+// dropped here by the instance deleting it; another instance learns it
+// when starting a run on it fails with ErrNotFound (startChat drops it
+// then).
 type threadCache struct {
 	mu sync.Mutex
 	m  map[string]agentstream.Thread
@@ -121,4 +123,11 @@ func (c *threadCache) put(t agentstream.Thread) {
 		}
 	}
 	c.m[t.ID] = t
+}
+
+// drop forgets the thread whose key is id (deleted).
+func (c *threadCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
 }

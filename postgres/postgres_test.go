@@ -124,6 +124,26 @@ func (s *twoStores) ListMessages(ctx context.Context, threadID string) ([]agents
 	return s.next().ListMessages(ctx, threadID)
 }
 
+func (s *twoStores) ListMessagesAfter(ctx context.Context, threadID string, afterSeq int64, limit int) ([]agentstream.Message, error) {
+	return s.next().ListMessagesAfter(ctx, threadID, afterSeq, limit)
+}
+
+func (s *twoStores) ListThreads(ctx context.Context, userID string, after *agentstream.ListPosition, limit int) ([]agentstream.Thread, error) {
+	return s.next().ListThreads(ctx, userID, after, limit)
+}
+
+func (s *twoStores) UpdateThread(ctx context.Context, userID, threadID string, u agentstream.ThreadUpdate) (agentstream.Thread, error) {
+	return s.next().UpdateThread(ctx, userID, threadID, u)
+}
+
+func (s *twoStores) DeleteThread(ctx context.Context, userID, threadID string) error {
+	return s.next().DeleteThread(ctx, userID, threadID)
+}
+
+func (s *twoStores) ListRuns(ctx context.Context, threadID string, after *agentstream.ListPosition, limit int) ([]agentstream.Run, error) {
+	return s.next().ListRuns(ctx, threadID, after, limit)
+}
+
 func (s *twoStores) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
 	return s.next().CreateRun(ctx, run, input)
 }

@@ -83,36 +83,9 @@ func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstrea
 	if !agentstream.ValidText(threadID) {
 		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
-	rows, err := s.pool.Query(ctx, `
+	return s.queryMessages(ctx, threadID, `
 		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
 		FROM messages WHERE thread_id = $1 ORDER BY seq`, threadID)
-	if err != nil {
-		return nil, s.mapErr(ctx, "list messages", err)
-	}
-	defer rows.Close()
-	msgs := []agentstream.Message{}
-	for rows.Next() {
-		m := agentstream.Message{ThreadID: threadID}
-		var toolCalls []byte
-		if err := rows.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &toolCalls,
-			&m.ToolCallID, &m.ToolName, &m.Status, &m.CreatedAt); err != nil {
-			return nil, s.mapErr(ctx, "list messages", err)
-		}
-		if toolCalls != nil {
-			if err := json.Unmarshal(toolCalls, &m.ToolCalls); err != nil {
-				return nil, fmt.Errorf("postgres: list messages: message %s: tool calls: %w", m.ID, err)
-			}
-			if len(m.ToolCalls) == 0 {
-				m.ToolCalls = nil
-			}
-		}
-		m.CreatedAt = m.CreatedAt.UTC()
-		msgs = append(msgs, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.mapErr(ctx, "list messages", err)
-	}
-	return msgs, nil
 }
 
 // insertMessage appends a message ($1 id, $2 thread, $3 run, $4 role,

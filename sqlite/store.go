@@ -73,34 +73,9 @@ func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstrea
 	if !agentstream.ValidText(threadID) {
 		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
-	rows, err := s.rc.QueryContext(ctx, `
+	return s.queryMessages(ctx, threadID, `
 		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
 		FROM messages WHERE thread_id = ? ORDER BY seq`, threadID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list messages: %w", err)
-	}
-	defer func() { _ = rows.Close() }() // Err below reports read failures
-	msgs := []agentstream.Message{}
-	for rows.Next() {
-		m := agentstream.Message{ThreadID: threadID}
-		var toolCalls sql.NullString
-		var created int64
-		if err := rows.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &toolCalls,
-			&m.ToolCallID, &m.ToolName, &m.Status, &created); err != nil {
-			return nil, fmt.Errorf("sqlite: list messages: %w", err)
-		}
-		if toolCalls.Valid {
-			if err := json.Unmarshal([]byte(toolCalls.String), &m.ToolCalls); err != nil {
-				return nil, fmt.Errorf("sqlite: list messages: message %s: tool calls: %w", m.ID, err)
-			}
-		}
-		m.CreatedAt = fromMicros(created)
-		msgs = append(msgs, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list messages: %w", err)
-	}
-	return msgs, nil
 }
 
 // CreateRun inserts run and its input message, which it returns with Seq,

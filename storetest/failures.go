@@ -17,17 +17,25 @@ func calls(st agentstream.Store, ctx context.Context) map[string]func() error {
 	done := finished(run, agentstream.RunCompleted, nil, agentstream.Usage{}, at(12))
 	msgs := []agentstream.Message{assistant(run, "x", agentstream.MessageComplete, at(11))}
 	return map[string]func() error{
-		"CreateThread":  func() error { return st.CreateThread(ctx, th) },
-		"GetThread":     func() error { _, err := st.GetThread(ctx, th.UserID, th.ID); return err },
-		"ListMessages":  func() error { _, err := st.ListMessages(ctx, th.ID); return err },
-		"CreateRun":     func() error { _, err := st.CreateRun(ctx, run, in); return err },
-		"StartRun":      func() error { return st.StartRun(ctx, run.ID, at(11)) },
-		"CheckpointRun": func() error { return st.CheckpointRun(ctx, run.ID, msgs) },
-		"FinishRun":     func() error { return st.FinishRun(ctx, done, msgs) },
-		"InterruptRuns": func() error { _, err := st.InterruptRuns(ctx, at(13), interrupted); return err },
-		"GetRun":        func() error { _, err := st.GetRun(ctx, run.UserID, run.ID); return err },
-		"SetEndSeq":     func() error { _, err := st.SetEndSeq(ctx, run.ID, 3); return err },
-		"Ping":          func() error { return st.Ping(ctx) },
+		"CreateThread":      func() error { return st.CreateThread(ctx, th) },
+		"GetThread":         func() error { _, err := st.GetThread(ctx, th.UserID, th.ID); return err },
+		"ListMessages":      func() error { _, err := st.ListMessages(ctx, th.ID); return err },
+		"CreateRun":         func() error { _, err := st.CreateRun(ctx, run, in); return err },
+		"StartRun":          func() error { return st.StartRun(ctx, run.ID, at(11)) },
+		"CheckpointRun":     func() error { return st.CheckpointRun(ctx, run.ID, msgs) },
+		"FinishRun":         func() error { return st.FinishRun(ctx, done, msgs) },
+		"InterruptRuns":     func() error { _, err := st.InterruptRuns(ctx, at(13), interrupted); return err },
+		"GetRun":            func() error { _, err := st.GetRun(ctx, run.UserID, run.ID); return err },
+		"SetEndSeq":         func() error { _, err := st.SetEndSeq(ctx, run.ID, 3); return err },
+		"Ping":              func() error { return st.Ping(ctx) },
+		"ListMessagesAfter": func() error { _, err := st.ListMessagesAfter(ctx, th.ID, 0, 10); return err },
+		"ListThreads":       func() error { _, err := st.ListThreads(ctx, th.UserID, nil, 10); return err },
+		"UpdateThread": func() error {
+			_, err := st.UpdateThread(ctx, th.UserID, th.ID, agentstream.ThreadUpdate{Title: ptr("x"), UpdatedAt: at(14)})
+			return err
+		},
+		"DeleteThread": func() error { return st.DeleteThread(ctx, th.UserID, th.ID) },
+		"ListRuns":     func() error { _, err := st.ListRuns(ctx, th.ID, nil, 10); return err },
 	}
 }
 

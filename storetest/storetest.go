@@ -25,7 +25,8 @@
 //     map[string]any). A map with no entries, nil or empty, reads back nil;
 //     so do a message's ToolCalls when it has none.
 //   - ListMessages of a thread without messages returns no messages and no
-//     error; the slice may be nil or empty.
+//     error; the slice may be nil or empty. So do ListMessagesAfter,
+//     ListThreads and ListRuns when there is nothing to list.
 //   - CreateRun stores every field of the run as given (a run may be created
 //     running, with StartedAt, Owner and LeaseUntil), and ErrConflict when
 //     the run's ID or the input message's ID exists; it writes nothing then.
@@ -145,6 +146,25 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"OrderAndFields", s.testListMessages},
 			{"EmptyThread", s.testListMessagesEmpty},
 			{"ManyInOrder", s.testListMessagesMany},
+		}},
+		{"ListThreads", []test{
+			{"Order", s.testListThreadsOrder},
+			{"PagesWhileCreating", s.testListThreadsConcurrent},
+			{"Limit", s.testListThreadsLimit},
+		}},
+		{"UpdateThread", []test{
+			{"TitleAndMetadata", s.testUpdateThread},
+			{"Refused", s.testUpdateThreadRefused},
+		}},
+		{"DeleteThread", []test{
+			{"LeavesNothing", s.testDeleteThread},
+			{"ActiveRun", s.testDeleteThreadActiveRun},
+		}},
+		{"ListRuns", []test{
+			{"OrderAndPages", s.testListRuns},
+		}},
+		{"ListMessagesAfter", []test{
+			{"Pages", s.testListMessagesAfter},
 		}},
 		{"Times", []test{
 			{"UTCMicroseconds", s.testTimesUTC},
