@@ -85,7 +85,7 @@ func TestWrongMethod(t *testing.T) {
 	for _, tc := range []struct{ method, path, allow string }{
 		{"GET", "/v1/chat", "POST"},
 		{"DELETE", "/v1/runs/run_x", "GET, HEAD"},
-		{"PUT", "/v1/threads/thr_x/runs", "POST"},
+		{"PUT", "/v1/threads/thr_x/runs", "GET, HEAD, POST"},
 	} {
 		resp := e.do(tc.method, tc.path, "")
 		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != tc.allow {

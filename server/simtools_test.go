@@ -86,9 +86,8 @@ func TestSimParallelToolCalls(t *testing.T) {
 	if len(calls) != 2 || len(firstResult) != 2 || len(firstDelta) == 0 || calls[1] > firstResult[0] || firstResult[1] > firstDelta[0] {
 		t.Fatalf("tool.call at %v, tool.result at %v, message.delta at %v: want both calls, then both results, then the answer", calls, firstResult, firstDelta)
 	}
-	if n.results[0].Name != "shipping_quote" {
-		t.Fatalf("results %+v: shipping_quote was to end first", n.results)
-	}
+	// (Which tool.result comes first in the stream is a race between the
+	// two calls' ends: only the model's order is promised, checked next.)
 	// The model got the results in its calls' order, and answered.
 	reqs := e.sim.Requests()
 	if len(reqs) != 2 {
