@@ -123,11 +123,7 @@ func (c Config) validateMCP(bad func(path, format string, args ...any)) {
 				}
 			}
 		}
-		for _, h := range sortedKeys(s.Headers) {
-			if !validHeaderName(h) {
-				bad(joinPath(path+".headers", h), "%q is not a header name (letters, digits and !#$%%&'*+-.^_`|~)", h)
-			}
-		}
+		validateHeaders(s.Headers, path+".headers", bad)
 		// A header is either configured or forwarded.
 		s.Forward.validate(path+".forward", nil, bad)
 		own := map[string]bool{}

@@ -184,6 +184,15 @@ func TestMCPServersExpand(t *testing.T) {
 		strings.Contains(secrets, "/srv/files") || strings.Contains(secrets, "mcp.example") {
 		t.Fatalf("secrets %q: want the header's token and the env's, not the args or the url", secrets)
 	}
+	// A variable that brings a line break into a header is a problem at
+	// the header's line, as for an HTTP tool, and the value is not quoted.
+	vars["MCP_TOKEN"] = "tok-0123456789\r\nX-Injected: 1"
+	_, err = LoadEnv("c.yaml", []byte(file), lookup)
+	if err == nil || !strings.HasPrefix(err.Error(), "c.yaml:8:") || !strings.Contains(err.Error(), "mcp_servers[1].headers.Authorization: the value holds a line break") ||
+		strings.Contains(err.Error(), "tok-0123456789") {
+		t.Fatalf("a header with a line break: %v", err)
+	}
+	vars["MCP_TOKEN"] = "tok-0123456789"
 	// An unset variable is a problem at its line.
 	delete(vars, "GH_TOKEN")
 	_, err = LoadEnv("c.yaml", []byte(file), lookup)

@@ -78,6 +78,10 @@ type Options struct {
 	// MaxBackoff caps the wait between two attempts to reconnect a server.
 	// Default 30s.
 	MaxBackoff time.Duration
+	// Secrets are masked in what a server writes on stderr and in the
+	// errors of starting it, which are logged and shown by check-config:
+	// a child may print the token its env gave it. Default nil: none.
+	Secrets *tools.Secrets
 }
 
 // Default timings.
@@ -130,10 +134,11 @@ type Set struct {
 	sources []*Source
 	reg     *registry
 	backoff time.Duration
+	secrets *tools.Secrets
 }
 
 func newSet(cfgs []Config, opts Options) *Set {
-	s := &Set{logger: opts.Logger, reg: newRegistry(opts.Reserved), backoff: opts.MaxBackoff}
+	s := &Set{logger: opts.Logger, reg: newRegistry(opts.Reserved), backoff: opts.MaxBackoff, secrets: opts.Secrets}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

@@ -551,3 +551,30 @@ func TestChildEnv(t *testing.T) {
 		t.Fatalf("HOME is not inherited: %v", env)
 	}
 }
+
+// A secret a child prints on stderr (the token its env gave it) is masked
+// in the logged lines, the start error logged and check-config's problem.
+func TestStderrSecretsMasked(t *testing.T) {
+	t.Parallel()
+	const token = "ghp-SECRET-0123456789"
+	cfg := mcp.Config{Name: "leaky", Command: "sh",
+		Args: []string{"-c", `echo "bad token $GH_TOKEN" >&2; exit 1`},
+		Env:  map[string]string{"GH_TOKEN": token}}
+	secrets := tools.NewSecrets(token)
+	var l logs
+	logger := slog.New(slog.NewTextHandler(&l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	set, err := mcp.Start(context.Background(), []mcp.Config{cfg}, mcp.Options{Logger: logger, Secrets: secrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.wait(t, "an MCP server could not start")
+	set.Close()
+	out := l.String()
+	if strings.Contains(out, token) || !strings.Contains(out, `bad token [redacted]`) {
+		t.Errorf("logs: want the token masked:\n%s", out)
+	}
+	probs := mcp.Check(context.Background(), []mcp.Config{cfg}, mcp.Options{Secrets: secrets})
+	if len(probs) != 1 || strings.Contains(probs[0].Message, token) || !strings.Contains(probs[0].Message, `bad token [redacted]`) {
+		t.Fatalf("Check: %v; want one problem with the token masked", probs)
+	}
+}

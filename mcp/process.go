@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/agentstream/agentstream/tools"
 )
 
 // inherited are the environment variables a child process gets from
@@ -45,8 +47,8 @@ type process struct {
 	stderr *tail
 }
 
-func newProcess(cmd *exec.Cmd, server string, logger *slog.Logger) *process {
-	p := &process{cmd: cmd, stderr: &tail{server: server, logger: logger}}
+func newProcess(cmd *exec.Cmd, server string, logger *slog.Logger, secrets *tools.Secrets) *process {
+	p := &process{cmd: cmd, stderr: &tail{server: server, logger: logger, secrets: secrets}}
 	cmd.Stderr = p.stderr
 	// A grandchild holding stderr open must not hold up Wait.
 	cmd.WaitDelay = stopGrace
@@ -84,13 +86,15 @@ func (p *process) explain(err error) error {
 }
 
 // tail keeps the end of a child's stderr, for the errors that say why it
-// failed, and logs each line (at debug level).
+// failed, and logs each line (at debug level), secrets masked.
 type tail struct {
-	server string
-	logger *slog.Logger
-	mu     sync.Mutex
-	buf    []byte // the end of what was written
-	line   []byte // the line being written
+	server  string
+	logger  *slog.Logger
+	secrets *tools.Secrets
+	mu      sync.Mutex
+	buf     []byte // the end of what was written
+	cut     bool   // buf lost its start
+	line    []byte // the line being written
 }
 
 const tailBytes = 512
@@ -101,6 +105,7 @@ func (t *tail) Write(p []byte) (int, error) {
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > tailBytes {
 		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailBytes:]...)
+		t.cut = true
 	}
 	t.line = append(t.line, p...)
 	for {
@@ -108,7 +113,7 @@ func (t *tail) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		t.logger.Debug("MCP server stderr", "mcp_server", t.server, "line", string(t.line[:i]))
+		t.logger.Debug("MCP server stderr", "mcp_server", t.server, "line", t.secrets.Mask(string(t.line[:i])))
 		t.line = t.line[i+1:]
 	}
 	if len(t.line) > 4*tailBytes { // a line without end is not kept whole
@@ -121,5 +126,35 @@ func (t *tail) Write(p []byte) (int, error) {
 func (t *tail) last() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return strings.TrimSpace(strings.ToValidUTF8(string(t.buf), ""))
+	s := string(t.buf)
+	if t.cut {
+		// Cut: the first line may hold the end of a secret, which masking
+		// would not recognise.
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:]
+		}
+	}
+	return strings.TrimSpace(strings.ToValidUTF8(t.secrets.Mask(s), ""))
+}
+
+// maskedError is an error whose text had secrets in it, masked.
+type maskedError struct {
+	err  error
+	text string
+}
+
+func (e maskedError) Error() string { return e.text }
+func (e maskedError) Unwrap() error { return e.err }
+
+// mask returns err with the secrets in its text masked: the errors of a
+// server are logged and quoted by check-config, and may quote what the
+// server said (its stderr, an HTTP error page).
+func (s *Set) mask(err error) error {
+	if err == nil {
+		return nil
+	}
+	if text := s.secrets.Mask(err.Error()); text != err.Error() {
+		return maskedError{err: err, text: text}
+	}
+	return err
 }

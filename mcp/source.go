@@ -145,19 +145,19 @@ func (s *Source) connect(ctx context.Context) (*conn, []*sdk.Tool, error) {
 		cmd := exec.Command(s.cfg.Command, s.cfg.Args...)
 		cmd.Dir = s.cfg.Dir
 		cmd.Env = ChildEnv(s.cfg.Env)
-		proc = newProcess(cmd, s.cfg.Name, s.set.logger)
+		proc = newProcess(cmd, s.cfg.Name, s.set.logger, s.set.secrets)
 		t = &sdk.CommandTransport{Command: cmd, TerminateDuration: stopGrace}
 	}
 	cs, err := s.client.Connect(ctx, t, nil)
 	if err != nil {
 		proc.kill()
-		return nil, nil, proc.explain(fmt.Errorf("connecting: %w", timeoutErr(ctx, err)))
+		return nil, nil, s.set.mask(proc.explain(fmt.Errorf("connecting: %w", timeoutErr(ctx, err))))
 	}
 	c := &conn{session: cs, proc: proc, since: time.Now(), closed: make(chan struct{})}
 	list, err := listTools(ctx, cs)
 	if err != nil {
 		c.close()
-		return nil, nil, proc.explain(fmt.Errorf("listing its tools: %w", timeoutErr(ctx, err)))
+		return nil, nil, s.set.mask(proc.explain(fmt.Errorf("listing its tools: %w", timeoutErr(ctx, err))))
 	}
 	return c, list, nil
 }
@@ -299,7 +299,7 @@ func (s *Source) watch(c *conn) {
 				return
 			case err := <-ended:
 				c.close()
-				cause := c.proc.explain(sessionEnded(err))
+				cause := s.set.mask(c.proc.explain(sessionEnded(err)))
 				s.mu.Lock()
 				if s.cur == c { // else lost has said why
 					s.cur, s.cause, s.connecting = nil, cause, true

@@ -1,35 +1,19 @@
 package redislog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/testenv"
 )
 
-// lockedBuffer is a bytes.Buffer safe for go-redis's goroutines and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is written by one goroutine while the test reads it.
+type lockedBuffer = testenv.Buffer
 
 // TestOpenRoutesLibraryLogs: go-redis's own log lines (which it would
 // print to stderr) go to the Log's logger at debug level, and Open's error

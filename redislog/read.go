@@ -153,7 +153,10 @@ func (r *run) readSent(after int64, limit int) (evs []agentstream.Event, end, ok
 	if after >= r.flushed {
 		return nil, r.ended, true
 	}
-	if len(r.sent) == 0 || after+1 < r.sent[0].Seq {
+	// sent may end before flushed: a flush whose events max_run_bytes
+	// dropped from the queue while it was in flight keeps none of them.
+	// A reader between the two reads Redis.
+	if len(r.sent) == 0 || after+1 < r.sent[0].Seq || after >= r.sent[len(r.sent)-1].Seq {
 		return nil, false, false
 	}
 	i := int(after + 1 - r.sent[0].Seq)

@@ -33,7 +33,7 @@ func startMCP(ctx context.Context, cfg config.Config, reserved []string, logger 
 	if len(cfg.MCPServers) == 0 {
 		return nil, nil
 	}
-	set, err := mcp.Start(ctx, mcpConfigs(cfg.MCPServers), mcp.Options{Logger: logger, Reserved: reserved})
+	set, err := mcp.Start(ctx, mcpConfigs(cfg.MCPServers), mcp.Options{Logger: logger, Reserved: reserved, Secrets: tools.NewSecrets(cfg.Secrets()...)})
 	var probs mcp.Problems
 	if errors.As(err, &probs) {
 		return nil, mcpProblems(cfg, probs)
@@ -67,7 +67,7 @@ func CheckMCPServers(ctx context.Context, cfg config.Config) config.Problems {
 	for _, t := range cfg.Tools {
 		reserved = append(reserved, t.Name)
 	}
-	return mcpProblems(cfg, mcp.Check(ctx, mcpConfigs(try), mcp.Options{Reserved: reserved}))
+	return mcpProblems(cfg, mcp.Check(ctx, mcpConfigs(try), mcp.Options{Reserved: reserved, Secrets: tools.NewSecrets(cfg.Secrets()...)}))
 }
 
 func mcpProblems(cfg config.Config, probs mcp.Problems) config.Problems {

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,13 +15,13 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/internal/sse"
+	"github.com/agentstream/agentstream/internal/testenv"
 )
 
 // Generous bounds: a race-enabled build and run on a loaded two-core
@@ -54,23 +53,8 @@ func raceEnabled() bool {
 	return false
 }
 
-// lockedBuffer is the process's output, written and read concurrently.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is written by one goroutine while the test reads it.
+type lockedBuffer = testenv.Buffer
 
 // freeAddr returns a loopback address no one listens on now.
 func freeAddr(t *testing.T) string {
