@@ -1,4 +1,4 @@
-package httpapi
+package wire
 
 import (
 	"bytes"
@@ -82,26 +82,25 @@ func TestGolden(t *testing.T) {
 }
 
 // encodeAll is the whole stream a format writes for evs, the way
-// streamRun writes it.
+// httpapi's streamRun writes it.
 func encodeAll(t testing.TB, format string, evs []agentstream.Event) []byte {
 	t.Helper()
-	var enc encoder
-	switch format {
-	case "native":
-		enc = nativeEncoder{}
-	case "seed":
-		enc = &seedEncoder{threadID: "thr_1", runID: "run_1"}
-	default:
-		t.Fatalf("no format %q", format)
+	newEnc, err := Lookup(format)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var b []byte
-	if enc.comments() {
-		b = append(b, ": ok\n\n"...)
-	}
+	enc := newEnc(Stream{RunID: "run_1", ThreadID: "thr_1", Agent: "default"})
+	b := enc.Start(nil)
 	for _, e := range evs {
-		b = enc.encode(b, e)
+		b = EncodeEvent(enc, b, e)
 	}
 	return b
+}
+
+func ev(seq int64, t agentstream.EventType, payload any) agentstream.Event {
+	e := agentstream.NewEvent(t, payload)
+	e.Seq = seq
+	return e
 }
 
 // BenchmarkEncode1000Deltas encodes a run of 1,000 message.delta events,
