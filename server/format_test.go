@@ -192,4 +192,3 @@ func sameJSON(a, b []map[string]any) bool {
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
-

@@ -19,7 +19,7 @@ import (
 func DecodeDelta(dst, data []byte) (text, msgID []byte, ok bool) {
 	const head, mid = `{"message_id":"`, `,"delta":"`
 	if rest, found := bytes.CutPrefix(data, []byte(head)); found {
-		if id, rest, ok := stringBody(rest); ok && !bytes.Contains(id, []byte{'\\'}) {
+		if id, rest, ok := stringBody(rest); ok && plain(id) {
 			if rest, found := bytes.CutPrefix(rest, []byte(mid)); found {
 				if body, rest, ok := stringBody(rest); ok && len(rest) == 1 && rest[0] == '}' {
 					if out, ok := unquote(dst, body); ok {
@@ -34,6 +34,17 @@ func DecodeDelta(dst, data []byte) (text, msgID []byte, ok bool) {
 		return dst, nil, false
 	}
 	return append(dst, d.Delta...), []byte(d.MessageID), true
+}
+
+// plain reports whether a JSON string's body is its text as it is: no
+// escapes, no control characters, valid UTF-8 (an id always is).
+func plain(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
 
 // stringBody splits b, which starts inside a JSON string, at the string's
