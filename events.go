@@ -15,11 +15,13 @@ const (
 	EventRunCreated         EventType = "run.created"
 	EventRunQueued          EventType = "run.queued"
 	EventRunStarted         EventType = "run.started"
+	EventStepStarted        EventType = "step.started"
 	EventMessageDelta       EventType = "message.delta"
 	EventToolArgumentsDelta EventType = "tool.arguments.delta"
 	EventToolCall           EventType = "tool.call"
 	EventToolResult         EventType = "tool.result"
 	EventMessageCompleted   EventType = "message.completed"
+	EventStepCompleted      EventType = "step.completed"
 	EventRunCompleted       EventType = "run.completed"
 	EventRunFailed          EventType = "run.failed"
 	EventRunCancelled       EventType = "run.cancelled"
@@ -109,6 +111,24 @@ type (
 	// RunStartedData is the payload of run.started.
 	RunStartedData struct {
 		RunID string `json:"run_id"`
+	}
+	// StepStartedData is the payload of step.started, sent as each model
+	// call starts: Step counts the run's model calls from 1; MessageID is
+	// the assistant message the call writes (its message.delta events').
+	StepStartedData struct {
+		Step      int    `json:"step"`
+		MessageID string `json:"message_id"`
+	}
+	// StepCompletedData is the payload of step.completed, sent when a
+	// model call answered in full (a call that fails ends the run
+	// instead): FinishReason is the model's ("stop", "tool_calls",
+	// "length", …), Usage that call's tokens, absent when the model did
+	// not report them.
+	StepCompletedData struct {
+		Step         int    `json:"step"`
+		MessageID    string `json:"message_id"`
+		FinishReason string `json:"finish_reason"`
+		Usage        *Usage `json:"usage,omitempty"`
 	}
 	// MessageDeltaData is the payload of message.delta.
 	MessageDeltaData struct {

@@ -79,6 +79,8 @@ type execution struct {
 	msgs []agentstream.Message
 	// tools are the tools of the run, gathered when it starts.
 	tools runTools
+	// steps counts the run's model calls (step.started's step).
+	steps int
 }
 
 func (r *Runner) execute(ctx context.Context, run agentstream.Run, ca *compiledAgent, system string, input agentstream.Message) {
@@ -157,6 +159,9 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 	lastCheckpoint := time.Now()
 	// Partial answers are saved beside the stream, not in its way: the
 	// next token does not wait for the store (one writer for every run).
+	x.steps++
+	step := x.steps
+	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: step, MessageID: msg.ID}))
 	saver := &checkpointer{save: func(m agentstream.Message) {
 		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m.Storable()}); err != nil {
 			x.checkpointFailed.Store(true)
@@ -207,6 +212,14 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 			MessageID: msg.ID, Role: msg.Role, Content: msg.Content,
 		}))
 	}
+	// The formats that show steps (AG-UI's STEP_FINISHED, the AI SDK's
+	// finish-step) and the model's reason to stop need it per call.
+	done := agentstream.StepCompletedData{Step: step, MessageID: msg.ID, FinishReason: res.FinishReason}
+	if res.Usage != (agentstream.Usage{}) {
+		u := res.Usage
+		done.Usage = &u
+	}
+	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventStepCompleted, done))
 	return msg, nil
 }
 

@@ -119,16 +119,20 @@ func TestToolTurnEvents(t *testing.T) {
 	want := []agentstream.EventType{
 		agentstream.EventRunCreated,
 		agentstream.EventRunStarted,
+		agentstream.EventStepStarted,
 		agentstream.EventToolArgumentsDelta, // call_1 {"x":
 		agentstream.EventToolArgumentsDelta, // call_1 1}
 		agentstream.EventToolArgumentsDelta, // call_2 {oops
+		agentstream.EventStepCompleted,      // the model call ended; its tools run next
 		agentstream.EventToolCall,
 		agentstream.EventToolCall,
 		agentstream.EventToolResult, // either call first: they run concurrently
 		agentstream.EventToolResult,
+		agentstream.EventStepStarted,
 		agentstream.EventMessageDelta,
 		agentstream.EventMessageDelta,
 		agentstream.EventMessageCompleted,
+		agentstream.EventStepCompleted,
 		agentstream.EventRunCompleted,
 	}
 	if got := types(evs); !slices.Equal(got, want) {
@@ -136,7 +140,7 @@ func TestToolTurnEvents(t *testing.T) {
 	}
 
 	var deltas []string
-	for _, ev := range evs[2:5] {
+	for _, ev := range evs[3:6] {
 		d := decode[agentstream.ToolArgumentsDeltaData](t, ev)
 		if d.Name != "echo" || d.Delta == "" {
 			t.Fatalf("tool.arguments.delta %+v", d)
@@ -147,7 +151,7 @@ func TestToolTurnEvents(t *testing.T) {
 		t.Fatalf("argument deltas %q", deltas)
 	}
 
-	c1, c2 := decode[agentstream.ToolCallData](t, evs[5]), decode[agentstream.ToolCallData](t, evs[6])
+	c1, c2 := decode[agentstream.ToolCallData](t, evs[7]), decode[agentstream.ToolCallData](t, evs[8])
 	if c1.CallID != "call_1" || c1.Name != "echo" || string(c1.Arguments) != `{"x":1}` {
 		t.Fatalf("first tool.call %+v (%s)", c1, c1.Arguments)
 	}
@@ -155,12 +159,12 @@ func TestToolTurnEvents(t *testing.T) {
 		t.Fatalf("second tool.call %+v (%s): want the invalid arguments as a JSON string", c2, c2.Arguments)
 	}
 	// The raw event data keeps the object an object.
-	if !strings.Contains(string(evs[5].Data), `"arguments":{"x":1}`) {
-		t.Fatalf("tool.call data %s", evs[5].Data)
+	if !strings.Contains(string(evs[7].Data), `"arguments":{"x":1}`) {
+		t.Fatalf("tool.call data %s", evs[7].Data)
 	}
 
 	results := map[string]agentstream.ToolResultData{}
-	for _, ev := range evs[7:9] {
+	for _, ev := range evs[9:11] {
 		r := decode[agentstream.ToolResultData](t, ev)
 		results[r.CallID] = r
 	}
@@ -189,11 +193,29 @@ func TestToolTurnEvents(t *testing.T) {
 		t.Fatalf("tool messages %+v, %+v", msgs[2], msgs[3])
 	}
 
-	d1, d2 := decode[agentstream.MessageDeltaData](t, evs[9]), decode[agentstream.MessageDeltaData](t, evs[10])
-	done := decode[agentstream.MessageCompletedData](t, evs[11])
+	d1, d2 := decode[agentstream.MessageDeltaData](t, evs[12]), decode[agentstream.MessageDeltaData](t, evs[13])
+	done := decode[agentstream.MessageCompletedData](t, evs[14])
 	if d1.Delta != "Done" || d2.Delta != "!" || d1.MessageID != msgs[4].ID || d2.MessageID != msgs[4].ID ||
 		done.MessageID != msgs[4].ID || done.Content != "Done!" || done.Role != agentstream.RoleAssistant || msgs[4].Content != "Done!" {
 		t.Fatalf("answer events %+v %+v %+v, stored %+v", d1, d2, done, msgs[4])
+	}
+
+	// Each model call is a step: its number, its message, why it stopped
+	// and what it cost.
+	steps := []struct {
+		at   int
+		want agentstream.StepCompletedData
+	}{
+		{6, agentstream.StepCompletedData{Step: 1, MessageID: msgs[1].ID, FinishReason: "tool_calls", Usage: &agentstream.Usage{InputTokens: 10, OutputTokens: 4}}},
+		{15, agentstream.StepCompletedData{Step: 2, MessageID: msgs[4].ID, FinishReason: "stop", Usage: &agentstream.Usage{InputTokens: 20, OutputTokens: 2}}},
+	}
+	for i, st := range steps {
+		started := decode[agentstream.StepStartedData](t, evs[[]int{2, 11}[i]])
+		got := decode[agentstream.StepCompletedData](t, evs[st.at])
+		if started.Step != st.want.Step || started.MessageID != st.want.MessageID || got.Usage == nil ||
+			got.Step != st.want.Step || got.MessageID != st.want.MessageID || got.FinishReason != st.want.FinishReason || *got.Usage != *st.want.Usage {
+			t.Fatalf("step %d: started %+v, completed %+v; want %+v", i+1, started, got, st.want)
+		}
 	}
 
 	e := end(t, evs, agentstream.EventRunCompleted)

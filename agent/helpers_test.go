@@ -108,6 +108,9 @@ func (m *fakeModel) Stream(ctx context.Context, req agentstream.ModelRequest, on
 	}
 	res.Usage = tr.usage
 	res.FinishReason = "stop"
+	if len(res.ToolCalls) > 0 {
+		res.FinishReason = "tool_calls" // as OpenAI has it
+	}
 	return res, nil
 }
 

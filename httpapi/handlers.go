@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/agent"
+	"github.com/agentstream/agentstream/httpapi/wire"
 )
 
 type agentInfo struct {
@@ -209,13 +210,13 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 		return
 	}
 	run.ThreadID = t.PublicID() // for X-Thread-Id
-	s.followRun(w, r, run, 0, nativeEncoder{}, req.OnDisconnect)
+	s.followRun(w, r, run, 0, wire.NewNative, req.OnDisconnect)
 }
 
 // followRun streams a run its request started; when the client leaves
 // before the end and the policy says cancel, the run is cancelled after
 // the disconnect grace, unless a reader came to it meanwhile.
-func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder, onDisconnect string) {
+func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc wire.NewEncoder, onDisconnect string) {
 	if onDisconnect == "" {
 		onDisconnect = s.opts.OnDisconnect
 	}
@@ -224,11 +225,17 @@ func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstre
 	}
 }
 
-// runEvents streams a run's events after Last-Event-ID (or ?after=N), then
-// follows it live: the read path of reconnecting clients and of clients
+// runEvents streams a run's events after Last-Event-ID (or ?after=N), in
+// the wire format ?format= names (native by default), then follows it
+// live: the read path of reconnecting clients and of clients
 // that join a run another request started.
 func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, user string) {
 	after, err := afterParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	enc, err := formatParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -241,7 +248,16 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, user string) 
 	if !s.checkPosition(w, r, run, after) {
 		return
 	}
-	s.streamRun(w, r, run, after, nativeEncoder{})
+	s.streamRun(w, r, run, after, enc)
+}
+
+// formatParam is the wire format ?format= names: native when none.
+func formatParam(r *http.Request) (wire.NewEncoder, error) {
+	name := r.URL.Query().Get("format")
+	if name == "" {
+		return wire.NewNative, nil
+	}
+	return wire.Lookup(name)
 }
 
 // checkPosition answers, before any stream starts, a reader whose
@@ -443,5 +459,5 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.followRun(w, r, run, 0, &seedEncoder{threadID: run.ThreadID, runID: run.ID}, onDisconnect)
+	s.followRun(w, r, run, 0, wire.NewSeed, onDisconnect)
 }

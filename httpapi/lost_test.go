@@ -166,10 +166,28 @@ func TestLostTerminalEvent(t *testing.T) {
 		}
 	}
 
+	// The seed format ends the same way, from the store, without a
+	// heartbeat in its silences: the delta after 2, the run's error, then
+	// done, once.
+	req, _ := http.NewRequest(http.MethodGet, f.url+"/v1/runs/"+run.ID+"/events?format=seed", nil)
+	req.Header.Set("Last-Event-ID", "2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	want := `data: {"delta":"half","complete":false}` + "\n\n" +
+		`data: {"error":"gone","code":"interrupted","thread_id":"` + run.ThreadID + `","run_id":"` + run.ID + `"}` + "\n\n" +
+		`data: {"status":"done"}` + "\n\n"
+	if string(seed) != want {
+		t.Fatalf("seed stream of a run whose end was lost:\n%q\nwant\n%q", seed, want)
+	}
+
 	// The run still going: heartbeats only, for many intervals.
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/runs/"+going.ID+"/events?after=3", nil)
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/runs/"+going.ID+"/events?after=3", nil)
 	resp2, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -2,25 +2,14 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/httpapi/wire"
 )
-
-// encoder turns a run's events into one wire format.
-type encoder interface {
-	// encode appends the wire form of ev (possibly nothing) to buf.
-	encode(buf []byte, ev agentstream.Event) []byte
-	// comments reports whether the format may carry SSE comment lines
-	// (the opening ": ok" and heartbeats).
-	comments() bool
-}
 
 // readBatch is how many events one log read takes at most: a reader that
 // fell behind catches up in few writes.
@@ -37,11 +26,13 @@ const maxWrite = 32 << 10
 // heartbeat gets a comment line too. When the log no longer holds the
 // events (evicted after its retention, or trimmed) the end of a finished
 // run is answered from the store.
-func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc encoder) bool {
+func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, newEnc wire.NewEncoder) bool {
+	enc := newEnc(wire.Stream{RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent})
+	if sk, ok := enc.(wire.Skipper); ok && after > 0 {
+		s.skipTo(r.Context(), sk, run.ID, after)
+	}
 	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	enc.Header(h)
 	h.Set("X-Run-Id", run.ID)
 	h.Set("X-Thread-Id", run.ThreadID)
 	w.WriteHeader(http.StatusOK)
@@ -53,10 +44,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 	// another request.
 	// Held for the life of the stream: sized for a few events, it grows
 	// for a reader that falls behind.
-	buf := make([]byte, 0, 512)
-	if enc.comments() {
-		buf = append(buf, ": ok\n\n"...)
-	}
+	buf := enc.Start(make([]byte, 0, 512))
 	if !out.send(buf) {
 		return false
 	}
@@ -95,7 +83,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 				} else {
 					endedQuietly = 0
 				}
-				if enc.comments() && !out.send(append(buf[:0], ": heartbeat\n\n"...)) {
+				if !s.heartbeat(out, enc, buf) {
 					return false
 				}
 				continue
@@ -119,7 +107,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 				case <-hb.ctx.Done():
 				}
 				hb.renew()
-				if enc.comments() && !out.send(append(buf[:0], ": heartbeat\n\n"...)) {
+				if !s.heartbeat(out, enc, buf) {
 					return false
 				}
 				continue
@@ -129,7 +117,7 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 		}
 		buf = buf[:0]
 		for _, ev := range evs {
-			buf = enc.encode(buf, ev)
+			buf = wire.EncodeEvent(enc, buf, ev)
 			after = ev.Seq
 			// A reader that fell behind holds at most about one write's
 			// worth of encoded events, however big the batch.
@@ -150,18 +138,52 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 	}
 }
 
+// heartbeat writes enc's heartbeat, when it has one, reusing buf; false
+// means the client is gone.
+func (s *Server) heartbeat(out *sseOut, enc wire.Encoder, buf []byte) bool {
+	b := enc.Heartbeat(buf[:0])
+	return len(b) == 0 || out.send(b)
+}
+
+// skipTo shows sk the events up to and including after, which a resumed
+// reader already has, as far as the log still holds them: a format whose
+// bytes depend on earlier events goes on from where the reader left.
+// checkPosition has made sure the log holds an event at after, or that
+// the run has ended; a log that no longer holds them, or does not answer
+// within a heartbeat, leaves sk with what it got.
+func (s *Server) skipTo(ctx context.Context, sk wire.Skipper, runID string, after int64) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Heartbeat)
+	defer cancel()
+	for pos := int64(0); pos < after; {
+		evs, end, err := s.log.Read(ctx, runID, pos, readBatch)
+		if err != nil {
+			return
+		}
+		for _, ev := range evs {
+			if ev.Seq > after {
+				return
+			}
+			sk.Skip(ev)
+			pos = ev.Seq
+		}
+		if end || len(evs) == 0 {
+			return
+		}
+	}
+}
+
 // endFromStore sends the end of a finished run rebuilt from the store
 // (storedEnd) to a reader after `after`: nothing when the reader is at or
 // past its terminal event. ok is false, and nothing is sent, when the run
 // has not ended.
-func (s *Server) endFromStore(ctx context.Context, out *sseOut, enc encoder, run agentstream.Run, after int64) (sent, ok bool) {
+func (s *Server) endFromStore(ctx context.Context, out *sseOut, enc wire.Encoder, run agentstream.Run, after int64) (sent, ok bool) {
 	evs, ok := s.storedEnd(ctx, run, after)
 	if !ok || len(evs) == 0 {
 		return false, ok
 	}
 	var buf []byte
 	for _, ev := range evs {
-		buf = enc.encode(buf, ev)
+		buf = wire.EncodeEvent(enc, buf, ev)
 	}
 	return out.send(buf), true
 }
@@ -294,108 +316,4 @@ func (o *sseOut) send(b []byte) bool {
 		return false
 	}
 	return o.rc.Flush() == nil
-}
-
-// nativeEncoder is the v1 wire format: every event with its id, type and
-// JSON payload as stored in the log.
-type nativeEncoder struct{}
-
-func (nativeEncoder) comments() bool { return true }
-
-func (nativeEncoder) encode(buf []byte, ev agentstream.Event) []byte {
-	// An event rebuilt from the store whose id is not known has none: an
-	// EventSource keeps the last id it had.
-	if ev.Seq > 0 {
-		buf = append(buf, "id: "...)
-		buf = strconv.AppendInt(buf, ev.Seq, 10)
-		buf = append(buf, '\n')
-	}
-	buf = append(buf, "event: "...)
-	buf = append(buf, ev.Type...)
-	buf = append(buf, "\ndata: "...)
-	buf = append(buf, ev.Data...)
-	return append(buf, "\n\n"...)
-}
-
-// seedEncoder is the contract of the original Django view: data-only
-// lines with delta, tool start/end, the whole response, then done.
-type seedEncoder struct {
-	threadID, runID string
-	answer          strings.Builder
-}
-
-type (
-	seedDelta struct {
-		Delta    string `json:"delta"`
-		Complete bool   `json:"complete"`
-	}
-	seedTool struct {
-		Tool   string `json:"tool"`
-		Status string `json:"status"`
-	}
-	seedResponse struct {
-		Response string `json:"response"`
-		Complete bool   `json:"complete"`
-		ThreadID string `json:"thread_id"`
-		RunID    string `json:"run_id"`
-	}
-	seedError struct {
-		Error    string `json:"error"`
-		Code     string `json:"code"`
-		ThreadID string `json:"thread_id"`
-		RunID    string `json:"run_id"`
-	}
-)
-
-var seedDone = []byte("data: {\"status\":\"done\"}\n\n")
-
-// comments is false: the original view sent nothing but data lines, and its
-// clients may parse every non-empty line as one.
-func (*seedEncoder) comments() bool { return false }
-
-func (e *seedEncoder) encode(buf []byte, ev agentstream.Event) []byte {
-	switch ev.Type {
-	case agentstream.EventMessageDelta:
-		var d agentstream.MessageDeltaData
-		if json.Unmarshal(ev.Data, &d) != nil {
-			return buf
-		}
-		e.answer.WriteString(d.Delta)
-		return appendData(buf, seedDelta{Delta: d.Delta})
-	case agentstream.EventToolCall, agentstream.EventToolResult:
-		var d struct {
-			Name string `json:"name"`
-		}
-		if json.Unmarshal(ev.Data, &d) != nil {
-			return buf
-		}
-		status := "start"
-		if ev.Type == agentstream.EventToolResult {
-			status = "end"
-		}
-		return appendData(buf, seedTool{Tool: d.Name, Status: status})
-	case agentstream.EventRunCompleted:
-		buf = appendData(buf, seedResponse{Response: e.answer.String(), Complete: true, ThreadID: e.threadID, RunID: e.runID})
-		return append(buf, seedDone...)
-	case agentstream.EventRunFailed, agentstream.EventRunCancelled, agentstream.EventRunInterrupted:
-		var d agentstream.RunEndData
-		_ = json.Unmarshal(ev.Data, &d)
-		msg, code := "the run ended without an answer", string(agentstream.CodeInternal)
-		if d.Error != nil {
-			msg, code = d.Error.Message, string(d.Error.Code)
-		}
-		buf = appendData(buf, seedError{Error: msg, Code: code, ThreadID: e.threadID, RunID: e.runID})
-		return append(buf, seedDone...)
-	}
-	return buf
-}
-
-func appendData(buf []byte, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return buf
-	}
-	buf = append(buf, "data: "...)
-	buf = append(buf, b...)
-	return append(buf, "\n\n"...)
 }

@@ -69,7 +69,7 @@ func TestClientLeavesWhileEnqueued(t *testing.T) {
 			}, logs)
 			th := e.newThread(`{}`)
 			first, _ := e.openStream(context.Background(), "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "first"}`, nil)
-			head := readN(t, first, 3)
+			head := readN(t, first, 4)
 
 			const waiters = 20
 			var wg sync.WaitGroup

@@ -28,7 +28,7 @@ func startLeaving(t *testing.T, e *env) (head []sse.Event, runID string, leave c
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r, resp := e.openStream(ctx, "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "hi", "on_disconnect": "cancel"}`, nil)
-	return readN(t, r, 3), resp.Header.Get("X-Run-Id"), cancel
+	return readN(t, r, 4), resp.Header.Get("X-Run-Id"), cancel // to the first delta
 }
 
 // resume reads the run from after its head, through e, to its end, and
@@ -134,7 +134,7 @@ func TestDisconnectGraceAcrossInstances(t *testing.T) {
 		a, b := pair(t)
 		_, runID, leave := startLeaving(t, a)
 		r, _ := b.openStream(context.Background(), "GET", "/v1/runs/"+runID+"/events", "", nil)
-		head := readN(t, r, 3)
+		head := readN(t, r, 4)
 		leave()
 		if n := checkNative(t, append(head, readToEnd(t, r)...)); n.end.Status != agentstream.RunCompleted {
 			t.Fatalf("the run ended %+v", n.end)

@@ -287,7 +287,7 @@ func testMultitask(t *testing.T, b backend) {
 	slow := sim.Options{Tokens: 80, Pace: 5 * time.Millisecond}
 	begin := func(t *testing.T, e *env, th agentstream.Thread) (*sse.Reader, string) {
 		r, resp := e.openStream(streamCtx(t), "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "first"}`, nil)
-		readN(t, r, 3)
+		readN(t, r, 4) // to the first delta: created, started, step.started, delta
 		return r, resp.Header.Get("X-Run-Id")
 	}
 	t.Run("reject", func(t *testing.T) {

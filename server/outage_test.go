@@ -60,7 +60,9 @@ func startOutageRuns(t *testing.T, e *env, proxy *testenv.Proxy, n int) ([]agent
 			if err != nil {
 				t.Fatalf("run %d: %v before its answer was complete", i, err)
 			}
-			if ev.Type == string(agentstream.EventMessageCompleted) {
+			// The answer is complete, and its step too: what is left is
+			// the run's end.
+			if ev.Type == string(agentstream.EventStepCompleted) {
 				break
 			}
 			if agentstream.EventType(ev.Type).Terminal() {
