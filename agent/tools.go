@@ -53,26 +53,35 @@ func (r *Runner) toolsFor(ctx context.Context, ca *compiledAgent) runTools {
 }
 
 // schemaCache keeps the compiled argument schema of each tool spec, by
-// its JSON text: a schema is compiled once, not at every call.
+// its JSON text: a schema is compiled once, not at every call. It holds
+// at most maxSchemas (tool sources can change their tools without end);
+// past that it starts afresh.
 type schemaCache struct {
-	m sync.Map // string(parameters) → *compiledSchema
+	mu sync.Mutex
+	m  map[string]*compiledSchema
 }
+
+// maxSchemas bounds the schemas a schemaCache holds.
+const maxSchemas = 1024
 
 type compiledSchema struct {
 	resolved *jsonschema.Resolved
 	err      error
 }
 
-func newSchemaCache() *schemaCache { return &schemaCache{} }
+func newSchemaCache() *schemaCache { return &schemaCache{m: map[string]*compiledSchema{}} }
 
 // get compiles params, or returns it compiled before. An empty schema
 // accepts any arguments object.
 func (c *schemaCache) get(params json.RawMessage) *compiledSchema {
 	key := string(params)
-	if v, ok := c.m.Load(key); ok {
-		return v.(*compiledSchema)
+	c.mu.Lock()
+	cs, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return cs
 	}
-	cs := &compiledSchema{}
+	cs = &compiledSchema{}
 	if len(params) > 0 {
 		var s jsonschema.Schema
 		if err := json.Unmarshal(params, &s); err != nil {
@@ -81,8 +90,13 @@ func (c *schemaCache) get(params json.RawMessage) *compiledSchema {
 			cs.err = fmt.Errorf("the tool's parameters are not a usable JSON Schema: %w", err)
 		}
 	}
-	v, _ := c.m.LoadOrStore(key, cs)
-	return v.(*compiledSchema)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxSchemas {
+		clear(c.m)
+	}
+	c.m[key] = cs
+	return cs
 }
 
 // checkArguments validates a call's arguments (valid JSON already) against

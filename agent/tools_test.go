@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,17 +62,27 @@ func TestParallelToolCalls(t *testing.T) {
 // a place; each call's tool.call is streamed when it starts.
 func TestMaxParallelTools(t *testing.T) {
 	t.Parallel()
-	var running, most atomic.Int32
-	slow := tools.NewFunc("slow", "Takes a while.", `{"type":"object"}`, func(context.Context, json.RawMessage) (string, error) {
+	var running, most, started atomic.Int32
+	slow := tools.NewFunc("slow", "Takes a while.", `{"type":"object"}`, func(ctx context.Context, _ json.RawMessage) (string, error) {
 		n := running.Add(1)
+		started.Add(1)
+		defer running.Add(-1)
 		for {
 			m := most.Load()
 			if n <= m || most.CompareAndSwap(m, n) {
 				break
 			}
 		}
-		time.Sleep(30 * time.Millisecond)
-		running.Add(-1)
+		// Stay until a second call runs beside this one (or no other is
+		// left to start): the bound, not the timing, limits the overlap.
+		for running.Load() < 2 && started.Load() < 5 {
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
 		return "ok", nil
 	})
 	var calls []fakeCall
@@ -249,5 +260,24 @@ func TestToolSourcesAndEndpoints(t *testing.T) {
 		if err == nil {
 			t.Fatalf("New accepted %+v", bad)
 		}
+	}
+}
+
+// TestSchemaCacheBounded: a tool source that keeps changing its tools'
+// schemas does not grow the cache without end.
+func TestSchemaCacheBounded(t *testing.T) {
+	t.Parallel()
+	c := newSchemaCache()
+	for i := range maxSchemas + 10 {
+		cs := c.get(json.RawMessage(`{"type":"object","description":"v` + strconv.Itoa(i) + `"}`))
+		if cs.err != nil || cs.resolved == nil {
+			t.Fatalf("schema %d: %+v", i, cs)
+		}
+	}
+	c.mu.Lock()
+	n := len(c.m)
+	c.mu.Unlock()
+	if n > maxSchemas {
+		t.Fatalf("the cache holds %d schemas, over its bound of %d", n, maxSchemas)
 	}
 }

@@ -166,7 +166,9 @@ type Runs struct {
 	// meanwhile. Default 5s; negative: cancelled at once.
 	DisconnectGrace time.Duration `yaml:"disconnect_grace"`
 	// MaxParallelTools bounds the tool calls of one model turn that run
-	// at once; the others wait for a place. Default 8.
+	// at once; the others wait for a place. A call that reaches its
+	// timeout gives its place back even if the tool ignores its
+	// cancellation and goes on. Default 8.
 	MaxParallelTools int `yaml:"max_parallel_tools"`
 	// LeaseTTL is how long a run's lease lasts without renewal, with
 	// redis_url set (several instances): when an instance dies, another
