@@ -1,11 +1,9 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +49,7 @@ func TestBrowser(t *testing.T) {
 		c.HTTP.CORS.AllowedOrigins = []string{page.URL}
 	})
 	// The EventSource's first connection is cut after 8 KiB of its answer.
-	proxy := startOnceCutProxy(t, strings.TrimPrefix(e.url, "http://"), 8<<10)
+	proxy := startCutProxy(t, strings.TrimPrefix(e.url, "http://"), 8<<10)
 
 	args, _ := json.Marshal(map[string]any{
 		"page": page.URL + "/page.html", "denied": denied.URL + "/page.html",
@@ -192,130 +189,4 @@ func requireBrowser(t *testing.T) (node, chromium string) {
 		missing(browserDir + "/node_modules has no playwright-core package")
 	}
 	return node, chromium
-}
-
-// onceCutProxy forwards connections to target, and cuts the first answer
-// that passes cutAfter bytes there: a page's short answers (a preflight,
-// say) pass, the EventSource's stream is cut once.
-type onceCutProxy struct {
-	url      string
-	target   string
-	cutAfter int
-	ln       net.Listener
-	wg       sync.WaitGroup
-
-	mu    sync.Mutex
-	cut   bool
-	conns []*bytes.Buffer // each connection's request bytes
-	open  []net.Conn
-}
-
-func startOnceCutProxy(t *testing.T, target string, cutAfter int) *onceCutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &onceCutProxy{url: "http://" + ln.Addr().String(), target: target, cutAfter: cutAfter, ln: ln}
-	p.wg.Go(p.accept)
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		for _, c := range p.open {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *onceCutProxy) accept() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = client.Close()
-			continue
-		}
-		req := &bytes.Buffer{}
-		p.mu.Lock()
-		p.conns = append(p.conns, req)
-		p.open = append(p.open, client, server)
-		p.mu.Unlock()
-		var once sync.Once
-		closeBoth := func() { once.Do(func() { _ = client.Close(); _ = server.Close() }) }
-		p.wg.Go(func() {
-			defer closeBoth()
-			buf := make([]byte, 4096)
-			for {
-				k, err := client.Read(buf)
-				if k > 0 {
-					p.mu.Lock()
-					req.Write(buf[:k])
-					p.mu.Unlock()
-					if _, err := server.Write(buf[:k]); err != nil {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		})
-		p.wg.Go(func() {
-			defer closeBoth()
-			buf := make([]byte, 4096)
-			answered := 0
-			for {
-				k, err := server.Read(buf)
-				if k > 0 {
-					p.mu.Lock()
-					cut := !p.cut && answered+k >= p.cutAfter
-					if cut {
-						k, p.cut = p.cutAfter-answered, true
-					}
-					p.mu.Unlock()
-					answered += k
-					if _, err := client.Write(buf[:k]); err != nil || cut {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		})
-	}
-}
-
-// browserConn is what one connection to the proxy carried.
-type browserConn struct{ request []byte }
-
-func (p *onceCutProxy) connections() []browserConn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]browserConn, len(p.conns))
-	for i, b := range p.conns {
-		out[i] = browserConn{request: bytes.Clone(b.Bytes())}
-	}
-	return out
-}
-
-// header parses the headers of the connection's first request.
-func (c browserConn) header(t *testing.T) http.Header {
-	t.Helper()
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(c.request)))
-	if err != nil {
-		t.Fatalf("the request %q: %v", c.request, err)
-	}
-	return req.Header
-}
-
-func (c browserConn) requestLine() string {
-	line, _, _ := strings.Cut(string(c.request), "\r\n")
-	return line
 }

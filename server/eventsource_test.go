@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,9 +152,10 @@ func requireEventSourceClient(t *testing.T) string {
 	return node
 }
 
-// cutProxy forwards TCP connections to a server. It cuts the first one,
-// closing both sides, once it has carried cutAfter bytes of the answer;
-// later ones it forwards whole.
+// cutProxy forwards TCP connections to a server. It cuts the first one
+// whose answer reaches cutAfter bytes, closing both sides there (short
+// answers before it, a preflight say, pass whole); later ones it forwards
+// whole.
 type cutProxy struct {
 	url      string
 	target   string
@@ -161,9 +163,10 @@ type cutProxy struct {
 	ln       net.Listener
 	wg       sync.WaitGroup
 
-	mu    sync.Mutex
-	conns []*proxied
-	open  []net.Conn
+	mu      sync.Mutex
+	conns   []*proxied
+	open    []net.Conn
+	cutDone bool
 }
 
 // proxied is what one connection carried.
@@ -207,7 +210,6 @@ func (p *cutProxy) accept() {
 		}
 		p.mu.Lock()
 		c := &proxied{accepted: time.Now()}
-		first := len(p.conns) == 0
 		p.conns = append(p.conns, c)
 		p.open = append(p.open, client, server)
 		p.mu.Unlock()
@@ -240,7 +242,8 @@ func (p *cutProxy) accept() {
 				}
 			}
 		})
-		// The answer, cut short on the first connection.
+		// The answer, cut short on the first connection whose answer
+		// passes cutAfter.
 		p.wg.Go(func() {
 			defer closeBoth()
 			buf := make([]byte, 4096)
@@ -248,9 +251,9 @@ func (p *cutProxy) accept() {
 				k, err := server.Read(buf)
 				if k > 0 {
 					p.mu.Lock()
-					if first && c.answered+k >= p.cutAfter {
+					if !p.cutDone && c.answered+k >= p.cutAfter {
 						k = p.cutAfter - c.answered
-						c.cut = true
+						c.cut, p.cutDone = true, true
 					}
 					c.answered += k
 					cut := c.cut
@@ -278,6 +281,12 @@ func (p *cutProxy) connections() []*proxied {
 		out[i].request.Write(c.request.Bytes())
 	}
 	return out
+}
+
+// requestLine is the connection's first request line.
+func (c *proxied) requestLine() string {
+	line, _, _ := strings.Cut(c.request.String(), "\r\n")
+	return line
 }
 
 // header parses the headers of the connection's first request.
