@@ -83,19 +83,10 @@ func (c Config) MCPServerNames() []string {
 
 // validateMCP reports the problems of the mcp_servers entries.
 func (c Config) validateMCP(bad func(path, format string, args ...any)) {
-	names := map[string]int{}
+	names := map[string]string{}
 	for i, s := range c.MCPServers {
 		path := fmt.Sprintf("mcp_servers[%d]", i)
-		switch first, dup := names[s.Name]; {
-		case s.Name == "":
-			bad(path+".name", "empty: every MCP server needs a name, which agents use in their mcp_servers")
-		case dup:
-			bad(path+".name", "MCP server %q is declared twice (also mcp_servers[%d]): rename or remove one", s.Name, first)
-		case strings.ContainsAny(s.Name, " /"):
-			bad(path+".name", "%q may not contain spaces or slashes", s.Name)
-		default:
-			names[s.Name] = i
-		}
+		declareName(bad, path, "MCP server", s.Name, "which agents use in their mcp_servers", names)
 		switch {
 		case s.Command == "" && s.URL == "":
 			bad(path, "set command (a program spoken to over stdio) or url (a Streamable HTTP endpoint)")

@@ -76,15 +76,7 @@ func (c Config) validateModels(bad func(path, format string, args ...any), added
 	}
 	for i, m := range c.Models {
 		path := fmt.Sprintf("models[%d]", i)
-		switch first, dup := seen[m.Name]; {
-		case m.Name == "":
-			bad(path+".name", "empty: every model endpoint needs a name, which agents give as endpoint:")
-		case dup:
-			bad(path+".name", "model endpoint %q is declared twice (also %s): rename or remove one", m.Name, first)
-		case strings.ContainsAny(m.Name, " /"):
-			bad(path+".name", "%q may not contain spaces or slashes", m.Name)
-		default:
-			seen[m.Name] = path
+		if declareName(bad, path, "model endpoint", m.Name, "which agents give as endpoint:", seen) {
 			names = append(names, m.Name)
 		}
 		if m.BaseURL == "" {
@@ -126,6 +118,26 @@ func (c Config) validateModels(bad func(path, format string, args ...any), added
 			bad(path+".model", "empty: an agent with an endpoint names its model there, e.g. model: llama3.1")
 		}
 	}
+}
+
+// declareName checks the name of an entry declared at path, a kind
+// (what the entry is) that others refer to by name: not empty (use says
+// how it is referred to), not declared before (seen maps the names
+// declared to where), without spaces or slashes. It records a good name
+// in seen and reports whether it was one.
+func declareName(bad func(path, format string, args ...any), path, kind, name, use string, seen map[string]string) bool {
+	switch first, dup := seen[name]; {
+	case name == "":
+		bad(path+".name", "empty: every %s needs a name, %s", kind, use)
+	case dup:
+		bad(path+".name", "%s %q is declared twice (also %s): rename or remove one", kind, name, first)
+	case strings.ContainsAny(name, " /"):
+		bad(path+".name", "%q may not contain spaces or slashes", name)
+	default:
+		seen[name] = path
+		return true
+	}
+	return false
 }
 
 // checkBaseURL says what is wrong with an endpoint's base URL, or "".
