@@ -162,17 +162,19 @@ func testTrimmedLiveRun(t *testing.T, b backend) {
 	th := e.newThread(`{}`)
 	r, resp := e.openStream(streamCtx(t), "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "long"}`, nil)
 	runID := resp.Header.Get("X-Run-Id")
-	evs := readN(t, r, tokens+2) // run.created, run.started, a delta a token
+	// run.created, run.started, step.started, then a delta a token.
+	const last = tokens + 3
+	evs := readN(t, r, last)
 	lastID := evs[len(evs)-1].ID
-	if lastID != strconv.Itoa(tokens+2) || evs[len(evs)-1].Type != string(agentstream.EventMessageDelta) {
-		t.Fatalf("event %d is %+v, want the last delta at id %d", len(evs), evs[len(evs)-1], tokens+2)
+	if lastID != strconv.Itoa(last) || evs[len(evs)-1].Type != string(agentstream.EventMessageDelta) {
+		t.Fatalf("event %d is %+v, want the last delta at id %d", len(evs), evs[len(evs)-1], last)
 	}
 
 	gone := e.do("GET", "/v1/runs/"+runID+"/events?after=1", "")
 	if gone.StatusCode != http.StatusGone || errorBody(t, gone).Code != agentstream.CodeGone {
 		t.Fatalf("before the first kept event: status %d, want 410 events_gone", gone.StatusCode)
 	}
-	for _, id := range []string{strconv.Itoa(tokens + 3), "1000", maxID} {
+	for _, id := range []string{strconv.Itoa(last + 1), "1000", maxID} {
 		resp := e.request("GET", "/v1/runs/"+runID+"/events", "", map[string]string{"Last-Event-ID": id})
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("Last-Event-ID %s past the last event %s of a live run: status %d, want 400", id, lastID, resp.StatusCode)
@@ -182,7 +184,7 @@ func testTrimmedLiveRun(t *testing.T, b backend) {
 		}
 	}
 	// From the one before the last, and from the last: both read on, live.
-	r2, _ := e.openStream(streamCtx(t), "GET", "/v1/runs/"+runID+"/events", "", map[string]string{"Last-Event-ID": strconv.Itoa(tokens + 1)})
+	r2, _ := e.openStream(streamCtx(t), "GET", "/v1/runs/"+runID+"/events", "", map[string]string{"Last-Event-ID": strconv.Itoa(last - 1)})
 	sameEvents(t, "after the one before the last", readN(t, r2, 1), evs[len(evs)-1:])
 	r3, _ := e.openStream(streamCtx(t), "GET", "/v1/runs/"+runID+"/events", "", map[string]string{"Last-Event-ID": lastID})
 
