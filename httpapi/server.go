@@ -150,6 +150,7 @@ func (s *Server) Handler() http.Handler {
 	api("PATCH /v1/threads/{id}", s.updateThread)
 	api("DELETE /v1/threads/{id}", s.deleteThread)
 	api("GET /v1/threads/{id}/runs", s.listRuns)
+	api("POST /ag-ui/{agent}", s.aguiRun)
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })

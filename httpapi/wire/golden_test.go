@@ -58,7 +58,7 @@ func goldenRuns() map[string][]agentstream.Event {
 // go test ./httpapi -run TestGolden -update rewrites the files.
 func TestGolden(t *testing.T) {
 	t.Parallel()
-	for _, format := range []string{"native", "seed"} {
+	for _, format := range []string{"native", "seed", "ag-ui"} {
 		for name, evs := range goldenRuns() {
 			t.Run(format+"/"+name, func(t *testing.T) {
 				t.Parallel()

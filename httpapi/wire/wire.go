@@ -82,6 +82,7 @@ type NewEncoder func(Stream) Encoder
 var formats = map[string]NewEncoder{
 	"native": NewNative,
 	"seed":   NewSeed,
+	"ag-ui":  NewAGUI,
 }
 
 // Lookup returns the format named name; an unknown name is an

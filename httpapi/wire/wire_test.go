@@ -172,6 +172,20 @@ func randomRun(seed uint64) []agentstream.Event {
 // terminal event.
 var endMarkers = map[string]string{"seed": `{"status":"done"}`}
 
+// endEvents tell the event that ends a stream of each format whose end
+// is neither a fixed marker nor the native terminal event.
+var endEvents = map[string]func(sse.Event) bool{"ag-ui": aguiEnd}
+
+func countEnds(evs []sse.Event, end func(sse.Event) bool) int {
+	n := 0
+	for _, e := range evs {
+		if end(e) {
+			n++
+		}
+	}
+	return n
+}
+
 // checkStreams checks every registered format on one run: the stream is
 // well-formed SSE (internal/sse reads it to its end, ids are the run's),
 // it ends exactly once, and a stream resumed after any event is the rest
@@ -199,6 +213,10 @@ func checkStreams(t *testing.T, evs []agentstream.Event) {
 		if m, ok := endMarkers[name]; ok {
 			if last.Data != m || strings.Count(string(whole), m) != 1 {
 				t.Fatalf("%s: want one end %s, last; got\n%s", name, m, whole)
+			}
+		} else if end, ok := endEvents[name]; ok {
+			if n := countEnds(got, end); !end(last) || n != 1 {
+				t.Fatalf("%s: want one end, last; got %d in\n%s", name, n, whole)
 			}
 		} else if !agentstream.EventType(last.Type).Terminal() {
 			t.Fatalf("%s: last event %q, not terminal", name, last.Type)
