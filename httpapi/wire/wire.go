@@ -82,6 +82,7 @@ type NewEncoder func(Stream) Encoder
 var formats = map[string]NewEncoder{
 	"native": NewNative,
 	"seed":   NewSeed,
+	"ui":     NewUI,
 }
 
 // Lookup returns the format named name; an unknown name is an

@@ -170,7 +170,7 @@ func randomRun(seed uint64) []agentstream.Event {
 
 // endMarkers are the bytes that end a stream of each format, after its
 // terminal event.
-var endMarkers = map[string]string{"seed": `{"status":"done"}`}
+var endMarkers = map[string]string{"seed": `{"status":"done"}`, "ui": "[DONE]"}
 
 // checkStreams checks every registered format on one run: the stream is
 // well-formed SSE (internal/sse reads it to its end, ids are the run's),
