@@ -31,6 +31,8 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"/v1/runs/run_x/cancel", "POST"},
 		{"/v1/runs/run_x/token", "POST"},
 		{"/v1/chat", "POST"},
+		{"/api/chat", "POST"},
+		{"/api/chat/chat_x/stream", "GET, HEAD"},
 	}
 	send := func(method, path string) *http.Response {
 		t.Helper()

@@ -151,6 +151,9 @@ func (s *Server) Handler() http.Handler {
 	api("DELETE /v1/threads/{id}", s.deleteThread)
 	api("GET /v1/threads/{id}/runs", s.listRuns)
 	api("POST /ag-ui/{agent}", s.aguiRun)
+	// The Vercel AI SDK's useChat, at its default path.
+	api("POST /api/chat", s.uiChat)
+	api("GET /api/chat/{id}/stream", s.uiChatStream)
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })

@@ -83,6 +83,7 @@ var formats = map[string]NewEncoder{
 	"native": NewNative,
 	"seed":   NewSeed,
 	"ag-ui":  NewAGUI,
+	"ui":     NewUI,
 }
 
 // Lookup returns the format named name; an unknown name is an

@@ -170,7 +170,7 @@ func randomRun(seed uint64) []agentstream.Event {
 
 // endMarkers are the bytes that end a stream of each format, after its
 // terminal event.
-var endMarkers = map[string]string{"seed": `{"status":"done"}`}
+var endMarkers = map[string]string{"seed": `{"status":"done"}`, "ui": "[DONE]"}
 
 // endEvents tell the event that ends a stream of each format whose end
 // is neither a fixed marker nor the native terminal event.
