@@ -27,7 +27,7 @@ const maxWrite = 32 << 10
 // events (evicted after its retention, or trimmed) the end of a finished
 // run is answered from the store.
 func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, newEnc wire.NewEncoder) bool {
-	enc := newEnc(wire.Stream{RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent})
+	enc := newEnc(wire.Stream{RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent, Created: run.CreatedAt})
 	if sk, ok := enc.(wire.Skipper); ok && after > 0 {
 		s.skipTo(r.Context(), sk, run.ID, after)
 	}
