@@ -150,6 +150,10 @@ func (s *Server) Handler() http.Handler {
 	api("PATCH /v1/threads/{id}", s.updateThread)
 	api("DELETE /v1/threads/{id}", s.deleteThread)
 	api("GET /v1/threads/{id}/runs", s.listRuns)
+	// OpenAI's Chat Completions API (openai.go).
+	api("POST /v1/chat/completions", s.chatCompletions)
+	api("GET /v1/models", s.listModels)
+	api("GET /v1/models/{model}", s.getModel)
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })

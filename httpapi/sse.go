@@ -212,6 +212,11 @@ func (s *Server) storedEnd(ctx context.Context, run agentstream.Run, after int64
 	}
 	var evs []agentstream.Event
 	for _, m := range msgs {
+		if m.RunID == run.ID && m.Role == agentstream.RoleUser {
+			// The run's input: what came before it under the run is the
+			// history a client brought (Store.CreateRun), not the answer.
+			evs = evs[:0]
+		}
 		if m.RunID == run.ID && m.Role == agentstream.RoleAssistant && m.Content != "" {
 			evs = append(evs, agentstream.NewEvent(agentstream.EventMessageCompleted, agentstream.MessageCompletedData{
 				MessageID: m.ID, Role: m.Role, Content: m.Content,
