@@ -70,7 +70,11 @@ type Store interface {
 	// thread does not exist; ErrConflict when the thread already has a run
 	// that is queued or running, or the run or message ID is taken. The
 	// caller checks that run.UserID owns the thread (GetThread).
-	CreateRun(ctx context.Context, run Run, input Message) (Message, error)
+	// history, when given, is stored before input in the same
+	// transaction, in order, under the run: the conversation a client
+	// brought to a new thread (POST /v1/chat/completions). A history
+	// message Message.Check refuses is ErrInvalid, with nothing written.
+	CreateRun(ctx context.Context, run Run, input Message, history ...Message) (Message, error)
 	// StartRun marks a queued run running at the given time.
 	// ErrNotFound for an unknown run; ErrConflict when it is not queued.
 	StartRun(ctx context.Context, runID string, at time.Time) error

@@ -407,6 +407,12 @@ type StartRequest struct {
 	// run has a place in the pool, so a refused request writes nothing.
 	// When its ID is taken, Start fails with ErrThreadTaken.
 	NewThread bool
+	// History is the conversation before Input that a client brought
+	// (user and assistant messages with Role and Content): stored on the
+	// thread before the input, with the run (Store.CreateRun), so the
+	// model sees it. Only for a NewThread; an existing thread's messages
+	// are its history.
+	History []agentstream.Message
 }
 
 // Multitask settings: what a run does when its thread has an active run.
@@ -427,9 +433,9 @@ type threadRun struct {
 
 // createRun saves the run, applying the multitask setting when the thread
 // has an active run.
-func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
+func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message, history []agentstream.Message) (agentstream.Message, error) {
 	for {
-		stored, err := r.store.CreateRun(ctx, run, input)
+		stored, err := r.store.CreateRun(ctx, run, input, history...)
 		if !errors.Is(err, agentstream.ErrConflict) {
 			return stored, err
 		}
@@ -532,6 +538,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	// Every value is one the stores keep, checked before anything is
 	// written: a refused run leaves no thread behind.
 	checks := []error{run.Check(), input.Check()}
+	for _, m := range req.History {
+		checks = append(checks, agentstream.Message{ID: "msg_", Role: m.Role, Content: m.Content}.Check())
+	}
 	if req.NewThread {
 		checks = append(checks, req.Thread.Check())
 	}
@@ -551,7 +560,16 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		}
 	}
 
-	input, err = r.createRun(ctx, req.Multitask, run, input)
+	var history []agentstream.Message
+	if req.NewThread {
+		for _, m := range req.History {
+			history = append(history, agentstream.Message{
+				ID: agentstream.NewID("msg_"), ThreadID: run.ThreadID, RunID: run.ID,
+				Role: m.Role, Content: m.Content, Status: agentstream.MessageComplete, CreatedAt: now,
+			})
+		}
+	}
+	input, err = r.createRun(ctx, req.Multitask, run, input, history)
 	if err != nil {
 		release()
 		return agentstream.Run{}, err

@@ -267,14 +267,14 @@ func (g *gatedStore) wrap(s agentstream.Store) agentstream.Store {
 	return g
 }
 
-func (g *gatedStore) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
+func (g *gatedStore) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
 	first := false
 	g.once.Do(func() { first = true })
 	if first {
 		close(g.entered)
 		<-g.release
 	}
-	return g.Store.CreateRun(ctx, run, input)
+	return g.Store.CreateRun(ctx, run, input, history...)
 }
 
 func TestStartValidation(t *testing.T) {

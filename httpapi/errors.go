@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/httpapi/wire"
 )
 
 // CodeMethodNotAllowed is the error of a request whose path is a route
@@ -80,6 +81,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	case agentstream.CodeUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentstream"`)
+	}
+	if openAIRoutes[r.Pattern] {
+		writeJSON(w, status, wire.NewOpenAIError(e.Code, e.Message))
+		return
 	}
 	writeJSON(w, status, errorBody{Error: *e.Info()})
 }

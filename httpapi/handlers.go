@@ -88,6 +88,10 @@ func (s *Server) newThread(user, clientID string, req createThreadRequest) (agen
 type agentStart struct {
 	agent, input, multitask string
 	context                 map[string]any
+	// history is the conversation before input that a client sent
+	// (POST /v1/chat/completions): stored before it when the thread is
+	// new, ignored when the thread exists (its messages are the history).
+	history []agentstream.Message
 }
 
 // startChat starts a run for /v1/chat on the user's thread the client
@@ -108,12 +112,12 @@ func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart)
 		}
 		switch {
 		case err == nil:
-			req.Thread, req.NewThread = t, false
+			req.Thread, req.NewThread, req.History = t, false, nil
 		case errors.Is(err, agentstream.ErrNotFound):
 			if req.Thread, err = s.newThread(user, threadID, createThreadRequest{Agent: a.agent}); err != nil {
 				return agentstream.Run{}, err
 			}
-			req.NewThread = true
+			req.NewThread, req.History = true, a.history
 		default:
 			return agentstream.Run{}, err
 		}

@@ -154,6 +154,10 @@ func (s *Server) Handler() http.Handler {
 	// The Vercel AI SDK's useChat, at its default path.
 	api("POST /api/chat", s.uiChat)
 	api("GET /api/chat/{id}/stream", s.uiChatStream)
+	// OpenAI's Chat Completions API (openai.go).
+	api("POST /v1/chat/completions", s.chatCompletions)
+	api("GET /v1/models", s.listModels)
+	api("GET /v1/models/{model}", s.getModel)
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })

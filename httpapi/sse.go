@@ -27,7 +27,7 @@ const maxWrite = 32 << 10
 // events (evicted after its retention, or trimmed) the end of a finished
 // run is answered from the store.
 func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, newEnc wire.NewEncoder) bool {
-	enc := newEnc(wire.Stream{RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent})
+	enc := newEnc(wire.Stream{RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent, Created: run.CreatedAt})
 	if sk, ok := enc.(wire.Skipper); ok && after > 0 {
 		s.skipTo(r.Context(), sk, run.ID, after)
 	}
@@ -212,6 +212,11 @@ func (s *Server) storedEnd(ctx context.Context, run agentstream.Run, after int64
 	}
 	var evs []agentstream.Event
 	for _, m := range msgs {
+		if m.RunID == run.ID && m.Role == agentstream.RoleUser {
+			// The run's input: what came before it under the run is the
+			// history a client brought (Store.CreateRun), not the answer.
+			evs = evs[:0]
+		}
 		if m.RunID == run.ID && m.Role == agentstream.RoleAssistant && m.Content != "" {
 			evs = append(evs, agentstream.NewEvent(agentstream.EventMessageCompleted, agentstream.MessageCompletedData{
 				MessageID: m.ID, Role: m.Role, Content: m.Content,

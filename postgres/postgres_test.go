@@ -144,8 +144,8 @@ func (s *twoStores) ListRuns(ctx context.Context, threadID string, after *agents
 	return s.next().ListRuns(ctx, threadID, after, limit)
 }
 
-func (s *twoStores) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
-	return s.next().CreateRun(ctx, run, input)
+func (s *twoStores) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	return s.next().CreateRun(ctx, run, input, history...)
 }
 
 func (s *twoStores) StartRun(ctx context.Context, runID string, at time.Time) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,7 +116,7 @@ func messageArgs(m agentstream.Message, toolCalls []byte) []any {
 
 // CreateRun inserts run and its input message, which it returns with Seq,
 // ThreadID and RunID set. The run's Status must be queued or running.
-func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
+func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
 	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
 		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
@@ -125,6 +126,19 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 	}
 	if err := input.Check(); err != nil {
 		return agentstream.Message{}, err
+	}
+	history = slices.Clone(history)
+	histCalls := make([][]byte, len(history))
+	for i := range history {
+		history[i].ThreadID, history[i].RunID = run.ThreadID, run.ID
+		if err := history[i].Check(); err != nil {
+			return agentstream.Message{}, err
+		}
+		calls, err := encodeToolCalls(history[i].ToolCalls)
+		if err != nil {
+			return agentstream.Message{}, err
+		}
+		histCalls[i] = calls
 	}
 	runContext, err := encodeMap("context", run.Context)
 	if err != nil {
@@ -151,6 +165,9 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 			run.ID, run.ThreadID, run.UserID, run.Agent, run.Status, errCode, errMessage,
 			run.Usage.InputTokens, run.Usage.OutputTokens, runContext, ts(run.CreatedAt),
 			tsPtr(run.StartedAt), tsPtr(run.FinishedAt), run.Owner, tsPtr(run.LeaseUntil))
+		for i, m := range history {
+			b.Queue(insertMessage, messageArgs(m, histCalls[i])...)
+		}
 		b.Queue(insertMessage+` RETURNING seq`, messageArgs(input, toolCalls)...)
 		br := tx.SendBatch(ctx, b)
 		defer func() { _ = br.Close() }() // a failure is reported by the reads below
@@ -163,6 +180,11 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 		}
 		if _, err := br.Exec(); err != nil {
 			return err
+		}
+		for range history {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
 		if err := br.QueryRow().Scan(&input.Seq); err != nil {
 			return err

@@ -166,7 +166,7 @@ func TestEventsFormatSeed(t *testing.T) {
 			continue
 		}
 		if e := errorBody(t, resp); resp.StatusCode != http.StatusBadRequest || e.Code != agentstream.CodeInvalidRequest ||
-			!strings.Contains(e.Message, "native, seed") {
+			!strings.Contains(e.Message, "native") || !strings.Contains(e.Message, "openai") || !strings.Contains(e.Message, "seed") {
 			t.Fatalf("%s: %d %+v, want 400 naming the formats", q, resp.StatusCode, e)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -80,7 +81,7 @@ func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstrea
 
 // CreateRun inserts run and its input message, which it returns with Seq,
 // ThreadID and RunID set. The run's Status must be queued or running.
-func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
+func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
 	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
 		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
@@ -90,6 +91,19 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 	}
 	if err := input.Check(); err != nil {
 		return agentstream.Message{}, err
+	}
+	history = slices.Clone(history)
+	histCalls := make([]sql.NullString, len(history))
+	for i := range history {
+		history[i].ThreadID, history[i].RunID = run.ThreadID, run.ID
+		if err := history[i].Check(); err != nil {
+			return agentstream.Message{}, err
+		}
+		calls, err := encodeToolCalls(history[i].ToolCalls)
+		if err != nil {
+			return agentstream.Message{}, err
+		}
+		histCalls[i] = calls
 	}
 	runContext, err := encodeMap("context", run.Context)
 	if err != nil {
@@ -140,6 +154,11 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 		}
 		if err != nil {
 			return err
+		}
+		for i, m := range history {
+			if _, err := insertMessage(ctx, tx, m, histCalls[i]); err != nil {
+				return err
+			}
 		}
 		input.Seq, err = insertMessage(ctx, tx, input, toolCalls)
 		return err

@@ -566,3 +566,37 @@ func (s suite) testGetRunOtherUser(t *testing.T) {
 	_, err = st.GetRun(t.Context(), "", run.ID)
 	wantErr(t, err, agentstream.ErrNotFound, "GetRun with an empty user")
 }
+
+// testCreateRunWithHistory: the history a client brings is stored before
+// the input, in order, under the run, in the same transaction; a history
+// message the stores cannot keep refuses the whole run.
+func (s suite) testCreateRunWithHistory(t *testing.T) {
+	st := s.open(t)
+	th := createThread(t, st, "user-1")
+	run, in := newRun(th, at(10))
+	h1 := in
+	h1.ID, h1.Content = agentstream.NewID("msg_"), "My name is Ada."
+	h2 := assistant(run, "Hello Ada.", agentstream.MessageComplete, at(10))
+	// The store puts them on the run's thread and under the run,
+	// whatever they say.
+	h2.ThreadID, h2.RunID = "elsewhere", "run_other"
+	got, err := st.CreateRun(t.Context(), run, in, h1, h2)
+	if err != nil {
+		t.Fatalf("CreateRun: %v", err)
+	}
+	checkMessage(t, got, withSeq(in, 3))
+	h2.ThreadID, h2.RunID = th.ID, run.ID
+	checkMessages(t, st, th.ID, withSeq(h1, 1), withSeq(h2, 2), withSeq(in, 3))
+
+	th2 := createThread(t, st, "user-1")
+	run2, in2 := newRun(th2, at(11))
+	bad := in2
+	bad.ID, bad.Content = agentstream.NewID("msg_"), "nul \x00 byte"
+	if _, err := st.CreateRun(t.Context(), run2, in2, bad); agentstream.CodeOf(err) != agentstream.CodeInvalidRequest {
+		t.Fatalf("CreateRun with a NUL in its history: %v, want invalid_request", err)
+	}
+	checkMessages(t, st, th2.ID)
+	if _, err := st.GetRun(t.Context(), run2.UserID, run2.ID); agentstream.CodeOf(err) != agentstream.CodeNotFound {
+		t.Fatalf("GetRun of the refused run: %v, want not_found", err)
+	}
+}

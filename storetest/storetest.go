@@ -92,6 +92,7 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 		}},
 		{"CreateRun", []test{
 			{"ReturnsInputWithSeq", s.testCreateRunReturnsInput},
+			{"WithHistory", s.testCreateRunWithHistory},
 			{"SeqAcrossRuns", s.testCreateRunSeqAcrossRuns},
 			{"UnknownThread", s.testCreateRunUnknownThread},
 			{"OneActiveRunPerThread", s.testCreateRunOneActive},

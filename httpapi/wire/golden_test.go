@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -58,7 +59,7 @@ func goldenRuns() map[string][]agentstream.Event {
 // go test ./httpapi -run TestGolden -update rewrites the files.
 func TestGolden(t *testing.T) {
 	t.Parallel()
-	for _, format := range []string{"native", "seed", "ag-ui"} {
+	for _, format := range []string{"native", "seed", "ag-ui", "openai", "openai-usage"} {
 		for name, evs := range goldenRuns() {
 			t.Run(format+"/"+name, func(t *testing.T) {
 				t.Parallel()
@@ -85,11 +86,18 @@ func TestGolden(t *testing.T) {
 // httpapi's streamRun writes it.
 func encodeAll(t testing.TB, format string, evs []agentstream.Event) []byte {
 	t.Helper()
-	newEnc, err := Lookup(format)
-	if err != nil {
-		t.Fatal(err)
+	s := Stream{RunID: "run_1", ThreadID: "thr_1", Agent: "default", Created: time.Unix(1700000000, 0)}
+	var enc Encoder
+	if format == "openai-usage" {
+		// What POST /v1/chat/completions streams with include_usage.
+		enc = NewOpenAIStream(s, true)
+	} else {
+		newEnc, err := Lookup(format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc = newEnc(s)
 	}
-	enc := newEnc(Stream{RunID: "run_1", ThreadID: "thr_1", Agent: "default"})
 	b := enc.Start(nil)
 	for _, e := range evs {
 		b = EncodeEvent(enc, b, e)

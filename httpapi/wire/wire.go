@@ -32,6 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -45,6 +46,8 @@ type Stream struct {
 	ThreadID string
 	// Agent is the name of the run's agent.
 	Agent string
+	// Created is when the run was created (the openai format's created).
+	Created time.Time
 }
 
 // Encoder writes one stream of a run in one format. Its methods append to
@@ -84,6 +87,7 @@ var formats = map[string]NewEncoder{
 	"seed":   NewSeed,
 	"ag-ui":  NewAGUI,
 	"ui":     NewUI,
+	"openai": NewOpenAI,
 }
 
 // Lookup returns the format named name; an unknown name is an

@@ -53,7 +53,7 @@ func TestLookupUnknown(t *testing.T) {
 	t.Parallel()
 	_, err := Lookup("xml")
 	e := agentstream.AsError(err)
-	if err == nil || e.Code != agentstream.CodeInvalidRequest || !strings.Contains(e.Message, "native, seed") || !strings.Contains(e.Message, `"xml"`) {
+	if err == nil || e.Code != agentstream.CodeInvalidRequest || !strings.Contains(e.Message, strings.Join(Names(), ", ")) || !strings.Contains(e.Message, `"xml"`) {
 		t.Fatalf("Lookup(xml) = %v", err)
 	}
 }
@@ -170,7 +170,7 @@ func randomRun(seed uint64) []agentstream.Event {
 
 // endMarkers are the bytes that end a stream of each format, after its
 // terminal event.
-var endMarkers = map[string]string{"seed": `{"status":"done"}`, "ui": "[DONE]"}
+var endMarkers = map[string]string{"seed": `{"status":"done"}`, "ui": "[DONE]", "openai": "[DONE]"}
 
 // endEvents tell the event that ends a stream of each format whose end
 // is neither a fixed marker nor the native terminal event.
