@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sync"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -13,6 +14,13 @@ const (
 	maxCachedThreads      = 1024
 	maxCachedMessages     = 256
 	maxCachedHistoryBytes = 32 << 10
+	// historyTTL is how long a cached history is used: an older one is
+	// read again from the store. It bounds how long a history outlives its
+	// thread's deletion on an instance that missed the notice of it
+	// (Runner.ForgetThread, sent through Redis, is lost while Pub/Sub
+	// reconnects): nothing a run has at hand tells one incarnation of a
+	// thread key from the next.
+	historyTTL = time.Minute
 )
 
 // histories keeps the messages of threads whose last run ended on this
@@ -29,12 +37,19 @@ const (
 // made by another instance meanwhile, say) is a miss, and the store is
 // read. A first message (Seq 1) needs no cache at all.
 type histories struct {
-	mu sync.Mutex
-	m  map[string][]agentstream.Message
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]history
 }
 
-func newHistories() *histories {
-	return &histories{m: make(map[string][]agentstream.Message)}
+// history is a cached thread's messages and when they were put.
+type history struct {
+	msgs []agentstream.Message
+	at   time.Time
+}
+
+func newHistories(now func() time.Time) *histories {
+	return &histories{now: now, m: make(map[string]history)}
 }
 
 // get returns the thread's history ending with input, the stored input
@@ -45,11 +60,12 @@ func (h *histories) get(threadID string, input agentstream.Message) ([]agentstre
 		return []agentstream.Message{input}, true
 	}
 	h.mu.Lock()
-	cached, ok := h.m[threadID]
+	e, ok := h.m[threadID]
 	h.mu.Unlock()
-	if !ok || int64(len(cached))+1 != input.Seq {
+	if !ok || int64(len(e.msgs))+1 != input.Seq || h.now().Sub(e.at) >= historyTTL {
 		return nil, false
 	}
+	cached := e.msgs
 	out := make([]agentstream.Message, len(cached), len(cached)+1)
 	copy(out, cached)
 	return append(out, input), true
@@ -78,7 +94,7 @@ func (h *histories) put(threadID string, msgs []agentstream.Message) {
 			break
 		}
 	}
-	h.m[threadID] = msgs
+	h.m[threadID] = history{msgs: msgs, at: h.now()}
 }
 
 // drop forgets the thread.
@@ -90,7 +106,8 @@ func (h *histories) drop(threadID string) {
 
 // ForgetThread drops what the runner keeps of a deleted thread (its
 // history), so that a thread made again under the same key starts from
-// its own messages.
+// its own messages. The server calls it on every instance (through Redis)
+// when a thread is deleted.
 func (r *Runner) ForgetThread(threadID string) {
 	r.histories.drop(threadID)
 }

@@ -143,7 +143,7 @@ func TestHistoryCacheOtherInstance(t *testing.T) {
 // at most maxCachedThreads threads.
 func TestHistoriesBounds(t *testing.T) {
 	t.Parallel()
-	h := newHistories()
+	h := newHistories(time.Now)
 	msg := func(seq int64, content string) agentstream.Message {
 		return agentstream.Message{Seq: seq, Role: agentstream.RoleUser, Content: content}
 	}
@@ -171,6 +171,61 @@ func TestHistoriesBounds(t *testing.T) {
 	if got, ok := h.get("never", msg(1, "first")); !ok || len(got) != 1 {
 		t.Errorf("a first message needs no history: %v, %v", got, ok)
 	}
+}
+
+// TestHistoriesExpire: a cached history older than historyTTL is not
+// used (it may belong to a thread deleted and made again while this
+// instance missed the notice), and put starts its time anew.
+func TestHistoriesExpire(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	h := newHistories(func() time.Time { return now })
+	msg := func(seq int64, content string) agentstream.Message {
+		return agentstream.Message{Seq: seq, Role: agentstream.RoleUser, Content: content}
+	}
+	h.put("t", []agentstream.Message{msg(1, "old"), msg(2, "answer")})
+	now = now.Add(historyTTL - time.Second)
+	if _, ok := h.get("t", msg(3, "next")); !ok {
+		t.Fatal("a history younger than historyTTL was not used")
+	}
+	now = now.Add(time.Second)
+	if got, ok := h.get("t", msg(3, "next")); ok {
+		t.Fatalf("a history historyTTL old was used: %v", got)
+	}
+	h.put("t", []agentstream.Message{msg(1, "new"), msg(2, "answer")})
+	if got, ok := h.get("t", msg(3, "next")); !ok || got[0].Content != "new" {
+		t.Errorf("a history put again: %v, %v", got, ok)
+	}
+}
+
+// TestForgetThread: after ForgetThread (the thread was deleted, here or
+// on another instance) the next run on that key reads its history from
+// the store, not the runner's cache of the deleted thread.
+func TestForgetThread(t *testing.T) {
+	t.Parallel()
+	store := &countingStore{}
+	h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store { store.Store = s; return store }})
+	th := h.thread(nil)
+	runOn := func(input string) {
+		t.Helper()
+		h.events(h.start(th, input).ID)
+		eventually(t, "the run to be forgotten", func() bool {
+			h.r.mu.Lock()
+			defer h.r.mu.Unlock()
+			return h.r.threads[th.ID] == nil
+		})
+	}
+	runOn("one")
+	runOn("two")
+	if n := store.lists.Load(); n != 0 {
+		t.Fatalf("the thread was read %d times before ForgetThread, want 0", n)
+	}
+	h.r.ForgetThread(th.ID)
+	runOn("three")
+	if n := store.lists.Load(); n != 1 {
+		t.Errorf("the thread was read %d times after ForgetThread, want 1", n)
+	}
+	checkHistories(t, h, th.ID, []int{0, 1, 2}, []string{"one", "two", "three"})
 }
 
 // startCounter counts StartRun calls.

@@ -268,7 +268,7 @@ func New(cfg Config, d Deps) (*Runner, error) {
 		pool:        newPool(cfg.MaxConcurrentRuns, cfg.MaxQueuedRuns),
 		active:      make(map[string]context.CancelCauseFunc),
 		threads:     make(map[string]*threadRun),
-		histories:   newHistories(),
+		histories:   newHistories(time.Now),
 		stopUnsaved: make(chan struct{}),
 	}
 	r.base, r.interrupt = context.WithCancelCause(context.Background())

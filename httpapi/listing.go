@@ -266,11 +266,29 @@ func (s *Server) deleteThread(w http.ResponseWriter, r *http.Request, user strin
 		s.writeError(w, r, err)
 		return
 	}
-	// This instance's caches forget it, so a thread made again with the
-	// same id starts from nothing.
-	s.threads.drop(t.ID)
-	s.runner.ForgetThread(t.ID)
+	// Every instance's caches forget it, so a thread made again with the
+	// same id starts from nothing. This one's at once; the others' through
+	// RemoteForget. The thread is gone all the same when that fails: the
+	// caches' time-to-live bounds what an instance that missed it keeps.
+	s.ForgetThread(t.ID)
+	if s.opts.RemoteForget != nil {
+		// Not the client's context: it may leave once the delete is done.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		err := s.opts.RemoteForget(ctx, t.ID)
+		cancel()
+		if err != nil {
+			s.logger.Warn("telling the other instances of a deleted thread", "thread_id", t.ID, "err", err)
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// ForgetThread drops the thread whose key is threadKey (deleted, here or
+// on another instance) from this instance's caches: the API's threads and
+// the runner's histories.
+func (s *Server) ForgetThread(threadKey string) {
+	s.threads.drop(threadKey)
+	s.runner.ForgetThread(threadKey)
 }
 
 // stopRun cancels an active run, here or (RemoteCancel) on the instance

@@ -60,6 +60,10 @@ type Options struct {
 	// RemoteCancel, when set, asks the other instances to cancel a run
 	// that is not running here (several instances share the store).
 	RemoteCancel func(ctx context.Context, runID string) error
+	// RemoteForget, when set, tells every instance (this one included)
+	// that the thread with this key was deleted, once its delete has
+	// committed: each calls its Server's ForgetThread.
+	RemoteForget func(ctx context.Context, threadKey string) error
 	Logger       *slog.Logger
 }
 
@@ -116,7 +120,7 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 		opts.RunTokenTTL = 10 * time.Minute
 	}
 	s := &Server{runner: runner, store: store, log: log, opts: opts, logger: opts.Logger, auth: opts.Authenticator, cancelWait: 10 * time.Second,
-		threads: newThreadCache(), readers: newLocalReaders(2 * max(opts.DisconnectGrace, 0)), graces: make(map[*time.Timer]struct{})}
+		threads: newThreadCache(time.Now), readers: newLocalReaders(2 * max(opts.DisconnectGrace, 0)), graces: make(map[*time.Timer]struct{})}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

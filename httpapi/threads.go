@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -14,6 +15,12 @@ import (
 const (
 	maxCachedThreads     = 4096
 	maxCachedContextSize = 4 << 10
+	// threadCacheTTL is how long a cached thread is used: an older one is
+	// read again. It bounds how long a thread outlives its deletion on an
+	// instance that missed the notice of it (ForgetThread, sent through
+	// Redis, is lost while Pub/Sub reconnects); nothing a run has at hand
+	// tells one incarnation of a client-chosen id from the next.
+	threadCacheTTL = time.Minute
 )
 
 // threadCache keeps threads that runs are started on, with only what
@@ -23,16 +30,34 @@ const (
 // thread created or read here need not be read again to start the next
 // run on it, on this instance or after another instance ran one. Requests
 // that show a thread (GET) still read the store. A deleted thread is
-// dropped here by the instance deleting it; another instance learns it
+// dropped here by every instance (Server.ForgetThread, which the server
+// calls on each instance through Redis); one that missed that learns it
 // when starting a run on it fails with ErrNotFound (startChat drops it
-// then).
+// then), or when the entry is threadCacheTTL old.
 type threadCache struct {
-	mu sync.Mutex
-	m  map[string]agentstream.Thread
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]cachedThread
 }
 
-func newThreadCache() *threadCache {
-	return &threadCache{m: make(map[string]agentstream.Thread)}
+// cachedThread is a cached thread and when it was put.
+type cachedThread struct {
+	t  agentstream.Thread
+	at time.Time
+}
+
+func newThreadCache(now func() time.Time) *threadCache {
+	return &threadCache{now: now, m: make(map[string]cachedThread)}
+}
+
+// get returns the live entry whose key is id, and whether there is one.
+// Called with mu held.
+func (c *threadCache) get(id string) (agentstream.Thread, bool) {
+	e, ok := c.m[id]
+	if !ok || c.now().Sub(e.at) >= threadCacheTTL {
+		return agentstream.Thread{}, false
+	}
+	return e.t, true
 }
 
 // forRun returns the thread of userID that id names (resolveThread), for
@@ -44,7 +69,7 @@ func (c *threadCache) forRun(ctx context.Context, store agentstream.Store, userI
 	}
 	asGiven, named := true, validClientID(id)
 	c.mu.Lock()
-	if t, ok := c.m[id]; ok {
+	if t, ok := c.get(id); ok {
 		if t.UserID == userID {
 			c.mu.Unlock()
 			return t, nil
@@ -52,7 +77,7 @@ func (c *threadCache) forRun(ctx context.Context, store agentstream.Store, userI
 		asGiven = false // that key is another user's thread
 	}
 	if named {
-		if t, ok := c.m[agentstream.ThreadKey(userID, id)]; ok && t.UserID == userID {
+		if t, ok := c.get(agentstream.ThreadKey(userID, id)); ok && t.UserID == userID {
 			c.mu.Unlock()
 			return t, nil
 		}
@@ -122,7 +147,7 @@ func (c *threadCache) put(t agentstream.Thread) {
 			break
 		}
 	}
-	c.m[t.ID] = t
+	c.m[t.ID] = cachedThread{t: t, at: c.now()}
 }
 
 // drop forgets the thread whose key is id (deleted).

@@ -175,10 +175,11 @@ func (l *Log) wake(runID string) {
 }
 
 // receive handles what the Pub/Sub connection receives: confirmations of
-// subscriptions, notifications of appends, cancel requests.
+// subscriptions, notifications of appends, cancel requests, deleted
+// threads.
 func (l *Log) receive(ch <-chan any) {
 	defer l.bg.Done()
-	notify, cancels := l.notifyPrefix(), l.cancelChannel()
+	notify, cancels, threads := l.notifyPrefix(), l.cancelChannel(), l.threadsChannel()
 	for m := range ch {
 		switch m := m.(type) {
 		case *redis.Subscription:
@@ -202,6 +203,15 @@ func (l *Log) receive(ch <-chan any) {
 			if m.Channel == cancels {
 				l.cancelMu.Lock()
 				fns := slices.Clone(l.onCancel)
+				l.cancelMu.Unlock()
+				for _, fn := range fns {
+					go fn(m.Payload)
+				}
+				continue
+			}
+			if m.Channel == threads {
+				l.cancelMu.Lock()
+				fns := slices.Clone(l.onForget)
 				l.cancelMu.Unlock()
 				for _, fn := range fns {
 					go fn(m.Payload)

@@ -85,7 +85,10 @@
 // scripts are loaded again by themselves (EVALSHA falls back to EVAL).
 //
 // Cancel requests travel on the channel {Prefix}cancel: RequestCancel
-// publishes one, and every Log hands it to its OnCancel handlers. A
+// publishes one, and every Log hands it to its OnCancel handlers. Deleted
+// threads travel likewise on {Prefix}threads: RequestForgetThread
+// publishes a thread key, and every Log hands it to its OnThreadForgotten
+// handlers, so that every instance drops the thread from its caches. A
 // Presence records when a run last had a reader, on any instance, in
 // {Prefix}{<runID>}:readers.
 package redislog
@@ -235,11 +238,12 @@ type Log struct {
 
 	cancelMu sync.Mutex
 	onCancel []func(runID string)
+	onForget []func(threadKey string)
 }
 
 // Open connects to the Redis at url (redis://[user:password@]host:port/db,
 // or rediss:// for TLS, with go-redis's query options), checks it answers
-// and subscribes to the cancel channel. An unreachable Redis fails at once
+// and subscribes to the cancel and thread channels. An unreachable Redis fails at once
 // with ErrUnavailable.
 func Open(ctx context.Context, url string, opts Options) (*Log, error) {
 	opts = opts.WithDefaults()
@@ -279,16 +283,18 @@ func Open(ctx context.Context, url string, opts Options) (*Log, error) {
 	if err := l.client.Ping(octx).Err(); err != nil {
 		return fail(err)
 	}
-	l.ps = l.client.Subscribe(octx, l.cancelChannel())
-	msg, err := l.ps.ReceiveTimeout(octx, ro.DialTimeout)
-	if err == nil {
-		if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" {
-			err = fmt.Errorf("unexpected reply to SUBSCRIBE: %v", msg)
+	l.ps = l.client.Subscribe(octx, l.cancelChannel(), l.threadsChannel())
+	for range 2 { // one confirmation per channel
+		msg, err := l.ps.ReceiveTimeout(octx, ro.DialTimeout)
+		if err == nil {
+			if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" {
+				err = fmt.Errorf("unexpected reply to SUBSCRIBE: %v", msg)
+			}
 		}
-	}
-	if err != nil {
-		_ = l.ps.Close()
-		return fail(err)
+		if err != nil {
+			_ = l.ps.Close()
+			return fail(err)
+		}
 	}
 
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -364,6 +370,22 @@ func (l *Log) OnCancel(fn func(runID string)) {
 	l.cancelMu.Unlock()
 }
 
+// RequestForgetThread tells every Log on this Redis, this one included,
+// that the thread whose key is threadKey was deleted: each hands the key
+// to its OnThreadForgotten handlers. A Log that is reconnecting to Redis
+// meanwhile misses it; what it caches must not outlive that for long.
+func (l *Log) RequestForgetThread(ctx context.Context, threadKey string) error {
+	return l.mapErr(ctx, l.client.Publish(ctx, l.threadsChannel(), threadKey).Err(), "PUBLISH")
+}
+
+// OnThreadForgotten registers fn to be called, in a goroutine of its own,
+// with the key of every deleted thread this Log hears of.
+func (l *Log) OnThreadForgotten(fn func(threadKey string)) {
+	l.cancelMu.Lock()
+	l.onForget = append(l.onForget, fn)
+	l.cancelMu.Unlock()
+}
+
 func (l *Log) keys(runID string) []string {
 	tag := l.opts.Prefix + "{" + runID + "}:"
 	return []string{tag + "events", tag + "meta"}
@@ -372,6 +394,7 @@ func (l *Log) keys(runID string) []string {
 func (l *Log) notifyPrefix() string           { return l.opts.Prefix + "notify:" }
 func (l *Log) notifyChannel(id string) string { return l.notifyPrefix() + id }
 func (l *Log) cancelChannel() string          { return l.opts.Prefix + "cancel" }
+func (l *Log) threadsChannel() string         { return l.opts.Prefix + "threads" }
 
 var errClosed = agentstream.Errorf(agentstream.CodeUnavailable, "redislog: the event log is closed")
 

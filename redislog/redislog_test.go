@@ -279,6 +279,42 @@ func TestCancelAcrossLogs(t *testing.T) {
 	}
 }
 
+// TestForgetThreadAcrossLogs: a deleted thread's key published by one Log
+// reaches the handlers of every Log with its prefix, and no other.
+func TestForgetThreadAcrossLogs(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	b := openLog(t, "", Options{Prefix: prefix})
+	other := openLog(t, "", Options{}) // another prefix: another deployment
+	gotA, gotB, gotOther := make(chan string, 4), make(chan string, 4), make(chan string, 4)
+	cancels := make(chan string, 4)
+	a.OnThreadForgotten(func(key string) { gotA <- key })
+	b.OnThreadForgotten(func(key string) { gotB <- key })
+	b.OnCancel(func(id string) { cancels <- id })
+	other.OnThreadForgotten(func(key string) { gotOther <- key })
+	key := agentstream.ThreadKey("alice", "t1")
+	if err := a.RequestForgetThread(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan string{"A": gotA, "B": gotB} {
+		select {
+		case got := <-ch:
+			if got != key {
+				t.Fatalf("%s was told to forget %q, want %q", name, got, key)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s was not told to forget the thread", name)
+		}
+	}
+	select {
+	case got := <-gotOther:
+		t.Fatalf("a Log with another prefix was told to forget %s", got)
+	case got := <-cancels:
+		t.Fatalf("a deleted thread reached the cancel handlers as %s", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 func TestUnreachable(t *testing.T) {
 	start := time.Now()
 	_, err := Open(context.Background(), "redis://127.0.0.1:1/0", Options{})

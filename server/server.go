@@ -193,12 +193,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	for _, k := range cfg.Auth.Keys {
 		keys[k.Key] = k.User
 	}
-	var remoteCancel func(context.Context, string) error
+	var remoteCancel, remoteForget func(context.Context, string) error
 	var presence httpapi.ReaderPresence
 	if s.redis != nil {
 		// A cancel sent to another instance reaches this one's runner.
 		s.redis.OnCancel(func(runID string) { s.runner.Cancel(runID) })
 		remoteCancel = s.redis.RequestCancel
+		remoteForget = s.redis.RequestForgetThread
 		// A reader on another instance keeps a run whose client left.
 		if cfg.Runs.DisconnectGrace > 0 {
 			s.presence = s.redis.Presence(cfg.Runs.DisconnectGrace)
@@ -206,12 +207,16 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		}
 	}
 	s.api = httpapi.New(s.runner, s.store, s.log, httpapi.Options{
-		RemoteCancel: remoteCancel, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
+		RemoteCancel: remoteCancel, RemoteForget: remoteForget, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, BodyTimeout: cfg.HTTP.BodyTimeout, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout, Keys: keys,
 		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger,
 		RunTokenSecret: []byte(cfg.Auth.RunTokens.Secret), RunTokenTTL: cfg.Auth.RunTokens.TTL,
 		CORS: httpapi.CORS{AllowedOrigins: cfg.HTTP.CORS.AllowedOrigins, AllowedHeaders: cfg.HTTP.CORS.AllowedHeaders},
 	})
+	if s.redis != nil {
+		// A thread deleted on any instance leaves every instance's caches.
+		s.redis.OnThreadForgotten(s.api.ForgetThread)
+	}
 	if cfg.RedisURL != "" && cfg.Auth.RunTokens.Secret == "" {
 		logger.Warn("auth.run_tokens.secret is not set: each instance signs run tokens with its own random secret, so a token works only on the instance that issued it; set the same secret on every instance")
 	}
