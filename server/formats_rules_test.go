@@ -65,7 +65,7 @@ func dataObject(t testing.TB, ev sse.Event) map[string]any {
 // the three client formats.
 func clientFormats(t testing.TB) []clientFormat {
 	return []clientFormat{{
-		name: "seed /v1/chat",
+		name: "seed", // POST /v1/chat
 		request: func(id, q, mt string) (string, string, map[string]string) {
 			return "/v1/chat", jsonBody(t, withMultitask(map[string]any{"query": q, "thread_id": id}, mt)), nil
 		},
@@ -94,7 +94,7 @@ func clientFormats(t testing.TB) []clientFormat {
 			return text, "" // no done line
 		},
 	}, {
-		name: "openai /v1/chat/completions",
+		name: "openai", // POST /v1/chat/completions
 		request: func(id, q, mt string) (string, string, map[string]string) {
 			body := withMultitask(map[string]any{"model": "tester", "stream": true,
 				"messages": []any{map[string]any{"role": "user", "content": q}}}, mt)
@@ -133,7 +133,7 @@ func clientFormats(t testing.TB) []clientFormat {
 			return text, ""
 		},
 	}, {
-		name: "ui /api/chat",
+		name: "ui", // POST /api/chat
 		request: func(id, q, mt string) (string, string, map[string]string) {
 			body := withMultitask(map[string]any{"id": id, "trigger": "submit-message", "messages": []any{
 				map[string]any{"id": "m1", "role": "user", "parts": []any{map[string]any{"type": "text", "text": q}}},
@@ -173,7 +173,7 @@ func clientFormats(t testing.TB) []clientFormat {
 		// forwardedProps is the client's, passed through untouched by
 		// AG-UI clients and ignored here: an AG-UI run takes the defaults
 		// (multitask reject, the server's on_disconnect).
-		name: "ag-ui /ag-ui/{agent}",
+		name: "ag-ui", // POST /ag-ui/{agent}
 		request: func(id, q, _ string) (string, string, map[string]string) {
 			body := map[string]any{"threadId": id, "runId": "client-run", "tools": []any{}, "context": []any{},
 				"state": map[string]any{}, "forwardedProps": map[string]any{},
