@@ -787,7 +787,10 @@ func awaitStatus(ctx context.Context, p *serveProc, runID string, want agentstre
 }
 
 // endSeqs reads, from the store's runs table, the id of every ended run's
-// terminal event.
+// terminal event. A swept run's id is recorded just after its terminal
+// event is appended, so a reader can see the event a moment before the
+// store has its id: it reads again, for a few seconds, while an ended run
+// has none.
 func endSeqs(t testing.TB, dbURL string) map[string]int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -797,23 +800,30 @@ func endSeqs(t testing.TB, dbURL string) map[string]int64 {
 		t.Fatalf("connecting to the cluster's database: %v", err)
 	}
 	defer func() { _ = conn.Close(ctx) }()
-	rows, err := conn.Query(ctx, `SELECT id, COALESCE(end_seq, 0) FROM runs`)
-	if err != nil {
-		t.Fatalf("reading runs.end_seq: %v", err)
-	}
-	ends := make(map[string]int64)
-	for rows.Next() {
-		var id string
-		var seq int64
-		if err := rows.Scan(&id, &seq); err != nil {
-			t.Fatal(err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rows, err := conn.Query(ctx, `SELECT id, COALESCE(end_seq, 0), status FROM runs`)
+		if err != nil {
+			t.Fatalf("reading runs.end_seq: %v", err)
 		}
-		ends[id] = seq
+		ends := make(map[string]int64)
+		missing := false
+		for rows.Next() {
+			var id string
+			var seq int64
+			var status agentstream.RunStatus
+			if err := rows.Scan(&id, &seq, &status); err != nil {
+				t.Fatal(err)
+			}
+			ends[id] = seq
+			missing = missing || status.Terminal() && seq == 0
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("reading runs.end_seq: %v", err)
+		}
+		if !missing || time.Now().After(deadline) {
+			return ends
+		}
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("reading runs.end_seq: %v", err)
-	}
-	return ends
 }
 
 // waitGroup waits for wg, at most d.
