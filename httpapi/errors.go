@@ -30,6 +30,8 @@ var statusOf = map[agentstream.Code]int{
 	agentstream.CodeNotFound:        http.StatusNotFound,
 	CodeMethodNotAllowed:            http.StatusMethodNotAllowed,
 	CodeRequestTimeout:              http.StatusRequestTimeout,
+	CodeUnsupportedMediaType:        http.StatusUnsupportedMediaType,
+	CodeMisdirected:                 http.StatusMisdirectedRequest,
 	agentstream.CodeConflict:        http.StatusConflict,
 	agentstream.CodeTooLarge:        http.StatusRequestEntityTooLarge,
 	agentstream.CodeGone:            http.StatusGone,
@@ -107,6 +109,9 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		return s.bodyError(err)
+	}
+	if err := checkJSONDepth(data); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {

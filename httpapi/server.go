@@ -127,6 +127,8 @@ func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog
 	if s.auth == nil {
 		s.auth = NewKeyAuthenticator(opts.Keys)
 	}
+	// The local user is served on loopback names only (guard.go).
+	s.auth = localHostGuard{s.auth}
 	s.tokens = newRunTokens(opts.RunTokenSecret, opts.RunTokenTTL)
 	s.cors = newCORS(opts.CORS)
 	return s
@@ -138,7 +140,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	api := func(pattern string, h func(http.ResponseWriter, *http.Request, string)) {
-		mux.HandleFunc(pattern, s.authenticated(h))
+		mux.HandleFunc(pattern, s.jsonOnly(s.authenticated(h)))
 	}
 	api("GET /v1/agents", s.listAgents)
 	api("POST /v1/threads", s.createThread)
