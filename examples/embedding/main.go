@@ -3,7 +3,7 @@
 // calls it. docs/embedding.md walks through it.
 //
 //	go run ./examples/embedding -keys demo-key-alice-0123=alice
-//	curl -N localhost:8090/v1/chat -H 'Authorization: Bearer demo-key-alice-0123' \
+//	curl -N localhost:8090/v1/chat -H 'Authorization: Bearer demo-key-alice-0123' -H 'Content-Type: application/json' \
 //	  -d '{"query": "Where is my order A-1001? Check order_status."}'
 //
 // With neither OPENAI_API_KEY nor OPENAI_BASE_URL set it answers with the
