@@ -151,3 +151,27 @@ func TestLooksLikeJWT(t *testing.T) {
 		}
 	}
 }
+
+// TestJWKSDown: a JWKS that cannot be fetched at start does not stop
+// New; the failure is reported, and tokens are refused until a fetch
+// succeeds.
+func TestJWKSDown(t *testing.T) {
+	t.Parallel()
+	errs := make(chan error, 10)
+	// A closed port on loopback: nothing listens there.
+	v := newVerifier(t, jwtauth.Config{JWKSURL: "http://127.0.0.1:1/jwks", OnRefreshError: func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}})
+	select {
+	case <-errs:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the failed fetch was not reported")
+	}
+	k := jwtest.NewRSA(t, "k")
+	if _, err := v.Verify(context.Background(), k.Sign(t, jwtest.Claims("a", "", ""))); err == nil {
+		t.Fatal("a token was accepted without any key")
+	}
+}
