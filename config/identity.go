@@ -42,7 +42,8 @@ type ServiceKey struct {
 	// Key is the bearer token, at least 16 characters. May be written
 	// ${NAME}, read from the environment; a secret.
 	Key string `yaml:"key" expand:"key"`
-	// Name names the backend, in logs. Required.
+	// Name names the backend that holds the key, so that a reader of the
+	// config knows whose key to rotate. Required.
 	Name string `yaml:"name"`
 }
 
@@ -92,7 +93,7 @@ func (c Config) validateIdentity(bad func(path, format string, args ...any)) {
 			bad(path+".key", "a key needs at least 16 characters (this one has %d)", len(k.Key))
 		}
 		if k.Name == "" {
-			bad(path+".name", "empty: every service key needs a name, for the logs")
+			bad(path+".name", "empty: every service key needs the name of the backend that holds it")
 		}
 		if first, dup := keys[k.Key]; dup {
 			bad(path+".key", "the same key as %s: each key must be different", first)

@@ -30,7 +30,8 @@ type TokenVerifier interface {
 
 // Identities authenticates every kind of credential: a bearer credential
 // that is a service key acts for the user named in UserHeader; one that
-// looks like a JWT goes to JWT (when set); any other is an API key. A
+// is an API key is its user; any other that looks like a JWT goes to JWT
+// (when set). A
 // user id is the same string whichever way it came. UserHeader with any
 // credential but a service key is refused, so that a caller never
 // believes it acts for a user it does not (with no credential too). With
@@ -44,8 +45,9 @@ type Identities struct {
 }
 
 // NewIdentities returns the Authenticator of API keys (key → user),
-// service keys (key → the service's name, for logs) and, when jwt is not
-// nil, JWTs, which looksJWT tells from keys.
+// service keys (key → the name of the backend holding it) and, when jwt is not
+// nil, JWTs: a credential that is no key goes to jwt when looksJWT says
+// it has a JWT's shape (or looksJWT is nil), else it is an unknown key.
 func NewIdentities(keys, serviceKeys map[string]string, jwt TokenVerifier, looksJWT func(string) bool) *Identities {
 	a := &Identities{keys: NewKeyAuthenticator(keys), services: make(map[[32]byte]string, len(serviceKeys)), jwt: jwt, looksJWT: looksJWT}
 	for k, name := range serviceKeys {
@@ -83,17 +85,18 @@ func (a *Identities) Authenticate(r *http.Request) (Identity, error) {
 	if len(named) > 0 {
 		return Identity{}, agentstream.Errorf(agentstream.CodeUnauthorized, "%s is accepted only with a service key (auth.service_keys)", UserHeader)
 	}
-	if a.jwt != nil && a.looksJWT(token) {
+	if user, ok := a.keys.keys[sha256.Sum256([]byte(token))]; ok {
+		return Identity{UserID: user, Via: ViaAPIKey}, nil
+	}
+	jwtShaped := a.looksJWT == nil || a.looksJWT(token)
+	if a.jwt != nil && jwtShaped {
 		user, err := a.jwt.Verify(r.Context(), token)
 		if err != nil {
 			return Identity{}, err
 		}
 		return Identity{UserID: user, Via: ViaJWT}, nil
 	}
-	if user, ok := a.keys.keys[sha256.Sum256([]byte(token))]; ok {
-		return Identity{UserID: user, Via: ViaAPIKey}, nil
-	}
-	if a.jwt == nil && a.looksJWT != nil && a.looksJWT(token) {
+	if a.jwt == nil && a.looksJWT != nil && jwtShaped {
 		return Identity{}, agentstream.Errorf(agentstream.CodeUnauthorized, "JWTs are not accepted: auth.jwt is not configured")
 	}
 	return Identity{}, agentstream.Errorf(agentstream.CodeUnauthorized, "the API key is not valid")
