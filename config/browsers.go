@@ -12,7 +12,7 @@ func (c Config) validateBrowsers(bad func(path, format string, args ...any)) {
 	for i, o := range c.HTTP.CORS.AllowedOrigins {
 		path := fmt.Sprintf("http.cors.allowed_origins[%d]", i)
 		if o == "*" {
-			if len(c.Auth.Keys) == 0 {
+			if !c.Auth.HasIdentity() {
 				bad(path, `"*" needs auth.keys: without keys, any page a user opens could call their local server; list the origins instead`)
 			}
 			continue

@@ -118,6 +118,11 @@ type Auth struct {
 	// RunTokens are the short-lived tokens of POST /v1/runs/{id}/token,
 	// with which a browser's EventSource reads a run's events.
 	RunTokens RunTokens `yaml:"run_tokens"`
+	// JWT accepts JWT bearer tokens (config/identity.go). Default off.
+	JWT JWT `yaml:"jwt"`
+	// ServiceKeys are the keys of trusted backends, which name the end
+	// user in X-Agentstream-User. Default none.
+	ServiceKeys []ServiceKey `yaml:"service_keys"`
 }
 
 // RunTokens configures run tokens (docs/protocol.md, "Run tokens").
@@ -294,6 +299,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.HTTP.ShutdownTimeout, 30*time.Second)
 	def(&c.HTTP.BodyTimeout, 30*time.Second)
 	def(&c.Auth.RunTokens.TTL, 10*time.Minute)
+	c.Auth.JWT.withDefaults()
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
@@ -356,8 +362,8 @@ func (c Config) Validate(opts ...ValidateOption) error {
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
 		bad("addr", "%q is not a host:port address (%v), e.g. 127.0.0.1:8080", c.Addr, err)
-	} else if len(c.Auth.Keys) == 0 && !isLoopback(host) {
-		bad("addr", "%q is not a loopback address, and no auth keys are configured: add auth.keys, or listen on 127.0.0.1", c.Addr)
+	} else if !c.Auth.HasIdentity() && !isLoopback(host) {
+		bad("addr", "%q is not a loopback address, and no identity is configured: add auth.keys, auth.service_keys or auth.jwt, or listen on 127.0.0.1", c.Addr)
 	}
 	if c.DebugAddr != "" {
 		if host, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
@@ -419,6 +425,7 @@ func (c Config) Validate(opts ...ValidateOption) error {
 		}
 	}
 	c.validateBrowsers(bad)
+	c.validateIdentity(bad)
 	c.validateMCP(bad)
 	// WithDefaults puts the built-in agents that the file does not
 	// replace before the file's.

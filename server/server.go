@@ -20,6 +20,7 @@ import (
 	"github.com/agentstream/agentstream/agent"
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/httpapi"
+	"github.com/agentstream/agentstream/jwtauth"
 	"github.com/agentstream/agentstream/mcp"
 	"github.com/agentstream/agentstream/memlog"
 	"github.com/agentstream/agentstream/openai"
@@ -55,6 +56,8 @@ type Server struct {
 
 	// mcp is the MCP servers whose tools agents call; nil for none.
 	mcp *mcp.Set
+	// jwt verifies JWT bearer tokens when auth.jwt is set.
+	jwt *jwtauth.Verifier
 }
 
 // New builds a server from cfg (defaults applied, then validated) and
@@ -189,9 +192,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		s.runner.EndInterrupted(ctx, run)
 	}
 
-	keys := make(map[string]string, len(cfg.Auth.Keys))
-	for _, k := range cfg.Auth.Keys {
-		keys[k.Key] = k.User
+	auth, err := s.identities(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
 	var remoteCancel, remoteForget func(context.Context, string) error
 	var presence httpapi.ReaderPresence
@@ -208,8 +211,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	}
 	s.api = httpapi.New(s.runner, s.store, s.log, httpapi.Options{
 		RemoteCancel: remoteCancel, RemoteForget: remoteForget, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, BodyTimeout: cfg.HTTP.BodyTimeout, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout, Keys: keys,
-		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, BodyTimeout: cfg.HTTP.BodyTimeout, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout,
+		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger, Authenticator: auth,
 		RunTokenSecret: []byte(cfg.Auth.RunTokens.Secret), RunTokenTTL: cfg.Auth.RunTokens.TTL,
 		CORS: httpapi.CORS{AllowedOrigins: cfg.HTTP.CORS.AllowedOrigins, AllowedHeaders: cfg.HTTP.CORS.AllowedHeaders},
 	})
@@ -358,6 +361,9 @@ func (s *Server) close() {
 	}
 	// The MCP servers' sessions end and their children stop.
 	s.mcp.Close()
+	if s.jwt != nil {
+		s.jwt.Close()
+	}
 	if s.presence != nil {
 		s.presence.Close()
 	}
@@ -366,6 +372,33 @@ func (s *Server) close() {
 			s.logger.Warn("closing the Redis event log", "err", err)
 		}
 	}
+}
+
+// identities returns the Authenticator of cfg.Auth: API keys, service
+// keys and JWTs, one user namespace (docs/security.md, "Identities").
+func (s *Server) identities(cfg config.Config, logger *slog.Logger) (httpapi.Authenticator, error) {
+	keys := make(map[string]string, len(cfg.Auth.Keys))
+	for _, k := range cfg.Auth.Keys {
+		keys[k.Key] = k.User
+	}
+	services := make(map[string]string, len(cfg.Auth.ServiceKeys))
+	for _, k := range cfg.Auth.ServiceKeys {
+		services[k.Key] = k.Name
+	}
+	var verifier httpapi.TokenVerifier
+	if j := cfg.Auth.JWT; j.Enabled() {
+		v, err := jwtauth.New(jwtauth.Config{
+			Secret: j.Secret, JWKSURL: j.JWKSURL, Issuer: j.Issuer, Audience: j.Audience, Leeway: j.Leeway, UserClaim: j.UserClaim,
+			OnRefreshError: func(err error) {
+				logger.Warn("fetching auth.jwt.jwks_url failed: tokens signed by keys not yet fetched are refused", "url", redactURL(j.JWKSURL), "err", err)
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("auth.jwt: %w", err)
+		}
+		s.jwt, verifier = v, v
+	}
+	return httpapi.NewIdentities(keys, services, verifier, jwtauth.LooksLikeJWT), nil
 }
 
 // EventLogStats returns how many runs' logs the in-process event log holds
