@@ -25,37 +25,12 @@ func (d *decoder) dict(n ast.Node, v reflect.Value, path string) {
 		return
 	}
 	out := reflect.MakeMapWithSize(v.Type(), len(pairs))
-	// Merge keys first, so that the mapping's own keys override what
-	// they bring in.
-	for _, mv := range pairs {
-		if mv.Key.IsMergeKey() {
-			d.mergeDict(mv.Value, out, path)
-		}
-	}
-	seen := map[string]position{}
-	for _, mv := range pairs {
-		if mv.Key.IsMergeKey() {
-			continue
-		}
-		key, ok := scalarText(mv.Key)
-		if mk, isKey := mv.Key.(*ast.MappingKeyNode); isKey {
-			key, ok = scalarText(mk.Value)
-		}
-		if !ok {
-			d.problem(mv.Key, path, "a key must be a name, not %s", show(mv.Key))
-			continue
-		}
-		p := joinPath(path, key)
-		if first, dup := seen[key]; dup {
-			d.problem(mv.Key, p, "set twice (first on line %d): keep one", first.line)
-			continue
-		}
-		seen[key] = nodePos(mv.Key)
+	d.eachKey(pairs, path, func(m ast.Node) { d.mergeDict(m, out, path) }, func(mv *ast.MappingValueNode, key, p string) {
 		d.record(p, mv.Key)
 		e := reflect.New(v.Type().Elem()).Elem()
 		d.value(mv.Value, e, p)
 		out.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), e)
-	}
+	})
 	v.Set(out)
 }
 

@@ -399,11 +399,26 @@ func (d *decoder) mapping(n ast.Node, v reflect.Value, path string) {
 		return
 	}
 	fields := fieldsOf(v.Type())
-	// Merge keys first, so that the mapping's own keys override what
-	// they bring in.
+	d.eachKey(pairs, path, func(m ast.Node) { d.merge(m, v, path) }, func(mv *ast.MappingValueNode, key, p string) {
+		f, ok := fields.find(key)
+		if !ok {
+			d.problem(mv.Key, p, "%s", unknownKey(key, fields, path))
+			return
+		}
+		d.record(p, mv.Key)
+		d.value(mv.Value, v.FieldByIndex(f.index), p)
+	})
+}
+
+// eachKey walks a mapping's pairs as every mapping is read: its merge keys
+// first (merge gets each one's value), so that the mapping's own keys
+// override what they bring in; then its own keys, each once, refusing a
+// key that is not a name or is set twice; fn gets each pair with its key
+// and the key's path.
+func (d *decoder) eachKey(pairs []*ast.MappingValueNode, path string, merge func(ast.Node), fn func(mv *ast.MappingValueNode, key, p string)) {
 	for _, mv := range pairs {
 		if mv.Key.IsMergeKey() {
-			d.merge(mv.Value, v, path)
+			merge(mv.Value)
 		}
 	}
 	seen := map[string]position{}
@@ -425,13 +440,7 @@ func (d *decoder) mapping(n ast.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[key] = nodePos(mv.Key)
-		f, ok := fields.find(key)
-		if !ok {
-			d.problem(mv.Key, p, "%s", unknownKey(key, fields, path))
-			continue
-		}
-		d.record(p, mv.Key)
-		d.value(mv.Value, v.FieldByIndex(f.index), p)
+		fn(mv, key, p)
 	}
 }
 
