@@ -66,6 +66,15 @@ func (a *Identities) Authenticate(r *http.Request) (Identity, error) {
 		return Identity{}, err
 	}
 	if local {
+		// A key created a moment ago is its user at once, before the
+		// cached "no key in the store" runs out.
+		if token, ok := bearer(r.Header.Get("Authorization")); ok && a.stored != nil && looksStored(token) && len(r.Header.Values(UserHeader)) == 0 {
+			user, err := a.stored.user(r.Context(), token)
+			if err != nil {
+				return Identity{}, err
+			}
+			return Identity{UserID: user, Via: ViaAPIKey}, nil
+		}
 		if len(r.Header.Values(UserHeader)) > 0 {
 			return Identity{}, agentstream.Errorf(agentstream.CodeUnauthorized, "%s is accepted only with a service key (auth.service_keys)", UserHeader)
 		}

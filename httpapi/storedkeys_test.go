@@ -197,8 +197,21 @@ func TestLocalModeEndsWithFirstStoredKey(t *testing.T) {
 		t.Fatalf("HasKeys asked %d times within the cache bound, want 1", n)
 	}
 	secret, k := newStoredKey(t, ks, "dora")
+	// Within the bound: no credential is still the local user, but the
+	// new key is its user at once.
+	if id, err := authenticate(a, "", ""); err != nil || id.Via != ViaLocal {
+		t.Fatalf("within the cache bound: %+v, %v; want the local user", id, err)
+	}
+	if id, err := authenticate(a, secret, ""); err != nil || id != (Identity{UserID: "dora", Via: ViaAPIKey}) {
+		t.Fatalf("a new key in local mode: %+v, %v", id, err)
+	}
+	_, err := authenticate(a, agentstream.APIKeyPrefix+"unknown", "")
+	wantCode(t, err, agentstream.CodeUnauthorized, "not valid")
+	// The key found, the store is known to hold keys: no more local user.
+	_, err = authenticate(a, "", "")
+	wantCode(t, err, agentstream.CodeUnauthorized, "missing credential")
 	clock.Add(StoredKeyCacheTTL)
-	_, err := authenticate(a, "", "")
+	_, err = authenticate(a, "", "")
 	wantCode(t, err, agentstream.CodeUnauthorized, "missing credential")
 	if id, err := authenticate(a, secret, ""); err != nil || id.UserID != "dora" {
 		t.Fatalf("the stored key: %+v, %v", id, err)
