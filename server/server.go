@@ -310,6 +310,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // DebugAddr is the profiler's address (with its real port), or "".
 func (s *Server) DebugAddr() string { return s.debugAddr }
 
+// Routes returns the patterns of the API's routes (httpapi.Server.Routes).
+func (s *Server) Routes() []string { return s.api.Routes() }
+
 // Config is the server's defaulted configuration.
 func (s *Server) Config() config.Config { return s.cfg }
 
