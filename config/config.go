@@ -50,8 +50,8 @@ type Config struct {
 	// Sim configures the in-process simulated model used when neither
 	// OpenAI.APIKey nor OpenAI.BaseURL is set.
 	Sim Sim `yaml:"sim"`
-	// Auth lists the API keys; none means one local user and a loopback
-	// address only.
+	// Auth lists the identities; none (and no key stored with agentstream
+	// keys create) means one local user and a loopback address only.
 	Auth Auth `yaml:"auth"`
 	// Runs bounds the work of the runner.
 	Runs Runs `yaml:"runs"`
@@ -113,7 +113,9 @@ type Sim struct {
 
 // Auth holds the API keys.
 type Auth struct {
-	// Keys maps bearer tokens to users. Default none.
+	// Keys maps bearer tokens to users, in plain text (serve warns of
+	// them at start): keys stored hashed with agentstream keys create
+	// need no restart to add or revoke. Default none.
 	Keys []APIKey `yaml:"keys"`
 	// RunTokens are the short-lived tokens of POST /v1/runs/{id}/token,
 	// with which a browser's EventSource reads a run's events.
