@@ -84,3 +84,36 @@ func TestConfigKeysWarning(t *testing.T) {
 		t.Fatalf("the logs show a key:\n%s", out)
 	}
 }
+
+// TestStoredKeyPostgresDown: PostgreSQL unreachable, a stored key the
+// server has not just checked is 503 unavailable, not 401; the database
+// back, the key works again.
+func TestStoredKeyPostgresDown(t *testing.T) {
+	t.Parallel()
+	e, proxy := postgresBehindProxy(t, sim.Options{}, func(c *config.Config) {
+		c.Auth.Keys = []config.APIKey{{Key: keyAda, User: "ada"}}
+	})
+	ks := openStore(t, e.srv.Config().DatabaseURL).(agentstream.KeyStore)
+	secret, k := agentstream.NewAPIKey("dora", "", time.Now())
+	if err := ks.CreateKey(t.Context(), k); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetDown(true)
+	resp := e.request("GET", "/v1/agents", "", bearerOf(secret))
+	if got := errorBody(t, resp); resp.StatusCode != http.StatusServiceUnavailable || got.Code != agentstream.CodeUnavailable {
+		t.Fatalf("a stored key with PostgreSQL down: %d %+v; want 503 unavailable", resp.StatusCode, got)
+	}
+	_ = resp.Body.Close()
+	// A config key needs no store.
+	if got := e.status("GET", "/v1/agents", bearerOf(keyAda)); got != http.StatusOK {
+		t.Fatalf("a config key with PostgreSQL down: %d", got)
+	}
+	proxy.SetDown(false)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.status("GET", "/v1/agents", bearerOf(secret)) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the stored key does not work once PostgreSQL is back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
