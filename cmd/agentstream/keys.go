@@ -200,7 +200,9 @@ func keysDatabaseURL(flagURL, configFile string, getenv func(string) string) (st
 		if err != nil {
 			return "", fmt.Errorf("reading the config file: %w", err)
 		}
-		if cfg, err = config.Load(configFile, data); err != nil {
+		// The first key of a server that is to listen beyond loopback is
+		// made from the config that needs it.
+		if cfg, err = config.LoadWith(configFile, data, []config.ValidateOption{config.StoreMayHoldKeys()}); err != nil {
 			return "", fmt.Errorf("the config file:\n%w", err)
 		}
 	}

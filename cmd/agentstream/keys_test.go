@@ -214,3 +214,51 @@ func TestClusterKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestServeBeyondLoopbackWithStoredKey: serve refuses an address beyond
+// loopback with no identity (exit 1, naming agentstream keys create) and
+// listens on it once keys create has stored a key in its database.
+func TestServeBeyondLoopbackWithStoredKey(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "agentstream.db")
+	serve := func() (*exec.Cmd, *procLog) {
+		cmd := exec.Command(agentstreamBinary(t), "serve", "--addr", "0.0.0.0:0", "--database-url", db)
+		cmd.Dir = t.TempDir()
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "AGENTSTREAM_") && !strings.HasPrefix(kv, "OPENAI_") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		log := &procLog{wrote: make(chan struct{}, 1)}
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, log
+	}
+	cmd, log := serve()
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(log.String(), "agentstream keys create") {
+		t.Fatalf("serve on 0.0.0.0 with no identity: %v\n%s", err, log.String())
+	}
+	createKeyCLI(t, db, "ops")
+	cmd, log = serve()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // may have exited
+		<-exited
+	})
+	deadline := time.After(procStartTimeout)
+	for !strings.Contains(log.String(), "agentstream listening") {
+		select {
+		case <-log.wrote:
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("serve on 0.0.0.0 with a stored key exited: %v\n%s", err, log.String())
+		case <-deadline:
+			t.Fatalf("serve on 0.0.0.0 with a stored key did not listen:\n%s", log.String())
+		}
+	}
+}

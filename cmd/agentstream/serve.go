@@ -73,7 +73,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			overrides = append(overrides, config.Override{Key: o.key, Value: o.value, Origin: "flag --" + o.flag})
 		}
 	}
-	cfg, err := config.Load(*path, data, overrides...)
+	// An addr beyond loopback without identity in the config is checked
+	// by server.New against the store's keys.
+	cfg, err := config.LoadWith(*path, data, []config.ValidateOption{config.StoreMayHoldKeys()}, overrides...)
 	if err != nil {
 		return config.Config{}, err
 	}
