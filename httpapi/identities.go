@@ -31,9 +31,8 @@ type TokenVerifier interface {
 // Identities authenticates every kind of credential: a bearer credential
 // that is a service key acts for the user named in UserHeader; one that
 // is an API key, of the config or of the store (WithKeyStore), is its
-// user; any other that looks like a JWT goes to JWT
-// (when set). A
-// user id is the same string whichever way it came. UserHeader with any
+// user; any other that looks like a JWT goes to JWT (when set). A user id
+// is the same string whichever way it came. UserHeader with any
 // credential but a service key is refused, so that a caller never
 // believes it acts for a user it does not (with no credential too). With
 // nothing configured and no key in the store every caller is LocalUser.
