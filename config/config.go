@@ -50,8 +50,8 @@ type Config struct {
 	// Sim configures the in-process simulated model used when neither
 	// OpenAI.APIKey nor OpenAI.BaseURL is set.
 	Sim Sim `yaml:"sim"`
-	// Auth lists the API keys; none means one local user and a loopback
-	// address only.
+	// Auth lists the identities; none (and no key stored with agentstream
+	// keys create) means one local user and a loopback address only.
 	Auth Auth `yaml:"auth"`
 	// Runs bounds the work of the runner.
 	Runs Runs `yaml:"runs"`
@@ -113,7 +113,9 @@ type Sim struct {
 
 // Auth holds the API keys.
 type Auth struct {
-	// Keys maps bearer tokens to users. Default none.
+	// Keys maps bearer tokens to users, in plain text (serve warns of
+	// them at start): keys stored hashed with agentstream keys create
+	// need no restart to add or revoke. Default none.
 	Keys []APIKey `yaml:"keys"`
 	// RunTokens are the short-lived tokens of POST /v1/runs/{id}/token,
 	// with which a browser's EventSource reads a run's events.
@@ -362,8 +364,8 @@ func (c Config) Validate(opts ...ValidateOption) error {
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
 		bad("addr", "%q is not a host:port address (%v), e.g. 127.0.0.1:8080", c.Addr, err)
-	} else if !c.Auth.HasIdentity() && !isLoopback(host) {
-		bad("addr", "%q is not a loopback address, and no identity is configured: add auth.keys, auth.service_keys or auth.jwt, or listen on 127.0.0.1", c.Addr)
+	} else if !c.Auth.HasIdentity() && !isLoopback(host) && !knownFrom(opts).storeChecksAddr {
+		bad("addr", "%q is not a loopback address, and no identity is configured: add auth.keys, auth.service_keys or auth.jwt, create a key in the store (agentstream keys create), or listen on 127.0.0.1 (this check does not see the store: serve accepts the address when the store holds a key)", c.Addr)
 	}
 	if c.DebugAddr != "" {
 		if host, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
@@ -501,4 +503,11 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ListensOnLoopback reports whether Addr is a loopback address (or not
+// a host:port at all, which Validate reports).
+func (c Config) ListensOnLoopback() bool {
+	host, _, err := net.SplitHostPort(c.Addr)
+	return err != nil || isLoopback(host)
 }

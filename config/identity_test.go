@@ -79,3 +79,22 @@ auth:
 		})
 	}
 }
+
+// TestStoreMayHoldKeys: with StoreMayHoldKeys, Validate leaves an addr
+// beyond loopback without identity to the caller (server.New checks the
+// store); without it, the problem names agentstream keys create.
+func TestStoreMayHoldKeys(t *testing.T) {
+	t.Parallel()
+	c := Config{Addr: "0.0.0.0:8080"}.WithDefaults()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "agentstream keys create") {
+		t.Fatalf("without the option: %v", err)
+	}
+	if err := c.Validate(StoreMayHoldKeys()); err != nil {
+		t.Fatalf("with StoreMayHoldKeys: %v", err)
+	}
+	for addr, want := range map[string]bool{"0.0.0.0:8080": false, "127.0.0.1:0": true, "[::1]:80": true, "localhost:1": true, "10.0.0.1:80": false} {
+		if got := (Config{Addr: addr}).ListensOnLoopback(); got != want {
+			t.Errorf("ListensOnLoopback(%s) = %v", addr, got)
+		}
+	}
+}

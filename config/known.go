@@ -14,6 +14,9 @@ type ValidateOption func(*known)
 // known is what ValidateOptions add to the config's own names.
 type known struct {
 	tools, sources, endpoints []string
+	// storeChecksAddr: the caller checks a non-loopback addr against the
+	// store's keys (StoreMayHoldKeys).
+	storeChecksAddr bool
 }
 
 // KnownTools names tools added in Go: agents may list them under tools.
@@ -33,6 +36,14 @@ func KnownToolSources(names ...string) ValidateOption {
 // with endpoint.
 func KnownEndpoints(names ...string) ValidateOption {
 	return func(k *known) { k.endpoints = append(k.endpoints, names...) }
+}
+
+// StoreMayHoldKeys tells Validate that the caller itself checks an addr
+// other than loopback, with no identity configured, against the keys of
+// the store (agentstream keys create), which Validate cannot see:
+// server.New passes it, and refuses to start when the store holds none.
+func StoreMayHoldKeys() ValidateOption {
+	return func(k *known) { k.storeChecksAddr = true }
 }
 
 func knownFrom(opts []ValidateOption) known {

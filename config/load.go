@@ -45,13 +45,24 @@ func Load(name string, data []byte, overrides ...Override) (Config, error) {
 // LoadEnv is Load with the file's ${NAME} references read from lookup
 // instead of the process's environment.
 func LoadEnv(name string, data []byte, lookup func(string) (string, bool), overrides ...Override) (Config, error) {
+	return loadEnv(name, data, lookup, nil, overrides...)
+}
+
+// LoadWith is Load with options for Validate: serve passes
+// StoreMayHoldKeys, since it checks an addr beyond loopback against the
+// keys of its store.
+func LoadWith(name string, data []byte, opts []ValidateOption, overrides ...Override) (Config, error) {
+	return loadEnv(name, data, os.LookupEnv, opts, overrides...)
+}
+
+func loadEnv(name string, data []byte, lookup func(string) (string, bool), opts []ValidateOption, overrides ...Override) (Config, error) {
 	c, probs := decode(name, data)
 	probs = append(probs, c.expand(lookup)...)
 	for _, o := range overrides {
 		probs = append(probs, c.override(o)...)
 	}
 	var invalid Problems
-	if errors.As(c.WithDefaults().Validate(), &invalid) {
+	if errors.As(c.WithDefaults().Validate(opts...), &invalid) {
 		for _, p := range invalid {
 			// A value that could not be read is reported already; what
 			// its default then runs into is not the user's doing.

@@ -26,7 +26,7 @@ type Identity struct {
 
 // The ways agentstream authenticates by itself.
 const (
-	ViaAPIKey   = "api_key"   // Authorization: Bearer <one of auth.keys>
+	ViaAPIKey   = "api_key"   // Authorization: Bearer <one of auth.keys, or a stored key>
 	ViaLocal    = "local"     // no keys configured: everyone is LocalUser
 	ViaRunToken = "run_token" // ?token= from POST /v1/runs/{id}/token
 )

@@ -30,18 +30,20 @@ type TokenVerifier interface {
 
 // Identities authenticates every kind of credential: a bearer credential
 // that is a service key acts for the user named in UserHeader; one that
-// is an API key is its user; any other that looks like a JWT goes to JWT
-// (when set). A
-// user id is the same string whichever way it came. UserHeader with any
+// is an API key, of the config or of the store (WithKeyStore), is its
+// user; any other that looks like a JWT goes to JWT (when set). A user id
+// is the same string whichever way it came. UserHeader with any
 // credential but a service key is refused, so that a caller never
 // believes it acts for a user it does not (with no credential too). With
-// nothing configured every caller is LocalUser.
+// nothing configured and no key in the store every caller is LocalUser.
 type Identities struct {
 	keys     *KeyAuthenticator
 	services map[[32]byte]string
 	jwt      TokenVerifier
 	// looksJWT tells a JWT from an API key by its shape.
 	looksJWT func(string) bool
+	// stored are the keys of the store (WithKeyStore); nil for none.
+	stored *storedKeys
 }
 
 // NewIdentities returns the Authenticator of API keys (key → user),
@@ -58,7 +60,20 @@ func NewIdentities(keys, serviceKeys map[string]string, jwt TokenVerifier, looks
 
 // Authenticate implements Authenticator.
 func (a *Identities) Authenticate(r *http.Request) (Identity, error) {
-	if len(a.services) == 0 && a.jwt == nil && len(a.keys.keys) == 0 {
+	local, err := a.local(r.Context())
+	if err != nil {
+		return Identity{}, err
+	}
+	if local {
+		// A key created a moment ago is its user at once, before the
+		// cached "no key in the store" runs out.
+		if token, ok := bearer(r.Header.Get("Authorization")); ok && a.stored != nil && looksStored(token) && len(r.Header.Values(UserHeader)) == 0 {
+			user, err := a.stored.user(r.Context(), token)
+			if err != nil {
+				return Identity{}, err
+			}
+			return Identity{UserID: user, Via: ViaAPIKey}, nil
+		}
 		if len(r.Header.Values(UserHeader)) > 0 {
 			return Identity{}, agentstream.Errorf(agentstream.CodeUnauthorized, "%s is accepted only with a service key (auth.service_keys)", UserHeader)
 		}
@@ -86,6 +101,13 @@ func (a *Identities) Authenticate(r *http.Request) (Identity, error) {
 		return Identity{}, agentstream.Errorf(agentstream.CodeUnauthorized, "%s is accepted only with a service key (auth.service_keys)", UserHeader)
 	}
 	if user, ok := a.keys.keys[sha256.Sum256([]byte(token))]; ok {
+		return Identity{UserID: user, Via: ViaAPIKey}, nil
+	}
+	if a.stored != nil && looksStored(token) {
+		user, err := a.stored.user(r.Context(), token)
+		if err != nil {
+			return Identity{}, err
+		}
 		return Identity{UserID: user, Via: ViaAPIKey}, nil
 	}
 	jwtShaped := a.looksJWT == nil || a.looksJWT(token)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -94,7 +95,15 @@ type Server struct {
 	graces       map[*time.Timer]struct{}
 	graceClosed  bool
 	graceRunning sync.WaitGroup
+	// patterns are the routes Handler registered, but the catch-all.
+	patterns []string
 }
+
+// Routes returns the patterns of the routes Handler registers ("GET
+// /v1/threads/{id}"), the health checks included and the catch-all that
+// answers 404 and 405 left out: every other one authenticates its caller.
+// Empty before Handler is called.
+func (s *Server) Routes() []string { return slices.Clone(s.patterns) }
 
 // New returns a Server.
 func New(runner *agent.Runner, store agentstream.Store, log agentstream.EventLog, opts Options) *Server {
@@ -139,7 +148,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	s.patterns = []string{"GET /healthz", "GET /readyz"}
 	api := func(pattern string, h func(http.ResponseWriter, *http.Request, string)) {
+		s.patterns = append(s.patterns, pattern)
 		mux.HandleFunc(pattern, s.jsonOnly(s.authenticated(h)))
 	}
 	api("GET /v1/agents", s.listAgents)

@@ -41,6 +41,8 @@ var (
 		"runs_pkey":                  "run already exists",
 		"runs_one_active_per_thread": "thread already has an active run",
 		"messages_pkey":              "message already exists",
+		"api_keys_pkey":              "key already exists",
+		"api_keys_hash_key":          "key already exists",
 	}
 	notFoundMessages = map[string]string{
 		"runs_thread_id_fkey":     "thread not found",

@@ -172,6 +172,26 @@ func (s *twoStores) InterruptExpiredRuns(ctx context.Context, at time.Time, e ag
 	return s.next().InterruptExpiredRuns(ctx, at, e)
 }
 
+func (s *twoStores) CreateKey(ctx context.Context, k agentstream.APIKey) error {
+	return s.next().CreateKey(ctx, k)
+}
+
+func (s *twoStores) ListKeys(ctx context.Context, userID string) ([]agentstream.APIKey, error) {
+	return s.next().ListKeys(ctx, userID)
+}
+
+func (s *twoStores) RevokeKey(ctx context.Context, id string, at time.Time) (agentstream.APIKey, error) {
+	return s.next().RevokeKey(ctx, id, at)
+}
+
+func (s *twoStores) KeyByHash(ctx context.Context, hash string) (agentstream.APIKey, error) {
+	return s.next().KeyByHash(ctx, hash)
+}
+
+func (s *twoStores) HasKeys(ctx context.Context) (bool, error) {
+	return s.next().HasKeys(ctx)
+}
+
 func (s *twoStores) GetRun(ctx context.Context, userID, runID string) (agentstream.Run, error) {
 	return s.next().GetRun(ctx, userID, runID)
 }

@@ -116,6 +116,8 @@ func (o *options) validation() []config.ValidateOption {
 	}
 	return []config.ValidateOption{
 		config.KnownTools(tools...), config.KnownToolSources(sources...), config.KnownEndpoints(o.endpointNames...),
+		// New checks addr against the store's keys once it is open.
+		config.StoreMayHoldKeys(),
 	}
 }
 

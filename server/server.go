@@ -85,6 +85,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if s.store, err = openStore(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
+	if err := s.checkAddr(ctx, cfg); err != nil {
+		return nil, err
+	}
 	// A SQLite file has one serve (it holds the file's lock), and without
 	// Redis (an in-process log nobody else can read) a server is its
 	// store's only user: runs left queued or running belonged to a process
@@ -307,6 +310,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // DebugAddr is the profiler's address (with its real port), or "".
 func (s *Server) DebugAddr() string { return s.debugAddr }
 
+// Routes returns the patterns of the API's routes (httpapi.Server.Routes).
+func (s *Server) Routes() []string { return s.api.Routes() }
+
 // Config is the server's defaulted configuration.
 func (s *Server) Config() config.Config { return s.cfg }
 
@@ -398,7 +404,35 @@ func (s *Server) identities(cfg config.Config, logger *slog.Logger) (httpapi.Aut
 		}
 		s.jwt, verifier = v, v
 	}
-	return httpapi.NewIdentities(keys, services, verifier, jwtauth.LooksLikeJWT), nil
+	if n := len(cfg.Auth.Keys); n > 0 {
+		// Never the keys themselves: their number only.
+		logger.Warn("auth.keys holds API keys in plain text in the config; keys stored hashed can be created, listed and revoked without a restart: agentstream keys create --user NAME",
+			"keys", n)
+	}
+	ids := httpapi.NewIdentities(keys, services, verifier, jwtauth.LooksLikeJWT)
+	if ks, ok := s.store.(agentstream.KeyStore); ok {
+		ids.WithKeyStore(ks)
+	}
+	return ids, nil
+}
+
+// checkAddr refuses to listen beyond loopback with no identity: none in
+// the config (Validate, with StoreMayHoldKeys, left this to New) and no
+// key in the store, ever. Otherwise every caller would be the local user.
+func (s *Server) checkAddr(ctx context.Context, cfg config.Config) error {
+	if cfg.Auth.HasIdentity() || cfg.ListensOnLoopback() {
+		return nil
+	}
+	if ks, ok := s.store.(agentstream.KeyStore); ok {
+		has, err := ks.HasKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("checking the store for API keys: %w", err)
+		}
+		if has {
+			return nil
+		}
+	}
+	return fmt.Errorf("addr %q is not a loopback address, and no identity is configured nor any API key stored: create one with agentstream keys create --user NAME, add auth.keys, auth.service_keys or auth.jwt to the config, or listen on 127.0.0.1", cfg.Addr)
 }
 
 // EventLogStats returns how many runs' logs the in-process event log holds

@@ -57,6 +57,7 @@
 //   - A call whose context is done fails with an error that wraps the
 //     context's error (errors.Is), and writes nothing.
 //   - After Close, every method returns an error (and none panics).
+//   - Every store is an agentstream.KeyStore too (group Keys).
 package storetest
 
 import (
@@ -188,6 +189,13 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"RefusedMessageIDs", s.testRefusedMessageIDs},
 			{"ImpossibleLookups", s.testImpossibleLookups},
 			{"JSONAsEncoded", s.testJSONAsEncoded},
+		}},
+		{"Keys", []test{
+			{"RoundTrip", s.testKeysRoundTrip},
+			{"List", s.testKeysList},
+			{"Revoke", s.testKeysRevoke},
+			{"Refused", s.testKeysRefused},
+			{"ConcurrentRevoke", s.testKeysConcurrentRevoke},
 		}},
 		{"Context", []test{
 			{"Done", s.testContextDone},

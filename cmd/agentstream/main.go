@@ -4,6 +4,7 @@
 //	agentstream serve   the server (SQLite and the simulated model by default)
 //	agentstream check-config FILE   every problem of a config file, at its line
 //	                                (--connect: and of its MCP servers)
+//	agentstream keys    API keys kept hashed in the store: create, list, revoke
 //	agentstream sim     the simulated OpenAI-compatible model on its own
 //	agentstream bench   a load generator: streams through the server, measured
 //	                    (agentstream bench relay: the bare relay --baseline loads)
@@ -30,6 +31,9 @@ Usage:
   agentstream serve [flags]   run the server (agentstream serve -h for flags)
   agentstream check-config FILE
                               check a config file: every problem, at its line
+  agentstream keys create --user NAME [--name LABEL]
+                              make an API key (printed once); keys list, keys revoke ID
+                              (agentstream keys help for more)
   agentstream sim [flags]     run the simulated OpenAI-compatible model
   agentstream bench [flags]   load a server with streaming clients and measure it
   agentstream bench relay     the bare net/http relay that bench --baseline loads
@@ -49,6 +53,8 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 		return serve(ctx, stopSignals, args[1:], getenv, stderr)
 	case "check-config":
 		return checkConfig(ctx, args[1:], getenv, stdout, stderr)
+	case "keys":
+		return keysCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "sim":
 		return simulate(ctx, args[1:], stderr)
 	case "bench":

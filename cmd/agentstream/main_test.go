@@ -58,7 +58,7 @@ func TestRunErrors(t *testing.T) {
 		{"missing config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, 2, "reading the config file"},
 		{"unknown config key", []string{"serve", "--config", bad}, 2, "adr"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, 2, "--log-level"},
-		{"public address without keys", []string{"serve", "--addr", "0.0.0.0:0", "--database-url", filepath.Join(dir, "a.db")}, 2, `flag --addr: addr: "0.0.0.0:0" is not a loopback address`},
+		{"public address without keys", []string{"serve", "--addr", "0.0.0.0:0", "--database-url", filepath.Join(dir, "a.db")}, 1, `addr "0.0.0.0:0" is not a loopback address, and no identity is configured nor any API key stored: create one with agentstream keys create`},
 		{"postgres not built", []string{"serve", "--addr", "127.0.0.1:0", "--database-url", "postgres://x@127.0.0.1/db"}, 1, "PostgreSQL"},
 		{"bad sim fault", []string{"sim", "--fault", "explode"}, 2, "unknown fault"},
 	}

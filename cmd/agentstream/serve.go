@@ -27,7 +27,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	var (
 		path        = fs.String("config", "", "YAML config `file` (env AGENTSTREAM_CONFIG; default none)")
-		addr        = fs.String("addr", "", "listen `address` (env AGENTSTREAM_ADDR; default 127.0.0.1:8080); any other than loopback needs auth.keys in the config file")
+		addr        = fs.String("addr", "", "listen `address` (env AGENTSTREAM_ADDR; default 127.0.0.1:8080); any other than loopback needs an identity: auth in the config file, or a key made with agentstream keys create")
 		databaseURL = fs.String("database-url", "", "the store: a SQLite file path (or sqlite://PATH) or a postgres:// `URL` (env AGENTSTREAM_DATABASE_URL; default agentstream.db)")
 		redisURL    = fs.String("redis-url", "", "a redis:// `URL` for the event log shared by several instances (env AGENTSTREAM_REDIS_URL; default none: the in-process log)")
 		model       = fs.String("model", "", "the upstream model `name` of agents that name none (env AGENTSTREAM_MODEL; default gpt-4o-mini, or sim with neither OPENAI_API_KEY nor OPENAI_BASE_URL)")
@@ -73,7 +73,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			overrides = append(overrides, config.Override{Key: o.key, Value: o.value, Origin: "flag --" + o.flag})
 		}
 	}
-	cfg, err := config.Load(*path, data, overrides...)
+	// An addr beyond loopback without identity in the config is checked
+	// by server.New against the store's keys.
+	cfg, err := config.LoadWith(*path, data, []config.ValidateOption{config.StoreMayHoldKeys()}, overrides...)
 	if err != nil {
 		return config.Config{}, err
 	}

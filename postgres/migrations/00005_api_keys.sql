@@ -1,0 +1,20 @@
+-- API keys made by `agentstream keys create`: the SHA-256 of each secret
+-- (hex), never the secret. A revoked key keeps its row (revoked_at set),
+-- so that listings show it and a server that once had keys never goes
+-- back to serving the local user.
+
+-- +goose Up
+CREATE TABLE api_keys (
+    id         text PRIMARY KEY,
+    user_id    text NOT NULL,
+    name       text NOT NULL DEFAULT '',
+    hash       text NOT NULL,
+    hint       text NOT NULL DEFAULT '',
+    created_at timestamptz NOT NULL,
+    revoked_at timestamptz,
+    CONSTRAINT api_keys_hash_key UNIQUE (hash)
+);
+CREATE INDEX api_keys_user_created ON api_keys (user_id, created_at, id);
+
+-- +goose Down
+DROP TABLE api_keys;
