@@ -504,7 +504,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	// A run that can start at once is saved as running; one that may wait
 	// (the pool is busy, or the thread's active run is to be waited for or
 	// interrupted) is saved as queued and started when a worker takes it.
-	startNow := (req.Multitask == "" || req.Multitask == MultitaskReject) && r.pool.startNow()
+	startNow := (req.Multitask == "" || req.Multitask == MultitaskReject) && r.pool.startNow(req.UserID)
 	if !startNow && !r.pool.reserve() {
 		r.wg.Done()
 		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeOverloaded,
@@ -512,7 +512,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	}
 	release := func() {
 		if startNow {
-			r.pool.unstart()
+			r.pool.unstart(req.UserID)
 		} else {
 			r.pool.unreserve()
 		}
@@ -593,6 +593,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	var posMu sync.Mutex
 	lastPos := int(^uint(0) >> 1)
 	j := &job{
+		user: run.UserID,
 		run: func() {
 			defer r.wg.Done()
 			defer cancel(nil)
