@@ -410,8 +410,11 @@ func TestPoolRoundRobin(t *testing.T) {
 
 	submit("greedy", "g1")
 	submit("greedy", "g2")
-	next("g1")
-	next("g2")
+	// Both start at once, in either order.
+	first, second := receive(t, started, "g1 or g2 to start"), receive(t, started, "g1 or g2 to start")
+	if first+second != "g1g2" && first+second != "g2g1" {
+		t.Fatalf("%s and %s started, want g1 and g2", first, second)
+	}
 	for _, n := range []string{"g3", "g4", "g5", "g6"} {
 		submit("greedy", n)
 	}
