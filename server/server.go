@@ -22,6 +22,7 @@ import (
 	"github.com/agentstream/agentstream/httpapi"
 	"github.com/agentstream/agentstream/jwtauth"
 	"github.com/agentstream/agentstream/mcp"
+	"github.com/agentstream/agentstream/memlimit"
 	"github.com/agentstream/agentstream/memlog"
 	"github.com/agentstream/agentstream/openai"
 	"github.com/agentstream/agentstream/postgres"
@@ -182,6 +183,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		ToolTimeout: cfg.Runs.ToolTimeout, MaxParallelTools: cfg.Runs.MaxParallelTools, CheckpointInterval: cfg.Runs.CheckpointInterval,
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
+		Limits: agent.Limits{
+			ConcurrentRuns: cfg.Limits.ConcurrentRuns, QueuedRuns: cfg.Limits.QueuedRuns, DailyTokens: cfg.Limits.DailyTokens,
+		},
 	}, deps)
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
@@ -209,7 +213,18 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 			presence = s.presence
 		}
 	}
+	// Each user's request rate: shared by the instances in Redis, else
+	// this instance's own.
+	var limiter agentstream.RateLimiter
+	if rpm := cfg.Limits.RequestsPerMinute; rpm > 0 {
+		if s.redis != nil {
+			limiter = s.redis.RateLimiter(rpm, cfg.Limits.Burst)
+		} else {
+			limiter = memlimit.New(rpm, cfg.Limits.Burst)
+		}
+	}
 	s.api = httpapi.New(s.runner, s.store, s.log, httpapi.Options{
+		RateLimiter: limiter, RequestsPerMinute: cfg.Limits.RequestsPerMinute,
 		RemoteCancel: remoteCancel, RemoteForget: remoteForget, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, BodyTimeout: cfg.HTTP.BodyTimeout, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout,
 		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger, Authenticator: auth,
