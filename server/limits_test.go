@@ -348,3 +348,63 @@ func TestFairAdmission(t *testing.T) {
 			bobFirst.Format(time.StampMilli), third.Format(time.StampMilli))
 	}
 }
+
+// TestLimitsAcrossInstances: two instances sharing PostgreSQL and Redis
+// hold each limit together: a user's rate, active runs and tokens count
+// on both.
+func TestLimitsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	var shared backend
+	for _, b := range backends() {
+		if b.name == "postgres-redis" {
+			shared = b
+		}
+	}
+	pair := func(t *testing.T, simOpts sim.Options, mod func(*config.Config)) (*env, *env) {
+		t.Helper()
+		services := shared.services(t)
+		return start(t, simOpts, both(services, withUsers(mod))), start(t, simOpts, both(services, withUsers(mod)))
+	}
+
+	t.Run("rate", func(t *testing.T) {
+		t.Parallel()
+		a, b := pair(t, sim.Options{}, func(c *config.Config) { c.Limits.RequestsPerMinute, c.Limits.Burst = 1, 2 })
+		for _, e := range []*env{a, b} {
+			if s := e.status("GET", "/v1/agents", as(limAda, nil)); s != http.StatusOK {
+				t.Fatalf("a request within the burst: %d", s)
+			}
+		}
+		for _, e := range []*env{a, b} {
+			wantLimited(t, e.request("GET", "/v1/agents", "", as(limAda, nil)), agentstream.CodeUserRateLimited,
+				"limits.requests_per_minute (1) reached for this user", 1, 60)
+		}
+		if s := b.status("GET", "/v1/agents", as(limBob, nil)); s != http.StatusOK {
+			t.Fatalf("another user's request: %d", s)
+		}
+	})
+
+	t.Run("concurrent runs", func(t *testing.T) {
+		t.Parallel()
+		a, b := pair(t, sim.Options{Tokens: 500, Pace: 10 * time.Millisecond}, func(c *config.Config) { c.Limits.ConcurrentRuns = 1 })
+		first, second := a.threadAs(limAda), a.threadAs(limAda)
+		a.runAs(limAda, first.ID, "hi")
+		resp := b.request("POST", "/v1/threads/"+second.ID+"/runs", `{"input": "hi"}`, as(limAda, nil))
+		wantLimited(t, resp, agentstream.CodeTooManyRuns, "limits.concurrent_runs (1) reached for this user", 1, 1)
+		if msgs := listAs[agentstream.Message](b, limAda, "/v1/threads/"+second.ID+"/messages"); len(msgs) != 0 {
+			t.Fatalf("the refused run wrote %d messages", len(msgs))
+		}
+	})
+
+	t.Run("daily tokens", func(t *testing.T) {
+		t.Parallel()
+		a, b := pair(t, sim.Options{Tokens: 10}, func(c *config.Config) { c.Limits.DailyTokens = 5 })
+		th := a.threadAs(limAda)
+		r, _ := a.runAs(limAda, th.ID, "hi")
+		evs := readToEnd(t, r)
+		if last := evs[len(evs)-1]; last.Type != string(agentstream.EventRunCompleted) {
+			t.Fatalf("the first run ended %s: one call goes past the budget, but it had none used", last.Type)
+		}
+		resp := b.request("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "again"}`, as(limAda, nil))
+		wantLimited(t, resp, agentstream.CodeBudgetExceeded, "limits.daily_tokens (5) reached for this user", max(toMidnight()-5, 1), toMidnight()+1)
+	})
+}
