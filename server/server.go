@@ -223,6 +223,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 			limiter = memlimit.New(rpm, cfg.Limits.Burst)
 		}
 	}
+	if l := cfg.Limits; l != (config.Limits{}) {
+		logger.Info("per-user limits", "requests_per_minute", l.RequestsPerMinute, "burst", l.Burst, "rate_shared", s.redis != nil,
+			"concurrent_runs", l.ConcurrentRuns, "queued_runs", l.QueuedRuns, "daily_tokens", l.DailyTokens)
+	}
 	s.api = httpapi.New(s.runner, s.store, s.log, httpapi.Options{
 		RateLimiter: limiter, RequestsPerMinute: cfg.Limits.RequestsPerMinute,
 		RemoteCancel: remoteCancel, RemoteForget: remoteForget, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
