@@ -245,7 +245,11 @@ func (s *Server) limitRate(r *http.Request, userID string) error {
 	ok, wait, err := s.opts.RateLimiter.Allow(r.Context(), userID)
 	switch {
 	case err != nil:
-		s.logger.Warn("the rate limiter failed; the request goes through unlimited", "user", userID, "err", err)
+		// One line per outage and per minute, not one per request.
+		if now := time.Now().UnixNano(); now-s.limiterWarned.Load() >= int64(time.Minute) {
+			s.limiterWarned.Store(now)
+			s.logger.Warn("the rate limiter failed; requests go through unlimited until it is back", "user", userID, "err", err)
+		}
 		return nil
 	case ok:
 		return nil

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -101,6 +102,9 @@ type Server struct {
 	graces       map[*time.Timer]struct{}
 	graceClosed  bool
 	graceRunning sync.WaitGroup
+	// limiterWarned is when (Unix ns) a failing rate limiter was last
+	// logged.
+	limiterWarned atomic.Int64
 }
 
 // New returns a Server.

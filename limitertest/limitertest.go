@@ -79,8 +79,9 @@ func testBurst(t *testing.T, newLimiter New) {
 		if ok {
 			t.Fatal("a fourth action at once allowed with a burst of 3")
 		}
-		// About a second: a little less, as time passed since.
-		if wait > time.Second || wait < 500*time.Millisecond {
+		// About a second: less, as time passed since (a slow machine
+		// may take a while between calls).
+		if wait > time.Second || wait < 100*time.Millisecond {
 			t.Fatalf("refused with a wait of %v, want about 1s", wait)
 		}
 	}
@@ -89,7 +90,7 @@ func testBurst(t *testing.T, newLimiter New) {
 // testRefill: after the wait a refusal gave, one more action is allowed,
 // and only one.
 func testRefill(t *testing.T, newLimiter New) {
-	l := newLimiter(t, 600, 1) // one every 100ms
+	l := newLimiter(t, 60, 1) // one a second
 	if ok, _ := allow(t, l, "user-1"); !ok {
 		t.Fatal("the first action refused")
 	}
@@ -97,8 +98,8 @@ func testRefill(t *testing.T, newLimiter New) {
 	if ok {
 		t.Fatal("a second action at once allowed with a burst of 1")
 	}
-	if wait > 100*time.Millisecond {
-		t.Fatalf("wait %v, want at most 100ms", wait)
+	if wait > time.Second {
+		t.Fatalf("wait %v, want at most 1s", wait)
 	}
 	time.Sleep(wait + 20*time.Millisecond)
 	if ok, wait := allow(t, l, "user-1"); !ok {
