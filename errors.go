@@ -3,6 +3,7 @@ package agentstream
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code names a kind of error. Codes are part of the API: they appear in
@@ -26,6 +27,11 @@ const (
 	CodeMaxTurns        Code = "max_turns_exceeded"  // the agent called tools max_turns times without answering
 	CodeCancelled       Code = "cancelled"           // the run was cancelled
 	CodeInterrupted     Code = "interrupted"         // the server stopped before the run ended
+	// Per-user limits (config limits.*): 429 with Retry-After.
+	CodeUserRateLimited Code = "rate_limited"    // limits.requests_per_minute
+	CodeTooManyRuns     Code = "too_many_runs"   // limits.concurrent_runs
+	CodeTooManyQueued   Code = "too_many_queued" // limits.queued_runs
+	CodeBudgetExceeded  Code = "budget_exceeded" // limits.daily_tokens; also a run stopped by it
 )
 
 // Error is a domain error: a code, a message safe to show a client, and
@@ -34,6 +40,9 @@ type Error struct {
 	Code    Code
 	Message string
 	Err     error
+	// RetryAfter, when positive, is when the client may try again; the
+	// HTTP layer sends it as Retry-After (whole seconds, at least 1).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -83,6 +92,9 @@ var (
 	ErrOverloaded  = &Error{Code: CodeOverloaded}
 	ErrUnavailable = &Error{Code: CodeUnavailable}
 	ErrGone        = &Error{Code: CodeGone}
+	// A store's CreateRunLimited refuses with these when a limit is reached.
+	ErrTooManyRuns   = &Error{Code: CodeTooManyRuns}
+	ErrTooManyQueued = &Error{Code: CodeTooManyQueued}
 )
 
 // CodeOf returns the code of err's *Error, or CodeInternal.

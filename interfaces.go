@@ -75,6 +75,21 @@ type Store interface {
 	// brought to a new thread (POST /v1/chat/completions). A history
 	// message Message.Check refuses is ErrInvalid, with nothing written.
 	CreateRun(ctx context.Context, run Run, input Message, history ...Message) (Message, error)
+	// CreateRunLimited is CreateRun under run.UserID's limits: in the same
+	// transaction, before the insert, it counts the user's queued and
+	// running runs (of every instance sharing the store) and refuses, with
+	// nothing written, ErrTooManyRuns when lim.Active > 0 and they are
+	// lim.Active or more, or ErrTooManyQueued when run is queued,
+	// lim.Queued > 0 and the user's queued runs are lim.Queued or more.
+	// The checks of one user's runs are serialized, so that two callers
+	// cannot both take the last place. Zero limits check nothing.
+	CreateRunLimited(ctx context.Context, run Run, lim RunLimits, input Message, history ...Message) (Message, error)
+	// AddUsage adds tokens (> 0) to userID's count of the UTC day that
+	// holds at, atomically: callers on several instances add up.
+	AddUsage(ctx context.Context, userID string, at time.Time, tokens int64) error
+	// Usage returns userID's count of the UTC day that holds at; 0 for a
+	// day without any.
+	Usage(ctx context.Context, userID string, at time.Time) (int64, error)
 	// StartRun marks a queued run running at the given time.
 	// ErrNotFound for an unknown run; ErrConflict when it is not queued.
 	StartRun(ctx context.Context, runID string, at time.Time) error
@@ -121,6 +136,25 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
 	Close() error
+}
+
+// RunLimits bound one user's active runs (Store.CreateRunLimited); 0 is
+// no limit.
+type RunLimits struct {
+	// Active bounds the user's queued and running runs.
+	Active int
+	// Queued bounds the user's queued runs (waiting for a worker).
+	Queued int
+}
+
+// RateLimiter bounds how often each key (a user) may act: a steady rate
+// with a burst, both fixed when the limiter is made. Implementations are
+// safe for concurrent use.
+type RateLimiter interface {
+	// Allow takes one action from key's allowance. When none is left it
+	// takes nothing and returns false and how long until one is (> 0).
+	// An error (its backing service is down) takes nothing either.
+	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
 }
 
 // ListPosition is a position in a listing ordered by creation time then

@@ -126,7 +126,19 @@ func (x *execution) loop(ctx context.Context, system string) error {
 			return agentstream.Errorf(agentstream.CodeMaxTurns,
 				"agent %q called tools %d times without giving an answer (max_turns is %d)", x.agent.Name, x.agent.MaxTurns, x.agent.MaxTurns)
 		}
+		// A run that used up its user's budget stops here, with what it
+		// has saved; it does not start another call.
+		switch used, retry, err := r.overBudget(ctx, x.run.UserID); {
+		case err != nil && ctx.Err() == nil:
+			r.logger.Warn("reading the user's token usage; the run goes on", "run_id", x.run.ID, "err", err)
+		case retry > 0:
+			return agentstream.Errorf(agentstream.CodeBudgetExceeded,
+				"limits.daily_tokens (%d) reached for this user (%d tokens used today, UTC): the run stopped before its model call %d; what it produced is saved",
+				r.cfg.Limits.DailyTokens, used, x.steps+1)
+		}
+		before := x.run.Usage
 		msg, err := x.modelTurn(ctx, req)
+		x.countUsage(ctx, before)
 		if err != nil {
 			return err
 		}
@@ -142,6 +154,26 @@ func (x *execution) loop(ctx context.Context, system string) error {
 			x.checkpointFailed.Store(true)
 			r.logger.Warn("checkpointing a run", "run_id", x.run.ID, "err", err)
 		}
+	}
+}
+
+// countUsage adds the tokens of the model call that brought the run's
+// usage from before to now to its user's count of the day, when a budget
+// is set; whether or not the call (or the run) failed, since what the
+// model reported was used.
+func (x *execution) countUsage(ctx context.Context, before agentstream.Usage) {
+	r := x.r
+	if r.cfg.Limits.DailyTokens <= 0 {
+		return
+	}
+	used := x.run.Usage.InputTokens + x.run.Usage.OutputTokens - before.InputTokens - before.OutputTokens
+	if used <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FinalizeTimeout)
+	defer cancel()
+	if err := r.store.AddUsage(ctx, x.run.UserID, r.now().UTC(), used); err != nil {
+		r.logger.Warn("counting a model call's tokens against the user's budget", "run_id", x.run.ID, "tokens", used, "err", err)
 	}
 }
 

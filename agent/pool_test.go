@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/agentstream/agentstream"
@@ -305,10 +306,10 @@ func TestPoolWithdraw(t *testing.T) {
 func TestPoolStartNow(t *testing.T) {
 	t.Parallel()
 	p := newPool(1, 1)
-	if !p.startNow() {
+	if !p.startNow("") {
 		t.Fatal("startNow refused with a free worker")
 	}
-	if p.startNow() {
+	if p.startNow("") {
 		t.Fatal("startNow granted a second worker of one")
 	}
 	if r, q := p.load(); r != 1 || q != 0 {
@@ -323,12 +324,12 @@ func TestPoolStartNow(t *testing.T) {
 	if r, q := p.load(); r != 1 || q != 1 {
 		t.Fatalf("load %d, %d; want 1 running, 1 queued", r, q)
 	}
-	p.unstart() // the started job will not run after all: the waiting one does
+	p.unstart("") // the started job will not run after all: the waiting one does
 	receive(t, ran, "the waiting job to run on the worker given back")
 	eventually(t, "the pool to empty", func() bool { r, q := p.load(); return r == 0 && q == 0 })
 
 	// A started job runs on its worker and gives it back when done.
-	if !p.startNow() {
+	if !p.startNow("") {
 		t.Fatal("startNow refused on an idle pool")
 	}
 	done := make(chan struct{})
@@ -341,13 +342,126 @@ func TestPoolStartNow(t *testing.T) {
 	if !p.reserve() {
 		t.Fatal("reserve refused on an idle pool")
 	}
-	if p.startNow() {
+	if p.startNow("") {
 		t.Fatal("startNow granted while a reservation waits to be submitted")
 	}
 	p.unreserve()
 
 	p.close()
-	if p.startNow() {
+	if p.startNow("") {
 		t.Fatal("startNow granted on a closed pool")
+	}
+}
+
+// TestPoolRoundRobin: waiting jobs are served per user, the user with the
+// fewest running jobs first, in turn among equals: a user's first job
+// starts at the first free worker however many jobs another user queued
+// before it, and one user's jobs start in the order they came. Places
+// only go down, and end at 1.
+func TestPoolRoundRobin(t *testing.T) {
+	t.Parallel()
+	p := newPool(2, 20)
+	type state struct {
+		release chan struct{}
+		pos     []int
+	}
+	var mu sync.Mutex
+	started := make(chan string, 20)
+	states := map[string]*state{}
+	submit := func(user, name string) {
+		t.Helper()
+		s := &state{release: make(chan struct{})}
+		mu.Lock()
+		states[name] = s
+		mu.Unlock()
+		if !p.reserve() {
+			t.Fatalf("no room for %s", name)
+		}
+		p.submit(&job{
+			user: user,
+			run: func() {
+				started <- name
+				<-s.release
+			},
+			positioned: func(pos int) {
+				mu.Lock()
+				s.pos = append(s.pos, pos)
+				mu.Unlock()
+			},
+		})
+	}
+	next := func(want string) {
+		t.Helper()
+		if got := receive(t, started, want+" to start"); got != want {
+			t.Fatalf("%s started, want %s", got, want)
+		}
+	}
+	release := func(name string) {
+		mu.Lock()
+		s := states[name]
+		mu.Unlock()
+		close(s.release)
+	}
+	places := func(name string) []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(states[name].pos)
+	}
+
+	submit("greedy", "g1")
+	submit("greedy", "g2")
+	// Both start at once, in either order.
+	first, second := receive(t, started, "g1 or g2 to start"), receive(t, started, "g1 or g2 to start")
+	if first+second != "g1g2" && first+second != "g2g1" {
+		t.Fatalf("%s and %s started, want g1 and g2", first, second)
+	}
+	for _, n := range []string{"g3", "g4", "g5", "g6"} {
+		submit("greedy", n)
+	}
+	if got := places("g6"); !slices.Equal(got, []int{4}) {
+		t.Fatalf("g6 placed %v, want [4]", got)
+	}
+	// Other users, with no job running, go ahead of the greedy one.
+	submit("other", "o1")
+	submit("third", "t1")
+	submit("third", "t2")
+	if got := places("o1"); !slices.Equal(got, []int{1}) {
+		t.Fatalf("o1 placed %v, want [1]: its user runs nothing", got)
+	}
+	if got := places("t1"); !slices.Equal(got, []int{2}) {
+		t.Fatalf("t1 placed %v, want [2]", got)
+	}
+	// t2 comes after o1 and t1: third then runs one, greedy two.
+	if got := places("t2"); !slices.Equal(got, []int{3}) {
+		t.Fatalf("t2 placed %v, want [3]", got)
+	}
+	release("g1")
+	next("o1") // the first free worker
+	// greedy and third run nothing now: greedy came first.
+	release("g2")
+	next("g3")
+	release("o1")
+	next("t1") // third runs nothing, greedy one
+	release("g3")
+	next("g4") // greedy runs nothing, third one
+	release("t1")
+	next("t2")
+	release("g4")
+	next("g5")
+	release("t2")
+	next("g6")
+	release("g5")
+	release("g6")
+	eventually(t, "the pool to empty", func() bool { r, q := p.load(); return r == 0 && q == 0 })
+	for name := range states {
+		pos := places(name)
+		for i := 1; i < len(pos); i++ {
+			if pos[i] >= pos[i-1] {
+				t.Errorf("%s's places %v do not go down", name, pos)
+			}
+		}
+		if len(pos) > 0 && pos[len(pos)-1] != 1 {
+			t.Errorf("%s's places %v do not end at 1", name, pos)
+		}
 	}
 }

@@ -54,6 +54,25 @@ type Config struct {
 	// LeaseTTL is how long a lease lasts without renewal; leases are
 	// renewed, and expired ones swept, every third of it. Default 15s.
 	LeaseTTL time.Duration
+	// Limits are the per-user limits on runs and tokens. Default none.
+	Limits Limits
+}
+
+// Limits bound what one user (Run.UserID) may use, across the instances
+// sharing the store; 0 is no limit. Past one, Start fails with a 429 code
+// whose message names the config key (limits.*).
+type Limits struct {
+	// ConcurrentRuns bounds the user's queued and running runs
+	// (CodeTooManyRuns).
+	ConcurrentRuns int
+	// QueuedRuns bounds the user's runs waiting for a worker
+	// (CodeTooManyQueued).
+	QueuedRuns int
+	// DailyTokens bounds the input and output tokens of the user's model
+	// calls per UTC day, counted in the store after each call: Start
+	// refuses a run once they are reached, and a running run stops before
+	// its next model call, failed with CodeBudgetExceeded.
+	DailyTokens int64
 }
 
 // WithDefaults returns c with unset fields filled in.
@@ -434,8 +453,15 @@ type threadRun struct {
 // createRun saves the run, applying the multitask setting when the thread
 // has an active run.
 func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message, history []agentstream.Message) (agentstream.Message, error) {
+	lim := agentstream.RunLimits{Active: r.cfg.Limits.ConcurrentRuns, Queued: r.cfg.Limits.QueuedRuns}
+	create := r.store.CreateRun
+	if lim != (agentstream.RunLimits{}) {
+		create = func(ctx context.Context, run agentstream.Run, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+			return r.store.CreateRunLimited(ctx, run, lim, input, history...)
+		}
+	}
 	for {
-		stored, err := r.store.CreateRun(ctx, run, input, history...)
+		stored, err := create(ctx, run, input, history...)
 		if !errors.Is(err, agentstream.ErrConflict) {
 			return stored, err
 		}
@@ -466,6 +492,56 @@ func (r *Runner) createRun(ctx context.Context, multitask string, run agentstrea
 	}
 }
 
+// limitRetry is the Retry-After of a run refused for the user's runs: when
+// one of theirs may have ended.
+const limitRetry = time.Second
+
+// limitError returns the client's error for a store's refusal of a run past
+// the user's limits, or nil for another error.
+func (r *Runner) limitError(err error) error {
+	switch {
+	case errors.Is(err, agentstream.ErrTooManyRuns):
+		e := agentstream.Errorf(agentstream.CodeTooManyRuns,
+			"limits.concurrent_runs (%d) reached for this user: that many runs are queued or running; retry when one ends", r.cfg.Limits.ConcurrentRuns)
+		e.Err, e.RetryAfter = err, limitRetry
+		return e
+	case errors.Is(err, agentstream.ErrTooManyQueued):
+		e := agentstream.Errorf(agentstream.CodeTooManyQueued,
+			"limits.queued_runs (%d) reached for this user: that many runs wait for a worker; retry when one starts", r.cfg.Limits.QueuedRuns)
+		e.Err, e.RetryAfter = err, limitRetry
+		return e
+	}
+	return nil
+}
+
+// checkBudget refuses with CodeBudgetExceeded when the user's tokens of the
+// UTC day have reached Limits.DailyTokens; with no budget it reads nothing.
+func (r *Runner) checkBudget(ctx context.Context, userID string) error {
+	used, retry, err := r.overBudget(ctx, userID)
+	if err != nil || retry == 0 {
+		return err
+	}
+	e := agentstream.Errorf(agentstream.CodeBudgetExceeded,
+		"limits.daily_tokens (%d) reached for this user: %d tokens used today (UTC); retry after midnight UTC", r.cfg.Limits.DailyTokens, used)
+	e.RetryAfter = retry
+	return e
+}
+
+// overBudget returns the user's tokens of the UTC day and, when they have
+// reached Limits.DailyTokens, the time to the next UTC midnight (else 0).
+func (r *Runner) overBudget(ctx context.Context, userID string) (used int64, retry time.Duration, err error) {
+	budget := r.cfg.Limits.DailyTokens
+	if budget <= 0 {
+		return 0, 0, nil
+	}
+	now := r.now().UTC()
+	if used, err = r.store.Usage(ctx, userID, now); err != nil || used < budget {
+		return used, 0, err
+	}
+	midnight := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+	return used, midnight.Sub(now), nil
+}
+
 // ErrThreadTaken is the error of a Start whose NewThread's ID exists.
 var ErrThreadTaken = agentstream.Errorf(agentstream.CodeConflict, "a thread with this id exists")
 
@@ -493,6 +569,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	if err != nil {
 		return agentstream.Run{}, err
 	}
+	if err := r.checkBudget(ctx, req.UserID); err != nil {
+		return agentstream.Run{}, err
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -504,7 +583,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	// A run that can start at once is saved as running; one that may wait
 	// (the pool is busy, or the thread's active run is to be waited for or
 	// interrupted) is saved as queued and started when a worker takes it.
-	startNow := (req.Multitask == "" || req.Multitask == MultitaskReject) && r.pool.startNow()
+	startNow := (req.Multitask == "" || req.Multitask == MultitaskReject) && r.pool.startNow(req.UserID)
 	if !startNow && !r.pool.reserve() {
 		r.wg.Done()
 		return agentstream.Run{}, agentstream.Errorf(agentstream.CodeOverloaded,
@@ -512,7 +591,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	}
 	release := func() {
 		if startNow {
-			r.pool.unstart()
+			r.pool.unstart(req.UserID)
 		} else {
 			r.pool.unreserve()
 		}
@@ -572,6 +651,15 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	input, err = r.createRun(ctx, req.Multitask, run, input, history)
 	if err != nil {
 		release()
+		if limited := r.limitError(err); limited != nil {
+			if req.NewThread {
+				// Refused: the thread made for it goes too (it has no run).
+				if derr := r.store.DeleteThread(context.WithoutCancel(ctx), req.UserID, req.Thread.ID); derr != nil {
+					r.logger.Warn("deleting the new thread of a refused run", "thread_id", req.Thread.ID, "err", derr)
+				}
+			}
+			return agentstream.Run{}, limited
+		}
 		return agentstream.Run{}, err
 	}
 	// A run whose first event cannot reach the log is refused: its readers
@@ -593,6 +681,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	var posMu sync.Mutex
 	lastPos := int(^uint(0) >> 1)
 	j := &job{
+		user: run.UserID,
 		run: func() {
 			defer r.wg.Done()
 			defer cancel(nil)

@@ -55,6 +55,8 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Runs bounds the work of the runner.
 	Runs Runs `yaml:"runs"`
+	// Limits bound what each user may use. Default: no limits.
+	Limits Limits `yaml:"limits"`
 	// HTTP tunes the HTTP server.
 	HTTP HTTP `yaml:"http"`
 	// EventLog tunes the in-process event log.
@@ -190,6 +192,35 @@ type Runs struct {
 	FinalizeTimeout time.Duration `yaml:"finalize_timeout"`
 }
 
+// Limits bound what each user (the authenticated user id) may use. Every
+// limit is off at 0, its default. Past one, a request is answered 429
+// with Retry-After and an error code naming the limit (docs/security.md,
+// "Limits").
+type Limits struct {
+	// RequestsPerMinute bounds each user's authenticated requests, every
+	// route counting (code rate_limited). With redis_url the instances
+	// share each user's rate, in Redis; without, each instance counts
+	// its own. A Redis that fails lets requests through (logged).
+	// Default 0: off.
+	RequestsPerMinute int `yaml:"requests_per_minute"`
+	// Burst is how many requests a user may make at once before the
+	// rate applies. Default requests_per_minute.
+	Burst int `yaml:"burst"`
+	// ConcurrentRuns bounds each user's queued and running runs, over
+	// every instance sharing the database (code too_many_runs). Default
+	// 0: off.
+	ConcurrentRuns int `yaml:"concurrent_runs"`
+	// QueuedRuns bounds each user's runs waiting for a worker (code
+	// too_many_queued). Default 0: off.
+	QueuedRuns int `yaml:"queued_runs"`
+	// DailyTokens bounds each user's model tokens (input and output) per
+	// UTC day, counted in the database after each model call (code
+	// budget_exceeded): new runs are refused once it is reached, and a
+	// running run stops, failed, before its next model call. Default 0:
+	// off (tokens are then not counted).
+	DailyTokens int64 `yaml:"daily_tokens"`
+}
+
 // HTTP tunes the HTTP server.
 type HTTP struct {
 	// MaxBodyBytes limits request bodies (413 past it). Default 1 MiB.
@@ -295,6 +326,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.Runs.MaxParallelTools, 8)
 	def(&c.Runs.LeaseTTL, 15*time.Second)
 	def(&c.Runs.FinalizeTimeout, 30*time.Second)
+	def(&c.Limits.Burst, c.Limits.RequestsPerMinute)
 	def(&c.HTTP.MaxBodyBytes, 1<<20)
 	def(&c.HTTP.Heartbeat, 15*time.Second)
 	def(&c.HTTP.StallTimeout, time.Minute)
@@ -387,10 +419,18 @@ func (c Config) Validate(opts ...ValidateOption) error {
 		{"http.max_body_bytes", c.HTTP.MaxBodyBytes, ""},
 		{"openai.max_retries", int64(deref(c.OpenAI.MaxRetries)), " (0 means no retries)"},
 		{"sim.tokens", int64(c.Sim.Tokens), ""},
+		{"limits.requests_per_minute", int64(c.Limits.RequestsPerMinute), " (0 means no limit)"},
+		{"limits.burst", int64(c.Limits.Burst), ""},
+		{"limits.concurrent_runs", int64(c.Limits.ConcurrentRuns), " (0 means no limit)"},
+		{"limits.queued_runs", int64(c.Limits.QueuedRuns), " (0 means no limit)"},
+		{"limits.daily_tokens", c.Limits.DailyTokens, " (0 means no limit)"},
 	} {
 		if n.v < 0 {
 			bad(n.name, "%d must not be negative%s", n.v, n.note)
 		}
+	}
+	if c.Limits.Burst > 0 && c.Limits.RequestsPerMinute == 0 {
+		bad("limits.burst", "%d without limits.requests_per_minute: set the rate too, or remove burst", c.Limits.Burst)
 	}
 	if c.Runs.OnDisconnect != "continue" && c.Runs.OnDisconnect != "cancel" {
 		bad("runs.on_disconnect", "must be continue or cancel, not %q", c.Runs.OnDisconnect)

@@ -112,6 +112,9 @@ func (s *Server) identify(r *http.Request) (Identity, *http.Request, error) {
 func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, r, err := s.identify(r)
+		if err == nil {
+			err = s.limitRate(r, id.UserID)
+		}
 		if err != nil {
 			skipBody(w, r)
 			s.writeError(w, r, err)
@@ -230,4 +233,29 @@ func (s *Server) runToken(w http.ResponseWriter, r *http.Request, user string) {
 	}
 	token, exp := s.tokens.issue(user, run.ID, time.Now())
 	writeJSON(w, http.StatusOK, runTokenResponse{Token: token, ExpiresAt: exp})
+}
+
+// limitRate takes one request from the user's rate (Options.RateLimiter),
+// or returns the 429 that refuses it. A limiter that fails (Redis down)
+// lets the request through: the rate limit is a guard, not a service.
+func (s *Server) limitRate(r *http.Request, userID string) error {
+	if s.opts.RateLimiter == nil {
+		return nil
+	}
+	ok, wait, err := s.opts.RateLimiter.Allow(r.Context(), userID)
+	switch {
+	case err != nil:
+		// One line per outage and per minute, not one per request.
+		if now := time.Now().UnixNano(); now-s.limiterWarned.Load() >= int64(time.Minute) {
+			s.limiterWarned.Store(now)
+			s.logger.Warn("the rate limiter failed; requests go through unlimited until it is back", "user", userID, "err", err)
+		}
+		return nil
+	case ok:
+		return nil
+	}
+	e := agentstream.Errorf(agentstream.CodeUserRateLimited,
+		"limits.requests_per_minute (%d) reached for this user; retry in %ss", s.opts.RequestsPerMinute, retryAfter(wait))
+	e.RetryAfter = wait
+	return e
 }

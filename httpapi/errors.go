@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/httpapi/wire"
@@ -44,6 +46,10 @@ var statusOf = map[agentstream.Code]int{
 	agentstream.CodeMaxTurns:        http.StatusUnprocessableEntity,
 	agentstream.CodeCancelled:       http.StatusConflict,
 	agentstream.CodeInterrupted:     http.StatusServiceUnavailable,
+	agentstream.CodeUserRateLimited: http.StatusTooManyRequests,
+	agentstream.CodeTooManyRuns:     http.StatusTooManyRequests,
+	agentstream.CodeTooManyQueued:   http.StatusTooManyRequests,
+	agentstream.CodeBudgetExceeded:  http.StatusTooManyRequests,
 }
 
 // HTTPStatus returns the status an error is answered with.
@@ -75,6 +81,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
+	}
 	switch e.Code {
 	case CodeRequestTimeout:
 		// What is left of the body must not be read as the next request.
@@ -89,6 +98,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	writeJSON(w, status, errorBody{Error: *e.Info()})
+}
+
+// retryAfter is a Retry-After value: whole seconds, rounded up, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.FormatInt(max(int64((d+time.Second-1)/time.Second), 1), 10)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -66,6 +67,13 @@ type Options struct {
 	// committed: each calls its Server's ForgetThread.
 	RemoteForget func(ctx context.Context, threadKey string) error
 	Logger       *slog.Logger
+	// RateLimiter, when set, bounds each user's authenticated requests
+	// (config limits.requests_per_minute): past it they are answered 429
+	// rate_limited. A limiter that fails lets the request through, with
+	// a warning. Default: no limit.
+	RateLimiter agentstream.RateLimiter
+	// RequestsPerMinute is the limiter's rate, named in its refusals.
+	RequestsPerMinute int
 }
 
 // LocalUser is the user of every request when no keys are configured.
@@ -97,6 +105,9 @@ type Server struct {
 	graceRunning sync.WaitGroup
 	// patterns are the routes Handler registered, but the catch-all.
 	patterns []string
+	// limiterWarned is when (Unix ns) a failing rate limiter was last
+	// logged.
+	limiterWarned atomic.Int64
 }
 
 // Routes returns the patterns of the routes Handler registers ("GET

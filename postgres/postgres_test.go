@@ -148,6 +148,18 @@ func (s *twoStores) CreateRun(ctx context.Context, run agentstream.Run, input ag
 	return s.next().CreateRun(ctx, run, input, history...)
 }
 
+func (s *twoStores) CreateRunLimited(ctx context.Context, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	return s.next().CreateRunLimited(ctx, run, lim, input, history...)
+}
+
+func (s *twoStores) AddUsage(ctx context.Context, userID string, at time.Time, tokens int64) error {
+	return s.next().AddUsage(ctx, userID, at, tokens)
+}
+
+func (s *twoStores) Usage(ctx context.Context, userID string, at time.Time) (int64, error) {
+	return s.next().Usage(ctx, userID, at)
+}
+
 func (s *twoStores) StartRun(ctx context.Context, runID string, at time.Time) error {
 	return s.next().StartRun(ctx, runID, at)
 }
@@ -440,6 +452,12 @@ func TestClosed(t *testing.T) {
 		"InterruptRuns": func() error { _, err := s.InterruptRuns(ctx, time.Now(), agentstream.ErrorInfo{}); return err },
 		"GetRun":        func() error { _, err := s.GetRun(ctx, "u", run.ID); return err },
 		"Ping":          func() error { return s.Ping(ctx) },
+		"CreateRunLimited": func() error {
+			_, err := s.CreateRunLimited(ctx, run, agentstream.RunLimits{Active: 1}, msg)
+			return err
+		},
+		"AddUsage": func() error { return s.AddUsage(ctx, "u", time.Now(), 1) },
+		"Usage":    func() error { _, err := s.Usage(ctx, "u", time.Now()); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, agentstream.ErrUnavailable) {

@@ -117,6 +117,11 @@ func messageArgs(m agentstream.Message, toolCalls []byte) []any {
 // CreateRun inserts run and its input message, which it returns with Seq,
 // ThreadID and RunID set. The run's Status must be queued or running.
 func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	return s.CreateRunLimited(ctx, run, agentstream.RunLimits{}, input, history...)
+}
+
+// CreateRunLimited implements agentstream.Store.
+func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
 	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
 		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
@@ -151,6 +156,9 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 	}
 	errCode, errMessage := errorColumns(run.Error)
 	err = s.tx(ctx, "create run", func(tx pgx.Tx) error {
+		if err := checkRunLimits(ctx, tx, run, lim); err != nil {
+			return err
+		}
 		// One round trip. Updating the thread locks it: CreateRun, and
 		// the writes of the thread's messages, wait for one another.
 		b := &pgx.Batch{}
@@ -645,3 +653,86 @@ func encodeToolCalls(calls []agentstream.ToolCall) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// userLockClass is the first key of the advisory locks that serialize the
+// limit checks of one user's new runs (the second is a hash of the schema
+// and the user): two-key locks never meet the migrations' one-key lock.
+const userLockClass = 0x4153_4c4d // "ASLM"
+
+// checkRunLimits refuses a new run past the user's limits. The user's
+// advisory lock, held until the transaction ends, makes the count and the
+// insert that follows one step for every instance: a second CreateRun of
+// the user waits here and counts the first's run.
+func checkRunLimits(ctx context.Context, tx pgx.Tx, run agentstream.Run, lim agentstream.RunLimits) error {
+	if lim.Active <= 0 && lim.Queued <= 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || ':' || $2))`, int32(userLockClass), run.UserID)
+	b.Queue(`SELECT count(*), count(*) FILTER (WHERE status = 'queued')
+		FROM runs WHERE user_id = $1 AND status IN ('queued', 'running')`, run.UserID)
+	br := tx.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }() // a failure is reported by the reads below
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	var active, queued int
+	if err := br.QueryRow().Scan(&active, &queued); err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	return limitError(run, lim, active, queued)
+}
+
+// limitError is the refusal of a run when the user has active runs, queued
+// of them, or nil.
+func limitError(run agentstream.Run, lim agentstream.RunLimits, active, queued int) error {
+	switch {
+	case lim.Active > 0 && active >= lim.Active:
+		return agentstream.Errorf(agentstream.CodeTooManyRuns, "the user has %d queued or running runs (at most %d)", active, lim.Active)
+	case lim.Queued > 0 && run.Status == agentstream.RunQueued && queued >= lim.Queued:
+		return agentstream.Errorf(agentstream.CodeTooManyQueued, "the user has %d queued runs (at most %d)", queued, lim.Queued)
+	}
+	return nil
+}
+
+// AddUsage implements agentstream.Store.
+func (s *Store) AddUsage(ctx context.Context, userID string, at time.Time, tokens int64) error {
+	if tokens <= 0 {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "usage must be positive, not %d", tokens)
+	}
+	if !agentstream.ValidText(userID) {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the user id is not storable text")
+	}
+	return s.tx(ctx, "add usage", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO usage (user_id, day, tokens) VALUES ($1, $2::date, $3)
+			ON CONFLICT (user_id, day) DO UPDATE SET tokens = usage.tokens + EXCLUDED.tokens`,
+			userID, utcDay(at), tokens)
+		return err
+	})
+}
+
+// Usage implements agentstream.Store.
+func (s *Store) Usage(ctx context.Context, userID string, at time.Time) (int64, error) {
+	if s.closed.Load() {
+		return 0, errClosed()
+	}
+	if !agentstream.ValidText(userID) {
+		return 0, nil // no store can hold it
+	}
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT tokens FROM usage WHERE user_id = $1 AND day = $2::date`, userID, utcDay(at)).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.mapErr(ctx, "usage", err)
+	}
+	return n, nil
+}
+
+// utcDay is the UTC date that holds t, YYYY-MM-DD.
+func utcDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }

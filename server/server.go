@@ -22,6 +22,7 @@ import (
 	"github.com/agentstream/agentstream/httpapi"
 	"github.com/agentstream/agentstream/jwtauth"
 	"github.com/agentstream/agentstream/mcp"
+	"github.com/agentstream/agentstream/memlimit"
 	"github.com/agentstream/agentstream/memlog"
 	"github.com/agentstream/agentstream/openai"
 	"github.com/agentstream/agentstream/postgres"
@@ -185,6 +186,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		ToolTimeout: cfg.Runs.ToolTimeout, MaxParallelTools: cfg.Runs.MaxParallelTools, CheckpointInterval: cfg.Runs.CheckpointInterval,
 		DefaultModel: cfg.Model, DefaultAgent: cfg.DefaultAgent,
 		Owner: s.owner, LeaseTTL: cfg.Runs.LeaseTTL, FinalizeTimeout: cfg.Runs.FinalizeTimeout,
+		Limits: agent.Limits{
+			ConcurrentRuns: cfg.Limits.ConcurrentRuns, QueuedRuns: cfg.Limits.QueuedRuns, DailyTokens: cfg.Limits.DailyTokens,
+		},
 	}, deps)
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
@@ -212,7 +216,22 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 			presence = s.presence
 		}
 	}
+	// Each user's request rate: shared by the instances in Redis, else
+	// this instance's own.
+	var limiter agentstream.RateLimiter
+	if rpm := cfg.Limits.RequestsPerMinute; rpm > 0 {
+		if s.redis != nil {
+			limiter = s.redis.RateLimiter(rpm, cfg.Limits.Burst)
+		} else {
+			limiter = memlimit.New(rpm, cfg.Limits.Burst)
+		}
+	}
+	if l := cfg.Limits; l != (config.Limits{}) {
+		logger.Info("per-user limits", "requests_per_minute", l.RequestsPerMinute, "burst", l.Burst, "rate_shared", s.redis != nil,
+			"concurrent_runs", l.ConcurrentRuns, "queued_runs", l.QueuedRuns, "daily_tokens", l.DailyTokens)
+	}
 	s.api = httpapi.New(s.runner, s.store, s.log, httpapi.Options{
+		RateLimiter: limiter, RequestsPerMinute: cfg.Limits.RequestsPerMinute,
 		RemoteCancel: remoteCancel, RemoteForget: remoteForget, DisconnectGrace: cfg.Runs.DisconnectGrace, Presence: presence,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, BodyTimeout: cfg.HTTP.BodyTimeout, Heartbeat: cfg.HTTP.Heartbeat, StallTimeout: cfg.HTTP.StallTimeout,
 		OnDisconnect: cfg.Runs.OnDisconnect, Logger: logger, Authenticator: auth,

@@ -82,6 +82,12 @@ func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstrea
 // CreateRun inserts run and its input message, which it returns with Seq,
 // ThreadID and RunID set. The run's Status must be queued or running.
 func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	return s.CreateRunLimited(ctx, run, agentstream.RunLimits{}, input, history...)
+}
+
+// CreateRunLimited implements agentstream.Store. SQLite has one writer:
+// the count and the insert in one write transaction are one step.
+func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
 	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
 		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
@@ -120,6 +126,18 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
 	err = s.write(ctx, "create run", func(tx wtx) error {
+		if lim.Active > 0 || lim.Queued > 0 {
+			var active, queued int
+			if err := tx.QueryRowContext(ctx, `
+				SELECT count(*), count(CASE WHEN status = 'queued' THEN 1 END)
+				FROM runs WHERE user_id = ? AND status IN ('queued', 'running')`,
+				run.UserID).Scan(&active, &queued); err != nil {
+				return err
+			}
+			if err := limitError(run, lim, active, queued); err != nil {
+				return err
+			}
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
 			micros(run.CreatedAt), run.ThreadID)
 		if err != nil {
@@ -561,3 +579,51 @@ func encodeToolCalls(calls []agentstream.ToolCall) (sql.NullString, error) {
 	}
 	return sql.NullString{String: string(b), Valid: true}, nil
 }
+
+// limitError is the refusal of a run when the user has active runs, queued
+// of them, or nil.
+func limitError(run agentstream.Run, lim agentstream.RunLimits, active, queued int) error {
+	switch {
+	case lim.Active > 0 && active >= lim.Active:
+		return agentstream.Errorf(agentstream.CodeTooManyRuns, "the user has %d queued or running runs (at most %d)", active, lim.Active)
+	case lim.Queued > 0 && run.Status == agentstream.RunQueued && queued >= lim.Queued:
+		return agentstream.Errorf(agentstream.CodeTooManyQueued, "the user has %d queued runs (at most %d)", queued, lim.Queued)
+	}
+	return nil
+}
+
+// AddUsage implements agentstream.Store.
+func (s *Store) AddUsage(ctx context.Context, userID string, at time.Time, tokens int64) error {
+	if tokens <= 0 {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "usage must be positive, not %d", tokens)
+	}
+	if !agentstream.ValidText(userID) {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the user id is not storable text")
+	}
+	return s.write(ctx, "add usage", func(tx wtx) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO usage (user_id, day, tokens) VALUES (?, ?, ?)
+			ON CONFLICT (user_id, day) DO UPDATE SET tokens = tokens + excluded.tokens`,
+			userID, utcDay(at), tokens)
+		return err
+	})
+}
+
+// Usage implements agentstream.Store.
+func (s *Store) Usage(ctx context.Context, userID string, at time.Time) (int64, error) {
+	if !agentstream.ValidText(userID) {
+		return 0, nil // no store can hold it
+	}
+	var n int64
+	err := s.rc.QueryRowContext(ctx, `SELECT tokens FROM usage WHERE user_id = ? AND day = ?`, userID, utcDay(at)).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: usage: %w", err)
+	}
+	return n, nil
+}
+
+// utcDay is the UTC date that holds t, YYYY-MM-DD.
+func utcDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }

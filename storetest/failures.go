@@ -17,10 +17,16 @@ func calls(st agentstream.Store, ctx context.Context) map[string]func() error {
 	done := finished(run, agentstream.RunCompleted, nil, agentstream.Usage{}, at(12))
 	msgs := []agentstream.Message{assistant(run, "x", agentstream.MessageComplete, at(11))}
 	return map[string]func() error{
-		"CreateThread":      func() error { return st.CreateThread(ctx, th) },
-		"GetThread":         func() error { _, err := st.GetThread(ctx, th.UserID, th.ID); return err },
-		"ListMessages":      func() error { _, err := st.ListMessages(ctx, th.ID); return err },
-		"CreateRun":         func() error { _, err := st.CreateRun(ctx, run, in); return err },
+		"CreateThread": func() error { return st.CreateThread(ctx, th) },
+		"GetThread":    func() error { _, err := st.GetThread(ctx, th.UserID, th.ID); return err },
+		"ListMessages": func() error { _, err := st.ListMessages(ctx, th.ID); return err },
+		"CreateRun":    func() error { _, err := st.CreateRun(ctx, run, in); return err },
+		"CreateRunLimited": func() error {
+			_, err := st.CreateRunLimited(ctx, run, agentstream.RunLimits{Active: 1, Queued: 1}, in)
+			return err
+		},
+		"AddUsage":          func() error { return st.AddUsage(ctx, th.UserID, at(10), 1) },
+		"Usage":             func() error { _, err := st.Usage(ctx, th.UserID, at(10)); return err },
 		"StartRun":          func() error { return st.StartRun(ctx, run.ID, at(11)) },
 		"CheckpointRun":     func() error { return st.CheckpointRun(ctx, run.ID, msgs) },
 		"FinishRun":         func() error { return st.FinishRun(ctx, done, msgs) },

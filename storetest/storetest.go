@@ -56,6 +56,7 @@
 //     RenewLeases. Thread.ClientID round trips, and is not a key.
 //   - A call whose context is done fails with an error that wraps the
 //     context's error (errors.Is), and writes nothing.
+//   - AddUsage refuses a user ID no store can hold with ErrInvalid.
 //   - After Close, every method returns an error (and none panics).
 //   - Every store is an agentstream.KeyStore too (group Keys).
 package storetest
@@ -101,6 +102,13 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"InputIDsFromRun", s.testCreateRunInputIDsFromRun},
 			{"InvalidStatus", s.testCreateRunInvalidStatus},
 			{"UnencodableContext", s.testCreateRunUnencodableContext},
+		}},
+		{"Limits", []test{
+			{"UsageAddsUp", s.testUsageAddsUp},
+			{"UsageRefused", s.testUsageRefused},
+			{"UsageConcurrent", s.testUsageConcurrent},
+			{"RunLimits", s.testRunLimits},
+			{"RunLimitsConcurrent", s.testRunLimitsConcurrent},
 		}},
 		{"StartRun", []test{
 			{"QueuedToRunning", s.testStartRun},
