@@ -330,6 +330,13 @@ func (r *Runner) compile(a agentstream.Agent) (*compiledAgent, error) {
 	if a.MaxTurns <= 0 {
 		a.MaxTurns = agentstream.DefaultMaxTurns
 	}
+	if len(a.Instructions) > MaxInstructionsBytes {
+		return nil, fmt.Errorf("agent %q: instructions: %d bytes, more than the %d they may render to", a.Name, len(a.Instructions), MaxInstructionsBytes)
+	}
+	// No functions beyond text/template's builtins (and, call, html,
+	// index, js, len, not, or, print, printf, println, slice, urlquery and
+	// the comparisons): none of them reaches a file, the environment or a
+	// process, and the data is JSON, which has no methods to call.
 	tmpl, err := template.New(a.Name).Parse(a.Instructions)
 	if err != nil {
 		return nil, fmt.Errorf("agent %q: instructions: %w", a.Name, err)
@@ -857,10 +864,41 @@ func (ca *compiledAgent) render(ctx map[string]any) (string, error) {
 	for k, v := range ctx {
 		data[k] = v
 	}
-	var b strings.Builder
-	if err := ca.instructions.Execute(&b, data); err != nil {
+	b := &boundedWriter{max: MaxInstructionsBytes}
+	if err := ca.instructions.Execute(b, data); err != nil {
+		if b.over {
+			return "", agentstream.Errorf(agentstream.CodeInvalidRequest,
+				"agent %q's instructions render to more than %d bytes with this context (a range over a long list?): send a smaller context",
+				ca.Name, MaxInstructionsBytes)
+		}
 		return "", agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"the context does not fit agent %q's instructions: %v", ca.Name, err)
 	}
-	return b.String(), nil
+	return b.b.String(), nil
+}
+
+// MaxInstructionsBytes bounds an agent's rendered instructions: a context
+// from a client ranged over, or a template that calls itself, stops there
+// with an error rather than filling memory. text/template bounds the
+// depth of templates calling templates (100000) by itself.
+const MaxInstructionsBytes = 256 << 10
+
+// errTooLong stops a template's execution once its output passes the
+// bound; render reports it.
+var errTooLong = errors.New("rendered instructions too long")
+
+// boundedWriter keeps at most max bytes and fails the write that would
+// pass them, which ends the template's execution.
+type boundedWriter struct {
+	b    strings.Builder
+	max  int
+	over bool
+}
+
+func (w *boundedWriter) Write(p []byte) (int, error) {
+	if w.b.Len()+len(p) > w.max {
+		w.over = true
+		return 0, errTooLong
+	}
+	return w.b.Write(p)
 }

@@ -1,10 +1,15 @@
 package agent
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"text/template"
+	"time"
 
 	"github.com/agentstream/agentstream"
 )
@@ -91,5 +96,125 @@ func TestRender(t *testing.T) {
 				t.Errorf("%s with %v: error %q lacks %q", tc.tmpl, tc.ctx, err, want)
 			}
 		}
+	}
+}
+
+// TestTemplatesCannotReach: an agent's instructions reach nothing but the
+// run's context. Functions that would read files, the environment or run
+// a process do not exist (the agent is refused at start); the builtins
+// that call or print values find only JSON values, without methods; a
+// template name is never a file; and rendering is bounded, in depth and
+// in output, with an error that says so.
+func TestTemplatesCannotReach(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret.txt")
+	const fileSecret, envSecret = "file-secret-8f2a", "env-secret-41c9"
+	if err := os.WriteFile(secretFile, []byte(fileSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AGENTSTREAM_TEMPLATE_SECRET", envSecret)
+	r := &Runner{cfg: Config{DefaultModel: "m"}.WithDefaults()}
+
+	// Functions some template engines offer: none is defined here.
+	for _, fn := range []string{
+		`env "AGENTSTREAM_TEMPLATE_SECRET"`, `getenv "AGENTSTREAM_TEMPLATE_SECRET"`, `expandenv "$HOME"`,
+		`readFile "` + secretFile + `"`, `include "` + secretFile + `"`, `file "` + secretFile + `"`,
+		`exec "id"`, `shell "id"`, `os.Getenv "HOME"`, `tpl "x"`, `now`,
+	} {
+		_, err := r.compile(agentstream.Agent{Name: "a", Instructions: "{{" + fn + "}}"})
+		if err == nil || !strings.Contains(err.Error(), "not defined") {
+			t.Errorf("{{%s}}: %v; want the agent refused (function not defined)", fn, err)
+		}
+	}
+
+	// The context is JSON: strings, numbers, booleans, lists, objects.
+	var ctx map[string]any
+	if err := json.Unmarshal([]byte(`{"f": "os.Getenv", "path": "`+secretFile+`", "n": 3, "list": ["a", "b"], "obj": {"k": "v"}}`), &ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tmpl string
+		// err, when set, is what the refusal says; else want is the text.
+		err, want string
+	}{
+		{tmpl: `{{call .f "AGENTSTREAM_TEMPLATE_SECRET"}}`, err: "non-function"},
+		{tmpl: `{{call .obj}}`, err: "non-function"},
+		{tmpl: `{{.f.Name}}`, err: "can't evaluate field Name"},
+		{tmpl: `{{.path.Read}}`, err: "can't evaluate field Read"},
+		{tmpl: `{{.obj.Environ}}`, want: "<no value>"},
+		{tmpl: `{{template "` + secretFile + `"}}`, err: "not defined"},
+		{tmpl: `{{template "secret.txt" .}}`, err: "not defined"},
+		{tmpl: `{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}`, err: "exceeded maximum template depth"},
+		{tmpl: `{{define "x"}}ab{{template "x"}}{{template "x"}}{{end}}{{template "x"}}`, err: "exceeded maximum template depth"},
+		{tmpl: `{{printf "%v %+v %#v" . .obj .path}}`, want: `map[f:os.Getenv list:[a b] n:3 obj:map[k:v] path:` + secretFile + `] map[k:v] "` + secretFile + `"`},
+		{tmpl: `{{print .path}} {{len .list}} {{index .obj "k"}} {{slice .f 0 2}} {{js .path}} {{html "<"}} {{urlquery "a b"}}`,
+			want: secretFile + ` 2 v os ` + template.JSEscapeString(secretFile) + ` &lt; a+b`},
+		{tmpl: `{{range .list}}{{.}}{{end}}{{if eq .n 3.0}}!{{end}}`, want: "ab!"},
+	} {
+		ca, err := r.compile(agentstream.Agent{Name: "a", Instructions: tc.tmpl})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.tmpl, err)
+		}
+		got, err := ca.render(ctx)
+		if strings.Contains(got, fileSecret) || strings.Contains(got, envSecret) || (err != nil && (strings.Contains(err.Error(), fileSecret) || strings.Contains(err.Error(), envSecret))) {
+			t.Fatalf("%s reached a secret: %q, %v", tc.tmpl, got, err)
+		}
+		if tc.err == "" {
+			if err != nil || got != tc.want {
+				t.Errorf("%s: %q, %v; want %q", tc.tmpl, got, err, tc.want)
+			}
+			continue
+		}
+		if agentstream.CodeOf(err) != agentstream.CodeInvalidRequest || !strings.Contains(err.Error(), tc.err) || got != "" {
+			t.Errorf("%s: %q, %v; want a CodeInvalidRequest error saying %q", tc.tmpl, got, err, tc.err)
+		}
+	}
+}
+
+// TestRenderBounded: instructions that would render to more than
+// MaxInstructionsBytes stop there with a 400 that says so, however the
+// output grows (a client's long list ranged over, ranges nested, a
+// template calling itself twice), and instructions longer than that are
+// refused when the agent is loaded.
+func TestRenderBounded(t *testing.T) {
+	t.Parallel()
+	r := &Runner{cfg: Config{DefaultModel: "m"}.WithDefaults()}
+	long := make([]any, 3000)
+	for i := range long {
+		long[i] = strings.Repeat("x", 100)
+	}
+	for _, tc := range []struct {
+		tmpl string
+		ctx  map[string]any
+	}{
+		{"{{range .items}}{{.}}{{end}}", map[string]any{"items": long}},
+		{"{{range .items}}{{range $.items}}{{.}}{{end}}{{end}}", map[string]any{"items": long}},
+		{`{{define "x"}}{{.}}{{template "x" .}}{{template "x" .}}{{end}}{{template "x" .s}}`, map[string]any{"s": strings.Repeat("y", 1000)}},
+		{"{{printf \"%0*d\" .n 1}}", map[string]any{"n": MaxInstructionsBytes + 1}},
+	} {
+		ca, err := r.compile(agentstream.Agent{Name: "a", Instructions: tc.tmpl})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.tmpl, err)
+		}
+		start := time.Now()
+		got, err := ca.render(tc.ctx)
+		if agentstream.CodeOf(err) != agentstream.CodeInvalidRequest || got != "" ||
+			!strings.Contains(err.Error(), fmt.Sprintf("more than %d bytes", MaxInstructionsBytes)) {
+			t.Errorf("%s: %d bytes, %v; want a 400 naming the bound", tc.tmpl, len(got), err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %s", tc.tmpl, d)
+		}
+	}
+	// Just under the bound renders.
+	ca, err := r.compile(agentstream.Agent{Name: "a", Instructions: "{{.s}}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ca.render(map[string]any{"s": strings.Repeat("z", MaxInstructionsBytes)}); err != nil || len(got) != MaxInstructionsBytes {
+		t.Errorf("instructions of exactly the bound: %d bytes, %v", len(got), err)
+	}
+	if _, err := r.compile(agentstream.Agent{Name: "a", Instructions: strings.Repeat("w", MaxInstructionsBytes+1)}); err == nil ||
+		!strings.Contains(err.Error(), "instructions") {
+		t.Errorf("instructions longer than the bound: %v; want the agent refused", err)
 	}
 }

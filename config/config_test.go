@@ -422,3 +422,52 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProblemsHideSecrets: a secret written where the config wants
+// something else (a key for the list of keys, a token for the header
+// mapping) is not quoted by its problem, which still names the setting;
+// values of other settings are quoted as before.
+func TestProblemsHideSecrets(t *testing.T) {
+	t.Parallel()
+	file := `auth:
+  keys: "key-S3CRET-0123456789"
+  run_tokens: {secret: [a, "rt-S3CRET-0123456789"]}
+  service_keys:
+    - "svc-S3CRET-0123456789"
+    - {key: {k: "svc2-S3CRET-0123456789"}, name: x}
+  jwt: {secret: true}
+openai: {api_key: [x, "sk-S3CRET-123456"]}
+models:
+  - "model-S3CRET-0123456789"
+tools:
+  - name: t
+    http: {url: "http://127.0.0.1:1/", headers: "hdr-S3CRET-0123456789"}
+mcp_servers:
+  - {name: m, command: x, env: "env-S3CRET-0123456789"}
+agents:
+  - {name: a, tools: current_time}
+`
+	_, err := Load("c.yaml", []byte(file))
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("error %v, want Problems", err)
+	}
+	if strings.Contains(err.Error(), "S3CRET") {
+		t.Errorf("a problem quotes a secret:\n%v", err)
+	}
+	for _, want := range []string{
+		"c.yaml:2:9: auth.keys: want a list (lines starting with -), not a single value (not shown: it may be a secret)",
+		"auth.run_tokens.secret: want a single value, not a list",
+		"auth.service_keys[0]: want a mapping (key: value lines), not a single value (not shown",
+		"auth.service_keys[1].key: want a single value, not a mapping",
+		"openai.api_key: want a single value, not a list",
+		"models[0]: want a mapping (key: value lines), not a single value (not shown",
+		"tools[0].http.headers: want a mapping (name: value lines), not a single value (not shown",
+		"mcp_servers[0].env: want a mapping (name: value lines), not a single value (not shown",
+		`agents[0].tools: want a list, e.g. [current_time], not "current_time"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the problems lack %q:\n%v", want, err)
+		}
+	}
+}

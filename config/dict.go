@@ -21,7 +21,7 @@ func (d *decoder) dict(n ast.Node, v reflect.Value, path string) {
 	case *ast.MappingValueNode:
 		pairs = []*ast.MappingValueNode{m}
 	default:
-		d.fail(n, path, "want a mapping (name: value lines), not %s", show(n))
+		d.fail(n, path, "want a mapping (name: value lines), not %s", d.show(n))
 		return
 	}
 	out := reflect.MakeMapWithSize(v.Type(), len(pairs))

@@ -246,6 +246,12 @@ type decoder struct {
 	override string
 	probs    Problems
 	anchors  map[string][]*ast.AnchorNode
+	// secret counts the settings being decoded that are secrets
+	// (expand:"key" or "secret"), whose values, and all inside them, no
+	// problem quotes; here is set while decoding a setting whose type holds
+	// one (auth.keys), whose own value no problem quotes either.
+	secret int
+	here   bool
 }
 
 // Visit collects the anchors, in document order, for aliases to find.
@@ -327,6 +333,9 @@ var durationType = reflect.TypeFor[time.Duration]()
 
 // value decodes n into v, the setting at path.
 func (d *decoder) value(n ast.Node, v reflect.Value, path string) {
+	prev := d.here
+	d.here = holdsSecret(v.Type())
+	defer func() { d.here = prev }()
 	n, ok := d.resolve(n, path)
 	if !ok {
 		return
@@ -356,14 +365,14 @@ func (d *decoder) value(n ast.Node, v reflect.Value, path string) {
 	case reflect.String:
 		s, ok := scalarText(n)
 		if !ok {
-			d.fail(n, path, "want a single value, not %s", show(n))
+			d.fail(n, path, "want a single value, not %s", d.show(n))
 			return
 		}
 		v.SetString(s)
 	case reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
 		if !ok {
-			d.fail(n, path, "%s is not true or false", show(n))
+			d.fail(n, path, "%s is not true or false", d.show(n))
 			return
 		}
 		v.SetBool(b.Value)
@@ -377,7 +386,7 @@ func (d *decoder) value(n ast.Node, v reflect.Value, path string) {
 		case *ast.IntegerNode:
 			f, _ = strconv.ParseFloat(x.GetToken().Value, 64)
 		default:
-			d.fail(n, path, "%s is not a number", show(n))
+			d.fail(n, path, "%s is not a number", d.show(n))
 			return
 		}
 		v.SetFloat(f)
@@ -403,9 +412,9 @@ func (d *decoder) mapping(n ast.Node, v reflect.Value, path string) {
 		pairs = []*ast.MappingValueNode{m}
 	default:
 		if path == "" {
-			d.fail(n, path, "the config file must be a mapping (key: value lines), not %s", show(n))
+			d.fail(n, path, "the config file must be a mapping (key: value lines), not %s", d.show(n))
 		} else {
-			d.fail(n, path, "want a mapping (key: value lines), not %s", show(n))
+			d.fail(n, path, "want a mapping (key: value lines), not %s", d.show(n))
 		}
 		return
 	}
@@ -417,6 +426,10 @@ func (d *decoder) mapping(n ast.Node, v reflect.Value, path string) {
 			return
 		}
 		d.record(p, mv.Key)
+		if tag := v.Type().FieldByIndex(f.index).Tag.Get(expandTag); tag == expandKey || tag == expandSecret {
+			d.secret++
+			defer func() { d.secret-- }()
+		}
 		d.value(mv.Value, v.FieldByIndex(f.index), p)
 	})
 }
@@ -442,7 +455,7 @@ func (d *decoder) eachKey(pairs []*ast.MappingValueNode, path string, merge func
 			key, ok = scalarText(mk.Value)
 		}
 		if !ok {
-			d.problem(mv.Key, path, "a key must be a name, not %s", show(mv.Key))
+			d.problem(mv.Key, path, "a key must be a name, not %s", d.show(mv.Key))
 			continue
 		}
 		p := joinPath(path, key)
@@ -474,10 +487,10 @@ func (d *decoder) merge(n ast.Node, v reflect.Value, path string) {
 func (d *decoder) sequence(n ast.Node, v reflect.Value, path string) {
 	s, ok := n.(*ast.SequenceNode)
 	if !ok {
-		if text, scalar := scalarText(n); scalar {
-			d.fail(n, path, "want a list, e.g. [%s], not %s", text, show(n))
+		if text, scalar := scalarText(n); scalar && d.secret == 0 && !d.here {
+			d.fail(n, path, "want a list, e.g. [%s], not %s", text, d.show(n))
 		} else {
-			d.fail(n, path, "want a list (lines starting with -), not %s", show(n))
+			d.fail(n, path, "want a list (lines starting with -), not %s", d.show(n))
 		}
 		return
 	}
@@ -498,13 +511,13 @@ func (d *decoder) integer(n ast.Node, v reflect.Value, path string) {
 			i = y
 		case uint64:
 			if y > math.MaxInt64 {
-				d.fail(n, path, "%s is too large", show(n))
+				d.fail(n, path, "%s is too large", d.show(n))
 				return
 			}
 			i = int64(y)
 		}
 		if v.OverflowInt(i) {
-			d.fail(n, path, "%s is too large", show(n))
+			d.fail(n, path, "%s is too large", d.show(n))
 			return
 		}
 		v.SetInt(i)
@@ -513,7 +526,7 @@ func (d *decoder) integer(n ast.Node, v reflect.Value, path string) {
 	if s, ok := n.(*ast.StringNode); ok {
 		switch _, err := strconv.ParseInt(s.Value, 10, 64); {
 		case err == nil:
-			d.fail(n, path, "%s is a string: write the number without quotes", show(n))
+			d.fail(n, path, "%s is a string: write the number without quotes", d.show(n))
 			return
 		case errors.Is(err, strconv.ErrRange):
 			d.fail(n, path, "%s is too large", s.Value)
@@ -524,7 +537,7 @@ func (d *decoder) integer(n ast.Node, v reflect.Value, path string) {
 	if strings.HasSuffix(path, "_bytes") {
 		hint = "; sizes are in bytes, e.g. 4194304 for 4 MiB"
 	}
-	d.fail(n, path, "%s is not a whole number%s", show(n), hint)
+	d.fail(n, path, "%s is not a whole number%s", d.show(n), hint)
 }
 
 func (d *decoder) duration(n ast.Node, v reflect.Value, path string) {
@@ -535,7 +548,7 @@ func (d *decoder) duration(n ast.Node, v reflect.Value, path string) {
 	case *ast.IntegerNode, *ast.FloatNode:
 		text = x.GetToken().Value
 	default:
-		d.fail(n, path, "want a duration such as 30s, not %s", show(n))
+		d.fail(n, path, "want a duration such as 30s, not %s", d.show(n))
 		return
 	}
 	dur, err := time.ParseDuration(text)
@@ -565,6 +578,52 @@ func scalarText(n ast.Node) (string, bool) {
 
 // show describes a value in a problem: a string quoted, a number or a
 // boolean as written, a mapping or list by its kind.
+// show is n as a problem quotes it, unless it is or is in a secret
+// setting: then only its kind.
+func (d *decoder) show(n ast.Node) string {
+	if d.secret > 0 || d.here {
+		switch n.(type) {
+		case *ast.MappingNode, *ast.MappingValueNode:
+			return "a mapping"
+		case *ast.SequenceNode:
+			return "a list"
+		}
+		return "a single value (not shown: it may be a secret)"
+	}
+	return show(n)
+}
+
+// holdsSecret reports whether a setting of type t has a secret inside:
+// a field marked expand:"key" or "secret", in a struct, list or map.
+func holdsSecret(t reflect.Type) bool {
+	return holdsSecretSeen(t, map[reflect.Type]bool{})
+}
+
+func holdsSecretSeen(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Map:
+		return holdsSecretSeen(t.Elem(), seen)
+	case reflect.Struct:
+		if t == durationType {
+			return false
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag := f.Tag.Get(expandTag); tag == expandKey || tag == expandSecret {
+				return true
+			}
+			if f.IsExported() && holdsSecretSeen(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func show(n ast.Node) string {
 	switch x := n.(type) {
 	case *ast.StringNode:

@@ -78,6 +78,14 @@ func (s *Server) newThread(user, clientID string, req createThreadRequest) (agen
 		}
 		id = agentstream.ThreadKey(user, clientID)
 	}
+	// An empty object is no metadata or context: answered as the stores
+	// read it back (null), not {} now and null later.
+	if len(req.Metadata) == 0 {
+		req.Metadata = nil
+	}
+	if len(req.Context) == 0 {
+		req.Context = nil
+	}
 	now := timeNow()
 	return agentstream.Thread{
 		ID: id, ClientID: clientID, UserID: user, Agent: a.Name, Title: req.Title,

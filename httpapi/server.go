@@ -264,5 +264,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// timeNow is the clock of thread timestamps, in UTC.
-func timeNow() time.Time { return time.Now().UTC() }
+// timeNow is the clock of thread timestamps, in UTC, to the microsecond
+// the stores keep: a thread answered when created reads back the same.
+func timeNow() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

@@ -154,6 +154,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (string, error) {
 	return user, nil
 }
 
+// maxAlgShown bounds the alg a refusal quotes.
+const maxAlgShown = 16
+
 // refused names the check that token failed with err. The token and
 // claims (decoded before the checks) tell which alg or claim it was.
 func (v *Verifier) refused(tok *jwt.Token, claims jwt.MapClaims, err error) error {
@@ -161,6 +164,11 @@ func (v *Verifier) refused(tok *jwt.Token, claims jwt.MapClaims, err error) erro
 	alg := ""
 	if tok != nil {
 		alg, _ = tok.Header["alg"].(string)
+	}
+	// The alg is the client's text, quoted back: no longer than a real
+	// one (PS512) needs, so a client cannot make the answer huge.
+	if len(alg) > maxAlgShown {
+		alg = strings.ToValidUTF8(alg[:maxAlgShown], "") + "…"
 	}
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):

@@ -143,7 +143,14 @@ var listeningRE = regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
 // cleanup if it is still running; its log is shown when the test failed.
 func startServe(t testing.TB, configFile, db, modelURL string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(agentstreamBinary(t), "serve", "--config", configFile, "--addr", "127.0.0.1:0", "--database-url", db)
+	return startServeEnv(t, configFile, db, modelURL, nil)
+}
+
+// startServeEnv is startServe with env added to the process's
+// environment (a later value of a name wins) and args to its flags.
+func startServeEnv(t testing.TB, configFile, db, modelURL string, env []string, args ...string) *serveProc {
+	t.Helper()
+	cmd := exec.Command(agentstreamBinary(t), append([]string{"serve", "--config", configFile, "--addr", "127.0.0.1:0", "--database-url", db}, args...)...)
 	cmd.Dir = t.TempDir()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AGENTSTREAM_") && !strings.HasPrefix(kv, "OPENAI_") {
@@ -151,6 +158,7 @@ func startServe(t testing.TB, configFile, db, modelURL string) *serveProc {
 		}
 	}
 	cmd.Env = append(cmd.Env, "OPENAI_BASE_URL="+modelURL, "OPENAI_API_KEY=sk-test")
+	cmd.Env = append(cmd.Env, env...)
 	p := &serveProc{t: t, cmd: cmd, log: &procLog{wrote: make(chan struct{}, 1)}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,58 +126,109 @@ func parseStream(t *testing.T, b []byte) []sse.Event {
 func TestFraming(t *testing.T) {
 	t.Parallel()
 	hostile := hostileValues()
-	// texts[i] stands for hostile[i%len] in the plain run; 17 fields.
-	const fields = 17
-	plain, bad := make([]string, fields), make([]string, fields)
-	for i := range fields {
-		plain[i] = fmt.Sprintf("\x60%02d\x60", i) // `07`: in no format's own text
-		bad[i] = fmt.Sprintf("%d:%s", i, hostile[i%len(hostile)])
-	}
-	replace := func(s string) string {
-		for i := range fields {
-			s = strings.ReplaceAll(s, plain[i], bad[i])
-		}
-		return s
-	}
 	for _, name := range Names() {
 		for _, rebuilt := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/rebuilt=%v", name, rebuilt), func(t *testing.T) {
 				t.Parallel()
-				newEnc, err := Lookup(name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ps, pevs := framingRun(plain, rebuilt)
-				bs, bevs := framingRun(bad, rebuilt)
-				want := parseStream(t, encodeBeating(newEnc(ps), pevs))
-				got := parseStream(t, encodeBeating(newEnc(bs), bevs))
-				if len(want) == 0 {
-					t.Fatal("the plain run made no events")
-				}
-				if len(got) != len(want) {
-					t.Fatalf("%d events, want %d (the plain run's)", len(got), len(want))
-				}
-				for i := range want {
-					if got[i].Type != replace(want[i].Type) || got[i].ID != replace(want[i].ID) {
-						t.Fatalf("event %d: type %.60q id %.60q; want %.60q, %.60q", i, got[i].Type, got[i].ID, want[i].Type, want[i].ID)
-					}
-					var w, g any
-					if json.Unmarshal([]byte(want[i].Data), &w) != nil {
-						// Not JSON (data: [DONE]): the bytes are the same.
-						if got[i].Data != want[i].Data {
-							t.Fatalf("event %d: data %.80q, want %.80q", i, got[i].Data, want[i].Data)
-						}
-						continue
-					}
-					if err := json.Unmarshal([]byte(got[i].Data), &g); err != nil {
-						t.Fatalf("event %d: data is not JSON: %v: %.200q", i, err, got[i].Data)
-					}
-					if w = replaceStrings(w, replace); !reflect.DeepEqual(g, w) {
-						t.Fatalf("event %d (%s): data differs\ngot  %.300q\nwant %.300q", i, want[i].Type, got[i].Data, fmt.Sprint(w))
-					}
-				}
+				checkFraming(t, name, rebuilt, hostile)
 			})
 		}
+	}
+}
+
+// framingFields is how many texts framingRun uses.
+const framingFields = 17
+
+// checkFraming checks format name on framingRun with values in its
+// fields (values[i%len] in field i) against the same run with plain
+// text: the same events, and each event's data, JSON-decoded, holds the
+// value where the plain run held its stand-in (a value that is not UTF-8
+// with each bad byte as U+FFFD, as JSON must carry it).
+func checkFraming(t *testing.T, name string, rebuilt bool, values []string) {
+	t.Helper()
+	plain, bad, shown := make([]string, framingFields), make([]string, framingFields), make([]string, framingFields)
+	for i := range framingFields {
+		plain[i] = fmt.Sprintf("\x60%02d\x60", i) // `07`: in no format's own text
+		bad[i] = fmt.Sprintf("%d:%s", i, values[i%len(values)])
+		shown[i] = string([]rune(bad[i]))
+	}
+	replace := func(s string) string {
+		for i := range framingFields {
+			s = strings.ReplaceAll(s, plain[i], shown[i])
+		}
+		return s
+	}
+	newEnc, err := Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, pevs := framingRun(plain, rebuilt)
+	bs, bevs := framingRun(bad, rebuilt)
+	want := parseStream(t, encodeBeating(newEnc(ps), pevs))
+	gotBytes := encodeBeating(newEnc(bs), bevs)
+	got := parseStream(t, gotBytes)
+	if len(want) == 0 {
+		t.Fatal("the plain run made no events")
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d events, want %d (the plain run's)", name, len(got), len(want))
+	}
+	for i := range want {
+		if got[i].Type != replace(want[i].Type) || got[i].ID != replace(want[i].ID) {
+			t.Fatalf("%s: event %d: type %.60q id %.60q; want %.60q, %.60q", name, i, got[i].Type, got[i].ID, want[i].Type, want[i].ID)
+		}
+		var w, g any
+		if json.Unmarshal([]byte(want[i].Data), &w) != nil {
+			// Not JSON (data: [DONE]): the bytes are the same.
+			if got[i].Data != want[i].Data {
+				t.Fatalf("%s: event %d: data %.80q, want %.80q", name, i, got[i].Data, want[i].Data)
+			}
+			continue
+		}
+		if err := json.Unmarshal([]byte(got[i].Data), &g); err != nil {
+			t.Fatalf("%s: event %d: data is not JSON: %v: %.200q", name, i, err, got[i].Data)
+		}
+		if w = replaceStrings(w, replace); !reflect.DeepEqual(g, w) {
+			t.Fatalf("%s: event %d (%s): data differs\ngot  %.300q\nwant %.300q", name, i, want[i].Type, got[i].Data, fmt.Sprint(w))
+		}
+	}
+	// Whatever the values, every line of the stream is a field, a comment
+	// or blank: no value's bytes begin a line of their own.
+	for _, line := range strings.FieldsFunc(string(gotBytes), func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if !strings.HasPrefix(line, "data:") && !strings.HasPrefix(line, "event:") && !strings.HasPrefix(line, "id:") &&
+			!strings.HasPrefix(line, "retry:") && !strings.HasPrefix(line, ":") {
+			t.Fatalf("%s: a line that is no SSE field: %.100q", name, line)
+		}
+	}
+}
+
+// fuzzEncoder fuzzes format name's encoder with two values spread over
+// every string field of every event (checkFraming), seeded with the
+// hostile values.
+func fuzzEncoder(f *testing.F, name string) {
+	for _, v := range hostileValues() {
+		if len(v) < 4096 { // the 1 MiB one is TestFraming's
+			f.Add(v, "plain", false)
+		}
+	}
+	f.Add("a\nb", "\xff\xfe\xed\xa0\x80", true)
+	f.Add("\r", "\x00", false)
+	f.Fuzz(func(t *testing.T, a, b string, rebuilt bool) {
+		checkFraming(t, name, rebuilt, []string{a, b})
+	})
+}
+
+func FuzzEncodeNative(f *testing.F) { fuzzEncoder(f, "native") }
+func FuzzEncodeSeed(f *testing.F)   { fuzzEncoder(f, "seed") }
+func FuzzEncodeOpenAI(f *testing.F) { fuzzEncoder(f, "openai") }
+func FuzzEncodeUI(f *testing.F)     { fuzzEncoder(f, "ui") }
+func FuzzEncodeAGUI(f *testing.F)   { fuzzEncoder(f, "ag-ui") }
+
+// TestFuzzedEveryFormat: each registered format has its fuzz target.
+func TestFuzzedEveryFormat(t *testing.T) {
+	t.Parallel()
+	if got := Names(); !slices.Equal(got, []string{"ag-ui", "native", "openai", "seed", "ui"}) {
+		t.Fatalf("formats %v: add a FuzzEncode target for the new one", got)
 	}
 }
 

@@ -212,6 +212,10 @@ func Build(t testing.TB) string {
 // to, one a line.
 const EventsVar = "MCPTEST_EVENTS"
 
+// StderrVar holds a line the mcptestserver command writes to its stderr
+// when it starts (what a careless server prints of its environment).
+const StderrVar = "MCPTEST_STDERR"
+
 // FileEvents reads the events a mcptestserver wrote to path.
 func FileEvents(t testing.TB, path string) []string {
 	t.Helper()

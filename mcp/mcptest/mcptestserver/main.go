@@ -39,6 +39,9 @@ func main() {
 	rec(fmt.Sprintf("start pid=%d", os.Getpid()))
 	// What the client sees on a failed start.
 	fmt.Fprintln(os.Stderr, "mcptestserver: serving on stdio")
+	if v := os.Getenv(mcptest.StderrVar); v != "" {
+		fmt.Fprintln(os.Stderr, v)
+	}
 	if err := mcptest.NewServer(rec).Run(context.Background(), &sdk.StdioTransport{}); err != nil {
 		rec("exit " + err.Error())
 		log.Fatal(err)
