@@ -15,7 +15,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/agentstream/agentstream"
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/internal/jwtest"
 	"github.com/agentstream/agentstream/mcp/mcptest"
@@ -25,7 +27,7 @@ import (
 // TestSecretsNeverLeak sets every kind of secret at once (an API key, a
 // JWT secret and a JWT signed with it, a service key, a run-token secret
 // and an issued run token, the upstream models' API keys, an HTTP tool's
-// header) and runs through every endpoint, failures included: bad
+// header, keys stored with agentstream keys, one revoked) and runs through every endpoint, failures included: bad
 // credentials, a tool error and an upstream error whose servers echo the
 // credentials they got. Everything the server writes (its logs at debug,
 // every response's status line, headers and body, the whole SQLite store)
@@ -151,11 +153,24 @@ agents:
 	}
 	bearer := func(k string) map[string]string { return map[string]string{"Authorization": "Bearer " + k} }
 	alice, carol := bearer(apiKey), bearer(token)
+	// Keys stored with agentstream keys: one in use, one revoked.
+	ks := openStore(t, dbPath).(agentstream.KeyStore)
+	storedKey, stored := agentstream.NewAPIKey("dora", "laptop", time.Now())
+	revokedKey, revoked := agentstream.NewAPIKey("dora", "old", time.Now())
+	for _, k := range []agentstream.APIKey{stored, revoked} {
+		if err := ks.CreateKey(t.Context(), k); err != nil {
+			t.Fatalf("storing a key: %v", err)
+		}
+	}
+	if _, err := ks.RevokeKey(t.Context(), revoked.ID, time.Now()); err != nil {
+		t.Fatalf("revoking a key: %v", err)
+	}
+	dora := bearer(storedKey)
 	asBob := map[string]string{"Authorization": "Bearer " + serviceKey, "X-Agentstream-User": "bob"}
 
 	// Bad credentials of every kind: 401, saying why without the secret.
 	for _, h := range []map[string]string{
-		nil, bearer(wrongKey), bearer(badJWT), bearer(token + "x"), bearer(serviceKey),
+		nil, bearer(wrongKey), bearer(badJWT), bearer(token + "x"), bearer(serviceKey), bearer(revokedKey), bearer(storedKey + "x"),
 		{"Authorization": "Bearer " + apiKey, "X-Agentstream-User": "bob"},
 		{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+apiKey))},
 	} {
@@ -166,7 +181,7 @@ agents:
 
 	// A run with both tools (one fails), for each identity.
 	var threadID, runID string
-	for _, who := range []map[string]string{alice, carol, asBob} {
+	for _, who := range []map[string]string{alice, dora, carol, asBob} {
 		st, b := call("POST", "/v1/threads", `{"title": "orders"}`, who)
 		var th struct{ ID string }
 		if st != http.StatusCreated || json.Unmarshal(b, &th) != nil {
@@ -272,6 +287,7 @@ agents:
 		"the service key": serviceKey, "the run-token secret": runTokSecret, "the run token": rt.Token,
 		"the upstream key": upstreamKey, "the endpoint key": echoModelKey, "the tool secret": toolSecret,
 		"the MCP header": mcpHeader, "the MCP child's env": mcpEnv,
+		"the stored key": storedKey, "the revoked stored key": revokedKey,
 	}
 	// The JWT's signature alone is secret too (its claims are the user's).
 	secrets["the JWT's signature"] = token[strings.LastIndexByte(token, '.')+1:]
