@@ -27,10 +27,11 @@ import (
 // TestSecretsNeverLeak sets every kind of secret at once (an API key, a
 // JWT secret and a JWT signed with it, a service key, a run-token secret
 // and an issued run token, the upstream models' API keys, an HTTP tool's
-// header, keys stored with agentstream keys, one revoked) and runs through every endpoint, failures included: bad
-// credentials, a tool error and an upstream error whose servers echo the
-// credentials they got. Everything the server writes (its logs at debug,
-// every response's status line, headers and body, the whole SQLite store)
+// header, keys stored with agentstream keys, one of them revoked) and
+// runs through every endpoint, failures included: bad credentials, a
+// tool error and an upstream error whose servers echo the credentials
+// they got. Everything the server writes (its logs at debug, every
+// response's status line, headers and body, the whole SQLite store)
 // holds none of the secrets, raw, JSON-escaped or base64-encoded. The
 // secrets did reach where they belong (the model, the tool's server), so
 // the test is not vacuous.
