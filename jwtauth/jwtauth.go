@@ -99,16 +99,22 @@ func New(c Config) (*Verifier, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	noErr := true
+	unknownKID := rate.NewLimiter(rate.Every(c.RefreshUnknownKID), 1)
+	fetchMax := c.Client.Timeout
+	if fetchMax <= 0 {
+		fetchMax = 10 * time.Second
+	}
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{c.JWKSURL}, keyfunc.Override{
 		Client:                    c.Client,
 		HTTPTimeout:               c.Client.Timeout,
 		NoErrorReturnFirstHTTPReq: &noErr,
 		RefreshInterval:           c.RefreshInterval,
-		RefreshUnknownKID:         rate.NewLimiter(rate.Every(c.RefreshUnknownKID), 1),
-		// A request with an unknown kid is answered at once when a fetch
-		// was made lately, rather than waiting for the next one: a
-		// caller sending made-up kids cannot hold requests.
-		RateLimitWaitMax: time.Millisecond,
+		RefreshUnknownKID:         unknownKID,
+		// jwkset bounds the wait for the limiter and the fetch that follows
+		// with this one timeout: it must leave the fetch its time (a
+		// millisecond here once made every unknown-kid fetch fail on a
+		// busy machine, and on any real network).
+		RateLimitWaitMax: fetchMax,
 		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
 			return func(_ context.Context, err error) {
 				if c.OnRefreshError != nil && ctx.Err() == nil {
@@ -123,7 +129,18 @@ func New(c Config) (*Verifier, error) {
 	}
 	v.methods = keyMethods
 	v.parser = jwt.NewParser(append(opts, jwt.WithValidMethods(keyMethods))...)
-	v.keyfunc = kf.KeyfuncCtx
+	v.keyfunc = func(ctx context.Context) jwt.Keyfunc {
+		if unknownKID.Tokens() < 1 {
+			// A fetch was made lately: a token whose kid the cached set
+			// lacks is refused at once, rather than waiting for the next
+			// fetch, so a caller sending made-up kids holds no request. A
+			// known kid is read from the cache, which needs no context.
+			done, stop := context.WithCancel(ctx)
+			stop()
+			ctx = done
+		}
+		return kf.KeyfuncCtx(ctx)
+	}
 	v.cancel = cancel
 	return v, nil
 }

@@ -111,6 +111,9 @@ func TestJWKSRotation(t *testing.T) {
 		t.Fatalf("an HS256 token against a JWKS: %v", err)
 	}
 	jwks.Set(t, next, ec) // rotation: old removed, next added
+	// A JWKS across a network takes a while to answer: the fetch an
+	// unknown kid makes must be given that time.
+	jwks.SetDelay(150 * time.Millisecond)
 	before := jwks.Fetches()
 	if user, err := verify(next.Sign(t, claims)); err != nil || user != "bo" {
 		t.Fatalf("the new key after rotation: %q, %v", user, err)

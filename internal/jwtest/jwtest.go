@@ -81,7 +81,13 @@ type JWKS struct {
 	mu      sync.Mutex
 	body    []byte
 	fetches atomic.Int64
+	// delay is how long each answer takes (nanoseconds), as a JWKS
+	// across a real network does.
+	delay atomic.Int64
 }
+
+// SetDelay makes every later answer take d.
+func (j *JWKS) SetDelay(d time.Duration) { j.delay.Store(int64(d)) }
 
 // ServeJWKS starts a JWKS serving keys; it stops at cleanup.
 func ServeJWKS(t testing.TB, keys ...Key) *JWKS {
@@ -90,6 +96,7 @@ func ServeJWKS(t testing.TB, keys ...Key) *JWKS {
 	j.Set(t, keys...)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		j.fetches.Add(1)
+		time.Sleep(time.Duration(j.delay.Load()))
 		j.mu.Lock()
 		b := j.body
 		j.mu.Unlock()
