@@ -21,17 +21,20 @@ func TestCancelTrimmedRun(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			e := b.start(t, sim.Options{Tokens: 5000, Pace: 2 * time.Millisecond}, func(c *config.Config) {
-				c.EventLog.MaxRunBytes = 3000
+			// The log keeps about 80 events: room for this test's own
+			// reader to lag on a busy machine (with 3,000 bytes and a 2 ms
+			// pace it fell behind and lost its stream under CI's load).
+			e := b.start(t, sim.Options{Tokens: 5000, Pace: 5 * time.Millisecond}, func(c *config.Config) {
+				c.EventLog.MaxRunBytes = 8000
 			})
 			th := e.newThread(`{}`)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			r, resp := e.openStream(ctx, "POST", "/v1/threads/"+th.ID+"/runs", `{"input": "long"}`, nil)
 			runID := resp.Header.Get("X-Run-Id")
-			// Far past the first 3,000 bytes of events: the log has dropped
+			// Far past the first 8,000 bytes of events: the log has dropped
 			// its head.
-			readN(t, r, 200)
+			readN(t, r, 300)
 			if status := e.status("GET", "/v1/runs/"+runID+"/events?after=0", nil); status != http.StatusGone {
 				t.Fatalf("reading the trimmed run from its start: %d, want 410", status)
 			}
