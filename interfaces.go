@@ -147,6 +147,32 @@ type RunLimits struct {
 	Queued int
 }
 
+// Refusal is the error a store returns for run when its user already has
+// active queued or running runs, queued of them queued: CodeTooManyRuns
+// or CodeTooManyQueued past a limit, else nil. Every store counts, then
+// asks this, so that all refuse alike.
+func (l RunLimits) Refusal(run Run, active, queued int) error {
+	switch {
+	case l.Active > 0 && active >= l.Active:
+		return Errorf(CodeTooManyRuns, "the user has %d queued or running runs (at most %d)", active, l.Active)
+	case l.Queued > 0 && run.Status == RunQueued && queued >= l.Queued:
+		return Errorf(CodeTooManyQueued, "the user has %d queued runs (at most %d)", queued, l.Queued)
+	}
+	return nil
+}
+
+// CheckUsage refuses, with ErrInvalid, usage no store keeps (Store.AddUsage):
+// tokens that are not positive, or a user id that is not storable text.
+func CheckUsage(userID string, tokens int64) error {
+	if tokens <= 0 {
+		return Errorf(CodeInvalidRequest, "usage must be positive, not %d", tokens)
+	}
+	if !ValidText(userID) {
+		return Errorf(CodeInvalidRequest, "the user id is not storable text")
+	}
+	return nil
+}
+
 // RateLimiter bounds how often each key (a user) may act: a steady rate
 // with a burst, both fixed when the limiter is made. Implementations are
 // safe for concurrent use.

@@ -134,7 +134,7 @@ func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim a
 				run.UserID).Scan(&active, &queued); err != nil {
 				return err
 			}
-			if err := limitError(run, lim, active, queued); err != nil {
+			if err := lim.Refusal(run, active, queued); err != nil {
 				return err
 			}
 		}
@@ -580,25 +580,10 @@ func encodeToolCalls(calls []agentstream.ToolCall) (sql.NullString, error) {
 	return sql.NullString{String: string(b), Valid: true}, nil
 }
 
-// limitError is the refusal of a run when the user has active runs, queued
-// of them, or nil.
-func limitError(run agentstream.Run, lim agentstream.RunLimits, active, queued int) error {
-	switch {
-	case lim.Active > 0 && active >= lim.Active:
-		return agentstream.Errorf(agentstream.CodeTooManyRuns, "the user has %d queued or running runs (at most %d)", active, lim.Active)
-	case lim.Queued > 0 && run.Status == agentstream.RunQueued && queued >= lim.Queued:
-		return agentstream.Errorf(agentstream.CodeTooManyQueued, "the user has %d queued runs (at most %d)", queued, lim.Queued)
-	}
-	return nil
-}
-
 // AddUsage implements agentstream.Store.
 func (s *Store) AddUsage(ctx context.Context, userID string, at time.Time, tokens int64) error {
-	if tokens <= 0 {
-		return agentstream.Errorf(agentstream.CodeInvalidRequest, "usage must be positive, not %d", tokens)
-	}
-	if !agentstream.ValidText(userID) {
-		return agentstream.Errorf(agentstream.CodeInvalidRequest, "the user id is not storable text")
+	if err := agentstream.CheckUsage(userID, tokens); err != nil {
+		return err
 	}
 	return s.write(ctx, "add usage", func(tx wtx) error {
 		_, err := tx.ExecContext(ctx, `
