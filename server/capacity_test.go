@@ -136,3 +136,42 @@ func chatStream(ctx context.Context, client *http.Client, url, body string) (fir
 		}
 	}
 }
+
+// TestCapacityLogged: the server says at start how many runs it runs at
+// once and the open-file limit that decided it, and warns when the runs
+// and queue set may need more descriptors than the limit.
+func TestCapacityLogged(t *testing.T) {
+	t.Parallel()
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	find := func(lines []string, prefix string) string {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		}
+		return ""
+	}
+	logs := &logRecorder{}
+	e := startLogged(t, sim.Options{}, nil, logs)
+	lines, _ := logs.lines()
+	want := fmt.Sprintf("INFO capacity runs.max_concurrent=%d runs.max_queued=1024 open_file_limit=%d event_log.max_total_bytes=268435456 event_log.max_finished_bytes=33554432 event_log.retention=10m0s",
+		e.srv.Config().Runs.MaxConcurrent, rl.Cur)
+	if got := find(lines, "INFO capacity"); got != want {
+		t.Errorf("capacity line:\n%s\nwant\n%s", got, want)
+	}
+	if got := find(lines, "WARN the open-file limit"); got != "" && rl.Cur >= uint64(2*config.MaxDefaultConcurrent+1024+config.ReservedFiles) {
+		t.Errorf("warned with the defaults: %s", got)
+	}
+
+	// More runs than the limit has descriptors for.
+	logs = &logRecorder{}
+	over := int(min(rl.Cur, 1<<30))
+	startLogged(t, sim.Options{}, func(c *config.Config) { c.Runs.MaxConcurrent = over }, logs)
+	lines, _ = logs.lines()
+	if got := find(lines, "WARN the open-file limit is below what runs.max_concurrent and runs.max_queued may need"); !strings.Contains(got, fmt.Sprintf("runs.max_concurrent=%d", over)) {
+		t.Errorf("no warning with runs.max_concurrent %d and %d files: %q", over, rl.Cur, lines)
+	}
+}
