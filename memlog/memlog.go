@@ -235,17 +235,9 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 	r.mu.Unlock()
 
 	if total := l.total.Add(added - dropped); terminal || total > l.opts.MaxTotalBytes {
-		// A run's bytes do not change once it is closed; read them under
-		// its lock before taking l.mu (lock order).
-		var finalBytes int64
-		if terminal {
-			r.mu.Lock()
-			finalBytes = r.bytes
-			r.mu.Unlock()
-		}
 		l.mu.Lock()
 		if terminal && l.runs[runID] == r {
-			l.finished(r, finalBytes)
+			l.finished(r)
 		}
 		l.enforce()
 		l.mu.Unlock()
@@ -294,12 +286,16 @@ func (r *runLog) move(n int) {
 	r.dead, r.deadBytes = 0, 0
 }
 
-// finished puts r, of size bytes, at the end of the finished list and
-// makes sure the retention timer is armed. l.mu is held.
-func (l *Log) finished(r *runLog, bytes int64) {
+// finished puts r at the end of the finished list and makes sure the
+// retention timer is armed. l.mu is held.
+func (l *Log) finished(r *runLog) {
+	// Read under l.mu: until r is listed, enforce may still trim it; once
+	// listed, closed, its bytes never change.
+	r.mu.Lock()
+	r.listedBytes = r.bytes
+	r.mu.Unlock()
 	r.listed = true
-	r.listedBytes = bytes
-	l.finishedBytes += bytes
+	l.finishedBytes += r.listedBytes
 	r.finishedAt = time.Now()
 	r.prev = l.newest
 	if l.newest != nil {

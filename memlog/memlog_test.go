@@ -536,7 +536,9 @@ func TestConcurrentTrim(t *testing.T) {
 		each      = 400
 		readers   = 4
 	)
-	l := New(Options{MaxRunBytes: 3 << 10, MaxTotalBytes: 8 << 10})
+	// Finished logs are held to less than one run's cap, so that runs
+	// finishing while others append evict each other too.
+	l := New(Options{MaxRunBytes: 3 << 10, MaxTotalBytes: 8 << 10, MaxFinishedBytes: 2 << 10})
 	var wg sync.WaitGroup
 	var gones atomic.Int64
 	for run := range runs {
