@@ -83,6 +83,20 @@ type Config struct {
 	Baseline bool
 	// ProgressEvery is the period of the progress lines. Default 1s.
 	ProgressEvery time.Duration
+
+	// Soak, when positive, makes the load a soak instead: for this long,
+	// new runs arrive at Rate per second, each on a new conversation (one
+	// run per client; Streams and Ramp are not used), and the server's
+	// resident memory is sampled every SoakSampleEvery (Report.Soak), to
+	// show whether it reaches a plateau. Duration then bounds the runs
+	// still open when the arrivals stop. Default 0: no soak. Direct
+	// clients default to none.
+	Soak time.Duration
+	// Rate is the soak's arrivals per second. Default 100.
+	Rate float64
+	// SoakSampleEvery is the period of the soak's memory samples.
+	// Default 5s.
+	SoakSampleEvery time.Duration
 }
 
 // Defaults of Config.
@@ -94,6 +108,8 @@ const (
 	DefaultDirectMax = 50
 	DefaultDuration  = 5 * time.Minute
 	DefaultInput     = "Hello! How are you today?"
+	DefaultRate      = 100
+	DefaultSoakEvery = 5 * time.Second
 	sampleEvery      = 100 * time.Millisecond
 )
 
@@ -102,8 +118,19 @@ func (c Config) WithDefaults() Config {
 	if c.Streams <= 0 {
 		c.Streams = DefaultStreams
 	}
-	if c.RunsPerClient <= 0 {
+	if c.RunsPerClient <= 0 || c.Soak > 0 {
 		c.RunsPerClient = 1
+	}
+	if c.Soak > 0 {
+		if c.Rate == 0 {
+			c.Rate = DefaultRate
+		}
+		if c.SoakSampleEvery <= 0 {
+			c.SoakSampleEvery = DefaultSoakEvery
+		}
+		if c.Direct == 0 {
+			c.Direct = -1
+		}
 	}
 	if c.Endpoint == "" {
 		c.Endpoint = EndpointNative
@@ -157,6 +184,12 @@ func (c Config) Validate() error {
 	if c.ServerPID < 0 {
 		errs = append(errs, errors.New("negative server pid"))
 	}
+	if c.Soak < 0 || c.Rate < 0 || (c.Soak == 0 && c.Rate > 0) {
+		errs = append(errs, errors.New("a soak needs a positive duration, and a rate (runs per second) only with a soak"))
+	}
+	if c.Soak > 0 && (c.Stalled > 0 || c.Baseline) {
+		errs = append(errs, errors.New("a soak runs without stalled clients or the baseline relay"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -195,6 +228,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		PaceMS: ms(max(cfg.Pace, 0)), TTFTMS: ms(max(cfg.TTFT, 0)), RampMS: ms(cfg.Ramp),
 		Direct: cfg.Direct, Stalled: cfg.Stalled, DurationS: cfg.Duration.Seconds(),
 		ServerURL: cfg.URL, SimURL: cfg.SimURL, Baseline: cfg.Baseline,
+		SoakS: cfg.Soak.Seconds(), Rate: cfg.Rate,
 	}}
 
 	// The upstream.
@@ -225,7 +259,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 			bin = exe
 		}
 		var err error
-		if srv, err = startChild(ctx, bin, rep.Settings.SimURL, cfg.Streams+cfg.Stalled, rep.Settings.SimInProcess, cfg.Baseline); err != nil {
+		if srv, err = startChild(ctx, bin, rep.Settings.SimURL, cfg.capacity(), rep.Settings.SimInProcess, cfg.Baseline); err != nil {
 			return rep, err
 		}
 		defer func() {
@@ -273,10 +307,23 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	return rep, nil
 }
 
+// capacity is the runs the child server must run at once: every client,
+// or for a soak four times the runs expected open (arrival rate × a run's
+// length), so that a slow moment does not queue them.
+func (c Config) capacity() int {
+	if c.Soak <= 0 {
+		return c.Streams + c.Stalled
+	}
+	run := max(c.TTFT, 0) + time.Duration(c.Tokens)*max(c.Pace, 0) + time.Second
+	return max(c.Streams, int(4*c.Rate*run.Seconds())+64)
+}
+
 // load is one Run's clients and what they measure.
 type load struct {
 	cfg               Config
 	client            *http.Client
+	launched          atomic.Int64 // soak: the runs started so far
+	soak              []SoakSample // soak: the memory samples, by sample
 	serverURL, simURL string
 	server, direct    *pathStats
 	stalled           *stalledStats
@@ -294,7 +341,7 @@ type procSample struct {
 // the report.
 func (l *load) measure(ctx context.Context, rep *Report, serverPID int, progress io.Writer) {
 	cfg := l.cfg
-	loadCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	loadCtx, cancel := context.WithTimeout(ctx, cfg.Soak+cfg.Duration)
 	defer cancel()
 
 	var rssBefore int64
@@ -331,14 +378,21 @@ func (l *load) measure(ctx context.Context, rep *Report, serverPID int, progress
 	// Sampling and progress.
 	var peak procSample
 	peak.rssPeak, peak.rssAtPeakOpen = rssBefore, rssBefore
+	if cfg.Soak > 0 {
+		l.soakSample(serverPID, 0, false)
+	}
 	sampleDone := make(chan struct{})
 	var samplerWG sync.WaitGroup
 	samplerWG.Go(func() { l.sample(serverPID, t0, &peak, sampleDone, progress) })
 
 	var wg sync.WaitGroup
-	for i := range cfg.Streams {
-		at := t0.Add(time.Duration(int64(cfg.Ramp) * int64(i) / int64(cfg.Streams)))
-		wg.Go(func() { l.serverClient(loadCtx, at) })
+	if cfg.Soak > 0 {
+		l.arrive(loadCtx, &wg, t0)
+	} else {
+		for i := range cfg.Streams {
+			at := t0.Add(time.Duration(int64(cfg.Ramp) * int64(i) / int64(cfg.Streams)))
+			wg.Go(func() { l.serverClient(loadCtx, at) })
+		}
 	}
 	for i := range cfg.Direct {
 		at := t0.Add(time.Duration(int64(cfg.Ramp) * int64(i) / int64(cfg.Direct)))
@@ -368,6 +422,10 @@ func (l *load) measure(ctx context.Context, rep *Report, serverPID int, progress
 	stalledWG.Wait()
 	close(sampleDone)
 	samplerWG.Wait()
+	if cfg.Soak > 0 {
+		rep.Soak = l.soakReport(ctx, serverPID, t0)
+		l.server.clients = int(l.launched.Load())
+	}
 
 	rep.WindowS = window.Seconds()
 	rep.Server = l.server.report(window)
@@ -418,6 +476,7 @@ func (l *load) sample(serverPID int, t0 time.Time, peak *procSample, done <-chan
 	tick := time.NewTicker(sampleEvery)
 	defer tick.Stop()
 	lastLine, lastTokens := t0, int64(0)
+	lastSoak := t0
 	var lastCPU cpuUse
 	if serverPID > 0 {
 		lastCPU, _ = readCPU(serverPID)
@@ -439,13 +498,21 @@ func (l *load) sample(serverPID int, t0 time.Time, peak *procSample, done <-chan
 			if rss, err := readRSS(0); err == nil {
 				peak.selfRSSPeak = max(peak.selfRSSPeak, rss)
 			}
+			if l.cfg.Soak > 0 && now.Sub(lastSoak) >= l.cfg.SoakSampleEvery {
+				l.soakSample(serverPID, now.Sub(t0), false)
+				lastSoak = now
+			}
 			if now.Sub(lastLine) < l.cfg.ProgressEvery {
 				continue
 			}
 			tokens := l.server.tokens.Load()
 			rate := float64(tokens-lastTokens) / now.Sub(lastLine).Seconds()
+			runs := int64(l.cfg.Streams * l.cfg.RunsPerClient)
+			if l.cfg.Soak > 0 {
+				runs = l.launched.Load()
+			}
 			line := fmt.Sprintf("%5.1fs  server: %d open, %d/%d runs done, %d errors, %d tokens (%.0f/s)",
-				now.Sub(t0).Seconds(), l.server.open.Load(), l.server.done.Load(), l.cfg.Streams*l.cfg.RunsPerClient,
+				now.Sub(t0).Seconds(), l.server.open.Load(), l.server.done.Load(), runs,
 				l.server.failed.Load(), tokens, rate)
 			if l.cfg.Direct > 0 {
 				line += fmt.Sprintf(" | direct: %d open, %d/%d done, %d errors",

@@ -43,8 +43,10 @@ type Report struct {
 	// DurationCapReached is set when Config.Duration (or the context)
 	// ended the run before every client finished; the streams it cut
 	// are counted as timeout errors.
-	DurationCapReached bool     `json:"duration_cap_reached"`
-	Notes              []string `json:"notes,omitempty"`
+	DurationCapReached bool `json:"duration_cap_reached"`
+	// Soak is the memory over time of a soak (Config.Soak).
+	Soak  *Soak    `json:"soak,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Settings are the Config a Report was made with, defaults applied.
@@ -68,6 +70,10 @@ type Settings struct {
 	// Baseline is whether the server was the bare relay (Relay), not
 	// agentstream.
 	Baseline bool `json:"baseline,omitempty"`
+	// SoakS and Rate are a soak's length and arrivals per second (0: not
+	// a soak).
+	SoakS float64 `json:"soak_s,omitempty"`
+	Rate  float64 `json:"rate_per_s,omitempty"`
 }
 
 // Path is what the clients of one path measured.
@@ -232,8 +238,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if s.PaceMS > 0 {
 		rate = fmt.Sprintf(" (%.4g tokens/s)", 1000/s.PaceMS)
 	}
-	fmt.Fprintf(&b, "agentstream bench: %d streams × %d run(s) on %s, %d tokens every %s%s, TTFT %s, ramp %s\n",
-		s.Streams, s.RunsPerClient, s.Endpoint, s.Tokens, fmtMS(s.PaceMS), rate, ttft, fmtMS(s.RampMS))
+	if s.SoakS > 0 {
+		fmt.Fprintf(&b, "agentstream bench: a soak of %gs, %.4g new runs/s on %s, %d tokens every %s%s, TTFT %s\n",
+			s.SoakS, s.Rate, s.Endpoint, s.Tokens, fmtMS(s.PaceMS), rate, ttft)
+	} else {
+		fmt.Fprintf(&b, "agentstream bench: %d streams × %d run(s) on %s, %d tokens every %s%s, TTFT %s, ramp %s\n",
+			s.Streams, s.RunsPerClient, s.Endpoint, s.Tokens, fmtMS(s.PaceMS), rate, ttft, fmtMS(s.RampMS))
+	}
 	server := "server"
 	if s.Baseline {
 		server = "server (the baseline relay, not agentstream)"
@@ -291,6 +302,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n")
 
+	if r.Soak != nil {
+		writeSoak(&b, r.Soak)
+	}
 	if st := r.Stalled; st != nil {
 		fmt.Fprintf(&b, "stalled clients: %d opened of %d, held unread to the end", st.Opened, st.Clients)
 		if st.ErrorCount > 0 {

@@ -152,7 +152,18 @@ type APIKey struct {
 
 // Runs bounds the runner.
 type Runs struct {
-	// MaxConcurrent is how many runs execute at once. Default 256.
+	// MaxConcurrent is how many runs execute at once. Default: what the
+	// process's open-file limit allows (WithFileLimit), at least 64 and at
+	// most 4,096: (limit − max_queued − 256) ÷ 2. A running run holds two
+	// descriptors at most (its client's connection, and its upstream's
+	// over HTTP/1.1; HTTP/2 upstreams share one), a queued run one (its
+	// client's), and 256 are kept for the listener, the store, Redis, MCP
+	// servers and tool calls. With the hard limits Linux systems commonly
+	// give (Go raises the soft limit to the hard one at start; systemd
+	// gives 524,288, Docker 1,048,576) that is 4,096, which serves a
+	// thousand users at once with room to spare; at about 110 KiB
+	// per open stream (BENCHMARKS.md), 4,096 streams take about 450 MiB.
+	// See docs/deploy.md, "Sizing".
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// MaxQueued is how many runs may wait for a worker; past it requests
 	// get 429. Default 1024; 0 means no queue.
@@ -269,6 +280,16 @@ type EventLog struct {
 	// MaxTotalBytes bounds all runs' events; past it finished runs' events
 	// are evicted first (then answered from the store). Default 256 MiB.
 	MaxTotalBytes int64 `yaml:"max_total_bytes"`
+	// MaxFinishedBytes bounds the events of finished runs kept in memory,
+	// all together; past it the earliest finished are evicted before their
+	// retention ends. A finished run is always answered from the store
+	// (its messages and its end), so these events are only a cache for the
+	// readers that come back within seconds; without this bound a server
+	// serving many short runs would hold max_total_bytes of them. Default
+	// 32 MiB: about ten thousand finished 20-token answers, or three
+	// hundred of 1,000 tokens. In-process log only (Redis keeps each
+	// finished run for retention).
+	MaxFinishedBytes int64 `yaml:"max_finished_bytes"`
 	// Coalesce is how long the Redis log gathers a run's events before
 	// sending them in one command, so that a fast model does not cost a
 	// Redis command per token; readers on other instances see events up
@@ -314,7 +335,8 @@ func (c Config) WithDefaults() Config {
 	def(&c.Sim.Tokens, 40)
 	def(&c.Sim.Pace, 30*time.Millisecond)
 	def(&c.Sim.TTFT, 200*time.Millisecond)
-	def(&c.Runs.MaxConcurrent, 256)
+	// Runs.MaxConcurrent stays 0 here: its default depends on the
+	// process's open-file limit (WithFileLimit).
 	if c.Runs.MaxQueued == nil {
 		n := 1024
 		c.Runs.MaxQueued = &n
@@ -337,12 +359,41 @@ func (c Config) WithDefaults() Config {
 	def(&c.EventLog.Retention, 10*time.Minute)
 	def(&c.EventLog.MaxRunBytes, 4<<20)
 	def(&c.EventLog.MaxTotalBytes, 256<<20)
+	def(&c.EventLog.MaxFinishedBytes, 32<<20)
 	def(&c.EventLog.Coalesce, 2*time.Millisecond)
 	def(&c.EventLog.RedisPrefix, "agentstream:")
 	def(&c.DefaultAgent, "assistant")
 	c.Agents = withBuiltins(c.Agents)
 	c.Tools = toolsWithDefaults(c.Tools, c.Runs.ToolTimeout)
 	c.MCPServers = mcpDefaults(c.MCPServers)
+	return c
+}
+
+// Bounds of the default of runs.max_concurrent, and the file descriptors
+// it leaves for everything but runs.
+const (
+	MinDefaultConcurrent = 64
+	MaxDefaultConcurrent = 4096
+	ReservedFiles        = 256
+)
+
+// ConcurrentForFileLimit is the default of runs.max_concurrent for a
+// process that may open nofile files and queues queued runs: a running
+// run holds at most two descriptors (client and HTTP/1.1 upstream), a
+// queued one one, and ReservedFiles are left for the rest; the result is
+// between MinDefaultConcurrent and MaxDefaultConcurrent.
+func ConcurrentForFileLimit(nofile uint64, queued int) int {
+	spare := int64(min(nofile, 1<<40)) - ReservedFiles - int64(max(queued, 0))
+	return int(min(max(spare/2, MinDefaultConcurrent), MaxDefaultConcurrent))
+}
+
+// WithFileLimit returns c with runs.max_concurrent, when unset, set from
+// the open-file limit nofile (ConcurrentForFileLimit). Call it after
+// WithDefaults, with the process's soft RLIMIT_NOFILE.
+func (c Config) WithFileLimit(nofile uint64) Config {
+	if c.Runs.MaxConcurrent == 0 {
+		c.Runs.MaxConcurrent = ConcurrentForFileLimit(nofile, deref(c.Runs.MaxQueued))
+	}
 	return c
 }
 
@@ -416,6 +467,7 @@ func (c Config) Validate(opts ...ValidateOption) error {
 		{"runs.max_queued", int64(deref(c.Runs.MaxQueued)), " (0 means no queue)"},
 		{"event_log.max_run_bytes", c.EventLog.MaxRunBytes, ""},
 		{"event_log.max_total_bytes", c.EventLog.MaxTotalBytes, ""},
+		{"event_log.max_finished_bytes", c.EventLog.MaxFinishedBytes, ""},
 		{"http.max_body_bytes", c.HTTP.MaxBodyBytes, ""},
 		{"openai.max_retries", int64(deref(c.OpenAI.MaxRetries)), " (0 means no retries)"},
 		{"sim.tokens", int64(c.Sim.Tokens), ""},

@@ -11,6 +11,50 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
+// TestConcurrentForFileLimit: the default of runs.max_concurrent leaves
+// two descriptors per running run, one per queued run and 256 for the
+// rest, within its floor and cap; a value set stays.
+func TestConcurrentForFileLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		nofile uint64
+		queued int
+		want   int
+	}{
+		{20000, 1024, 4096},      // this machine: capped
+		{1 << 20, 1024, 4096},    // Docker's limit
+		{^uint64(0), 1024, 4096}, // unlimited
+		{4096, 1024, 1408},       // (4096−1024−256)/2: still a thousand at once
+		{4096, 0, 1920},          // no queue
+		{3280, 1024, 1000},       // 2×1000+1024+256: the least that serves a thousand with the default queue
+		{1024, 1024, 64},         // below the floor
+		{0, 0, 64},
+	} {
+		if got := ConcurrentForFileLimit(tc.nofile, tc.queued); got != tc.want {
+			t.Errorf("ConcurrentForFileLimit(%d, %d) = %d, want %d", tc.nofile, tc.queued, got, tc.want)
+		}
+		// With the default queue, the runs it allows, their clients and
+		// the queue's fit the limit whenever the result is above the floor.
+		if got := ConcurrentForFileLimit(tc.nofile, tc.queued); got > MinDefaultConcurrent &&
+			uint64(2*got+tc.queued+ReservedFiles) > tc.nofile {
+			t.Errorf("%d files: %d runs and %d queued need more", tc.nofile, got, tc.queued)
+		}
+	}
+	c := Config{}.WithDefaults()
+	if n := c.WithFileLimit(4096).Runs.MaxConcurrent; n != 1408 {
+		t.Errorf("default queue, 4096 files: %d", n)
+	}
+	none := 0
+	c.Runs.MaxQueued = &none
+	if n := c.WithFileLimit(4096).Runs.MaxConcurrent; n != 1920 {
+		t.Errorf("no queue, 4096 files: %d", n)
+	}
+	c.Runs.MaxConcurrent = 100
+	if n := c.WithFileLimit(1 << 20).Runs.MaxConcurrent; n != 100 {
+		t.Errorf("set to 100: %d after WithFileLimit", n)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	c := Config{}.WithDefaults()
@@ -20,8 +64,13 @@ func TestDefaults(t *testing.T) {
 	if c.Addr != "127.0.0.1:8080" || c.DatabaseURL != "agentstream.db" || c.Model != SimModel || !c.UsesSim() {
 		t.Fatalf("defaults: %+v", c)
 	}
-	if c.HTTP.Heartbeat != 15*time.Second || c.Runs.MaxConcurrent != 256 || *c.OpenAI.MaxRetries != 2 || c.EventLog.RedisPrefix != "agentstream:" {
+	if c.HTTP.Heartbeat != 15*time.Second || c.Runs.MaxConcurrent != 0 || *c.Runs.MaxQueued != 1024 || *c.OpenAI.MaxRetries != 2 || c.EventLog.RedisPrefix != "agentstream:" ||
+		c.EventLog.MaxFinishedBytes != 32<<20 || c.EventLog.MaxTotalBytes != 256<<20 {
 		t.Fatalf("defaults: %+v", c)
+	}
+	// runs.max_concurrent comes from the open-file limit, once known.
+	if n := c.WithFileLimit(20000).Runs.MaxConcurrent; n != 4096 {
+		t.Fatalf("max_concurrent with 20,000 files: %d, want 4096", n)
 	}
 	if len(c.Agents) != 1 || c.Agents[0].Name != "assistant" || c.Agents[0].Tools[0] != "current_time" {
 		t.Fatalf("built-in agents: %+v", c.Agents)

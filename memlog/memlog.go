@@ -24,9 +24,16 @@
 //     one event per unfinished run). Reads of an evicted log get
 //     ErrNotFound, as after its retention; the HTTP layer then answers
 //     from the store.
+//   - Finished runs: when the logs of finished runs together exceed
+//     Options.MaxFinishedBytes, the earliest finished are evicted until
+//     they fit. A finished run's events are a cache: the HTTP layer
+//     answers a reader of an evicted run from the store, so this bound,
+//     smaller than MaxTotalBytes, keeps a server that serves many short
+//     runs from holding MaxTotalBytes of them for Retention.
 //   - In time: a finished run's log is evicted Options.Retention after its
 //     terminal event.
 //
+// A finished log's array is trimmed to its events (it takes no more).
 // Dropped events release their memory: the retained ones move to a new
 // array when the old one is full, or as soon as dropped events outnumber,
 // or outweigh, the retained ones; a new array has room for as many again.
@@ -61,6 +68,10 @@ type Options struct {
 	// are evicted, earliest finished first, then the largest unfinished
 	// logs lose their oldest events. Default 256 MiB.
 	MaxTotalBytes int64
+	// MaxFinishedBytes bounds the logs of finished runs together: past
+	// it, the earliest finished are evicted (their readers are answered
+	// from the store). Default 32 MiB.
+	MaxFinishedBytes int64
 }
 
 // Defaults of Options.
@@ -68,6 +79,12 @@ const (
 	DefaultRetention     = 10 * time.Minute
 	DefaultMaxRunBytes   = 4 << 20
 	DefaultMaxTotalBytes = 256 << 20
+	// DefaultMaxFinishedBytes holds about ten thousand finished 20-token
+	// runs (some 3 KB each), or three hundred of 1,000 tokens: enough for
+	// the clients that reconnect within seconds of a run's end, which is
+	// when a finished log serves. Later readers get the run from the
+	// store; so does everyone after a restart.
+	DefaultMaxFinishedBytes = 32 << 20
 )
 
 // WithDefaults fills in unset fields.
@@ -80,6 +97,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.MaxTotalBytes <= 0 {
 		o.MaxTotalBytes = DefaultMaxTotalBytes
+	}
+	if o.MaxFinishedBytes <= 0 {
+		o.MaxFinishedBytes = DefaultMaxFinishedBytes
 	}
 	return o
 }
@@ -98,6 +118,8 @@ type Log struct {
 	// oldest and newest end the list of finished runs' logs still held, in
 	// the order they finished (linked by prev and next).
 	oldest, newest *runLog
+	// finishedBytes is the bytes of the logs in the finished list.
+	finishedBytes int64
 	// timer evicts the oldest finished logs when their retention ends; it
 	// is armed while the finished list is not empty.
 	timer *time.Timer
@@ -123,10 +145,13 @@ type runLog struct {
 	// waiting on it. Readers make it; appends close it and leave it nil.
 	wake chan struct{}
 
-	// Guarded by Log.mu: the finished list.
-	listed     bool
-	finishedAt time.Time
-	prev, next *runLog
+	// Guarded by Log.mu: the finished list, and the bytes the log counts
+	// in Log.finishedBytes (its bytes when it finished: a finished log
+	// takes no appends and is never trimmed).
+	listed      bool
+	listedBytes int64
+	finishedAt  time.Time
+	prev, next  *runLog
 }
 
 // New returns an empty Log.
@@ -195,6 +220,13 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 	dropped := r.trim(l.opts.MaxRunBytes)
 	if terminal {
 		r.closed = true
+		if cap(r.events) > len(r.events) {
+			// No more appends: the room left would be held for Retention
+			// for nothing. Readers keep the old array as long as they
+			// need it.
+			r.events = append([]agentstream.Event(nil), r.events...)
+			r.dead, r.deadBytes = 0, 0
+		}
 	}
 	if r.wake != nil {
 		close(r.wake)
@@ -257,7 +289,13 @@ func (r *runLog) move(n int) {
 // finished puts r at the end of the finished list and makes sure the
 // retention timer is armed. l.mu is held.
 func (l *Log) finished(r *runLog) {
+	// Read under l.mu: until r is listed, enforce may still trim it; once
+	// listed, closed, its bytes never change.
+	r.mu.Lock()
+	r.listedBytes = r.bytes
+	r.mu.Unlock()
 	r.listed = true
+	l.finishedBytes += r.listedBytes
 	r.finishedAt = time.Now()
 	r.prev = l.newest
 	if l.newest != nil {
@@ -305,6 +343,8 @@ func (l *Log) evict(r *runLog) {
 		l.newest = r.prev
 	}
 	r.prev, r.next, r.listed = nil, nil, false
+	l.finishedBytes -= r.listedBytes
+	r.listedBytes = 0
 	if l.runs[r.id] == r {
 		delete(l.runs, r.id)
 	}
@@ -314,11 +354,11 @@ func (l *Log) evict(r *runLog) {
 	l.total.Add(-b)
 }
 
-// enforce brings the total under MaxTotalBytes: it evicts finished logs,
-// earliest finished first, then trims the largest unfinished logs. l.mu is
-// held.
+// enforce brings the finished logs under MaxFinishedBytes and the total
+// under MaxTotalBytes: it evicts finished logs, earliest finished first,
+// then trims the largest unfinished logs. l.mu is held.
 func (l *Log) enforce() {
-	for l.oldest != nil && l.total.Load() > l.opts.MaxTotalBytes {
+	for l.oldest != nil && (l.finishedBytes > l.opts.MaxFinishedBytes || l.total.Load() > l.opts.MaxTotalBytes) {
 		l.evict(l.oldest)
 	}
 	for {

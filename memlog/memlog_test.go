@@ -100,11 +100,18 @@ func checkLog(t testing.TB, l *Log) {
 		t.Errorf("total counts %d bytes, logs hold %d", got, total)
 	}
 	var prev *runLog
+	var finished int64
 	for r := l.oldest; r != nil; prev, r = r, r.next {
 		if r.prev != prev || l.runs[r.id] != r {
 			t.Errorf("finished list broken at run %s", r.id)
 			return
 		}
+		r.mu.Lock()
+		if r.listedBytes != r.bytes {
+			t.Errorf("finished run %s: listed with %d bytes, holds %d", r.id, r.listedBytes, r.bytes)
+		}
+		r.mu.Unlock()
+		finished += r.listedBytes
 		if prev != nil && r.finishedAt.Before(prev.finishedAt) {
 			t.Errorf("finished list out of order at run %s", r.id)
 		}
@@ -112,11 +119,14 @@ func checkLog(t testing.TB, l *Log) {
 	if l.newest != prev {
 		t.Error("finished list: newest is not its last")
 	}
+	if finished != l.finishedBytes {
+		t.Errorf("finished logs count %d bytes, hold %d", l.finishedBytes, finished)
+	}
 }
 
 func TestDefaults(t *testing.T) {
 	o := Options{}.WithDefaults()
-	if o.Retention != 10*time.Minute || o.MaxRunBytes != 4<<20 || o.MaxTotalBytes != 256<<20 {
+	if o.Retention != 10*time.Minute || o.MaxRunBytes != 4<<20 || o.MaxTotalBytes != 256<<20 || o.MaxFinishedBytes != 32<<20 {
 		t.Fatalf("defaults: %+v", o)
 	}
 }
@@ -383,6 +393,81 @@ func TestTotalCap(t *testing.T) {
 	checkLog(t, l)
 }
 
+// TestFinishedCap: finished runs' logs are held up to MaxFinishedBytes
+// together, far under MaxTotalBytes, the earliest finished evicted first;
+// unfinished runs are not touched by it, however large, and a finished
+// log holds no spare room.
+func TestFinishedCap(t *testing.T) {
+	t.Parallel()
+	const limit = 8 << 10
+	l := New(Options{MaxFinishedBytes: limit})
+	for i := range 20 { // an unfinished run alone over the finished cap
+		mustAppend(t, l, "open", sized(i, 1000))
+	}
+	openBytes := statBytes(l)
+	// Runs of about 3 KiB finish one after the other: at most two fit.
+	var order []string
+	for n := range 8 {
+		id := fmt.Sprint("run_", n)
+		for i := range 3 {
+			mustAppend(t, l, id, sized(i, 1000))
+		}
+		mustAppend(t, l, id, ended(id))
+		order = append(order, id)
+		l.mu.RLock()
+		fb := l.finishedBytes
+		l.mu.RUnlock()
+		if fb > limit {
+			t.Fatalf("after %s finished: finished logs hold %d bytes, over %d", id, fb, limit)
+		}
+		// The held ones are the newest finished, without gaps.
+		held := 0
+		for j, prev := range order {
+			err := readErr(l, prev, 0)
+			switch {
+			case err == nil:
+				held++
+			case errors.Is(err, agentstream.ErrNotFound):
+				if held > 0 {
+					t.Fatalf("after %s finished: %s evicted, an earlier one kept", id, order[j])
+				}
+			default:
+				t.Fatalf("finished run %s: %v", prev, err)
+			}
+		}
+		if held != min(len(order), 2) {
+			t.Fatalf("after %s finished: %d finished runs held, want %d", id, held, min(len(order), 2))
+		}
+		if err := readErr(l, "open", 0); err != nil {
+			t.Fatalf("unfinished run: %v", err)
+		}
+		l.mu.RLock()
+		r := l.runs[id]
+		l.mu.RUnlock()
+		r.mu.Lock()
+		if cap(r.events) != len(r.events) {
+			t.Errorf("finished run %s holds room for %d events, has %d", id, cap(r.events), len(r.events))
+		}
+		r.mu.Unlock()
+		checkLog(t, l)
+	}
+	if runs, b := l.Stats(); runs != 3 || b <= openBytes || b > openBytes+limit {
+		t.Fatalf("%d runs and %d bytes held; want the unfinished one (%d bytes) and 2 finished", runs, b, openBytes)
+	}
+	// A finished run larger than the cap alone is not held.
+	for i := range 10 {
+		mustAppend(t, l, "big", sized(i, 1000))
+	}
+	mustAppend(t, l, "big", ended("big"))
+	if err := readErr(l, "big", 0); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("a finished run over the finished cap: %v, want ErrNotFound", err)
+	}
+	if runs, _ := l.Stats(); runs != 1 {
+		t.Fatalf("%d runs held, want the unfinished one", runs)
+	}
+	checkLog(t, l)
+}
+
 // TestTotalCapKeepsNewest: unfinished runs keep their newest event even
 // when those alone exceed the total cap.
 func TestTotalCapKeepsNewest(t *testing.T) {
@@ -451,7 +536,9 @@ func TestConcurrentTrim(t *testing.T) {
 		each      = 400
 		readers   = 4
 	)
-	l := New(Options{MaxRunBytes: 3 << 10, MaxTotalBytes: 8 << 10})
+	// Finished logs are held to less than one run's cap, so that runs
+	// finishing while others append evict each other too.
+	l := New(Options{MaxRunBytes: 3 << 10, MaxTotalBytes: 8 << 10, MaxFinishedBytes: 2 << 10})
 	var wg sync.WaitGroup
 	var gones atomic.Int64
 	for run := range runs {

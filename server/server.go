@@ -66,6 +66,12 @@ type Server struct {
 // program's own tools and models (WithTools, WithModel…).
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Server, err error) {
 	cfg = cfg.WithDefaults()
+	// runs.max_concurrent, unset, is what the open-file limit allows.
+	nofile, nofileKnown := openFileLimit()
+	if !nofileKnown {
+		nofile = ^uint64(0) // no such limit: the default's cap applies
+	}
+	cfg = cfg.WithFileLimit(nofile)
 	o := newOptions(opts)
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, err
@@ -110,6 +116,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if cfg.RedisURL == "" {
 		s.mem = memlog.New(memlog.Options{
 			Retention: cfg.EventLog.Retention, MaxRunBytes: cfg.EventLog.MaxRunBytes, MaxTotalBytes: cfg.EventLog.MaxTotalBytes,
+			MaxFinishedBytes: cfg.EventLog.MaxFinishedBytes,
 		})
 		s.log = s.mem
 		// The recovered runs' logs died with their process: readers get
@@ -225,6 +232,19 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		} else {
 			limiter = memlimit.New(rpm, cfg.Limits.Burst)
 		}
+	}
+	capacity := []any{"runs.max_concurrent", cfg.Runs.MaxConcurrent, "runs.max_queued", *cfg.Runs.MaxQueued}
+	if nofileKnown {
+		capacity = append(capacity, "open_file_limit", nofile)
+	}
+	if s.mem != nil {
+		capacity = append(capacity, "event_log.max_total_bytes", cfg.EventLog.MaxTotalBytes,
+			"event_log.max_finished_bytes", cfg.EventLog.MaxFinishedBytes, "event_log.retention", cfg.EventLog.Retention)
+	}
+	logger.Info("capacity", capacity...)
+	if nofileKnown && uint64(2*cfg.Runs.MaxConcurrent+*cfg.Runs.MaxQueued+config.ReservedFiles) > nofile {
+		logger.Warn("the open-file limit is below what runs.max_concurrent and runs.max_queued may need (2 per running run with an HTTP/1.1 upstream, 1 per queued run, 256 for the rest): raise it (ulimit -n, LimitNOFILE=) or lower them",
+			"open_file_limit", nofile, "runs.max_concurrent", cfg.Runs.MaxConcurrent, "runs.max_queued", *cfg.Runs.MaxQueued)
 	}
 	if l := cfg.Limits; l != (config.Limits{}) {
 		logger.Info("per-user limits", "requests_per_minute", l.RequestsPerMinute, "burst", l.Burst, "rate_shared", s.redis != nil,

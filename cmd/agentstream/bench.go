@@ -40,6 +40,9 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "load a bare net/http relay of the simulator (agentstream bench relay) instead of agentstream: the floor to compare with")
 	compare := fs.Int("compare", 0, "run the load `N` times against agentstream and N times against the bare relay, alternately, and compare them (native endpoint, no --url, --stalled or --baseline; 0: one run)")
+	fs.DurationVar(&cfg.Soak, "soak", 0, "a soak of this long instead: new runs (each a new conversation) arrive at --rate per second, and the server's memory is sampled every --soak-sample, to show whether it reaches a plateau (--streams and --ramp unused; --duration bounds the runs open at the end)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "with --soak, new runs per second (default 100)")
+	fs.DurationVar(&cfg.SoakSampleEvery, "soak-sample", bench.DefaultSoakEvery, "with --soak, the period of the memory samples")
 	jsonFile := fs.String("json", "", "write the report (with --compare, every round's and the figures) as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -246,6 +246,36 @@ func TestBenchSeed(t *testing.T) {
 	}
 }
 
+// TestBenchSoak: a short soak through a real server child: runs arrive at
+// the rate asked, each a new conversation, and the server's memory is
+// sampled throughout and once after.
+func TestBenchSoak(t *testing.T) {
+	t.Parallel()
+	var rep bench.Report
+	table := benchProcess(t, &rep, "--soak", "3s", "--rate", "10", "--tokens", "3", "--pace", "20ms", "--soak-sample", "500ms")
+	s := rep.Soak
+	if s == nil {
+		t.Fatalf("no soak in the report:\n%s", table)
+	}
+	if s.Launched != 30 || rep.Server.Runs != 30 || rep.Server.Completed != 30 || rep.Server.Tokens != 90 || rep.Direct.Runs != 0 ||
+		s.Rate != 10 || s.DurationS != 3 || s.SampleEveryS != 0.5 {
+		t.Errorf("soak %+v; server path %+v", s, rep.Server)
+	}
+	if n := len(s.Samples); n < 6 || !s.Samples[n-1].After || s.Samples[n-1].Done != 30 || !s.PlateauKnown || s.RSSMax <= 0 {
+		t.Errorf("samples %+v", s.Samples)
+	}
+	for i, x := range s.Samples {
+		if x.RSS <= 0 {
+			t.Errorf("sample %d: no RSS: %+v", i, x)
+		}
+	}
+	for _, want := range []string{"soak: 30 runs arrived over 3s (10/s)", "plateau: "} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
 func TestBenchFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -264,6 +294,10 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--compare", "1", "--endpoint", "seed"}, "--compare runs the baseline relay too: the baseline relay is started by the bench"},
 		{[]string{"--compare", "1", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "--compare runs the baseline relay too"},
 		{[]string{"--compare", "1", "--stalled", "2"}, "--compare runs the baseline relay too"},
+		{[]string{"--rate", "5"}, "a soak needs a positive duration, and a rate (runs per second) only with a soak"},
+		{[]string{"--soak", "10s", "--rate", "-1"}, "a soak needs a positive duration"},
+		{[]string{"--soak", "10s", "--stalled", "1"}, "a soak runs without stalled clients or the baseline relay"},
+		{[]string{"--soak", "10s", "--compare", "1"}, "--compare runs the baseline relay too: a soak runs without"},
 		{[]string{"relay"}, "give --model-url"},
 		{[]string{"relay", "--model-url", "http://127.0.0.1:1/v1", "x"}, "give --model-url, and no arguments"},
 	} {
