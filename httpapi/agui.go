@@ -56,7 +56,7 @@ func (s *Server) aguiRun(w http.ResponseWriter, r *http.Request, user string) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.followRun(w, r, run, 0, wire.NewAGUIRun(*in.RunID), "")
+	s.followRun(w, r, &run, 0, wire.NewAGUIRun(*in.RunID), "")
 }
 
 // check returns the run's input and context of a RunAgentInput, or why

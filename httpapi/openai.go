@@ -162,7 +162,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, user st
 	}
 	if req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		s.followRun(w, r, run, 0, func(st wire.Stream) wire.Encoder { return wire.NewOpenAIStream(st, includeUsage) }, req.OnDisconnect)
+		s.followRun(w, r, &run, 0, func(st wire.Stream) wire.Encoder { return wire.NewOpenAIStream(st, includeUsage) }, req.OnDisconnect)
 		return
 	}
 	s.completeRun(w, r, run, req.OnDisconnect)

@@ -57,7 +57,7 @@ func (s *Server) uiChat(w http.ResponseWriter, r *http.Request, user string) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.followRun(w, r, run, 0, wire.NewUI, req.OnDisc)
+	s.followRun(w, r, &run, 0, wire.NewUI, req.OnDisc)
 }
 
 // input checks the request and returns the run's input: the text of its
@@ -154,7 +154,7 @@ func (s *Server) uiChatStream(w http.ResponseWriter, r *http.Request, user strin
 		defer s.opts.Presence.Attach(run.ID)()
 	}
 	run.ThreadID = t.PublicID()
-	s.streamRun(w, r, run, 0, wire.NewUI)
+	s.streamRun(w, r, &run, 0, wire.NewUI)
 }
 
 // maxActiveRuns is how many of a thread's newest runs are looked at for

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,11 @@ func TestMain(m *testing.M) {
 //
 // The model is reached over HTTP/2 (as OpenAI's API and the bench) and
 // over HTTP/1.1 (a connection per stream, as a local vLLM or Ollama).
-// AGENTSTREAM_STREAMMEM_N sets N (default 300).
+// AGENTSTREAM_STREAMMEM_N sets N (default 300);
+// AGENTSTREAM_STREAMMEM_DUMP=FILE writes the goroutines, grouped by stack,
+// while the streams are open (the last measurement's);
+// AGENTSTREAM_STREAMMEM_HEAP=FILE writes a heap profile then, sampled
+// every 512 bytes (go tool pprof -sample_index=inuse_space FILE).
 func BenchmarkStreamMemory(b *testing.B) {
 	n := 300
 	if v := os.Getenv("AGENTSTREAM_STREAMMEM_N"); v != "" {
@@ -56,6 +61,9 @@ func BenchmarkStreamMemory(b *testing.B) {
 		if n, err = strconv.Atoi(v); err != nil || n < 1 {
 			b.Fatalf("AGENTSTREAM_STREAMMEM_N=%q: want a number of streams", v)
 		}
+	}
+	if os.Getenv("AGENTSTREAM_STREAMMEM_HEAP") != "" {
+		runtime.MemProfileRate = 512
 	}
 	for _, upstream := range []struct {
 		name string
@@ -88,12 +96,31 @@ func measureStreams(b *testing.B, n int, h2c bool) streamMemory {
 	before := memNow()
 	child.open(e.url, n)
 	after := memNow()
+	if path := os.Getenv("AGENTSTREAM_STREAMMEM_DUMP"); path != "" {
+		writeProfile(b, "goroutine", 1, path)
+	}
+	if path := os.Getenv("AGENTSTREAM_STREAMMEM_HEAP"); path != "" {
+		writeProfile(b, "heap", 0, path)
+	}
 	child.stop()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
 	return streamMemory{
 		stack:      per(after.stack, before.stack),
 		heap:       per(after.heap, before.heap),
 		goroutines: per(after.goroutines, before.goroutines),
+	}
+}
+
+// writeProfile writes the profile name to path.
+func writeProfile(b testing.TB, name string, debug int, path string) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := pprof.Lookup(name).WriteTo(f, debug); err != nil {
+		b.Fatal(err)
 	}
 }
 
