@@ -244,8 +244,11 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, user string) *
 // (BenchmarkStreamMemory in ../server).
 type follow struct {
 	run          *agentstream.Run
+	after        int64 // the reader's position
 	enc          wire.NewEncoder
 	onDisconnect string
+	// whole: the answer is wanted whole, not streamed (completeRun).
+	whole bool
 }
 
 // followRun streams a run its request started; when the client leaves
@@ -265,25 +268,35 @@ func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run *agentstr
 // live: the read path of reconnecting clients and of clients
 // that join a run another request started.
 func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, user string) {
+	if f := s.openEvents(w, r, user); f != nil {
+		s.streamRun(w, r, f.run, f.after, f.enc)
+	}
+}
+
+// openEvents checks a request for a run's events, or answers why not (nil); see
+// follow.
+//
+//go:noinline
+func (s *Server) openEvents(w http.ResponseWriter, r *http.Request, user string) *follow {
 	after, err := afterParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	enc, err := formatParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	run, err := s.store.GetRun(r.Context(), user, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	if !s.checkPosition(w, r, run, after) {
-		return
+		return nil
 	}
-	s.streamRun(w, r, &run, after, enc)
+	return &follow{run: &run, after: after, enc: enc}
 }
 
 // formatParam is the wire format ?format= names: native when none.
