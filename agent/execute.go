@@ -83,8 +83,15 @@ type execution struct {
 	steps int
 }
 
-func (r *Runner) execute(ctx context.Context, run agentstream.Run, ca *compiledAgent, system string, input agentstream.Message) {
-	x := &execution{r: r, run: run, agent: ca, input: input}
+// execute runs a run on the calling goroutine, which waits in it for the
+// model for the whole run: run and input are passed by pointer, and what
+// is done once (setup, errors, tool turns) is in functions of its own,
+// so that the frames below the model's read stay small. A stack is only
+// halved when under a quarter of it is in use, so a few KB more in those
+// frames cost 8 KiB more per open stream (BenchmarkStreamMemory in
+// ../server).
+func (r *Runner) execute(ctx context.Context, run *agentstream.Run, ca *compiledAgent, system string, input *agentstream.Message) {
+	x := &execution{r: r, run: *run, agent: ca, input: *input}
 	err := x.loop(ctx, system)
 	x.finish(ctx, err)
 }
@@ -92,49 +99,13 @@ func (r *Runner) execute(ctx context.Context, run agentstream.Run, ca *compiledA
 // loop runs model turns and tool calls until the model answers without
 // calling a tool. It returns nil on success.
 func (x *execution) loop(ctx context.Context, system string) error {
-	r := x.r
-	if err := ctx.Err(); err != nil {
+	req, err := x.prepare(ctx, system)
+	if err != nil {
 		return err
 	}
-	if x.run.Status != agentstream.RunRunning { // it waited: saved as queued
-		started := r.now().UTC()
-		if err := r.store.StartRun(ctx, x.run.ID, started); err != nil {
-			return err
-		}
-		x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
-	}
-	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
-
-	history, ok := r.histories.get(x.run.ThreadID, x.input)
-	if !ok {
-		var err error
-		if history, err = r.store.ListMessages(ctx, x.run.ThreadID); err != nil {
-			return err
-		}
-	}
-	x.history = history
-	x.tools = r.toolsFor(ctx, x.agent)
-	req := agentstream.ModelRequest{
-		Model:       x.agent.Model,
-		Messages:    modelInput(system, history),
-		Tools:       x.tools.specs,
-		Temperature: x.agent.Temperature,
-	}
-
 	for turn := 1; ; turn++ {
-		if turn > x.agent.MaxTurns {
-			return agentstream.Errorf(agentstream.CodeMaxTurns,
-				"agent %q called tools %d times without giving an answer (max_turns is %d)", x.agent.Name, x.agent.MaxTurns, x.agent.MaxTurns)
-		}
-		// A run that used up its user's budget stops here, with what it
-		// has saved; it does not start another call.
-		switch used, retry, err := r.overBudget(ctx, x.run.UserID); {
-		case err != nil && ctx.Err() == nil:
-			r.logger.Warn("reading the user's token usage; the run goes on", "run_id", x.run.ID, "err", err)
-		case retry > 0:
-			return agentstream.Errorf(agentstream.CodeBudgetExceeded,
-				"limits.daily_tokens (%d) reached for this user (%d tokens used today, UTC): the run stopped before its model call %d; what it produced is saved",
-				r.cfg.Limits.DailyTokens, used, x.steps+1)
+		if err := x.mayCall(ctx, turn); err != nil {
+			return err
 		}
 		before := x.run.Usage
 		msg, err := x.modelTurn(ctx, req)
@@ -145,15 +116,82 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		if len(msg.ToolCalls) == 0 {
 			return nil
 		}
-		results := x.callTools(ctx, msg.ToolCalls)
-		req.Messages = append(req.Messages, msg)
-		req.Messages = append(req.Messages, results...)
-		// A tool boundary is a checkpoint: a crash from here on loses
-		// only what the next turn streams.
-		if err := r.store.CheckpointRun(ctx, x.run.ID, storable(x.msgs)); err != nil {
-			x.checkpointFailed.Store(true)
-			r.logger.Warn("checkpointing a run", "run_id", x.run.ID, "err", err)
+		x.toolTurn(ctx, req, msg)
+	}
+}
+
+// prepare starts the run (when it waited in the queue) and returns its
+// first model request.
+//
+//go:noinline
+func (x *execution) prepare(ctx context.Context, system string) (*agentstream.ModelRequest, error) {
+	r := x.r
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if x.run.Status != agentstream.RunRunning { // it waited: saved as queued
+		started := r.now().UTC()
+		if err := r.store.StartRun(ctx, x.run.ID, started); err != nil {
+			return nil, err
 		}
+		x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
+	}
+	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
+
+	history, ok := r.histories.get(x.run.ThreadID, x.input)
+	if !ok {
+		var err error
+		if history, err = r.store.ListMessages(ctx, x.run.ThreadID); err != nil {
+			return nil, err
+		}
+	}
+	x.history = history
+	x.tools = r.toolsFor(ctx, x.agent)
+	return &agentstream.ModelRequest{
+		Model:       x.agent.Model,
+		Messages:    modelInput(system, history),
+		Tools:       x.tools.specs,
+		Temperature: x.agent.Temperature,
+	}, nil
+}
+
+// mayCall says whether the run may make its model call of this turn:
+// nil, or why not.
+//
+//go:noinline
+func (x *execution) mayCall(ctx context.Context, turn int) error {
+	r := x.r
+	if turn > x.agent.MaxTurns {
+		return agentstream.Errorf(agentstream.CodeMaxTurns,
+			"agent %q called tools %d times without giving an answer (max_turns is %d)", x.agent.Name, x.agent.MaxTurns, x.agent.MaxTurns)
+	}
+	// A run that used up its user's budget stops here, with what it
+	// has saved; it does not start another call.
+	switch used, retry, err := r.overBudget(ctx, x.run.UserID); {
+	case err != nil && ctx.Err() == nil:
+		r.logger.Warn("reading the user's token usage; the run goes on", "run_id", x.run.ID, "err", err)
+	case retry > 0:
+		return agentstream.Errorf(agentstream.CodeBudgetExceeded,
+			"limits.daily_tokens (%d) reached for this user (%d tokens used today, UTC): the run stopped before its model call %d; what it produced is saved",
+			r.cfg.Limits.DailyTokens, used, x.steps+1)
+	}
+	return nil
+}
+
+// toolTurn calls the tools msg asks for and adds the call and its results
+// to req for the next turn.
+//
+//go:noinline
+func (x *execution) toolTurn(ctx context.Context, req *agentstream.ModelRequest, msg *agentstream.Message) {
+	r := x.r
+	results := x.callTools(ctx, msg.ToolCalls)
+	req.Messages = append(req.Messages, *msg)
+	req.Messages = append(req.Messages, results...)
+	// A tool boundary is a checkpoint: a crash from here on loses
+	// only what the next turn streams.
+	if err := r.store.CheckpointRun(ctx, x.run.ID, storable(x.msgs)); err != nil {
+		x.checkpointFailed.Store(true)
+		r.logger.Warn("checkpointing a run", "run_id", x.run.ID, "err", err)
 	}
 }
 
@@ -178,31 +216,17 @@ func (x *execution) countUsage(ctx context.Context, before agentstream.Usage) {
 }
 
 // modelTurn streams one model call, appending its deltas to the log, and
-// records the assistant message it produced (partial on failure).
-func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest) (agentstream.Message, error) {
+// records the assistant message it produced (partial on failure). It
+// waits in the model's Stream: its start and end are in startTurn and
+// endTurn (see execute).
+func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest) (*agentstream.Message, error) {
 	r := x.r
-	msg := agentstream.Message{
-		ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
-		Role: agentstream.RoleAssistant, Status: agentstream.MessageComplete,
-	}
+	msg, saver := x.startTurn(ctx)
 	// The answer so far is checkpointed every CheckpointInterval, so a
 	// process that dies mid-answer loses at most that much of it.
 	var sofar strings.Builder
 	lastCheckpoint := time.Now()
-	// Partial answers are saved beside the stream, not in its way: the
-	// next token does not wait for the store (one writer for every run).
-	x.steps++
-	step := x.steps
-	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: step, MessageID: msg.ID}))
-	saver := &checkpointer{save: func(m agentstream.Message) {
-		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m.Storable()}); err != nil {
-			x.checkpointFailed.Store(true)
-			if ctx.Err() == nil {
-				r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
-			}
-		}
-	}}
-	res, err := x.agent.model.Stream(ctx, req, func(d agentstream.ModelDelta) {
+	res, err := x.agent.model.Stream(ctx, *req, func(d agentstream.ModelDelta) {
 		switch {
 		case d.ToolCall != nil:
 			if d.ToolCall.Arguments == "" {
@@ -216,12 +240,45 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 			sofar.WriteString(d.Text)
 			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
 				lastCheckpoint = now
-				partial := msg
+				partial := *msg
 				partial.Content, partial.Status, partial.CreatedAt = sofar.String(), agentstream.MessagePartial, now.UTC()
 				saver.offer(partial)
 			}
 		}
 	})
+	return x.endTurn(ctx, msg, saver, &res, err)
+}
+
+// startTurn starts a model call: its message, its step.started, and the
+// checkpointer of its partial answers.
+//
+//go:noinline
+func (x *execution) startTurn(ctx context.Context) (*agentstream.Message, *checkpointer) {
+	r := x.r
+	msg := &agentstream.Message{
+		ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
+		Role: agentstream.RoleAssistant, Status: agentstream.MessageComplete,
+	}
+	x.steps++
+	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: x.steps, MessageID: msg.ID}))
+	// Partial answers are saved beside the stream, not in its way: the
+	// next token does not wait for the store (one writer for every run).
+	saver := &checkpointer{save: func(m agentstream.Message) {
+		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m.Storable()}); err != nil {
+			x.checkpointFailed.Store(true)
+			if ctx.Err() == nil {
+				r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)
+			}
+		}
+	}}
+	return msg, saver
+}
+
+// endTurn records what a model call that ended with err produced.
+//
+//go:noinline
+func (x *execution) endTurn(ctx context.Context, msg *agentstream.Message, saver *checkpointer, res *agentstream.ModelResult, err error) (*agentstream.Message, error) {
+	r := x.r
 	// What is saved next (a tool boundary, the end) must not be overwritten
 	// by a partial checkpoint still on its way.
 	saver.wait()
@@ -233,12 +290,12 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 		// the user saw, the partial text.
 		if msg.Content != "" {
 			msg.Status = agentstream.MessagePartial
-			x.msgs = append(x.msgs, msg)
+			x.msgs = append(x.msgs, *msg)
 		}
 		return msg, err
 	}
 	msg.ToolCalls = res.ToolCalls
-	x.msgs = append(x.msgs, msg)
+	x.msgs = append(x.msgs, *msg)
 	if msg.Content != "" {
 		r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventMessageCompleted, agentstream.MessageCompletedData{
 			MessageID: msg.ID, Role: msg.Role, Content: msg.Content,
@@ -246,7 +303,7 @@ func (x *execution) modelTurn(ctx context.Context, req agentstream.ModelRequest)
 	}
 	// The formats that show steps (AG-UI's STEP_FINISHED, the AI SDK's
 	// finish-step) and the model's reason to stop need it per call.
-	done := agentstream.StepCompletedData{Step: step, MessageID: msg.ID, FinishReason: res.FinishReason}
+	done := agentstream.StepCompletedData{Step: x.steps, MessageID: msg.ID, FinishReason: res.FinishReason}
 	if res.Usage != (agentstream.Usage{}) {
 		u := res.Usage
 		done.Usage = &u

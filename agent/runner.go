@@ -696,7 +696,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 			posMu.Lock()
 			lastPos = 0
 			posMu.Unlock()
-			r.execute(execCtx, run, ca, system, input)
+			r.execute(execCtx, &run, ca, system, &input)
 		},
 		positioned: func(pos int) {
 			// Positions only go down; a stale, larger one is dropped.

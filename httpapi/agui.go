@@ -41,22 +41,32 @@ type aguiContext struct {
 // run id rides in X-Run-Id and the events' id: lines, so the stream
 // resumes on GET /v1/runs/{id}/events?format=ag-ui.
 func (s *Server) aguiRun(w http.ResponseWriter, r *http.Request, user string) {
+	if f := s.startAGUIRun(w, r, user); f != nil {
+		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+	}
+}
+
+// startAGUIRun starts the run of an AG-UI request, or answers why not (nil); see
+// follow.
+//
+//go:noinline
+func (s *Server) startAGUIRun(w http.ResponseWriter, r *http.Request, user string) *follow {
 	var in aguiInput
 	if err := s.decodeBody(w, r, &in, false); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	input, runCtx, err := in.check()
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	run, err := s.startChat(r, user, *in.ThreadID, agentStart{agent: r.PathValue("agent"), input: input, context: runCtx})
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
-	s.followRun(w, r, run, 0, wire.NewAGUIRun(*in.RunID), "")
+	return &follow{run: &run, enc: wire.NewAGUIRun(*in.RunID)}
 }
 
 // check returns the run's input and context of a RunAgentInput, or why

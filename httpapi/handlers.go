@@ -196,39 +196,65 @@ func checkRunOptions(onDisconnect, multitask string) error {
 }
 
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
+	if f := s.startRun(w, r, user); f != nil {
+		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+	}
+}
+
+// startRun starts the run a request to /v1/threads/{id}/runs asks for, or answers
+// why not (nil). It is kept out of the frames the stream waits under (see
+// follow).
+//
+//go:noinline
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request, user string) *follow {
 	var req createRunRequest
 	if err := s.decodeBody(w, r, &req, true); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	if req.Input == nil {
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, `field "input" is required`))
-		return
+		return nil
 	}
 	if err := checkRunOptions(req.OnDisconnect, req.Multitask); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	t, err := s.threads.forRun(r.Context(), s.store, user, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	run, err := s.runner.Start(r.Context(), agent.StartRequest{
 		Thread: t, UserID: user, Agent: req.Agent, Input: *req.Input, Context: req.Context, Multitask: req.Multitask,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	run.ThreadID = t.PublicID() // for X-Thread-Id
-	s.followRun(w, r, run, 0, wire.NewNative, req.OnDisconnect)
+	return &follow{run: &run, enc: wire.NewNative, onDisconnect: req.OnDisconnect}
+}
+
+// follow is a run a request started, to stream. The handlers that start a
+// run do so in a function of their own that returns it (startRun…), and
+// stream it from theirs: the handler's goroutine waits for the whole
+// stream, and a stack is only halved when under a quarter of it is in
+// use, so a request's decoding and checks must not stay on it
+// (BenchmarkStreamMemory in ../server).
+type follow struct {
+	run          *agentstream.Run
+	after        int64 // the reader's position
+	enc          wire.NewEncoder
+	onDisconnect string
+	// whole: the answer is wanted whole, not streamed (completeRun).
+	whole bool
 }
 
 // followRun streams a run its request started; when the client leaves
 // before the end and the policy says cancel, the run is cancelled after
 // the disconnect grace, unless a reader came to it meanwhile.
-func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, enc wire.NewEncoder, onDisconnect string) {
+func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run *agentstream.Run, after int64, enc wire.NewEncoder, onDisconnect string) {
 	if onDisconnect == "" {
 		onDisconnect = s.opts.OnDisconnect
 	}
@@ -242,25 +268,35 @@ func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run agentstre
 // live: the read path of reconnecting clients and of clients
 // that join a run another request started.
 func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, user string) {
+	if f := s.openEvents(w, r, user); f != nil {
+		s.streamRun(w, r, f.run, f.after, f.enc)
+	}
+}
+
+// openEvents checks a request for a run's events, or answers why not (nil); see
+// follow.
+//
+//go:noinline
+func (s *Server) openEvents(w http.ResponseWriter, r *http.Request, user string) *follow {
 	after, err := afterParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	enc, err := formatParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	run, err := s.store.GetRun(r.Context(), user, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	if !s.checkPosition(w, r, run, after) {
-		return
+		return nil
 	}
-	s.streamRun(w, r, run, after, enc)
+	return &follow{run: &run, after: after, enc: enc}
 }
 
 // formatParam is the wire format ?format= names: native when none.
@@ -414,10 +450,20 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
 // "multitask"?, "on_disconnect"?, …context} in, the seed's data-only
 // chunks out.
 func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
+	if f := s.startChatRun(w, r, user); f != nil {
+		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+	}
+}
+
+// startChatRun starts the run a request to /v1/chat asks for, or answers why not
+// (nil). It is kept out of the frames the stream waits under (see follow).
+//
+//go:noinline
+func (s *Server) startChatRun(w http.ResponseWriter, r *http.Request, user string) *follow {
 	var body map[string]json.RawMessage
 	if err := s.decodeBody(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	var query, threadID, agentName, multitask, onDisconnect string
 	for _, f := range []struct {
@@ -434,22 +480,22 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		if !ok || string(raw) == "null" {
 			if f.required {
 				s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q is required", f.name))
-				return
+				return nil
 			}
 			continue
 		}
 		if err := json.Unmarshal(raw, f.dst); err != nil {
 			s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q must be a string", f.name))
-			return
+			return nil
 		}
 	}
 	if strings.TrimSpace(query) == "" {
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, `field "query" is empty`))
-		return
+		return nil
 	}
 	if err := checkRunOptions(onDisconnect, multitask); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	// Every other field is the run's context, as the seed sent
 	// pregnancy_week and baby_name.
@@ -458,7 +504,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 		var v any
 		if err := json.Unmarshal(raw, &v); err != nil {
 			s.writeError(w, r, agentstream.Errorf(agentstream.CodeInvalidRequest, "field %q: %v", k, err))
-			return
+			return nil
 		}
 		runCtx[k] = v
 	}
@@ -469,7 +515,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, multitask: multitask, context: runCtx})
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
-	s.followRun(w, r, run, 0, wire.NewSeed, onDisconnect)
+	return &follow{run: &run, enc: wire.NewSeed, onDisconnect: onDisconnect}
 }

@@ -133,39 +133,52 @@ func chatInput(msgs []openAIChatMessage) (string, []agentstream.Message, error) 
 // agent, the last user message is the run's input, and the answer is
 // streamed as chat.completion.chunk objects, or answered whole.
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, user string) {
+	switch f := s.startCompletion(w, r, user); {
+	case f == nil:
+	case f.whole:
+		s.completeRun(w, r, *f.run, f.onDisconnect)
+	default:
+		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+	}
+}
+
+// startCompletion starts the run of a chat completion request, or answers why not
+// (nil); see follow.
+//
+//go:noinline
+func (s *Server) startCompletion(w http.ResponseWriter, r *http.Request, user string) *follow {
 	var req chatCompletionRequest
 	if err := s.decodeBody(w, r, &req, false); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	if err := checkChatCompletion(req); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	if _, err := s.runner.Agent(req.Model); err != nil {
 		s.writeError(w, r, agentstream.Errorf(agentstream.CodeNotFound, "the model %q does not exist: models are agentstream's agents (GET /v1/models)", req.Model))
-		return
+		return nil
 	}
 	input, history, err := chatInput(req.Messages)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	if err := checkRunOptions(req.OnDisconnect, req.Multitask); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	run, err := s.startChat(r, user, r.Header.Get(ThreadHeader), agentStart{agent: req.Model, input: input, multitask: req.Multitask, history: history})
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
-	if req.Stream {
-		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		s.followRun(w, r, run, 0, func(st wire.Stream) wire.Encoder { return wire.NewOpenAIStream(st, includeUsage) }, req.OnDisconnect)
-		return
+	if !req.Stream {
+		return &follow{run: &run, onDisconnect: req.OnDisconnect, whole: true}
 	}
-	s.completeRun(w, r, run, req.OnDisconnect)
+	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	return &follow{run: &run, enc: func(st wire.Stream) wire.Encoder { return wire.NewOpenAIStream(st, includeUsage) }, onDisconnect: req.OnDisconnect}
 }
 
 func checkChatCompletion(req chatCompletionRequest) error {

@@ -26,7 +26,61 @@ const maxWrite = 32 << 10
 // heartbeat gets a comment line too. When the log no longer holds the
 // events (evicted after its retention, or trimmed) the end of a finished
 // run is answered from the store.
-func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstream.Run, after int64, newEnc wire.NewEncoder) bool {
+//
+// The handler's goroutine waits here, in the log's Read, for the whole
+// stream, and a stack is only halved when under a quarter of it is in
+// use: the start of the stream (openStream) and what is done on a read's
+// failure (readFailed) are in functions of their own, so that the frames
+// below that Read stay small (BenchmarkStreamMemory in ../server).
+func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run *agentstream.Run, after int64, newEnc wire.NewEncoder) bool {
+	st := s.openStream(w, r, run, after, newEnc)
+	if st == nil {
+		return false
+	}
+	defer st.hb.stop()
+	for {
+		evs, end, err := s.log.Read(st.hb.ctx, run.ID, st.after, readBatch)
+		if err != nil {
+			if stop, sent := s.readFailed(st, err); stop {
+				return sent
+			}
+			continue
+		}
+		if !st.sendEvents(evs) {
+			return false
+		}
+		if end {
+			return true
+		}
+	}
+}
+
+// stream is the state of one streamRun.
+type stream struct {
+	ctx context.Context
+	run *agentstream.Run
+	out *sseOut
+	enc wire.Encoder
+	// buf is held for the life of the stream: sized for a few events, it
+	// grows for a reader that falls behind.
+	buf []byte
+	// after is the id of the last event sent.
+	after int64
+	// One heartbeat period is one context, not one per read: a context
+	// with a deadline per token was a measurable share of the CPU per
+	// token. A period in which events were sent ends without a comment.
+	hb           *period
+	sentInPeriod bool
+	// endedQuietly counts heartbeats in a row at which the store says the
+	// run ended though its log has not said so.
+	endedQuietly int
+}
+
+// openStream sends a stream's headers and its encoder's start; nil means
+// the client is gone.
+//
+//go:noinline
+func (s *Server) openStream(w http.ResponseWriter, r *http.Request, run *agentstream.Run, after int64, newEnc wire.NewEncoder) *stream {
 	enc := newEnc(wire.Stream{RunID: run.ID, ThreadID: run.ThreadID, Agent: run.Agent, Created: run.CreatedAt})
 	if sk, ok := enc.(wire.Skipper); ok && after > 0 {
 		s.skipTo(r.Context(), sk, run.ID, after)
@@ -37,105 +91,95 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run agentstre
 	h.Set("X-Thread-Id", run.ThreadID)
 	w.WriteHeader(http.StatusOK)
 
-	out := &sseOut{w: w, rc: http.NewResponseController(w), stall: s.opts.StallTimeout}
 	// send sets a write deadline each time. It stays in force after the
 	// handler returns, so the end of the response (the last chunk) is
 	// bounded too; net/http clears it before the connection serves
 	// another request.
-	// Held for the life of the stream: sized for a few events, it grows
-	// for a reader that falls behind.
+	out := &sseOut{w: w, rc: http.NewResponseController(w), stall: s.opts.StallTimeout}
 	buf := enc.Start(make([]byte, 0, 512))
 	if !out.send(buf) {
-		return false
+		return nil
 	}
 	ctx := r.Context()
-	// endedQuietly counts heartbeats in a row at which the store says the
-	// run ended though its log has not said so.
-	endedQuietly := 0
-	// One heartbeat period is one context, not one per read: a context
-	// with a deadline per token was a measurable share of the CPU per
-	// token. A period in which events were sent ends without a comment.
-	hb := newPeriod(ctx, s.opts.Heartbeat)
-	defer hb.stop()
-	sentInPeriod := false
-	for {
-		evs, end, err := s.log.Read(hb.ctx, run.ID, after, readBatch)
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return false // the client left
-			case errors.Is(err, context.DeadlineExceeded) && sentInPeriod:
-				hb.renew()
-				sentInPeriod = false
-				continue
-			case errors.Is(err, context.DeadlineExceeded):
-				hb.renew()
-				// A terminal event can be lost: an instance that died
-				// between its store write and its append, a Redis that lost
-				// its data. Two silent heartbeats after the store says the
-				// run ended, the end is answered from the store.
-				if stored, err := s.store.GetRun(ctx, run.UserID, run.ID); err == nil && stored.Status.Terminal() {
-					if endedQuietly++; endedQuietly >= 2 {
-						if sent, ok := s.endFromStore(ctx, out, enc, run, after); ok {
-							return sent
-						}
-					}
-				} else {
-					endedQuietly = 0
-				}
-				if !s.heartbeat(out, enc, buf) {
-					return false
-				}
-				continue
-			case errors.Is(err, agentstream.ErrNotFound), errors.Is(err, agentstream.ErrGone):
-				sent, ok := s.endFromStore(ctx, out, enc, run, after)
-				if ok {
-					return sent
-				}
-				if errors.Is(err, agentstream.ErrGone) {
-					// The reader fell behind what the log keeps: the
-					// stream ends, and resuming from here is a 410.
-					s.logger.Warn("a reader fell behind the events its run's log keeps", "run_id", run.ID, "err", err)
-					return false
-				}
-				// The run goes on without a log to read (Redis lost it; the
-				// run's next flush makes it again): wait a heartbeat,
-				// with a comment, and look again.
-				select {
-				case <-ctx.Done():
-					return false
-				case <-hb.ctx.Done():
-				}
-				hb.renew()
-				if !s.heartbeat(out, enc, buf) {
-					return false
-				}
-				continue
+	return &stream{ctx: ctx, run: run, out: out, enc: enc, buf: buf, after: after, hb: newPeriod(ctx, s.opts.Heartbeat)}
+}
+
+// sendEvents encodes and sends evs; false means the client is gone.
+func (st *stream) sendEvents(evs []agentstream.Event) bool {
+	buf := st.buf[:0]
+	for i := range evs {
+		buf = wire.EncodeEvent(st.enc, buf, evs[i])
+		st.after = evs[i].Seq
+		// A reader that fell behind holds at most about one write's
+		// worth of encoded events, however big the batch.
+		if len(buf) >= maxWrite {
+			if !st.out.send(buf) {
+				return false
 			}
-			s.logger.Error("reading a run's events", "run_id", run.ID, "err", err)
-			return false
-		}
-		buf = buf[:0]
-		for _, ev := range evs {
-			buf = wire.EncodeEvent(enc, buf, ev)
-			after = ev.Seq
-			// A reader that fell behind holds at most about one write's
-			// worth of encoded events, however big the batch.
-			if len(buf) >= maxWrite {
-				if !out.send(buf) {
-					return false
-				}
-				buf = buf[:0]
-			}
-		}
-		if len(buf) > 0 && !out.send(buf) {
-			return false
-		}
-		sentInPeriod = true
-		if end {
-			return true
+			buf = buf[:0]
 		}
 	}
+	st.buf = buf
+	if len(buf) > 0 && !st.out.send(buf) {
+		return false
+	}
+	st.sentInPeriod = true
+	return true
+}
+
+// readFailed handles a failed read of a stream's log: stop says whether
+// the stream ends, and sent then whether its terminal event was sent.
+//
+//go:noinline
+func (s *Server) readFailed(st *stream, err error) (stop, sent bool) {
+	ctx, run, hb := st.ctx, st.run, st.hb
+	switch {
+	case ctx.Err() != nil:
+		return true, false // the client left
+	case errors.Is(err, context.DeadlineExceeded) && st.sentInPeriod:
+		hb.renew()
+		st.sentInPeriod = false
+		return false, false
+	case errors.Is(err, context.DeadlineExceeded):
+		hb.renew()
+		// A terminal event can be lost: an instance that died
+		// between its store write and its append, a Redis that lost
+		// its data. Two silent heartbeats after the store says the
+		// run ended, the end is answered from the store.
+		if stored, err := s.store.GetRun(ctx, run.UserID, run.ID); err == nil && stored.Status.Terminal() {
+			if st.endedQuietly++; st.endedQuietly >= 2 {
+				if sent, ok := s.endFromStore(ctx, st.out, st.enc, run, st.after); ok {
+					return true, sent
+				}
+			}
+		} else {
+			st.endedQuietly = 0
+		}
+		return !s.heartbeat(st.out, st.enc, st.buf), false
+	case errors.Is(err, agentstream.ErrNotFound), errors.Is(err, agentstream.ErrGone):
+		sent, ok := s.endFromStore(ctx, st.out, st.enc, run, st.after)
+		if ok {
+			return true, sent
+		}
+		if errors.Is(err, agentstream.ErrGone) {
+			// The reader fell behind what the log keeps: the
+			// stream ends, and resuming from here is a 410.
+			s.logger.Warn("a reader fell behind the events its run's log keeps", "run_id", run.ID, "err", err)
+			return true, false
+		}
+		// The run goes on without a log to read (Redis lost it; the
+		// run's next flush makes it again): wait a heartbeat,
+		// with a comment, and look again.
+		select {
+		case <-ctx.Done():
+			return true, false
+		case <-hb.ctx.Done():
+		}
+		hb.renew()
+		return !s.heartbeat(st.out, st.enc, st.buf), false
+	}
+	s.logger.Error("reading a run's events", "run_id", run.ID, "err", err)
+	return true, false
 }
 
 // heartbeat writes enc's heartbeat, when it has one, reusing buf; false
@@ -176,8 +220,8 @@ func (s *Server) skipTo(ctx context.Context, sk wire.Skipper, runID string, afte
 // (storedEnd) to a reader after `after`: nothing when the reader is at or
 // past its terminal event. ok is false, and nothing is sent, when the run
 // has not ended.
-func (s *Server) endFromStore(ctx context.Context, out *sseOut, enc wire.Encoder, run agentstream.Run, after int64) (sent, ok bool) {
-	evs, ok := s.storedEnd(ctx, run, after)
+func (s *Server) endFromStore(ctx context.Context, out *sseOut, enc wire.Encoder, run *agentstream.Run, after int64) (sent, ok bool) {
+	evs, ok := s.storedEnd(ctx, *run, after)
 	if !ok || len(evs) == 0 {
 		return false, ok
 	}

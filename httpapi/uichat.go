@@ -39,10 +39,20 @@ type uiMessage struct {
 // so the history the client sends again is ignored. Client-side tools and
 // regenerating an answer are refused until agentstream supports them.
 func (s *Server) uiChat(w http.ResponseWriter, r *http.Request, user string) {
+	if f := s.startUIChat(w, r, user); f != nil {
+		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+	}
+}
+
+// startUIChat starts the run of a useChat request, or answers why not (nil); see
+// follow.
+//
+//go:noinline
+func (s *Server) startUIChat(w http.ResponseWriter, r *http.Request, user string) *follow {
 	var req uiChatRequest
 	if err := s.decodeBody(w, r, &req, true); err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	input, err := req.input()
 	if err == nil {
@@ -50,14 +60,14 @@ func (s *Server) uiChat(w http.ResponseWriter, r *http.Request, user string) {
 	}
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
 	run, err := s.startChat(r, user, req.ID, agentStart{agent: req.Agent, input: input, multitask: req.Multitask, context: req.Context})
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return nil
 	}
-	s.followRun(w, r, run, 0, wire.NewUI, req.OnDisc)
+	return &follow{run: &run, enc: wire.NewUI, onDisconnect: req.OnDisc}
 }
 
 // input checks the request and returns the run's input: the text of its
@@ -154,7 +164,7 @@ func (s *Server) uiChatStream(w http.ResponseWriter, r *http.Request, user strin
 		defer s.opts.Presence.Attach(run.ID)()
 	}
 	run.ThreadID = t.PublicID()
-	s.streamRun(w, r, run, 0, wire.NewUI)
+	s.streamRun(w, r, &run, 0, wire.NewUI)
 }
 
 // maxActiveRuns is how many of a thread's newest runs are looked at for

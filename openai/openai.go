@@ -24,6 +24,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -96,31 +97,101 @@ var errIdle = errors.New("model API idle timeout")
 
 // Stream calls the model; see agentstream.Model. onDelta runs on the
 // calling goroutine; it may be nil.
+//
+// The goroutine that calls Stream waits in it for the whole answer, and a
+// stack is only halved when under a quarter of it is in use: what the
+// waiting frames hold is paid for every open stream. So sending the
+// request (openai-go's parameters alone are 1.2 KB on the stack) is done
+// in send, whose frame is gone by the time the stream is read
+// (BenchmarkStreamMemory in ../server).
 func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
-	body, err := requestBody(req)
+	c, err := m.send(ctx, &req)
 	if err != nil {
 		return agentstream.ModelResult{}, err
 	}
-	if ctx.Err() != nil {
-		return agentstream.ModelResult{}, cancelled(ctx)
-	}
+	defer c.close()
 	if onDelta == nil {
 		onDelta = func(agentstream.ModelDelta) {}
 	}
+	var acc accumulator
+	err = consume(newChunkDecoder(c.body), &acc, onDelta, c.idle, m.idle)
+	return m.ended(ctx, c, &acc, err)
+}
 
-	// sctx carries the call; the idle timer cancels it when the upstream is
-	// silent for m.idle. The timer runs while an attempt waits for its
-	// response headers (the middleware rearms it around each attempt) and
-	// while the stream waits for its next chunk; it is stopped while a
-	// chunk is handled, so a slow onDelta is not the upstream's fault.
+// ended returns what a stream that ended with err (nil at its end)
+// gathered, and its error. It is kept out of Stream's frame (see Stream).
+//
+//go:noinline
+func (m *Model) ended(ctx context.Context, c *call, acc *accumulator, err error) (agentstream.ModelResult, error) {
+	res := acc.result()
+	if err != nil {
+		return res, m.streamError(ctx, c.ctx, err)
+	}
+	if res.FinishReason == "" {
+		// The body ended cleanly but before a finish_reason: a proxy cut
+		// it, or the answer was not a stream at all.
+		return res, agentstream.Errorf(agentstream.CodeUpstream, "model stream ended early: no finish_reason")
+	}
+	return res, nil
+}
+
+// call is a model call whose answer has started.
+type call struct {
+	// ctx carries the call; the idle timer cancels it when the upstream is
+	// silent for Model.idle.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	idle   *time.Timer
+	body   io.ReadCloser
+}
+
+func (c *call) close() {
+	_ = c.body.Close()
+	c.idle.Stop()
+	c.cancel(nil)
+}
+
+// send sends req and returns the call once the answer's headers are in.
+// It is kept out of Stream's frame (see Stream).
+//
+//go:noinline
+func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *call, err error) {
+	body, err := requestBody(*req)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, cancelled(ctx)
+	}
+
+	// The idle timer runs while an attempt waits for its response headers
+	// (the middleware rearms it around each attempt) and while the stream
+	// waits for its next chunk; it is stopped while a chunk is handled, so
+	// a slow onDelta is not the upstream's fault.
 	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	idle := time.AfterFunc(m.idle, func() { cancel(errIdle) })
-	defer idle.Stop()
+	defer func() {
+		if err != nil {
+			idle.Stop()
+			cancel(nil)
+		}
+	}()
+	// The transport keeps an answer's request, body included, for as long
+	// as the answer is read: the whole conversation sent, held for the
+	// whole stream. Each attempt reads the body from a reader that lets
+	// go of it once read, and once the call has its answer nothing holds
+	// it (see sentBody).
+	sent := &sentBody{}
+	sent.b.Store(&body)
+	defer sent.b.Store(nil)
 	watch := option.WithMiddleware(func(r *http.Request, next option.MiddlewareNext) (*http.Response, error) {
 		actx, acancel := context.WithCancel(r.Context())
+		r = r.WithContext(actx)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body, r.GetBody = sent.open(), sent.reopen
+		}
 		idle.Reset(m.idle)
-		res, err := next(r.WithContext(actx))
+		res, err := next(r)
 		idle.Reset(m.idle)
 		if err != nil || res.Body == nil {
 			acancel()
@@ -143,32 +214,73 @@ func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelt
 	// its own).
 	_, err = m.svc.New(sctx, oai.ChatCompletionNewParams{}, watch,
 		option.WithRequestBody("application/json", body), option.WithResponseBodyInto(&raw))
-	if raw != nil && raw.Body != nil {
-		defer raw.Body.Close()
-	}
 	if err == nil && (raw == nil || raw.Body == nil) {
 		err = errors.New("no response body")
 	}
 	if err != nil {
-		return agentstream.ModelResult{}, m.callError(ctx, sctx, err, false)
-	}
-
-	var acc accumulator
-	err = consume(newChunkDecoder(raw.Body), &acc, onDelta, idle, m.idle)
-	res := acc.result()
-	if err != nil {
-		var de *agentstream.Error
-		if errors.As(err, &de) {
-			return res, de // the accumulator's verdict
+		if raw != nil && raw.Body != nil {
+			_ = raw.Body.Close()
 		}
-		return res, m.callError(ctx, sctx, err, true)
+		return nil, m.callError(ctx, sctx, err, false)
 	}
-	if res.FinishReason == "" {
-		// The body ended cleanly but before a finish_reason: a proxy cut
-		// it, or the answer was not a stream at all.
-		return res, agentstream.Errorf(agentstream.CodeUpstream, "model stream ended early: no finish_reason")
+	return &call{ctx: sctx, cancel: cancel, idle: idle, body: raw.Body}, nil
+}
+
+// sentBody is a call's request body, for its attempts to read until the
+// call has its answer (then b is nil).
+type sentBody struct{ b atomic.Pointer[[]byte] }
+
+// errBodyGone is a read of a request body after its call was answered,
+// which net/http does not do.
+var errBodyGone = errors.New("the request body was already sent")
+
+// open returns a reader of the body.
+func (s *sentBody) open() io.ReadCloser {
+	var b []byte
+	if p := s.b.Load(); p != nil {
+		b = *p
 	}
-	return res, nil
+	return &bodyReader{b: b}
+}
+
+// reopen is the request's GetBody: a reader of the body again, for the
+// transport to send it anew on another connection.
+func (s *sentBody) reopen() (io.ReadCloser, error) {
+	if s.b.Load() == nil {
+		return nil, errBodyGone
+	}
+	return s.open(), nil
+}
+
+// bodyReader reads a request body, and lets go of it once read.
+type bodyReader struct{ b []byte }
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		r.b = nil
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	if len(r.b) == 0 {
+		r.b = nil
+	}
+	return n, nil
+}
+
+// Close does nothing: a transport may close a body while another of its
+// goroutines reads it, and the body is let go of when the call returns
+// anyway.
+func (r *bodyReader) Close() error { return nil }
+
+// streamError is the error of a stream that failed once started: the
+// accumulator's verdict as it is, anything else through callError.
+func (m *Model) streamError(ctx, sctx context.Context, err error) error {
+	var de *agentstream.Error
+	if errors.As(err, &de) {
+		return de
+	}
+	return m.callError(ctx, sctx, err, true)
 }
 
 // drainingBody is an attempt's response body. Its Close reads what is left

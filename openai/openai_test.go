@@ -483,7 +483,16 @@ func TestRetries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var n atomic.Int64
+			var mu sync.Mutex
+			var bodies []string
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					t.Errorf("reading the request body: %v", err)
+				}
+				mu.Lock()
+				bodies = append(bodies, string(b))
+				mu.Unlock()
 				tt.handler(n.Add(1), w, r)
 			}))
 			defer srv.Close()
@@ -496,6 +505,18 @@ func TestRetries(t *testing.T) {
 			if got := n.Load(); got != tt.wantN {
 				t.Errorf("%d requests, want %d", got, tt.wantN)
 			}
+			// Every attempt sends the whole body (sentBody).
+			want, berr := requestBody(simpleRequest())
+			if berr != nil {
+				t.Fatal(berr)
+			}
+			mu.Lock()
+			for i, b := range bodies {
+				if b != string(want) {
+					t.Errorf("attempt %d sent %q, want %q", i+1, b, want)
+				}
+			}
+			mu.Unlock()
 			if tt.wantCode == "" {
 				if err != nil || res.Content != "ok" {
 					t.Fatalf("res %+v, err %v", res, err)
@@ -894,5 +915,38 @@ func TestH2C(t *testing.T) {
 		if got := proto.Load(); got != want {
 			t.Fatalf("h2c=%v: the request came over HTTP/%d", h2c, got)
 		}
+	}
+}
+
+// TestSentBody: a call's request body reads whole, again for another
+// attempt, and not once the call has its answer; a reader lets go of the
+// body once it has read it.
+func TestSentBody(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"model":"m","messages":[]}`)
+	s := &sentBody{}
+	s.b.Store(&body)
+	for i := range 2 {
+		rc, err := s.reopen()
+		if err != nil {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+		got, err := io.ReadAll(rc)
+		if err != nil || string(got) != string(body) {
+			t.Fatalf("attempt %d read %q, %v; want %q", i+1, got, err, body)
+		}
+		if r := rc.(*bodyReader); r.b != nil {
+			t.Errorf("attempt %d: the reader holds %d bytes after reading them", i+1, len(r.b))
+		}
+		if err := rc.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	s.b.Store(nil)
+	if _, err := s.reopen(); !errors.Is(err, errBodyGone) {
+		t.Errorf("reopened after the answer: %v, want errBodyGone", err)
+	}
+	if got, err := io.ReadAll(s.open()); err != nil || len(got) != 0 {
+		t.Errorf("a reader after the answer read %q, %v", got, err)
 	}
 }

@@ -239,6 +239,10 @@ type chunkDecoder struct {
 	hasUsage bool
 }
 
+// newChunkDecoder is not inlined: its buffers' setup would take room in
+// the frame of Model.Stream, which waits for the whole stream (see there).
+//
+//go:noinline
 func newChunkDecoder(body io.Reader) *chunkDecoder {
 	return &chunkDecoder{sse: newSSEReader(body)}
 }

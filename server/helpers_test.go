@@ -156,7 +156,15 @@ func startLogged(t testing.TB, simOpts sim.Options, mod func(*config.Config), lo
 		t.Fatalf("starting the simulator: %v", err)
 	}
 	t.Cleanup(func() { _ = running.Close() })
+	e := startServer(t, running.URL(), mod, logs)
+	e.sim = running.Server()
+	return e
+}
 
+// startServer runs a server whose model is the OpenAI-compatible API at
+// baseURL (a simulator of the test's, maybe in another process).
+func startServer(t testing.TB, baseURL string, mod func(*config.Config), logs slog.Handler) *env {
+	t.Helper()
 	example, err := os.ReadFile(filepath.Join("..", "examples", "pregnancy-companion.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +175,7 @@ func startLogged(t testing.TB, simOpts sim.Options, mod func(*config.Config), lo
 	}
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DatabaseURL = filepath.Join(t.TempDir(), "agentstream.db")
-	cfg.OpenAI = config.OpenAI{APIKey: "sk-test", BaseURL: running.URL(), MaxRetries: intPtr(2), IdleTimeout: 10 * time.Second}
+	cfg.OpenAI = config.OpenAI{APIKey: "sk-test", BaseURL: baseURL, MaxRetries: intPtr(2), IdleTimeout: 10 * time.Second}
 	cfg.Agents = append(cfg.Agents, testAgent)
 	cfg.DefaultAgent = "tester"
 	if mod != nil {
@@ -189,7 +197,7 @@ func startLogged(t testing.TB, simOpts sim.Options, mod func(*config.Config), lo
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &env{t: t, url: "http://" + srv.Addr(), sim: running.Server(), srv: srv}
+	return &env{t: t, url: "http://" + srv.Addr(), srv: srv}
 }
 
 type testWriter struct{ t testing.TB }
