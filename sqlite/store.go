@@ -148,16 +148,6 @@ func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim a
 		} else if n == 0 {
 			return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
 		}
-		var active string
-		err = tx.QueryRowContext(ctx, `
-			SELECT id FROM runs WHERE thread_id = ? AND status IN ('queued', 'running') LIMIT 1`,
-			run.ThreadID).Scan(&active)
-		switch {
-		case err == nil:
-			return agentstream.Errorf(agentstream.CodeConflict, "thread already has an active run %s", active)
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
 		_, err = tx.ExecContext(ctx, `
 			INSERT INTO runs (id, thread_id, user_id, agent, status, error_code, error_message,
 				input_tokens, output_tokens, context, created_at, started_at, finished_at,
@@ -167,7 +157,17 @@ func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim a
 			run.Usage.InputTokens, run.Usage.OutputTokens, runContext, micros(run.CreatedAt),
 			nullMicros(run.StartedAt), nullMicros(run.FinishedAt), run.Owner, nullMicros(run.LeaseUntil))
 		if isUniqueViolation(err) {
-			// The active-run index is checked above; this is the run's ID.
+			// The index runs_one_active_per_thread refuses a second
+			// active run on the thread; only then is it read, to name it.
+			var active string
+			switch aerr := tx.QueryRowContext(ctx, `
+				SELECT id FROM runs WHERE thread_id = ? AND status IN ('queued', 'running') LIMIT 1`,
+				run.ThreadID).Scan(&active); {
+			case aerr == nil:
+				return agentstream.Wrap(agentstream.CodeConflict, err, "thread already has an active run "+active)
+			case !errors.Is(aerr, sql.ErrNoRows):
+				return aerr
+			}
 			return agentstream.Wrap(agentstream.CodeConflict, err, "run already exists")
 		}
 		if err != nil {
@@ -247,24 +247,30 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
 	return s.write(ctx, "finish run", func(tx wtx) error {
-		threadID, status, err := runState(ctx, tx, run.ID)
-		if err != nil {
-			return err
-		}
-		if status.Terminal() {
-			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
-		}
-		if err := saveMessages(ctx, tx, threadID, run.ID, msgs); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `
+		// The run is ended first, only if it has not ended, which also
+		// reads its thread: one statement where a read and a write were.
+		// Its messages follow in the same transaction.
+		var threadID string
+		err := tx.QueryRowContext(ctx, `
 			UPDATE runs SET status = ?, error_code = ?, error_message = ?,
 				input_tokens = ?, output_tokens = ?, finished_at = ?,
 				owner = '', lease_until = NULL, end_seq = ?
-			WHERE id = ?`,
+			WHERE id = ? AND status IN ('queued', 'running')
+			RETURNING thread_id`,
 			run.Status, errCode, errMessage, run.Usage.InputTokens, run.Usage.OutputTokens,
-			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID)
-		return err
+			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID).Scan(&threadID)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Not ended here: say why.
+			_, status, err := runState(ctx, tx, run.ID)
+			if err != nil {
+				return err
+			}
+			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
+		}
+		if err != nil {
+			return err
+		}
+		return saveMessages(ctx, tx, threadID, run.ID, msgs)
 	})
 }
 
@@ -464,21 +470,27 @@ func saveMessages(ctx context.Context, tx wtx, threadID, runID string, msgs []ag
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `
-			UPDATE messages SET content = ?, tool_calls = ?, status = ?
-			WHERE id = ? AND run_id = ?`,
-			m.Content, toolCalls, m.Status, m.ID, runID)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			continue
-		}
-		if _, err := insertMessage(ctx, tx, m, toolCalls); err != nil {
+		// One statement: appended, or updated in place when the ID is
+		// the run's own message; no row when it is another run's.
+		var seq int64
+		err = tx.QueryRowContext(ctx, `
+			INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
+				tool_call_id, tool_name, status, created_at)
+			VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = ?),
+				?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE
+				SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
+				WHERE messages.run_id = excluded.run_id
+			RETURNING seq`,
+			m.ID, m.ThreadID, m.RunID, m.ThreadID, m.Role, m.Content, toolCalls,
+			m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt),
+		).Scan(&seq)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
+		case isUniqueViolation(err):
+			return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+		case err != nil:
 			return err
 		}
 	}
