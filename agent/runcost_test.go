@@ -35,6 +35,11 @@ func (s *callCounter) CreateRunLimited(ctx context.Context, run agentstream.Run,
 	return s.Store.CreateRunLimited(ctx, run, lim, input, history...)
 }
 
+func (s *callCounter) CreateThreadRun(ctx context.Context, t agentstream.Thread, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	s.writes.Add(1)
+	return s.Store.CreateThreadRun(ctx, t, run, lim, input, history...)
+}
+
 func (s *callCounter) StartRun(ctx context.Context, runID string, at time.Time) error {
 	s.writes.Add(1)
 	return s.Store.StartRun(ctx, runID, at)

@@ -103,6 +103,10 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"InvalidStatus", s.testCreateRunInvalidStatus},
 			{"UnencodableContext", s.testCreateRunUnencodableContext},
 		}},
+		{"CreateThreadRun", []test{
+			{"RoundTrip", s.testCreateThreadRun},
+			{"Refused", s.testCreateThreadRunRefused},
+		}},
 		{"Limits", []test{
 			{"UsageAddsUp", s.testUsageAddsUp},
 			{"UsageRefused", s.testUsageRefused},
