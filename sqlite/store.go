@@ -286,16 +286,63 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 	if err := checkMessageIDs(msgs); err != nil {
 		return err
 	}
-	return s.write(ctx, "checkpoint run", func(tx wtx) error {
-		threadID, status, err := runState(ctx, tx, runID)
+	encoded := make([]sql.NullString, len(msgs))
+	for i, m := range msgs {
+		calls, err := encodeToolCalls(m.ToolCalls)
 		if err != nil {
 			return err
 		}
-		if status != agentstream.RunRunning {
-			return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
+		encoded[i] = calls
+	}
+	return s.write(ctx, "checkpoint run", func(tx wtx) error {
+		if len(msgs) == 0 {
+			return checkRunning(ctx, tx, runID)
 		}
-		return saveMessages(ctx, tx, threadID, runID, msgs)
+		for i, m := range msgs {
+			// One statement a message: saved only while the run is
+			// running, in its thread; why nothing was saved is read only
+			// then.
+			var seq int64
+			err := tx.QueryRowContext(ctx, `
+				INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
+					tool_call_id, tool_name, status, created_at)
+				SELECT ?, r.thread_id, r.id,
+					(SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = r.thread_id),
+					?, ?, ?, ?, ?, ?, ?
+				FROM runs r WHERE r.id = ? AND r.status = 'running'
+				ON CONFLICT (id) DO UPDATE
+					SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
+					WHERE messages.run_id = excluded.run_id
+				RETURNING seq`,
+				m.ID, m.Role, m.Content, encoded[i], m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt), runID,
+			).Scan(&seq)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				if err := checkRunning(ctx, tx, runID); err != nil {
+					return err
+				}
+				return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
+			case isUniqueViolation(err):
+				return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+			case err != nil:
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// checkRunning is ErrNotFound for an unknown run, ErrConflict for one that
+// is not running.
+func checkRunning(ctx context.Context, tx wtx, runID string) error {
+	_, status, err := runState(ctx, tx, runID)
+	if err != nil {
+		return err
+	}
+	if status != agentstream.RunRunning {
+		return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
+	}
+	return nil
 }
 
 // FinishRun saves msgs and the run's outcome, and clears its owner and
