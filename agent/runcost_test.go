@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -222,4 +223,126 @@ func BenchmarkRunCost(b *testing.B) {
 			b.ReportMetric(float64(reads)/float64(b.N), "reads/run")
 		})
 	}
+}
+
+// savesRecorder records the message IDs each CheckpointRun and FinishRun
+// is given.
+type savesRecorder struct {
+	agentstream.Store
+	mu    sync.Mutex
+	saves [][]string
+}
+
+func (s *savesRecorder) record(msgs []agentstream.Message) {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	s.mu.Lock()
+	s.saves = append(s.saves, ids)
+	s.mu.Unlock()
+}
+
+func (s *savesRecorder) CheckpointRun(ctx context.Context, runID string, msgs []agentstream.Message) error {
+	s.record(msgs)
+	return s.Store.CheckpointRun(ctx, runID, msgs)
+}
+
+func (s *savesRecorder) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
+	s.record(msgs)
+	return s.Store.FinishRun(ctx, run, msgs)
+}
+
+// TestSavesWriteEachMessageOnce: a run of two tool turns and an answer
+// saves each turn's messages at its tool boundary and only the answer at
+// its end, not the whole run again each time; the thread holds them all,
+// in order.
+func TestSavesWriteEachMessageOnce(t *testing.T) {
+	t.Parallel()
+	rec := &savesRecorder{}
+	h := newHarness(t, setup{script: toolTurns(), tools: []agentstream.Tool{echoTool},
+		wrap: func(s agentstream.Store) agentstream.Store { rec.Store = s; return rec }})
+	th := h.thread(nil)
+	run := h.start(th, "go")
+	end(t, h.events(run.ID), agentstream.EventRunCompleted)
+	msgs := h.messages(th.ID)
+	if len(msgs) != 6 {
+		t.Fatalf("the thread has %d messages, want 6 (question, 2 × call and result, answer)", len(msgs))
+	}
+	want := [][]string{{msgs[1].ID, msgs[2].ID}, {msgs[3].ID, msgs[4].ID}, {msgs[5].ID}}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if fmt.Sprint(rec.saves) != fmt.Sprint(want) {
+		t.Errorf("saves %v, want %v", rec.saves, want)
+	}
+	if msgs[5].Content != "done" || msgs[1].Role != agentstream.RoleAssistant || msgs[2].Role != agentstream.RoleTool {
+		t.Errorf("messages: %+v", msgs)
+	}
+}
+
+// TestSavesAfterAFailedCheckpoint: messages whose tool boundary's
+// checkpoint failed are saved by the next save, the next boundary's or the
+// run's end.
+func TestSavesAfterAFailedCheckpoint(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		failAt int
+		want   string // the number of messages each save was given
+	}{
+		{1, "[2 4 1]"}, // the first boundary's two are saved at the second
+		{2, "[2 2 3]"}, // the second boundary's two are saved at the end
+	} {
+		t.Run(fmt.Sprint("fail checkpoint ", c.failAt), func(t *testing.T) {
+			t.Parallel()
+			rec := &failingCheckpoint{failAt: c.failAt}
+			h := newHarness(t, setup{script: toolTurns(), tools: []agentstream.Tool{echoTool},
+				wrap: func(s agentstream.Store) agentstream.Store { rec.Store = s; return rec }})
+			th := h.thread(nil)
+			run := h.start(th, "go")
+			end(t, h.events(run.ID), agentstream.EventRunCompleted)
+			msgs := h.messages(th.ID)
+			if len(msgs) != 6 || msgs[5].Content != "done" {
+				t.Fatalf("the thread has %d messages, want 6: %+v", len(msgs), msgs)
+			}
+			for i, m := range msgs {
+				if m.Seq != int64(i+1) {
+					t.Errorf("message %d has seq %d", i, m.Seq)
+				}
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if got := fmt.Sprint(rec.sizes); got != c.want {
+				t.Errorf("saves of %s messages, want %s", got, c.want)
+			}
+		})
+	}
+}
+
+// failingCheckpoint fails the failAt-th CheckpointRun (from 1) and records
+// how many messages each CheckpointRun and FinishRun is given.
+type failingCheckpoint struct {
+	agentstream.Store
+	failAt int
+	mu     sync.Mutex
+	calls  int
+	sizes  []int
+}
+
+func (s *failingCheckpoint) CheckpointRun(ctx context.Context, runID string, msgs []agentstream.Message) error {
+	s.mu.Lock()
+	s.calls++
+	s.sizes = append(s.sizes, len(msgs))
+	fail := s.calls == s.failAt
+	s.mu.Unlock()
+	if fail {
+		return errors.New("the store is down")
+	}
+	return s.Store.CheckpointRun(ctx, runID, msgs)
+}
+
+func (s *failingCheckpoint) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(msgs))
+	s.mu.Unlock()
+	return s.Store.FinishRun(ctx, run, msgs)
 }
