@@ -84,6 +84,12 @@ type Store interface {
 	// The checks of one user's runs are serialized, so that two callers
 	// cannot both take the last place. Zero limits check nothing.
 	CreateRunLimited(ctx context.Context, run Run, lim RunLimits, input Message, history ...Message) (Message, error)
+	// CreateThreadRun is CreateThread(t) then CreateRunLimited, in one
+	// transaction: a new conversation's first run costs one write, and a
+	// run refused (limits, or any error) leaves no thread behind. run must
+	// be of t (ThreadID and UserID), ErrInvalid otherwise; ErrConflict
+	// when t's ID is taken. Nothing is written on any error.
+	CreateThreadRun(ctx context.Context, t Thread, run Run, lim RunLimits, input Message, history ...Message) (Message, error)
 	// AddUsage adds tokens (> 0) to userID's count of the UTC day that
 	// holds at, atomically: callers on several instances add up.
 	AddUsage(ctx context.Context, userID string, at time.Time, tokens int64) error

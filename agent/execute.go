@@ -77,6 +77,9 @@ type execution struct {
 	checkpointFailed atomic.Bool
 	// msgs are the assistant and tool messages this run produced, in order.
 	msgs []agentstream.Message
+	// saved counts the msgs a tool boundary's checkpoint stored: they are
+	// complete and do not change, so later saves write only the rest.
+	saved int
 	// tools are the tools of the run, gathered when it starts.
 	tools runTools
 	// steps counts the run's model calls (step.started's step).
@@ -189,9 +192,11 @@ func (x *execution) toolTurn(ctx context.Context, req *agentstream.ModelRequest,
 	req.Messages = append(req.Messages, results...)
 	// A tool boundary is a checkpoint: a crash from here on loses
 	// only what the next turn streams.
-	if err := r.store.CheckpointRun(ctx, x.run.ID, storable(x.msgs)); err != nil {
+	if err := r.store.CheckpointRun(ctx, x.run.ID, storable(x.msgs[x.saved:])); err != nil {
 		x.checkpointFailed.Store(true)
 		r.logger.Warn("checkpointing a run", "run_id", x.run.ID, "err", err)
+	} else {
+		x.saved = len(x.msgs)
 	}
 }
 
@@ -447,7 +452,7 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	} else {
 		r.logger.Warn("reading a run's last event id", "run_id", x.run.ID, "err", err)
 	}
-	serr := r.saveEnd(ctx, x.run, x.msgs)
+	serr := r.saveEnd(ctx, x.run, x.msgs[x.saved:])
 	// The thread's messages are now the history this run started from and
 	// the messages it saved; the next run here starts from them.
 	if serr == nil && x.history != nil && !x.checkpointFailed.Load() {
@@ -466,7 +471,7 @@ func (x *execution) finish(runCtx context.Context, err error) {
 		r.logger.Error("saving a finished run; it is saved as failed once the store is back", "run_id", x.run.ID, "err", serr)
 		x.run.Status = agentstream.RunFailed
 		x.run.Error = &agentstream.ErrorInfo{Code: agentstream.CodeInternal, Message: "the run's result could not be saved"}
-		r.saveLater(x.run, x.msgs)
+		r.saveLater(x.run, x.msgs[x.saved:])
 	}
 	end := agentstream.NewEvent(agentstream.TerminalEventFor(x.run.Status), agentstream.RunEndData{
 		RunID: x.run.ID, Status: x.run.Status, Usage: x.run.Usage, Error: x.run.Error,

@@ -172,6 +172,8 @@ type setup struct {
 	models  map[string]agentstream.Model
 	// mask is the runner's Deps.Mask.
 	mask func(string) string
+	// model, when set, is the runner's model instead of the scripted one.
+	model agentstream.Model
 }
 
 // harness is a Runner on a real SQLite store and a real in-process log,
@@ -213,7 +215,11 @@ func newHarness(t testing.TB, s setup) *harness {
 	if s.wrapLog != nil {
 		log = s.wrapLog(h.log)
 	}
-	h.r, err = New(s.cfg, Deps{Store: store, Log: log, Model: h.model, Agents: s.agents, Tools: toolMap,
+	var model agentstream.Model = h.model
+	if s.model != nil {
+		model = s.model
+	}
+	h.r, err = New(s.cfg, Deps{Store: store, Log: log, Model: model, Agents: s.agents, Tools: toolMap,
 		Sources: s.sources, Models: s.models, Mask: s.mask})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -7,13 +7,19 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
-// Bounds of the history cache: how many threads it holds, and how many
-// messages, and how large (content and tool arguments), a thread's
-// history may be to be kept.
+// Bounds of the history cache: how many threads it holds, how large all
+// their histories may be together, and how many messages, and how large,
+// one thread's history may be to be kept. A history's size is its
+// content and tool arguments plus messageOverhead per message (the
+// Message and its IDs). The total, not each thread, is what bounds the
+// memory: a long conversation is what gains most from being kept (its
+// read grows with it), so one thread may take up to a sixteenth of it.
 const (
 	maxCachedThreads      = 1024
-	maxCachedMessages     = 256
-	maxCachedHistoryBytes = 32 << 10
+	maxCachedBytes        = 16 << 20
+	maxCachedMessages     = 4096
+	maxCachedHistoryBytes = maxCachedBytes / 16
+	messageOverhead       = 256
 	// historyTTL is how long a cached history is used: an older one is
 	// read again from the store. It bounds how long a history outlives its
 	// thread's deletion on an instance that missed the notice of it
@@ -37,14 +43,16 @@ const (
 // made by another instance meanwhile, say) is a miss, and the store is
 // read. A first message (Seq 1) needs no cache at all.
 type histories struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]history
+	now   func() time.Time
+	mu    sync.Mutex
+	m     map[string]history
+	bytes int // the sizes of the histories in m
 }
 
-// history is a cached thread's messages and when they were put.
+// history is a cached thread's messages, their size and when they were put.
 type history struct {
 	msgs []agentstream.Message
+	size int
 	at   time.Time
 }
 
@@ -75,7 +83,7 @@ func (h *histories) get(threadID string, input agentstream.Message) ([]agentstre
 // a run on it has ended and its messages are saved; a thread too large to
 // keep is dropped.
 func (h *histories) put(threadID string, msgs []agentstream.Message) {
-	size := 0
+	size := len(msgs) * messageOverhead
 	for _, m := range msgs {
 		size += len(m.Content)
 		for _, c := range m.ToolCalls {
@@ -84,24 +92,33 @@ func (h *histories) put(threadID string, msgs []agentstream.Message) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.remove(threadID)
 	if size > maxCachedHistoryBytes || len(msgs) > maxCachedMessages {
-		delete(h.m, threadID)
 		return
 	}
-	if _, ok := h.m[threadID]; !ok && len(h.m) >= maxCachedThreads {
+	for len(h.m) >= maxCachedThreads || h.bytes+size > maxCachedBytes {
 		for k := range h.m { // any one: map order is random
-			delete(h.m, k)
+			h.remove(k)
 			break
 		}
 	}
-	h.m[threadID] = history{msgs: msgs, at: h.now()}
+	h.m[threadID] = history{msgs: msgs, size: size, at: h.now()}
+	h.bytes += size
 }
 
 // drop forgets the thread.
 func (h *histories) drop(threadID string) {
 	h.mu.Lock()
-	delete(h.m, threadID)
+	h.remove(threadID)
 	h.mu.Unlock()
+}
+
+// remove forgets the thread; h.mu is held.
+func (h *histories) remove(threadID string) {
+	if e, ok := h.m[threadID]; ok {
+		h.bytes -= e.size
+		delete(h.m, threadID)
+	}
 }
 
 // ForgetThread drops what the runner keeps of a deleted thread (its

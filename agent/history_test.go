@@ -173,6 +173,48 @@ func TestHistoriesBounds(t *testing.T) {
 	}
 }
 
+// TestHistoriesTotalBound: long histories are kept (a thread of 340
+// messages, as in issue 15's runs), and together they stay within
+// maxCachedBytes, the oldest or any others making room.
+func TestHistoriesTotalBound(t *testing.T) {
+	t.Parallel()
+	h := newHistories(time.Now)
+	long := func(n int) []agentstream.Message {
+		msgs := make([]agentstream.Message, n)
+		for i := range msgs {
+			msgs[i] = agentstream.Message{Seq: int64(i + 1), Role: agentstream.RoleUser, Content: "a message of a long conversation, about a hundred bytes long, as a short answer would be....."}
+		}
+		return msgs
+	}
+	h.put("long", long(340))
+	if got, ok := h.get("long", agentstream.Message{Seq: 341, Content: "next"}); !ok || len(got) != 341 {
+		t.Fatalf("a thread of 340 messages was not kept: %d, %v", len(got), ok)
+	}
+	big := long(maxCachedHistoryBytes / (messageOverhead + 100)) // just under a thread's bound
+	for i := range 40 {
+		h.put(fmt.Sprint("big", i), big)
+		sum := 0
+		for _, e := range h.m {
+			sum += e.size
+		}
+		if sum != h.bytes || h.bytes > maxCachedBytes {
+			t.Fatalf("after %d puts: %d bytes kept (counted %d), bound %d", i+1, sum, h.bytes, maxCachedBytes)
+		}
+	}
+	if n := len(h.m); n < 15 || n > 16 {
+		t.Errorf("%d histories of a sixteenth of the bound kept, want 15 or 16", n)
+	}
+	h.put("big0", long(2)) // replaced: its size is counted once
+	h.drop("big39")
+	sum := 0
+	for _, e := range h.m {
+		sum += e.size
+	}
+	if sum != h.bytes {
+		t.Errorf("%d bytes counted, %d kept", h.bytes, sum)
+	}
+}
+
 // TestHistoriesExpire: a cached history older than historyTTL is not
 // used (it may belong to a thread deleted and made again while this
 // instance missed the notice), and put starts its time anew.

@@ -459,7 +459,7 @@ type threadRun struct {
 
 // createRun saves the run, applying the multitask setting when the thread
 // has an active run.
-func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message, history []agentstream.Message) (agentstream.Message, error) {
+func (r *Runner) createRun(ctx context.Context, multitask string, run agentstream.Run, input agentstream.Message) (agentstream.Message, error) {
 	lim := agentstream.RunLimits{Active: r.cfg.Limits.ConcurrentRuns, Queued: r.cfg.Limits.QueuedRuns}
 	create := r.store.CreateRun
 	if lim != (agentstream.RunLimits{}) {
@@ -468,7 +468,7 @@ func (r *Runner) createRun(ctx context.Context, multitask string, run agentstrea
 		}
 	}
 	for {
-		stored, err := create(ctx, run, input, history...)
+		stored, err := create(ctx, run, input)
 		if !errors.Is(err, agentstream.ErrConflict) {
 			return stored, err
 		}
@@ -637,34 +637,26 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		}
 	}
 	if req.NewThread {
-		if err := r.store.CreateThread(ctx, req.Thread); err != nil {
-			release()
-			if errors.Is(err, agentstream.ErrConflict) {
-				return agentstream.Run{}, ErrThreadTaken
-			}
-			return agentstream.Run{}, err
-		}
-	}
-
-	var history []agentstream.Message
-	if req.NewThread {
+		// The thread and its first run in one write: a refused run leaves
+		// no thread behind, and a new conversation costs one write less.
+		var history []agentstream.Message
 		for _, m := range req.History {
 			history = append(history, agentstream.Message{
 				ID: agentstream.NewID("msg_"), ThreadID: run.ThreadID, RunID: run.ID,
 				Role: m.Role, Content: m.Content, Status: agentstream.MessageComplete, CreatedAt: now,
 			})
 		}
+		lim := agentstream.RunLimits{Active: r.cfg.Limits.ConcurrentRuns, Queued: r.cfg.Limits.QueuedRuns}
+		input, err = r.store.CreateThreadRun(ctx, req.Thread, run, lim, input, history...)
+		if errors.Is(err, agentstream.ErrConflict) {
+			err = ErrThreadTaken // a new thread has no run to conflict with
+		}
+	} else {
+		input, err = r.createRun(ctx, req.Multitask, run, input)
 	}
-	input, err = r.createRun(ctx, req.Multitask, run, input, history)
 	if err != nil {
 		release()
 		if limited := r.limitError(err); limited != nil {
-			if req.NewThread {
-				// Refused: the thread made for it goes too (it has no run).
-				if derr := r.store.DeleteThread(context.WithoutCancel(ctx), req.UserID, req.Thread.ID); derr != nil {
-					r.logger.Warn("deleting the new thread of a refused run", "thread_id", req.Thread.ID, "err", derr)
-				}
-			}
 			return agentstream.Run{}, limited
 		}
 		return agentstream.Run{}, err

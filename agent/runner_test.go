@@ -674,3 +674,57 @@ func TestStartChecksBeforeWriting(t *testing.T) {
 		t.Fatalf("the new thread after the refusal: %v, want not found", err)
 	}
 }
+
+// TestNewThreadOneWrite: a run on a new thread creates the thread and the
+// run in one store write (CreateThreadRun, no CreateThread), and a taken
+// thread ID is ErrThreadTaken with nothing written to the stored thread.
+func TestNewThreadOneWrite(t *testing.T) {
+	t.Parallel()
+	var cs *callCounter
+	h := newHarness(t, setup{wrap: func(s agentstream.Store) agentstream.Store {
+		cs = &callCounter{Store: s}
+		return cs
+	}})
+	now := time.Now().UTC()
+	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u1", Agent: "assistant", CreatedAt: now, UpdatedAt: now}
+	run, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: "u1", Input: "hi", NewThread: true})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if w := cs.writes.Load(); w != 1 {
+		t.Errorf("%d store writes to start a run on a new thread, want 1", w)
+	}
+	end(t, h.events(run.ID), agentstream.EventRunCompleted)
+	if msgs := h.messages(th.ID); len(msgs) != 2 || msgs[0].Content != "hi" || msgs[1].Content != "ok" {
+		t.Fatalf("the new thread's messages: %+v", msgs)
+	}
+	_, err = h.r.Start(context.Background(), StartRequest{Thread: th, UserID: "u1", Input: "again", NewThread: true})
+	if !errors.Is(err, ErrThreadTaken) {
+		t.Fatalf("Start of a taken thread ID: %v, want ErrThreadTaken", err)
+	}
+	if msgs := h.messages(th.ID); len(msgs) != 2 {
+		t.Fatalf("the taken thread got messages: %+v", msgs)
+	}
+}
+
+// TestNewThreadRefusedByLimits: a run on a new thread refused for the
+// user's limits leaves no thread behind.
+func TestNewThreadRefusedByLimits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, setup{cfg: Config{Limits: Limits{ConcurrentRuns: 1}},
+		script: scripted(turn{hold: true})})
+	h.start(h.thread(nil), "hold")
+	h.model.waitStreamed(t, 1)
+	now := time.Now().UTC()
+	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u1", Agent: "assistant", CreatedAt: now, UpdatedAt: now}
+	_, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: "u1", Input: "hi", NewThread: true})
+	if agentstream.CodeOf(err) != agentstream.CodeTooManyRuns {
+		t.Fatalf("Start past limits.concurrent_runs: %v, want CodeTooManyRuns", err)
+	}
+	if _, err := h.db.GetThread(context.Background(), "u1", th.ID); !errors.Is(err, agentstream.ErrNotFound) {
+		t.Fatalf("the refused run's new thread: %v, want not found", err)
+	}
+	if running, queued := h.r.Load(); running != 1 || queued != 0 {
+		t.Fatalf("after the refusal: %d running, %d queued; want the held run only", running, queued)
+	}
+}

@@ -152,6 +152,10 @@ func (s *twoStores) CreateRunLimited(ctx context.Context, run agentstream.Run, l
 	return s.next().CreateRunLimited(ctx, run, lim, input, history...)
 }
 
+func (s *twoStores) CreateThreadRun(ctx context.Context, t agentstream.Thread, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	return s.next().CreateThreadRun(ctx, t, run, lim, input, history...)
+}
+
 func (s *twoStores) AddUsage(ctx context.Context, userID string, at time.Time, tokens int64) error {
 	return s.next().AddUsage(ctx, userID, at, tokens)
 }

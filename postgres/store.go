@@ -122,6 +122,40 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 
 // CreateRunLimited implements agentstream.Store.
 func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	return s.createRun(ctx, nil, run, lim, input, history)
+}
+
+// CreateThreadRun implements agentstream.Store: the thread's insert goes
+// first in the batch that creates the run, in the same round trip.
+func (s *Store) CreateThreadRun(ctx context.Context, t agentstream.Thread, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	if s.closed.Load() {
+		return agentstream.Message{}, errClosed()
+	}
+	if err := t.Check(); err != nil {
+		return agentstream.Message{}, err
+	}
+	if run.ThreadID != t.ID || run.UserID != t.UserID {
+		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
+			"the run (thread %q, user %q) is not of the new thread (%q, user %q)", run.ThreadID, run.UserID, t.ID, t.UserID)
+	}
+	metadata, err := encodeMap("metadata", t.Metadata)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	threadContext, err := encodeMap("context", t.Context)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	return s.createRun(ctx, &pgx.QueuedQuery{
+		SQL: `
+			INSERT INTO threads (id, client_id, user_id, agent, title, metadata, context, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		Arguments: []any{t.ID, nullString(t.ClientID), t.UserID, t.Agent, t.Title, metadata, threadContext, ts(t.CreatedAt), ts(t.UpdatedAt)},
+	}, run, lim, input, history)
+}
+
+// createRun inserts the run, after newThread when it is set.
+func (s *Store) createRun(ctx context.Context, newThread *pgx.QueuedQuery, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history []agentstream.Message) (agentstream.Message, error) {
 	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
 		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
@@ -162,6 +196,9 @@ func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim a
 		// One round trip. Updating the thread locks it: CreateRun, and
 		// the writes of the thread's messages, wait for one another.
 		b := &pgx.Batch{}
+		if newThread != nil {
+			b.Queue(newThread.SQL, newThread.Arguments...)
+		}
 		b.Queue(`UPDATE threads SET updated_at = $1 WHERE id = $2`, ts(run.CreatedAt), run.ThreadID)
 		// The partial unique index runs_one_active_per_thread refuses a
 		// second queued or running run on the thread.
@@ -179,6 +216,11 @@ func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim a
 		b.Queue(insertMessage+` RETURNING seq`, messageArgs(input, toolCalls)...)
 		br := tx.SendBatch(ctx, b)
 		defer func() { _ = br.Close() }() // a failure is reported by the reads below
+		if newThread != nil {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
 		tag, err := br.Exec()
 		if err != nil {
 			return err

@@ -27,16 +27,21 @@ func (s *Store) CreateThread(ctx context.Context, t agentstream.Thread) error {
 		return err
 	}
 	return s.write(ctx, "create thread", func(tx wtx) error {
-		_, err := tx.ExecContext(ctx, `
-			INSERT INTO threads (id, client_id, user_id, agent, title, metadata, context, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			t.ID, nullString(t.ClientID), t.UserID, t.Agent, t.Title, metadata, threadContext,
-			micros(t.CreatedAt), micros(t.UpdatedAt))
-		if isUniqueViolation(err) {
-			return agentstream.Wrap(agentstream.CodeConflict, err, "thread already exists")
-		}
-		return err
+		return insertThread(ctx, tx, t, metadata, threadContext)
 	})
+}
+
+// insertThread inserts t, whose metadata and context are encoded.
+func insertThread(ctx context.Context, tx wtx, t agentstream.Thread, metadata, threadContext sql.NullString) error {
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO threads (id, client_id, user_id, agent, title, metadata, context, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, nullString(t.ClientID), t.UserID, t.Agent, t.Title, metadata, threadContext,
+		micros(t.CreatedAt), micros(t.UpdatedAt))
+	if isUniqueViolation(err) {
+		return agentstream.Wrap(agentstream.CodeConflict, err, "thread already exists")
+	}
+	return err
 }
 
 // GetThread returns the thread when it belongs to userID.
@@ -88,103 +93,168 @@ func (s *Store) CreateRun(ctx context.Context, run agentstream.Run, input agents
 // CreateRunLimited implements agentstream.Store. SQLite has one writer:
 // the count and the insert in one write transaction are one step.
 func (s *Store) CreateRunLimited(ctx context.Context, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	c, err := newRunCreation(run, lim, input, history)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	if err := s.write(ctx, "create run", func(tx wtx) error { return c.insert(ctx, tx) }); err != nil {
+		return agentstream.Message{}, err
+	}
+	return c.input, nil
+}
+
+// CreateThreadRun implements agentstream.Store: the thread and the run in
+// one write transaction.
+func (s *Store) CreateThreadRun(ctx context.Context, t agentstream.Thread, run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history ...agentstream.Message) (agentstream.Message, error) {
+	if err := checkThreadRun(t, run); err != nil {
+		return agentstream.Message{}, err
+	}
+	metadata, err := encodeMap("metadata", t.Metadata)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	threadContext, err := encodeMap("context", t.Context)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	c, err := newRunCreation(run, lim, input, history)
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	err = s.write(ctx, "create thread and run", func(tx wtx) error {
+		if err := insertThread(ctx, tx, t, metadata, threadContext); err != nil {
+			return err
+		}
+		return c.insert(ctx, tx)
+	})
+	if err != nil {
+		return agentstream.Message{}, err
+	}
+	return c.input, nil
+}
+
+// checkThreadRun checks a new thread and its first run go together.
+func checkThreadRun(t agentstream.Thread, run agentstream.Run) error {
+	if err := t.Check(); err != nil {
+		return err
+	}
+	if run.ThreadID != t.ID || run.UserID != t.UserID {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest,
+			"the run (thread %q, user %q) is not of the new thread (%q, user %q)", run.ThreadID, run.UserID, t.ID, t.UserID)
+	}
+	return nil
+}
+
+// runCreation is a run to insert, checked and with its columns encoded.
+type runCreation struct {
+	run                   agentstream.Run
+	lim                   agentstream.RunLimits
+	input                 agentstream.Message
+	history               []agentstream.Message
+	histCalls             []sql.NullString
+	runContext, toolCalls sql.NullString
+	errCode, errMessage   sql.NullString
+}
+
+func newRunCreation(run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history []agentstream.Message) (*runCreation, error) {
 	if run.Status != agentstream.RunQueued && run.Status != agentstream.RunRunning {
-		return agentstream.Message{}, agentstream.Errorf(agentstream.CodeInvalidRequest,
+		return nil, agentstream.Errorf(agentstream.CodeInvalidRequest,
 			"a new run must be queued or running, not %q", run.Status)
 	}
 	if err := run.Check(); err != nil {
-		return agentstream.Message{}, err
+		return nil, err
 	}
 	if err := input.Check(); err != nil {
-		return agentstream.Message{}, err
+		return nil, err
 	}
 	history = slices.Clone(history)
 	histCalls := make([]sql.NullString, len(history))
 	for i := range history {
 		history[i].ThreadID, history[i].RunID = run.ThreadID, run.ID
 		if err := history[i].Check(); err != nil {
-			return agentstream.Message{}, err
+			return nil, err
 		}
 		calls, err := encodeToolCalls(history[i].ToolCalls)
 		if err != nil {
-			return agentstream.Message{}, err
+			return nil, err
 		}
 		histCalls[i] = calls
 	}
 	runContext, err := encodeMap("context", run.Context)
 	if err != nil {
-		return agentstream.Message{}, err
+		return nil, err
 	}
 	input.ThreadID, input.RunID = run.ThreadID, run.ID
 	toolCalls, err := encodeToolCalls(input.ToolCalls)
 	if err != nil {
-		return agentstream.Message{}, err
+		return nil, err
 	}
 	var errCode, errMessage sql.NullString
 	if run.Error != nil {
 		errCode = sql.NullString{String: string(run.Error.Code), Valid: true}
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
-	err = s.write(ctx, "create run", func(tx wtx) error {
-		if lim.Active > 0 || lim.Queued > 0 {
-			var active, queued int
-			if err := tx.QueryRowContext(ctx, `
-				SELECT count(*), count(CASE WHEN status = 'queued' THEN 1 END)
-				FROM runs WHERE user_id = ? AND status IN ('queued', 'running')`,
-				run.UserID).Scan(&active, &queued); err != nil {
-				return err
-			}
-			if err := lim.Refusal(run, active, queued); err != nil {
-				return err
-			}
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
-			micros(run.CreatedAt), run.ThreadID)
-		if err != nil {
+	return &runCreation{run: run, lim: lim, input: input, history: history, histCalls: histCalls,
+		runContext: runContext, toolCalls: toolCalls, errCode: errCode, errMessage: errMessage}, nil
+}
+
+// insert writes the run, its history and its input, whose Seq it sets.
+func (c *runCreation) insert(ctx context.Context, tx wtx) error {
+	run, lim := c.run, c.lim
+	if lim.Active > 0 || lim.Queued > 0 {
+		var active, queued int
+		if err := tx.QueryRowContext(ctx, `
+			SELECT count(*), count(CASE WHEN status = 'queued' THEN 1 END)
+			FROM runs WHERE user_id = ? AND status IN ('queued', 'running')`,
+			run.UserID).Scan(&active, &queued); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
-		}
-		var active string
-		err = tx.QueryRowContext(ctx, `
-			SELECT id FROM runs WHERE thread_id = ? AND status IN ('queued', 'running') LIMIT 1`,
-			run.ThreadID).Scan(&active)
-		switch {
-		case err == nil:
-			return agentstream.Errorf(agentstream.CodeConflict, "thread already has an active run %s", active)
-		case !errors.Is(err, sql.ErrNoRows):
+		if err := lim.Refusal(run, active, queued); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `
-			INSERT INTO runs (id, thread_id, user_id, agent, status, error_code, error_message,
-				input_tokens, output_tokens, context, created_at, started_at, finished_at,
-				owner, lease_until)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			run.ID, run.ThreadID, run.UserID, run.Agent, run.Status, errCode, errMessage,
-			run.Usage.InputTokens, run.Usage.OutputTokens, runContext, micros(run.CreatedAt),
-			nullMicros(run.StartedAt), nullMicros(run.FinishedAt), run.Owner, nullMicros(run.LeaseUntil))
-		if isUniqueViolation(err) {
-			// The active-run index is checked above; this is the run's ID.
-			return agentstream.Wrap(agentstream.CodeConflict, err, "run already exists")
-		}
-		if err != nil {
-			return err
-		}
-		for i, m := range history {
-			if _, err := insertMessage(ctx, tx, m, histCalls[i]); err != nil {
-				return err
-			}
-		}
-		input.Seq, err = insertMessage(ctx, tx, input, toolCalls)
-		return err
-	})
-	if err != nil {
-		return agentstream.Message{}, err
 	}
-	return input, nil
+	res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
+		micros(run.CreatedAt), run.ThreadID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+	}
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO runs (id, thread_id, user_id, agent, status, error_code, error_message,
+			input_tokens, output_tokens, context, created_at, started_at, finished_at,
+			owner, lease_until)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		run.ID, run.ThreadID, run.UserID, run.Agent, run.Status, c.errCode, c.errMessage,
+		run.Usage.InputTokens, run.Usage.OutputTokens, c.runContext, micros(run.CreatedAt),
+		nullMicros(run.StartedAt), nullMicros(run.FinishedAt), run.Owner, nullMicros(run.LeaseUntil))
+	if isUniqueViolation(err) {
+		// The index runs_one_active_per_thread refuses a second
+		// active run on the thread; only then is it read, to name it.
+		var active string
+		switch aerr := tx.QueryRowContext(ctx, `
+			SELECT id FROM runs WHERE thread_id = ? AND status IN ('queued', 'running') LIMIT 1`,
+			run.ThreadID).Scan(&active); {
+		case aerr == nil:
+			return agentstream.Wrap(agentstream.CodeConflict, err, "thread already has an active run "+active)
+		case !errors.Is(aerr, sql.ErrNoRows):
+			return aerr
+		}
+		return agentstream.Wrap(agentstream.CodeConflict, err, "run already exists")
+	}
+	if err != nil {
+		return err
+	}
+	for i, m := range c.history {
+		if _, err := insertMessage(ctx, tx, m, c.histCalls[i]); err != nil {
+			return err
+		}
+	}
+	c.input.Seq, err = insertMessage(ctx, tx, c.input, c.toolCalls)
+	return err
 }
 
 // StartRun marks a queued run running.
@@ -216,16 +286,63 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 	if err := checkMessageIDs(msgs); err != nil {
 		return err
 	}
-	return s.write(ctx, "checkpoint run", func(tx wtx) error {
-		threadID, status, err := runState(ctx, tx, runID)
+	encoded := make([]sql.NullString, len(msgs))
+	for i, m := range msgs {
+		calls, err := encodeToolCalls(m.ToolCalls)
 		if err != nil {
 			return err
 		}
-		if status != agentstream.RunRunning {
-			return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
+		encoded[i] = calls
+	}
+	return s.write(ctx, "checkpoint run", func(tx wtx) error {
+		if len(msgs) == 0 {
+			return checkRunning(ctx, tx, runID)
 		}
-		return saveMessages(ctx, tx, threadID, runID, msgs)
+		for i, m := range msgs {
+			// One statement a message: saved only while the run is
+			// running, in its thread; why nothing was saved is read only
+			// then.
+			var seq int64
+			err := tx.QueryRowContext(ctx, `
+				INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
+					tool_call_id, tool_name, status, created_at)
+				SELECT ?, r.thread_id, r.id,
+					(SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = r.thread_id),
+					?, ?, ?, ?, ?, ?, ?
+				FROM runs r WHERE r.id = ? AND r.status = 'running'
+				ON CONFLICT (id) DO UPDATE
+					SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
+					WHERE messages.run_id = excluded.run_id
+				RETURNING seq`,
+				m.ID, m.Role, m.Content, encoded[i], m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt), runID,
+			).Scan(&seq)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				if err := checkRunning(ctx, tx, runID); err != nil {
+					return err
+				}
+				return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
+			case isUniqueViolation(err):
+				return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+			case err != nil:
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// checkRunning is ErrNotFound for an unknown run, ErrConflict for one that
+// is not running.
+func checkRunning(ctx context.Context, tx wtx, runID string) error {
+	_, status, err := runState(ctx, tx, runID)
+	if err != nil {
+		return err
+	}
+	if status != agentstream.RunRunning {
+		return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
+	}
+	return nil
 }
 
 // FinishRun saves msgs and the run's outcome, and clears its owner and
@@ -247,24 +364,30 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
 	return s.write(ctx, "finish run", func(tx wtx) error {
-		threadID, status, err := runState(ctx, tx, run.ID)
-		if err != nil {
-			return err
-		}
-		if status.Terminal() {
-			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
-		}
-		if err := saveMessages(ctx, tx, threadID, run.ID, msgs); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `
+		// The run is ended first, only if it has not ended, which also
+		// reads its thread: one statement where a read and a write were.
+		// Its messages follow in the same transaction.
+		var threadID string
+		err := tx.QueryRowContext(ctx, `
 			UPDATE runs SET status = ?, error_code = ?, error_message = ?,
 				input_tokens = ?, output_tokens = ?, finished_at = ?,
 				owner = '', lease_until = NULL, end_seq = ?
-			WHERE id = ?`,
+			WHERE id = ? AND status IN ('queued', 'running')
+			RETURNING thread_id`,
 			run.Status, errCode, errMessage, run.Usage.InputTokens, run.Usage.OutputTokens,
-			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID)
-		return err
+			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID).Scan(&threadID)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Not ended here: say why.
+			_, status, err := runState(ctx, tx, run.ID)
+			if err != nil {
+				return err
+			}
+			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
+		}
+		if err != nil {
+			return err
+		}
+		return saveMessages(ctx, tx, threadID, run.ID, msgs)
 	})
 }
 
@@ -464,21 +587,27 @@ func saveMessages(ctx context.Context, tx wtx, threadID, runID string, msgs []ag
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `
-			UPDATE messages SET content = ?, tool_calls = ?, status = ?
-			WHERE id = ? AND run_id = ?`,
-			m.Content, toolCalls, m.Status, m.ID, runID)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			continue
-		}
-		if _, err := insertMessage(ctx, tx, m, toolCalls); err != nil {
+		// One statement: appended, or updated in place when the ID is
+		// the run's own message; no row when it is another run's.
+		var seq int64
+		err = tx.QueryRowContext(ctx, `
+			INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
+				tool_call_id, tool_name, status, created_at)
+			VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = ?),
+				?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE
+				SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
+				WHERE messages.run_id = excluded.run_id
+			RETURNING seq`,
+			m.ID, m.ThreadID, m.RunID, m.ThreadID, m.Role, m.Content, toolCalls,
+			m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt),
+		).Scan(&seq)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
+		case isUniqueViolation(err):
+			return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+		case err != nil:
 			return err
 		}
 	}

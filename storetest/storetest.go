@@ -32,6 +32,11 @@
 //     the run's ID or the input message's ID exists; it writes nothing then.
 //     It returns the input message with the run's ThreadID and RunID,
 //     whatever the message said.
+//   - CreateThreadRun stores the thread and the run as CreateThread and
+//     CreateRun would (the thread's UpdatedAt is the run's CreatedAt), and
+//     writes nothing, neither thread nor run, on any error: ErrConflict
+//     for a taken thread ID, the limits' errors, ErrInvalid for a run not
+//     of the thread (ThreadID or UserID) or a value no store keeps.
 //   - CheckpointRun: ErrNotFound for an unknown run, ErrConflict for a
 //     terminal or a queued one; it writes nothing then.
 //   - CheckpointRun and FinishRun: a message whose ID is taken by a message
@@ -102,6 +107,10 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"InputIDsFromRun", s.testCreateRunInputIDsFromRun},
 			{"InvalidStatus", s.testCreateRunInvalidStatus},
 			{"UnencodableContext", s.testCreateRunUnencodableContext},
+		}},
+		{"CreateThreadRun", []test{
+			{"RoundTrip", s.testCreateThreadRun},
+			{"Refused", s.testCreateThreadRunRefused},
 		}},
 		{"Limits", []test{
 			{"UsageAddsUp", s.testUsageAddsUp},
