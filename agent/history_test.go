@@ -201,8 +201,11 @@ func TestHistoriesTotalBound(t *testing.T) {
 			t.Fatalf("after %d puts: %d bytes kept (counted %d), bound %d", i+1, sum, h.bytes, maxCachedBytes)
 		}
 	}
-	if n := len(h.m); n < 15 || n > 16 {
-		t.Errorf("%d histories of a sixteenth of the bound kept, want 15 or 16", n)
+	// Sixteen just-under-a-sixteenth histories and the long one fit; a
+	// full cache evicts entries at random, the long one among them, until
+	// the new one fits: 15 to 17 are left, never fewer (over-eviction).
+	if n := len(h.m); n < 15 || n > 17 {
+		t.Errorf("%d histories of a sixteenth of the bound kept, want 15 to 17", n)
 	}
 	h.put("big0", long(2)) // replaced: its size is counted once
 	h.drop("big39")
