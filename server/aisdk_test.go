@@ -129,7 +129,19 @@ func TestAISDKGolden(t *testing.T) {
 // with the server's message as the client's error.
 func TestAISDKChat(t *testing.T) {
 	t.Parallel()
-	e := start(t, sim.Options{Tokens: 300, Pace: 5 * time.Millisecond}, nil)
+	// The answer after the tool's result goes on for about 2 s: the
+	// dropped chat's run must still be going when the client reconnects,
+	// also on a busy machine (the simulator's short default answer to a
+	// tool's result left a window of about 100 ms, and under CI's load the
+	// run sometimes ended before Node had reconnected).
+	long := func(r *sim.Request) sim.Behavior {
+		b := sim.Default(r)
+		if r.LastMessage().Role == "tool" {
+			b.Text += strings.Repeat(" More.", 200)
+		}
+		return b
+	}
+	e := start(t, sim.Options{Pace: 10 * time.Millisecond, Decide: long}, nil)
 	var got map[string]struct {
 		Full         uiRead  `json:"full"`
 		FullRunID    string  `json:"fullRunId"`
