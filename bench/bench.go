@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,28 @@ type Config struct {
 	Baseline bool
 	// ProgressEvery is the period of the progress lines. Default 1s.
 	ProgressEvery time.Duration
+
+	// Instances is how many server children to start. Above 1 they share
+	// the PostgreSQL database at DatabaseURL and the Redis at RedisURL
+	// (under RedisPrefix), client i starts its runs on instance i mod
+	// Instances, and each run is read besides from the next instance
+	// (GET /v1/runs/{id}/events): the cross-instance reader,
+	// Report.Cross. Process figures are the first instance's. Default 1.
+	Instances int
+	// DatabaseURL is the PostgreSQL database (postgres://, on this
+	// machine) the children share; the bench's threads and runs stay in
+	// it. Required with several instances; with one, it replaces the
+	// child's temporary SQLite file. Default none.
+	DatabaseURL string
+	// RedisURL is the Redis (on this machine) the children's event log
+	// uses; the bench reports what it did over the window (Report.Redis,
+	// from INFO: exact on a Redis nobody else uses) and deletes the keys
+	// under RedisPrefix at the end. Required with several instances.
+	// Default none: the in-process log.
+	RedisURL string
+	// RedisPrefix is the children's event_log.redis_prefix. Default
+	// "agentstream-bench-RANDOM:", a prefix of the bench's own.
+	RedisPrefix string
 
 	// Soak, when positive, makes the load a soak instead: for this long,
 	// new runs arrive at Rate per second, each on a new conversation (one
@@ -159,6 +182,12 @@ func (c Config) WithDefaults() Config {
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = time.Second
 	}
+	if c.Instances <= 0 {
+		c.Instances = 1
+	}
+	if c.RedisURL != "" && c.RedisPrefix == "" {
+		c.RedisPrefix = newRedisPrefix()
+	}
 	return c
 }
 
@@ -189,6 +218,29 @@ func (c Config) Validate() error {
 	}
 	if c.Soak > 0 && (c.Stalled > 0 || c.Baseline) {
 		errs = append(errs, errors.New("a soak runs without stalled clients or the baseline relay"))
+	}
+	if c.Instances > 1 && (c.DatabaseURL == "" || c.RedisURL == "") {
+		errs = append(errs, errors.New("several instances share a PostgreSQL database and a Redis: give both URLs"))
+	}
+	if (c.Instances > 1 || c.DatabaseURL != "" || c.RedisURL != "") && (c.URL != "" || c.Baseline || c.Soak > 0 || c.Endpoint != EndpointNative) {
+		errs = append(errs, errors.New("several instances, a database URL or a Redis URL: the bench starts the servers itself, on the native endpoint, without the baseline relay or a soak"))
+	}
+	if c.DatabaseURL != "" {
+		if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			errs = append(errs, errors.New("database URL: want postgres://…"))
+		} else if err := loopbackHost(u.Host); err != nil {
+			errs = append(errs, fmt.Errorf("database URL: %w", err))
+		}
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "unix") {
+			errs = append(errs, errors.New("redis URL: want redis://…"))
+		} else if err := loopbackHost(u.Host); err != nil {
+			errs = append(errs, fmt.Errorf("redis URL: %w", err))
+		}
+	}
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		errs = append(errs, errors.New("redis prefix: no braces"))
 	}
 	return errors.Join(errs...)
 }
@@ -246,9 +298,19 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		defer func() { _ = running.Close() }()
 		rep.Settings.SimURL, rep.Settings.SimInProcess = running.URL(), true
 	}
-	// The server.
+	// The server, or the instances.
 	serverPID := cfg.ServerPID
-	var srv *child
+	var servers []*child
+	stopServers := func() []int {
+		var status []int
+		for _, c := range servers {
+			status = append(status, c.stop())
+		}
+		servers = nil
+		return status
+	}
+	defer stopServers()
+	serverURLs := []string{cfg.URL}
 	if cfg.URL == "" {
 		bin := cfg.ServerBin
 		if bin == "" {
@@ -258,17 +320,41 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 			}
 			bin = exe
 		}
+		shared := sharedStore{databaseURL: cfg.DatabaseURL, redisURL: cfg.RedisURL, redisPrefix: cfg.RedisPrefix}
+		serverURLs = nil
+		// One after the other: the first applies the database's
+		// migrations before the others start.
+		for range cfg.Instances {
+			srv, err := startChild(ctx, bin, rep.Settings.SimURL, cfg.capacity(), rep.Settings.SimInProcess, cfg.Baseline, shared)
+			if err != nil {
+				return rep, err
+			}
+			servers = append(servers, srv)
+			serverURLs = append(serverURLs, srv.url)
+		}
+		rep.Settings.ServerURL, rep.Settings.ServerChild = servers[0].url, true
+		serverPID = servers[0].cmd.Process.Pid
+	}
+	if cfg.Instances > 1 {
+		rep.Settings.Instances, rep.Settings.InstanceURLs = cfg.Instances, serverURLs
+	}
+	var meter *redisMeter
+	var redis0 redisInfo
+	if cfg.RedisURL != "" {
+		rep.Settings.RedisPrefix = cfg.RedisPrefix
 		var err error
-		if srv, err = startChild(ctx, bin, rep.Settings.SimURL, cfg.capacity(), rep.Settings.SimInProcess, cfg.Baseline); err != nil {
+		if meter, err = newRedisMeter(cfg.RedisURL, cfg.RedisPrefix); err != nil {
 			return rep, err
 		}
+		defer meter.close()
 		defer func() {
-			if srv != nil {
-				srv.stop()
+			if err := meter.deleteKeys(context.WithoutCancel(ctx)); err != nil {
+				_, _ = fmt.Fprintf(progress, "bench: deleting the Redis keys under %q: %v\n", cfg.RedisPrefix, err)
 			}
 		}()
-		rep.Settings.ServerURL, rep.Settings.ServerChild = srv.url, true
-		serverPID = srv.cmd.Process.Pid
+		if redis0, err = meter.snapshot(ctx); err != nil {
+			return rep, err
+		}
 	}
 	_, _ = fmt.Fprintf(progress, "bench: server %s (pid %d), simulator %s; %d streams, %d direct, %d stalled\n",
 		rep.Settings.ServerURL, serverPID, rep.Settings.SimURL, cfg.Streams, cfg.Direct, cfg.Stalled)
@@ -283,25 +369,42 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	}
 	defer transport.CloseIdleConnections()
 	l := &load{
-		cfg:       cfg,
-		client:    &http.Client{Transport: transport},
-		serverURL: rep.Settings.ServerURL,
-		simURL:    rep.Settings.SimURL,
-		server:    newPathStats(cfg.Streams),
-		direct:    newPathStats(cfg.Direct),
-		stalled:   &stalledStats{clients: cfg.Stalled, errors: map[string]int{}},
-		release:   make(chan struct{}),
+		cfg:        cfg,
+		client:     &http.Client{Transport: transport},
+		serverURL:  rep.Settings.ServerURL,
+		serverURLs: serverURLs,
+		simURL:     rep.Settings.SimURL,
+		server:     newPathStats(cfg.Streams),
+		direct:     newPathStats(cfg.Direct),
+		stalled:    &stalledStats{clients: cfg.Stalled, errors: map[string]int{}},
+		release:    make(chan struct{}),
+	}
+	if cfg.Instances > 1 {
+		l.cross = newPathStats(cfg.Streams)
 	}
 	l.measure(ctx, &rep, serverPID, progress)
-
-	if srv != nil {
-		status := srv.stop()
-		srv = nil
-		if rep.ServerProcess != nil {
-			rep.ServerProcess.ExitStatus = &status
+	if meter != nil {
+		// The runs' last writes are done: every stream has ended.
+		if redis1, err := meter.snapshot(ctx); err != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("Redis not measured: %v", err))
+		} else {
+			rep.Redis = redisUse(redis0, redis1, rep.Server.Completed)
 		}
-		if status != 0 {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("the server exited with status %d after SIGTERM", status))
+	}
+
+	if servers != nil {
+		status := stopServers()
+		if rep.ServerProcess != nil {
+			rep.ServerProcess.ExitStatus = &status[0]
+		}
+		for i, st := range status {
+			if st != 0 {
+				what := "the server"
+				if len(status) > 1 {
+					what = fmt.Sprintf("instance %d", i+1)
+				}
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s exited with status %d after SIGTERM", what, st))
+			}
 		}
 	}
 	return rep, nil
@@ -325,9 +428,13 @@ type load struct {
 	launched          atomic.Int64 // soak: the runs started so far
 	soak              []SoakSample // soak: the memory samples, by sample
 	serverURL, simURL string
-	server, direct    *pathStats
-	stalled           *stalledStats
-	release           chan struct{} // closed when stalled clients may let go
+	// serverURLs are the instances (one unless Config.Instances > 1).
+	serverURLs     []string
+	server, direct *pathStats
+	// cross is the cross-instance readers' path; nil with one instance.
+	cross   *pathStats
+	stalled *stalledStats
+	release chan struct{} // closed when stalled clients may let go
 }
 
 // procSample is the peak of the 100ms samples.
@@ -391,7 +498,7 @@ func (l *load) measure(ctx context.Context, rep *Report, serverPID int, progress
 	} else {
 		for i := range cfg.Streams {
 			at := t0.Add(time.Duration(int64(cfg.Ramp) * int64(i) / int64(cfg.Streams)))
-			wg.Go(func() { l.serverClient(loadCtx, at) })
+			wg.Go(func() { l.serverClient(loadCtx, i, at) })
 		}
 	}
 	for i := range cfg.Direct {
@@ -430,6 +537,11 @@ func (l *load) measure(ctx context.Context, rep *Report, serverPID int, progress
 	rep.WindowS = window.Seconds()
 	rep.Server = l.server.report(window)
 	rep.Direct = l.direct.report(window)
+	if l.cross != nil {
+		cross := l.cross.report(window)
+		rep.Cross = &cross
+		rep.CrossMinusServer = diff(cross.TokenLatency, rep.Server.TokenLatency)
+	}
 	rep.Stamps = l.server.stamped.Load() || l.direct.stamped.Load()
 	rep.ServerMinusDirect = Diff{
 		TTFB:         diff(rep.Server.TTFB, rep.Direct.TTFB),

@@ -39,14 +39,23 @@ var listeningRE = regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
 // for capacity runs at once, and waits until it listens. With h2c the
 // server talks HTTP/2 to the model, as it would to an https API: the
 // simulator the bench starts serves it. With baseline it starts the relay
-// instead (see Relay).
-func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, baseline bool) (*child, error) {
+// instead (see Relay). A shared store (several instances) replaces the
+// SQLite file with its PostgreSQL database and the in-process event log
+// with its Redis.
+func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, baseline bool, shared sharedStore) (*child, error) {
 	dir, err := os.MkdirTemp("", "agentstream-bench-")
 	if err != nil {
 		return nil, err
 	}
 	cfg := fmt.Sprintf("runs:\n  max_concurrent: %d\n  max_queued: %d\nhttp:\n  shutdown_timeout: %s\nopenai:\n  h2c: %v\n",
 		capacity, capacity, childShutdown, h2c)
+	if shared.redisURL != "" {
+		cfg += fmt.Sprintf("redis_url: %q\nevent_log:\n  redis_prefix: %q\n", shared.redisURL, shared.redisPrefix)
+	}
+	database := filepath.Join(dir, "bench.db")
+	if shared.databaseURL != "" {
+		database = shared.databaseURL
+	}
 	cfgFile := filepath.Join(dir, "agentstream.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		_ = os.RemoveAll(dir)
@@ -54,7 +63,7 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, ba
 	}
 	what := "agentstream serve"
 	cmd := exec.Command(bin, "serve", "--config", cfgFile, "--addr", "127.0.0.1:0",
-		"--database-url", filepath.Join(dir, "bench.db"))
+		"--database-url", database)
 	if baseline {
 		what = "agentstream bench relay"
 		cmd = exec.Command(bin, "bench", "relay", "--addr", "127.0.0.1:0", "--model-url", modelURL, fmt.Sprintf("--h2c=%v", h2c))
@@ -97,6 +106,12 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, ba
 		c.stop()
 		return nil, fmt.Errorf("%w; its output:\n%s", err, c.log.String())
 	}
+}
+
+// sharedStore is what several server children share; zero for a lone
+// child with its own SQLite file and in-process event log.
+type sharedStore struct {
+	databaseURL, redisURL, redisPrefix string
 }
 
 // stop sends SIGTERM, waits for the exit (killing the process if it takes

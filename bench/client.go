@@ -43,15 +43,21 @@ func requestError(ctx context.Context) string {
 	return "connect"
 }
 
-// serverClient makes its runs through the server, one after the other.
-func (l *load) serverClient(ctx context.Context, at time.Time) {
+// serverClient makes its runs through the server, one after the other:
+// client i through instance i mod Config.Instances, each run read besides
+// from the next instance when there are several.
+func (l *load) serverClient(ctx context.Context, i int, at time.Time) {
 	var s samples
 	if !waitUntil(ctx, at) {
 		for range l.cfg.RunsPerClient {
 			l.server.add("timeout", &s)
+			if l.cross != nil {
+				l.cross.add("timeout", &s)
+			}
 		}
 		return
 	}
+	base := l.serverURLs[i%len(l.serverURLs)]
 	threadID := ""
 	for range l.cfg.RunsPerClient {
 		var kind string
@@ -63,29 +69,61 @@ func (l *load) serverClient(ctx context.Context, at time.Time) {
 				b, _ = json.Marshal(map[string]string{"query": l.cfg.Input, "thread_id": threadID})
 			}
 			var header http.Header
-			header, kind = l.stream(ctx, l.server, l.serverURL+"/v1/chat", b, newSeedParser().event, &s)
+			header, kind = l.stream(ctx, l.server, http.MethodPost, base+"/v1/chat", b, newSeedParser().event, &s, nil)
 			if id := header.Get("X-Thread-Id"); id != "" {
 				threadID = id
 			}
 		} else {
 			if threadID == "" {
 				began := time.Now()
-				if threadID, kind = l.newThread(ctx); kind == "" {
+				if threadID, kind = l.newThread(ctx, base); kind == "" {
 					s.thread = append(s.thread, time.Since(began))
+				}
+			}
+			var crossDone chan struct{}
+			var onOpen func(http.Header)
+			if l.cross != nil {
+				// The other instance's reader starts as soon as the run
+				// has an id, while the run streams here.
+				other := l.serverURLs[(i+1)%len(l.serverURLs)]
+				onOpen = func(h http.Header) {
+					crossDone = make(chan struct{})
+					go func() {
+						defer close(crossDone)
+						l.crossRead(ctx, other, h.Get("X-Run-Id"))
+					}()
 				}
 			}
 			if kind == "" {
 				b, _ := json.Marshal(map[string]string{"input": l.cfg.Input})
-				_, kind = l.stream(ctx, l.server, l.serverURL+"/v1/threads/"+threadID+"/runs", b, nativeEvent, &s)
+				_, kind = l.stream(ctx, l.server, http.MethodPost, base+"/v1/threads/"+threadID+"/runs", b, nativeEvent, &s, onOpen)
+			}
+			switch {
+			case crossDone != nil:
+				<-crossDone
+			case l.cross != nil:
+				l.cross.add("not_started:"+kind, &samples{})
 			}
 		}
 		l.server.add(kind, &s)
 	}
 }
 
+// crossRead reads run runID's events from the instance at base (not the
+// run's) into the cross path.
+func (l *load) crossRead(ctx context.Context, base, runID string) {
+	var s samples
+	if runID == "" {
+		l.cross.add("no_run_id", &s)
+		return
+	}
+	_, kind := l.stream(ctx, l.cross, http.MethodGet, base+"/v1/runs/"+runID+"/events", nil, nativeEvent, &s, nil)
+	l.cross.add(kind, &s)
+}
+
 // newThread creates a thread and returns its id, or an error kind.
-func (l *load) newThread(ctx context.Context) (id, kind string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.serverURL+"/v1/threads", strings.NewReader(`{}`))
+func (l *load) newThread(ctx context.Context, base string) (id, kind string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/threads", strings.NewReader(`{}`))
 	if err != nil {
 		return "", "create_thread:" + err.Error()
 	}
@@ -125,7 +163,7 @@ func (l *load) directClient(ctx context.Context, at time.Time) {
 		"messages": []map[string]string{{"role": "user", "content": l.cfg.Input}},
 	})
 	for range l.cfg.RunsPerClient {
-		_, kind := l.stream(ctx, l.direct, l.simURL+"/chat/completions", body, completionEvent, &s)
+		_, kind := l.stream(ctx, l.direct, http.MethodPost, l.simURL+"/chat/completions", body, completionEvent, &s, nil)
 		l.direct.add(kind, &s)
 	}
 }
@@ -156,7 +194,7 @@ func (l *load) openStalled(ctx context.Context) (*http.Response, string) {
 		target = l.serverURL + "/v1/chat"
 		body, _ = json.Marshal(map[string]string{"query": l.cfg.Input})
 	} else {
-		id, kind := l.newThread(ctx)
+		id, kind := l.newThread(ctx, l.serverURL)
 		if kind != "" {
 			return nil, kind
 		}
@@ -279,15 +317,23 @@ func (f *firstByte) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// stream POSTs body to target and reads the stream of events that
-// answers, measuring it into s and path; it returns the answer's header
-// and the error kind ("" when the run succeeded).
-func (l *load) stream(ctx context.Context, path *pathStats, target string, body []byte, event eventFunc, s *samples) (http.Header, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+// stream sends body to target with method (GET: no body) and reads the
+// stream of events that answers, measuring it into s and path, calling
+// onOpen (when not nil) with a successful answer's header before reading
+// it; it returns the answer's header and the error kind ("" when the run
+// succeeded).
+func (l *load) stream(ctx context.Context, path *pathStats, method, target string, body []byte, event eventFunc, s *samples, onOpen func(http.Header)) (http.Header, string) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return nil, err.Error()
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Accept", "text/event-stream")
 	start := time.Now()
 	resp, err := l.client.Do(req)
@@ -298,6 +344,9 @@ func (l *load) stream(ctx context.Context, path *pathStats, target string, body 
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 		return resp.Header, fmt.Sprintf("http_%d", resp.StatusCode)
+	}
+	if onOpen != nil {
+		onOpen(resp.Header)
 	}
 	open := false
 	defer func() {

@@ -29,8 +29,17 @@ type Report struct {
 	Direct Path `json:"direct"`
 	// ServerMinusDirect is what the server adds: each percentile of the
 	// server path less the same percentile of the direct path.
-	ServerMinusDirect Diff     `json:"server_minus_direct"`
-	Stalled           *Stalled `json:"stalled,omitempty"`
+	ServerMinusDirect Diff `json:"server_minus_direct"`
+	// Cross, with several instances, is the readers of the runs on
+	// another instance than the run's (GET /v1/runs/{id}/events), one
+	// per run; CrossMinusServer their token latency less the run's own
+	// stream's, the delay the trip through Redis adds.
+	Cross            *Path    `json:"cross,omitempty"`
+	CrossMinusServer DistDiff `json:"cross_minus_server"`
+	// Redis is what the instances' Redis did over the window
+	// (Config.RedisURL).
+	Redis   *RedisUse `json:"redis,omitempty"`
+	Stalled *Stalled  `json:"stalled,omitempty"`
 	// ServerProcess is measured from /proc when the server's pid is known
 	// (a child started by Run, or Config.ServerPID).
 	ServerProcess *Process `json:"server_process,omitempty"`
@@ -74,6 +83,11 @@ type Settings struct {
 	// a soak).
 	SoakS float64 `json:"soak_s,omitempty"`
 	Rate  float64 `json:"rate_per_s,omitempty"`
+	// Instances and InstanceURLs are the server children when there are
+	// several (ServerURL is the first); RedisPrefix their Redis keys'.
+	Instances    int      `json:"instances,omitempty"`
+	InstanceURLs []string `json:"instance_urls,omitempty"`
+	RedisPrefix  string   `json:"redis_prefix,omitempty"`
 }
 
 // Path is what the clients of one path measured.
@@ -281,7 +295,35 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Server.CreateThread.N > 0 {
 		fmt.Fprintf(&b, row, append([]any{"create thread (POST)", "server"}, distCells(r.Server.CreateThread)...)...)
 	}
+	if c := r.Cross; c != nil {
+		fmt.Fprintf(&b, row, append([]any{"added latency per token", "other instance"}, distCells(c.TokenLatency)...)...)
+		if d := r.CrossMinusServer; d.Valid {
+			fmt.Fprintf(&b, row, "", "other−same", f2(d.P50), f2(d.P90), f2(d.P99), f2(d.Max), "")
+		}
+		fmt.Fprintf(&b, row, append([]any{"time to first token", "other instance"}, distCells(c.TTFT)...)...)
+	}
 	b.WriteString("\n")
+	if s.Instances > 1 {
+		fmt.Fprintf(&b, "%d instances (%s) sharing PostgreSQL and Redis (prefix %q): runs start on one, the other-instance reader reads from the next\n",
+			s.Instances, strings.Join(s.InstanceURLs, ", "), s.RedisPrefix)
+	}
+	if c := r.Cross; c != nil {
+		fmt.Fprintf(&b, "other-instance readers: %d/%d completed, %d tokens", c.Completed, c.Runs, c.Tokens)
+		if len(c.Errors) > 0 {
+			fmt.Fprintf(&b, "; errors: %s", fmtErrors(c.Errors))
+		}
+		b.WriteString("\n")
+	}
+	if u := r.Redis; u != nil {
+		fmt.Fprintf(&b, "redis: %d commands (%.1f per completed run), %s in (%s per run), %s out (%s per run), memory %s → %s (%s per run)\n",
+			u.Commands, u.CommandsPerRun, fmtBytes(float64(u.InputBytes)), fmtBytes(u.InputBytesPerRun),
+			fmtBytes(float64(u.OutputBytes)), fmtBytes(u.OutputBytesPerRun),
+			fmtBytes(float64(u.MemoryBefore)), fmtBytes(float64(u.MemoryAfter)), fmtBytes(u.MemoryPerRun))
+		fmt.Fprintf(&b, "  by command: %s\n", fmtCalls(u.Calls, u.Runs))
+	}
+	if s.Instances > 1 || r.Redis != nil {
+		b.WriteString("\n")
+	}
 
 	const row2 = "%-24s %14s %14s\n"
 	fmt.Fprintf(&b, row2, "", "server", "direct")
@@ -340,6 +382,31 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fmtCalls lists command counts, most first, with their count per run.
+func fmtCalls(calls map[string]int64, runs int) string {
+	names := make([]string, 0, len(calls))
+	for n := range calls {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if calls[names[i]] != calls[names[j]] {
+			return calls[names[i]] > calls[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", n, calls[n])
+		if runs > 0 {
+			parts[i] += fmt.Sprintf(" (%.1f/run)", float64(calls[n])/float64(runs))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func distCells(d Dist) []any {

@@ -64,7 +64,7 @@ func (l *load) arrive(ctx context.Context, wg *sync.WaitGroup, t0 time.Time) {
 			return
 		}
 		l.launched.Add(1)
-		wg.Go(func() { l.serverClient(ctx, at) })
+		wg.Go(func() { l.serverClient(ctx, 0, at) })
 	}
 }
 

@@ -404,7 +404,7 @@ func (l *Log) flushLoop(rs *run) {
 		attempt := rs.attempts
 		rs.mu.Unlock()
 		ctx, cancel := context.WithTimeout(l.ctx, attemptTimeout)
-		last, err := l.eval(ctx, rs.id, batch[0].Seq, "", batch, terminal, false)
+		last, err := l.evalShared(ctx, rs.id, batch[0].Seq, batch, terminal)
 		cancel()
 		rs.mu.Lock()
 
@@ -504,13 +504,118 @@ func (l *Log) drop(rs *run, err error) {
 // eval runs the append script for events, the first of which has seq
 // first (0: after the log's last); strict: first must be the log's next.
 func (l *Log) eval(ctx context.Context, runID string, first int64, token string, events []agentstream.Event, terminal, strict bool) (int64, error) {
+	return appendScript.Run(ctx, l.client, l.keys(runID), l.appendArgs(runID, first, token, events, terminal, strict)...).Int64()
+}
+
+// appendArgs are the append script's ARGV (see appendScript).
+func (l *Log) appendArgs(runID string, first int64, token string, events []agentstream.Event, terminal, strict bool) []any {
 	args := make([]any, 0, 10+2*len(events))
 	args = append(args, l.opts.MaxRunBytes, ms(l.opts.IdleExpiry), ms(l.opts.Retention), first,
 		l.notifyChannel(runID), l.writer, token, l.overhead, flag(terminal), flag(strict))
 	for _, ev := range events {
 		args = append(args, string(ev.Type), []byte(ev.Data))
 	}
-	return appendScript.Run(ctx, l.client, l.keys(runID), args...).Int64()
+	return args
+}
+
+// maxPipeline bounds the append calls one pipeline carries.
+const maxPipeline = 256
+
+// appendCall is a flush's call of the append script, waiting to go in a
+// pipeline with other runs' flushes.
+type appendCall struct {
+	keys []string
+	args []any
+	last int64
+	err  error
+	done chan struct{} // closed once last and err are set
+}
+
+// evalShared is eval for a flush (seq first given, not strict, no token),
+// its call sent in one pipeline with the other runs' flushes: while a
+// pipeline is out, the calls that come wait and go together in the next,
+// so that many runs cost one round trip instead of one each, with no
+// delay added when nothing is out. A run has one flush at a time, and the
+// pipelines go one after the other in the order of their calls, so a run's
+// calls reach Redis in order. A caller whose ctx ends stops waiting, but
+// its call may still run: the retry of the same events is then skipped by
+// the script (its seqs are in the log, from this writer).
+func (l *Log) evalShared(ctx context.Context, runID string, first int64, events []agentstream.Event, terminal bool) (int64, error) {
+	c := &appendCall{keys: l.keys(runID), args: l.appendArgs(runID, first, "", events, terminal, false), done: make(chan struct{})}
+	l.pmu.Lock()
+	l.pcalls = append(l.pcalls, c)
+	start := !l.psending
+	l.psending = true
+	l.pmu.Unlock()
+	if start {
+		// The caller's flush loop is counted: Close's Wait cannot have
+		// seen zero.
+		l.flushers.Add(1)
+		go l.sendPipelines()
+	}
+	select {
+	case <-c.done:
+		return c.last, c.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// sendPipelines sends the waiting calls, maxPipeline at a time, until
+// none is left.
+func (l *Log) sendPipelines() {
+	defer l.flushers.Done()
+	for {
+		l.pmu.Lock()
+		n := min(len(l.pcalls), maxPipeline)
+		if n == 0 {
+			l.pcalls, l.psending = nil, false
+			l.pmu.Unlock()
+			return
+		}
+		calls := l.pcalls[:n:n]
+		l.pcalls = l.pcalls[n:]
+		l.pmu.Unlock()
+		ctx, cancel := context.WithTimeout(l.ctx, attemptTimeout)
+		l.sendPipeline(ctx, calls)
+		cancel()
+	}
+}
+
+// sendPipeline runs calls, in order, in one round trip (two when Redis
+// had to be sent the script), and completes each with its own outcome.
+func (l *Log) sendPipeline(ctx context.Context, calls []*appendCall) {
+	if len(calls) == 1 {
+		c := calls[0]
+		c.last, c.err = appendScript.Run(ctx, l.client, c.keys, c.args...).Int64()
+		close(c.done)
+		return
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := l.client.Pipeline()
+	for i, c := range calls {
+		cmds[i] = appendScript.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command holds its own outcome
+	// NOSCRIPT: that call did not run (Redis lost its scripts); as
+	// Script.Run does, it runs again with the script's text, in order.
+	var again []int
+	for i, cmd := range cmds {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		pipe := l.client.Pipeline()
+		for _, i := range again {
+			cmds[i] = appendScript.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	for i, c := range calls {
+		c.last, c.err = cmds[i].Int64()
+		close(c.done)
+	}
 }
 
 func flag(b bool) string {

@@ -224,6 +224,12 @@ type Log struct {
 	// bg counts the Pub/Sub receiver and the sweeper.
 	bg sync.WaitGroup
 
+	// pmu guards pcalls, the flushes' calls of the append script waiting
+	// for the next pipeline, and psending, whether sendPipelines runs.
+	pmu      sync.Mutex
+	pcalls   []*appendCall
+	psending bool
+
 	// rmu guards runs, the runs this Log appends to. Lock order: a run's
 	// mu, then rmu.
 	rmu  sync.Mutex

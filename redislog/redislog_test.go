@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -797,5 +798,90 @@ func TestCloseWhileDown(t *testing.T) {
 	}
 	if d := time.Since(start); d > closeTimeout+2*time.Second {
 		t.Fatalf("Close took %v", d)
+	}
+}
+
+// TestFlushesSharePipeline: flushes of many runs that come while a
+// pipeline is out go together in the next one, each run getting its own
+// outcome (a run ended in Redis meanwhile is refused, the others
+// written), and a pipeline that finds Redis without the script runs its
+// calls again with the script's text.
+func TestFlushesSharePipeline(t *testing.T) {
+	l := openLog(t, "", Options{Coalesce: -1})
+	const runs = 20
+	ids := make([]string, runs)
+	for i := range ids {
+		ids[i] = runID()
+		mustAppend(t, l, ids[i], delta(0))
+	}
+	raw := rawClient(t)
+	ctx := context.Background()
+	// A pipeline is out: the flushes wait.
+	l.pmu.Lock()
+	l.psending = true
+	l.pmu.Unlock()
+	errs := make([]error, runs)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { _, errs[i] = l.Append(ctx, id, delta(1), done(id)) })
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l.pmu.Lock()
+		n := len(l.pcalls)
+		l.pmu.Unlock()
+		if n == runs {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flushes waiting, want %d", n, runs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Meanwhile run 0's log ended elsewhere, and Redis lost its scripts.
+	if err := raw.HSet(ctx, l.keys(ids[0])[1], "end", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var pipes scriptPipelines
+	l.client.AddHook(&pipes)
+	l.flushers.Add(1)
+	go l.sendPipelines()
+	wg.Wait()
+	if n := pipes.n.Load(); n != 2 {
+		t.Errorf("%d pipelines for %d runs' flushes, want 2 (EVALSHA, then EVAL after NOSCRIPT)", n, runs)
+	}
+	if !errors.Is(errs[0], agentstream.ErrConflict) {
+		t.Errorf("the ended run's append: %v, want a conflict", errs[0])
+	}
+	for i, id := range ids[1:] {
+		if errs[i+1] != nil {
+			t.Fatalf("run %d: %v", i+1, errs[i+1])
+		}
+		evs := readTo(t, l, id, 0, 3)
+		if len(evs) != 3 || evs[2].Type != agentstream.EventRunCompleted {
+			t.Fatalf("run %d: read %+v", i+1, evs)
+		}
+	}
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if l.psending || len(l.pcalls) != 0 {
+		t.Errorf("after the pipelines: sending %v, %d calls waiting", l.psending, len(l.pcalls))
+	}
+}
+
+// scriptPipelines counts the pipelines of script calls, as a go-redis
+// hook (not the connections' opening ones).
+type scriptPipelines struct{ n atomic.Int64 }
+
+func (h *scriptPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *scriptPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *scriptPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if name := cmds[0].Name(); name == "evalsha" || name == "eval" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmds)
 	}
 }

@@ -43,6 +43,10 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&cfg.Soak, "soak", 0, "a soak of this long instead: new runs (each a new conversation) arrive at --rate per second, and the server's memory is sampled every --soak-sample, to show whether it reaches a plateau (--streams and --ramp unused; --duration bounds the runs open at the end)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "with --soak, new runs per second (default 100)")
 	fs.DurationVar(&cfg.SoakSampleEvery, "soak-sample", bench.DefaultSoakEvery, "with --soak, the period of the memory samples")
+	fs.IntVar(&cfg.Instances, "instances", 1, "server children to start, sharing --database-url and --redis-url; above 1, each run is read besides from another instance than its own, and that reader's latency reported")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "the PostgreSQL `URL` (postgres://, this machine) the servers share; the bench's threads and runs stay there (required with --instances above 1; default a temporary SQLite file)")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "the Redis `URL` (redis://, this machine) of the servers' event log; what Redis did is reported (exact on a Redis of the bench's own) and the keys deleted at the end (required with --instances above 1)")
+	fs.StringVar(&cfg.RedisPrefix, "redis-prefix", "", "the servers' Redis key prefix (default agentstream-bench-RANDOM:)")
 	jsonFile := fs.String("json", "", "write the report (with --compare, every round's and the figures) as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -73,8 +77,8 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if cfg.Ramp == 0 {
 		cfg.Ramp = -1
 	}
-	if cfg.Streams <= 0 || cfg.Tokens <= 0 || cfg.RunsPerClient <= 0 || cfg.Stalled < 0 || cfg.Duration <= 0 || direct.n < 0 {
-		_, _ = fmt.Fprintln(stderr, "agentstream bench: --streams, --tokens, --runs-per-client and --duration must be positive, --stalled and --direct not negative")
+	if cfg.Streams <= 0 || cfg.Tokens <= 0 || cfg.RunsPerClient <= 0 || cfg.Stalled < 0 || cfg.Duration <= 0 || direct.n < 0 || cfg.Instances <= 0 {
+		_, _ = fmt.Fprintln(stderr, "agentstream bench: --streams, --tokens, --runs-per-client, --duration and --instances must be positive, --stalled and --direct not negative")
 		return 2
 	}
 	switch {

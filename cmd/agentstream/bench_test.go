@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/agentstream/agentstream/bench"
+	"github.com/agentstream/agentstream/internal/testenv"
+	"github.com/redis/go-redis/v9"
 )
 
 // benchTimeout bounds one `agentstream bench` process; it takes a few
@@ -305,6 +309,77 @@ func TestBenchFlags(t *testing.T) {
 		code := run(context.Background(), func() {}, append([]string{"bench"}, tc.args...), env(nil), &stdout, &stderr)
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("bench %q: exit %d, %q; want exit 2 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+// TestBenchInstances: two instances sharing a PostgreSQL schema and a
+// Redis prefix; every run is read on the other instance too, in full,
+// with its token latencies; Redis's work is reported; the bench's Redis
+// keys are gone at the end.
+func TestBenchInstances(t *testing.T) {
+	t.Parallel()
+	redisURL := testenv.RedisURL(t)
+	_, dbURL := testenv.PostgresSchema(t)
+	prefix := testenv.RedisPrefixCleaned(t, redisURL)
+	const streams, tokens = 6, 20
+	rep, table := runBench(t, "--instances", "2", "--database-url", dbURL, "--redis-url", redisURL, "--redis-prefix", prefix,
+		"--streams", fmt.Sprint(streams), "--tokens", fmt.Sprint(tokens), "--pace", "20ms", "--ramp", "200ms")
+	checkReport(t, rep, streams, tokens)
+	s := rep.Settings
+	if s.Instances != 2 || len(s.InstanceURLs) != 2 || s.InstanceURLs[0] == s.InstanceURLs[1] || s.InstanceURLs[0] != s.ServerURL || s.RedisPrefix != prefix {
+		t.Errorf("settings %+v", s)
+	}
+	c := rep.Cross
+	if c == nil {
+		t.Fatalf("no other-instance readers in the report:\n%s", table)
+	}
+	if c.Runs != streams || c.Completed != streams || c.ErrorCount != 0 || c.Tokens != streams*tokens ||
+		c.TokenLatency.N != streams*tokens || c.TokenLatency.P50 < 0 || c.TokenLatency.P50 > c.TokenLatency.Max {
+		t.Errorf("other-instance readers %+v", *c)
+	}
+	if !rep.CrossMinusServer.Valid || !strings.Contains(table, "other instance") {
+		t.Errorf("other−same %+v; table:\n%s", rep.CrossMinusServer, table)
+	}
+	// The shared Redis may serve other tests meanwhile: figures at
+	// least the bench's own.
+	r := rep.Redis
+	if r == nil || r.Runs != streams || r.Commands < int64(streams) || r.CommandsPerRun < 1 || r.InputBytesPerRun <= 0 || r.Calls["evalsha"]+r.Calls["eval"] == 0 {
+		t.Errorf("redis use %+v", r)
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	defer func() { _ = client.Close() }()
+	keys, err := client.Keys(context.Background(), prefix+"*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("keys left under the bench's prefix: %q (%v)", keys, err)
+	}
+}
+
+// TestBenchInstancesFlags: several instances need both shared stores, on
+// this machine, and the native endpoint.
+func TestBenchInstancesFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--instances", "2"},
+		{"--instances", "2", "--database-url", "postgres://127.0.0.1/x"},
+		{"--instances", "2", "--redis-url", "redis://127.0.0.1:6379/0"},
+		{"--instances", "0"},
+		{"--instances", "2", "--database-url", "postgres://db.example.com/x", "--redis-url", "redis://127.0.0.1:6379/0"},
+		{"--instances", "2", "--database-url", "postgres://127.0.0.1/x", "--redis-url", "redis://10.0.0.1:6379/0"},
+		{"--database-url", "mysql://127.0.0.1/x"},
+		{"--instances", "2", "--database-url", "postgres://127.0.0.1/x", "--redis-url", "redis://127.0.0.1:6379/0", "--endpoint", "seed"},
+		{"--instances", "2", "--database-url", "postgres://127.0.0.1/x", "--redis-url", "redis://127.0.0.1:6379/0", "--baseline"},
+		{"--redis-url", "redis://127.0.0.1:6379/0", "--redis-prefix", "a{b}:"},
+	} {
+		var stderr bytes.Buffer
+		if code := benchmark(context.Background(), args, io.Discard, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2; stderr %s", args, code, stderr.String())
+		} else if stderr.Len() == 0 {
+			t.Errorf("%q: no message", args)
 		}
 	}
 }
