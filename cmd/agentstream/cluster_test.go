@@ -217,9 +217,13 @@ func TestClusterInstanceDies(t *testing.T) {
 		t.Fatalf("stored run %+v", run)
 	}
 	msgs := b.messages(th.ID)
+	// The checkpoint and the events go their own ways: A may have saved
+	// the last tokens in PostgreSQL before their events reached Redis, and
+	// died before they did. So either text holds the other, whole.
 	if len(msgs) != 2 || msgs[0].Role != agentstream.RoleUser || msgs[0].Content != longQuestion ||
-		msgs[1].Status != agentstream.MessagePartial || msgs[1].Content == "" || !strings.HasPrefix(sb.text, msgs[1].Content) {
-		t.Fatalf("stored after the death of A: %+v", msgs)
+		msgs[1].Status != agentstream.MessagePartial || msgs[1].Content == "" ||
+		!strings.HasPrefix(sb.text, msgs[1].Content) && !strings.HasPrefix(msgs[1].Content, sb.text) {
+		t.Fatalf("stored after the death of A: %+v; B read %q", msgs, sb.text)
 	}
 	// The thread takes a new run, on B.
 	sb2 := b.openStream("POST", "/v1/threads/"+th.ID+"/runs", `{"input": "short"}`, nil)
