@@ -75,6 +75,12 @@ type Config struct {
 	// ServerPID is the pid of the server at URL, to measure its CPU and
 	// memory. A child's pid is known.
 	ServerPID int
+	// APIKey is sent as Authorization: Bearer to the server at URL, when
+	// it has identities configured. Default none. The bench's own
+	// children get a key of their own (auth.keys of agentstream; the relay
+	// is sent it too and ignores it), so that every figure includes
+	// authenticating each request.
+	APIKey string
 	// ServerBin is the agentstream binary to run the server with. Default
 	// this process's executable.
 	ServerBin string
@@ -311,6 +317,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	}
 	defer stopServers()
 	serverURLs := []string{cfg.URL}
+	auth := cfg.APIKey
 	if cfg.URL == "" {
 		bin := cfg.ServerBin
 		if bin == "" {
@@ -320,7 +327,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 			}
 			bin = exe
 		}
-		shared := sharedStore{databaseURL: cfg.DatabaseURL, redisURL: cfg.RedisURL, redisPrefix: cfg.RedisPrefix}
+		shared := sharedStore{databaseURL: cfg.DatabaseURL, redisURL: cfg.RedisURL, redisPrefix: cfg.RedisPrefix, apiKey: newBenchKey()}
+		auth = shared.apiKey
 		serverURLs = nil
 		// One after the other: the first applies the database's
 		// migrations before the others start.
@@ -338,6 +346,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	if cfg.Instances > 1 {
 		rep.Settings.Instances, rep.Settings.InstanceURLs = cfg.Instances, serverURLs
 	}
+	rep.Settings.APIKey = auth != ""
 	var meter *redisMeter
 	var redis0 redisInfo
 	if cfg.RedisURL != "" {
@@ -373,6 +382,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		client:     &http.Client{Transport: transport},
 		serverURL:  rep.Settings.ServerURL,
 		serverURLs: serverURLs,
+		auth:       auth,
 		simURL:     rep.Settings.SimURL,
 		server:     newPathStats(cfg.Streams),
 		direct:     newPathStats(cfg.Direct),
@@ -429,7 +439,10 @@ type load struct {
 	soak              []SoakSample // soak: the memory samples, by sample
 	serverURL, simURL string
 	// serverURLs are the instances (one unless Config.Instances > 1).
-	serverURLs     []string
+	serverURLs []string
+	// auth is the API key sent to the server (Authorization: Bearer);
+	// empty: none.
+	auth           string
 	server, direct *pathStats
 	// cross is the cross-instance readers' path; nil with one instance.
 	cross   *pathStats

@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,6 +53,9 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, ba
 		capacity, capacity, childShutdown, h2c)
 	if shared.redisURL != "" {
 		cfg += fmt.Sprintf("redis_url: %q\nevent_log:\n  redis_prefix: %q\n", shared.redisURL, shared.redisPrefix)
+	}
+	if shared.apiKey != "" {
+		cfg += fmt.Sprintf("auth:\n  keys:\n    - {key: %q, user: bench}\n", shared.apiKey)
 	}
 	database := filepath.Join(dir, "bench.db")
 	if shared.databaseURL != "" {
@@ -112,6 +117,16 @@ func startChild(ctx context.Context, bin, modelURL string, capacity int, h2c, ba
 // child with its own SQLite file and in-process event log.
 type sharedStore struct {
 	databaseURL, redisURL, redisPrefix string
+	// apiKey is the children's one API key (auth.keys), which every
+	// request of the load sends.
+	apiKey string
+}
+
+// newBenchKey returns a random API key for the bench's children.
+func newBenchKey() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
+	return "bench-" + hex.EncodeToString(b)
 }
 
 // stop sends SIGTERM, waits for the exit (killing the process if it takes

@@ -121,6 +121,13 @@ func (l *load) crossRead(ctx context.Context, base, runID string) {
 	l.cross.add(kind, &s)
 }
 
+// authorize adds the API key of the server, when there is one, to req.
+func (l *load) authorize(req *http.Request) {
+	if l.auth != "" {
+		req.Header.Set("Authorization", "Bearer "+l.auth)
+	}
+}
+
 // newThread creates a thread and returns its id, or an error kind.
 func (l *load) newThread(ctx context.Context, base string) (id, kind string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/threads", strings.NewReader(`{}`))
@@ -128,6 +135,7 @@ func (l *load) newThread(ctx context.Context, base string) (id, kind string) {
 		return "", "create_thread:" + err.Error()
 	}
 	req.Header.Set("Content-Type", "application/json")
+	l.authorize(req)
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return "", "create_thread:" + requestError(ctx)
@@ -206,6 +214,7 @@ func (l *load) openStalled(ctx context.Context) (*http.Response, string) {
 		return nil, err.Error()
 	}
 	req.Header.Set("Content-Type", "application/json")
+	l.authorize(req)
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return nil, requestError(ctx)
@@ -335,6 +344,9 @@ func (l *load) stream(ctx context.Context, path *pathStats, method, target strin
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if path != l.direct {
+		l.authorize(req)
+	}
 	start := time.Now()
 	resp, err := l.client.Do(req)
 	if err != nil {

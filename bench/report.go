@@ -71,7 +71,9 @@ type Settings struct {
 	Stalled       int     `json:"stalled"`
 	DurationS     float64 `json:"duration_cap_s"`
 	ServerURL     string  `json:"server_url"`
-	SimURL        string  `json:"sim_url"`
+	// APIKey tells whether the requests to the server carried an API key.
+	APIKey bool   `json:"api_key"`
+	SimURL string `json:"sim_url"`
 	// ServerChild is whether Run started the server as its child;
 	// SimInProcess whether it ran the simulator itself.
 	ServerChild  bool `json:"server_child"`
@@ -258,6 +260,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, "agentstream bench: %d streams × %d run(s) on %s, %d tokens every %s%s, TTFT %s, ramp %s\n",
 			s.Streams, s.RunsPerClient, s.Endpoint, s.Tokens, fmtMS(s.PaceMS), rate, ttft, fmtMS(s.RampMS))
+	}
+	if s.APIKey {
+		b.WriteString("every request to the server carries an API key (Authorization: Bearer)\n")
 	}
 	server := "server"
 	if s.Baseline {

@@ -37,6 +37,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.SimURL, "sim-url", "", "use the simulator at this `URL` (http://127.0.0.1:PORT/v1; run it with agentstream sim --stamp for token latencies) instead of one in process")
 	fs.StringVar(&cfg.URL, "url", "", "load this running server (http://127.0.0.1:PORT) instead of starting one")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --url, the server's pid, to measure its CPU and memory")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "with --url, the API key to send (Authorization: Bearer); the servers the bench starts get a key of their own, which every request sends")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "load a bare net/http relay of the simulator (agentstream bench relay) instead of agentstream: the floor to compare with")
 	compare := fs.Int("compare", 0, "run the load `N` times against agentstream and N times against the bare relay, alternately, and compare them (native endpoint, no --url, --stalled or --baseline; 0: one run)")
