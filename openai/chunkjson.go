@@ -3,8 +3,9 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/agentstream/agentstream/internal/jsonstr"
 )
 
 // decodeChunkFast decodes data, a chat.completion.chunk, into c (reset by
@@ -432,106 +433,22 @@ func (d *fastDecoder) str(dst *string) bool {
 	default:
 		return false
 	}
-	start := d.p + 1
-	i := start
-	for i < len(d.s) {
-		c := d.s[i]
-		if c == '"' {
-			*dst = string(d.s[start:i])
-			d.p = i + 1
-			return true
-		}
-		if c < ' ' || c == '\\' || c >= utf8.RuneSelf {
-			break
-		}
-		i++
+	body, _, ok := jsonstr.Body(d.s[d.p+1:])
+	if !ok {
+		return false
 	}
-	b := append((*d.scratch)[:0], d.s[start:i]...)
-	defer func() { *d.scratch = b[:0] }()
-	for i < len(d.s) {
-		c := d.s[i]
-		switch {
-		case c == '"':
-			*dst = string(b)
-			d.p = i + 1
-			return true
-		case c < ' ':
-			return false
-		case c == '\\':
-			if i+1 >= len(d.s) {
-				return false
-			}
-			switch e := d.s[i+1]; e {
-			case '"', '\\', '/':
-				b = append(b, e)
-			case 'b':
-				b = append(b, '\b')
-			case 'f':
-				b = append(b, '\f')
-			case 'n':
-				b = append(b, '\n')
-			case 'r':
-				b = append(b, '\r')
-			case 't':
-				b = append(b, '\t')
-			case 'u':
-				r := hex4(d.s[i+2:])
-				if r < 0 {
-					return false
-				}
-				i += 6
-				if utf16.IsSurrogate(r) {
-					if i+1 < len(d.s) && d.s[i] == '\\' && d.s[i+1] == 'u' {
-						r2 := hex4(d.s[i+2:])
-						if r2 < 0 {
-							return false // invalid JSON
-						}
-						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-							b = utf8.AppendRune(b, dec)
-							i += 6
-							continue
-						}
-					}
-					r = utf8.RuneError
-				}
-				b = utf8.AppendRune(b, r)
-				continue
-			default:
-				return false
-			}
-			i += 2
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			i++
-		default:
-			r, size := utf8.DecodeRune(d.s[i:])
-			b = utf8.AppendRune(b, r) // RuneError for invalid UTF-8
-			i += size
-		}
+	d.p += len(body) + 2
+	if jsonstr.Plain(body) {
+		*dst = string(body)
+		return true
 	}
-	return false
-}
-
-// hex4 decodes the 4 hex digits at the start of s, -1 if there are none.
-func hex4(s []byte) rune {
-	if len(s) < 4 {
-		return -1
+	b, ok := jsonstr.Unquote((*d.scratch)[:0], body)
+	*d.scratch = b[:0]
+	if !ok {
+		return false
 	}
-	var r rune
-	for _, c := range s[:4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
+	*dst = string(b)
+	return true
 }
 
 // skip skips a value, checking it is valid JSON; depth is its nesting.
@@ -617,7 +534,7 @@ func (d *fastDecoder) skipString() bool {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if hex4(d.s[i+2:]) < 0 {
+				if _, ok := jsonstr.Hex4(d.s[i+2:]); !ok {
 					return false
 				}
 				i += 6

@@ -47,3 +47,25 @@ func FuzzAppend(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) { check(t, s) })
 }
+
+// FuzzUnquote: Unquote decodes a JSON string's body as encoding/json
+// does, and refuses what encoding/json refuses.
+func FuzzUnquote(f *testing.F) {
+	for _, s := range []string{`plain`, `a\"b\\c\/d\b\f\n\r\t`, `\u00e9\ud83d\ude00`, `\ud800 alone`, `\ud800\u0041`, "bad \xff utf8", `\x`, `\u12`, "raw\ncontrol"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := Unquote(nil, body)
+		var want string
+		err := json.Unmarshal(append(append([]byte{'"'}, body...), '"'), &want)
+		if _, _, closed := Body(body); closed {
+			return // an unescaped quote inside: not a string's body
+		}
+		if ok != (err == nil) {
+			t.Fatalf("Unquote(%q) ok=%v, encoding/json: %v", body, ok, err)
+		}
+		if ok && string(got) != want {
+			t.Fatalf("Unquote(%q) = %q, encoding/json %q", body, got, want)
+		}
+	})
+}
