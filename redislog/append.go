@@ -504,44 +504,98 @@ func (l *Log) drop(rs *run, err error) {
 // eval runs the append script for events, the first of which has seq
 // first (0: after the log's last); strict: first must be the log's next.
 func (l *Log) eval(ctx context.Context, runID string, first int64, token string, events []agentstream.Event, terminal, strict bool) (int64, error) {
-	return appendScript.Run(ctx, l.client, l.keys(runID), l.appendArgs(runID, first, token, events, terminal, strict)...).Int64()
-}
-
-// appendArgs are the append script's ARGV (see appendScript).
-func (l *Log) appendArgs(runID string, first int64, token string, events []agentstream.Event, terminal, strict bool) []any {
-	args := make([]any, 0, 10+2*len(events))
-	args = append(args, l.opts.MaxRunBytes, ms(l.opts.IdleExpiry), ms(l.opts.Retention), first,
-		l.notifyChannel(runID), l.writer, token, l.overhead, flag(terminal), flag(strict))
-	for _, ev := range events {
-		args = append(args, string(ev.Type), []byte(ev.Data))
+	c := l.newCall(runID, first, token, events, terminal, strict)
+	keys, args := l.scriptArgs([]*appendCall{c})
+	res, err := appendScript.Run(ctx, l.client, keys, args...).Result()
+	if err != nil {
+		return 0, err
 	}
-	return args
+	l.settle([]*appendCall{c}, res)
+	return c.last, c.err
 }
 
-// maxPipeline bounds the append calls one pipeline carries.
+// appendCall is one run's part of an append script call: a flush's, which
+// waits to go with other runs' flushes, or a run's first append.
+type appendCall struct {
+	keys     []string
+	first    int64
+	token    string
+	events   []agentstream.Event
+	terminal bool
+	strict   bool
+	bytes    int64
+	last     int64
+	err      error
+	done     chan struct{} // closed once last and err are set
+}
+
+func (l *Log) newCall(runID string, first int64, token string, events []agentstream.Event, terminal, strict bool) *appendCall {
+	c := &appendCall{keys: l.keys(runID), first: first, token: token, events: events,
+		terminal: terminal, strict: strict, done: make(chan struct{})}
+	for _, ev := range events {
+		c.bytes += ev.Size()
+	}
+	return c
+}
+
+// scriptArgs are the append script's KEYS and ARGV for calls (see
+// appendScript).
+func (l *Log) scriptArgs(calls []*appendCall) ([]string, []any) {
+	keys := make([]string, 0, 2*len(calls))
+	n := 9
+	for _, c := range calls {
+		keys = append(keys, c.keys...)
+		n += 5 + 2*len(c.events)
+	}
+	args := make([]any, 0, n)
+	args = append(args, l.opts.MaxRunBytes, ms(l.opts.IdleExpiry), ms(l.opts.Retention), l.notifyPrefix(),
+		len(l.opts.Prefix), l.writer, l.overhead, time.Now().UnixMilli(), ms(l.refresh))
+	for _, c := range calls {
+		args = append(args, c.first, c.token, flag(c.terminal), flag(c.strict), len(c.events))
+		for _, ev := range c.events {
+			args = append(args, string(ev.Type), []byte(ev.Data))
+		}
+	}
+	return keys, args
+}
+
+// settle gives each call its outcome from the script's reply res, one
+// element per call.
+func (l *Log) settle(calls []*appendCall, res any) {
+	arr, ok := res.([]any)
+	for i, c := range calls {
+		switch {
+		case !ok || len(arr) != len(calls):
+			c.err = fmt.Errorf("redislog: the append script replied %T for %d runs", res, len(calls))
+		default:
+			switch v := arr[i].(type) {
+			case int64:
+				c.last = v
+			case error: // an error reply of that run's (a redis.Error)
+				c.err = v
+			default:
+				c.err = fmt.Errorf("redislog: the append script replied %T for a run", v)
+			}
+		}
+	}
+}
+
+// maxPipeline bounds the flushes one pipeline carries.
 const maxPipeline = 256
 
-// appendCall is a flush's call of the append script, waiting to go in a
-// pipeline with other runs' flushes.
-type appendCall struct {
-	keys []string
-	args []any
-	last int64
-	err  error
-	done chan struct{} // closed once last and err are set
-}
-
 // evalShared is eval for a flush (seq first given, not strict, no token),
-// its call sent in one pipeline with the other runs' flushes: while a
-// pipeline is out, the calls that come wait and go together in the next,
-// so that many runs cost one round trip instead of one each, with no
-// delay added when nothing is out. A run has one flush at a time, and the
-// pipelines go one after the other in the order of their calls, so a run's
-// calls reach Redis in order. A caller whose ctx ends stops waiting, but
-// its call may still run: the retry of the same events is then skipped by
-// the script (its seqs are in the log, from this writer).
+// sent with the other runs' flushes: while a pipeline is out, the flushes
+// that come wait and go together in the next, in one script call (or a
+// few, each of at most maxBatchEvents events and maxBatchBytes, in one
+// pipeline), so that many runs cost one round trip and one call instead of
+// one each, with no delay added when nothing is out. A run has one flush
+// at a time, and the script calls and the pipelines go one after the
+// other in the order of their flushes, so a run's events reach Redis in
+// order. A caller whose ctx ends stops waiting, but its call may still
+// run: the retry of the same events is then skipped by the script (its
+// seqs are in the log, from this writer).
 func (l *Log) evalShared(ctx context.Context, runID string, first int64, events []agentstream.Event, terminal bool) (int64, error) {
-	c := &appendCall{keys: l.keys(runID), args: l.appendArgs(runID, first, "", events, terminal, false), done: make(chan struct{})}
+	c := l.newCall(runID, first, "", events, terminal, false)
 	l.pmu.Lock()
 	l.pcalls = append(l.pcalls, c)
 	start := !l.psending
@@ -579,22 +633,55 @@ func (l *Log) sendPipelines() {
 		ctx, cancel := context.WithTimeout(l.ctx, attemptTimeout)
 		l.sendPipeline(ctx, calls)
 		cancel()
+		for _, c := range calls {
+			close(c.done)
+		}
 	}
 }
 
+// groups splits calls, in order, into script calls of at most
+// maxBatchEvents events and maxBatchBytes (each at least one call), so
+// that one script never holds Redis for long.
+func groups(calls []*appendCall) [][]*appendCall {
+	var out [][]*appendCall
+	start, events, bytes := 0, 0, int64(0)
+	for i, c := range calls {
+		if i > start && (events+len(c.events) > maxBatchEvents || bytes+c.bytes > maxBatchBytes) {
+			out = append(out, calls[start:i:i])
+			start, events, bytes = i, 0, 0
+		}
+		events += len(c.events)
+		bytes += c.bytes
+	}
+	return append(out, calls[start:])
+}
+
 // sendPipeline runs calls, in order, in one round trip (two when Redis
-// had to be sent the script), and completes each with its own outcome.
+// had to be sent the script), and gives each its own outcome.
 func (l *Log) sendPipeline(ctx context.Context, calls []*appendCall) {
-	if len(calls) == 1 {
-		c := calls[0]
-		c.last, c.err = appendScript.Run(ctx, l.client, c.keys, c.args...).Int64()
-		close(c.done)
+	gs := groups(calls)
+	if len(gs) == 1 {
+		keys, args := l.scriptArgs(calls)
+		res, err := appendScript.Run(ctx, l.client, keys, args...).Result()
+		if err != nil {
+			for _, c := range calls {
+				c.err = err
+			}
+			return
+		}
+		l.settle(calls, res)
 		return
 	}
-	cmds := make([]*redis.Cmd, len(calls))
+	type group struct {
+		keys []string
+		args []any
+	}
+	parts := make([]group, len(gs))
+	cmds := make([]*redis.Cmd, len(gs))
 	pipe := l.client.Pipeline()
-	for i, c := range calls {
-		cmds[i] = appendScript.EvalSha(ctx, pipe, c.keys, c.args...)
+	for i, g := range gs {
+		parts[i].keys, parts[i].args = l.scriptArgs(g)
+		cmds[i] = appendScript.EvalSha(ctx, pipe, parts[i].keys, parts[i].args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command holds its own outcome
 	// NOSCRIPT: that call did not run (Redis lost its scripts); as
@@ -608,13 +695,19 @@ func (l *Log) sendPipeline(ctx context.Context, calls []*appendCall) {
 	if len(again) > 0 {
 		pipe := l.client.Pipeline()
 		for _, i := range again {
-			cmds[i] = appendScript.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+			cmds[i] = appendScript.Eval(ctx, pipe, parts[i].keys, parts[i].args...)
 		}
 		_, _ = pipe.Exec(ctx)
 	}
-	for i, c := range calls {
-		c.last, c.err = cmds[i].Int64()
-		close(c.done)
+	for i, g := range gs {
+		res, err := cmds[i].Result()
+		if err != nil {
+			for _, c := range g {
+				c.err = err
+			}
+			continue
+		}
+		l.settle(g, res)
 	}
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/redis/go-redis/v9"
 )
 
 // BenchmarkAppendDeltas streams a run the way the runner does, one Append
@@ -117,4 +120,120 @@ func benchDeltas(b *testing.B, pace time.Duration, burst int, coalesce time.Dura
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tokens/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkAppendManyRuns streams `runs` runs at once, each one Append per
+// token every `pace` (b.N tokens in all), the way an instance serving
+// many clients does, while a reader on another Log follows each run. It
+// reports the script calls the writer sends per token (client side), and,
+// from INFO's deltas, the commands Redis ran per token (those the scripts
+// call included) and the bytes it received per token: server-wide
+// figures, exact only on a Redis of the benchmark's own
+// (AGENTSTREAM_TEST_REDIS_URL pointing at one).
+func BenchmarkAppendManyRuns(b *testing.B) {
+	for _, runs := range []int{10, 100} {
+		b.Run(fmt.Sprintf("runs=%d/pace=20ms", runs), func(b *testing.B) { benchManyRuns(b, runs, 20*time.Millisecond) })
+	}
+}
+
+func benchManyRuns(b *testing.B, runs int, pace time.Duration) {
+	prefix := testPrefix(b)
+	w := openLog(b, "", Options{Prefix: prefix})
+	r := openLog(b, "", Options{Prefix: prefix})
+	raw := rawClient(b)
+	ctx := context.Background()
+	per := max(1, b.N/runs)
+	ids := make([]string, runs)
+	for i := range ids {
+		ids[i] = runID()
+		mustAppend(b, w, ids[i], agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: ids[i]}))
+	}
+	tok := agentstream.NewEvent(agentstream.EventMessageDelta,
+		agentstream.MessageDeltaData{MessageID: "msg_01JD6Y3V8Q2Z5X7W9T4R6P8N0M", Delta: " token"})
+	readers := make(chan error, runs)
+	for _, id := range ids {
+		go func() {
+			after := int64(1)
+			for {
+				evs, end, err := r.Read(ctx, id, after, 1000)
+				if err != nil {
+					readers <- err
+					return
+				}
+				if len(evs) > 0 {
+					after = evs[len(evs)-1].Seq
+				}
+				if end {
+					readers <- nil
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // the readers subscribe
+	before := redisStats(b, raw)
+	wcmds := w.Commands()
+	b.ResetTimer()
+	writers := make(chan error, runs)
+	for i, id := range ids {
+		go func() {
+			next := time.Now().Add(time.Duration(i) * pace / time.Duration(runs))
+			for range per {
+				time.Sleep(time.Until(next))
+				next = next.Add(pace)
+				if _, err := w.Append(ctx, id, tok); err != nil {
+					writers <- err
+					return
+				}
+			}
+			_, err := w.Append(ctx, id, done(id))
+			writers <- err
+		}()
+	}
+	for range runs {
+		if err := <-writers; err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range runs {
+		if err := <-readers; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	after := redisStats(b, raw)
+	tokens := float64(runs * per)
+	b.ReportMetric(float64(w.Commands()-wcmds)/tokens, "calls/token")
+	b.ReportMetric(float64(after.commands-before.commands)/tokens, "redis-cmds/token")
+	b.ReportMetric(float64(after.input-before.input)/tokens, "redis-in-B/token")
+}
+
+// redisTotals are INFO's counters: commands run (cmdstat_*'s calls) and
+// bytes received.
+type redisTotals struct{ commands, input int64 }
+
+func redisStats(b *testing.B, c *redis.Client) redisTotals {
+	b.Helper()
+	text, err := c.Info(context.Background(), "commandstats", "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var t redisTotals
+	for line := range strings.SplitSeq(text, "\n") {
+		line = strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(line, "total_net_input_bytes:"); ok {
+			t.input, _ = strconv.ParseInt(rest, 10, 64)
+		}
+		if !strings.HasPrefix(line, "cmdstat_") {
+			continue
+		}
+		_, stats, _ := strings.Cut(line, ":")
+		calls, _, _ := strings.Cut(strings.TrimPrefix(stats, "calls="), ",")
+		n, err := strconv.ParseInt(calls, 10, 64)
+		if err != nil {
+			b.Fatalf("INFO commandstats: %q", line)
+		}
+		t.commands += n
+	}
+	return t
 }

@@ -104,6 +104,13 @@ func (w *watch) caughtUp(after int64) bool {
 	return w.known && !w.ended && after >= w.last
 }
 
+// ahead reports whether notifications tell of events after `after`.
+func (w *watch) ahead(after int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.live && w.known && w.last > after
+}
+
 // watch registers a waiting reader of runID, subscribing to the run's
 // channel if needed, and waits (at most PollInterval) until the
 // subscription is confirmed: from then on no notification is missed.

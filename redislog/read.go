@@ -100,8 +100,19 @@ func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int
 			} else {
 				rs.mu.Unlock()
 			}
-		} else if w != nil && w.caughtUp(after) {
-			return nil, false, nil
+		} else if w != nil {
+			if w.caughtUp(after) {
+				return nil, false, nil
+			}
+			if w.ahead(after) {
+				evs, ok, err := l.readRange(ctx, runID, after, limit)
+				if err != nil {
+					return nil, false, err
+				}
+				if ok {
+					return evs, evs[len(evs)-1].Type.Terminal(), nil
+				}
+			}
 		}
 	}
 
@@ -142,6 +153,38 @@ func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int
 	}
 	end := endSeq > 0 && (after >= endSeq || len(evs) > 0 && evs[len(evs)-1].Seq >= endSeq)
 	return evs, end, nil
+}
+
+// readRange reads the events after `after` with a plain XRANGE, one
+// command where the read script runs three: for a reader that a
+// notification told there are some. ok is false unless the first event
+// returned is after+1; as a log's events have no holes (the script starts
+// the log afresh rather than leave one), the read then needs no books. A
+// log that lost its head, ended or is gone is left to the read script.
+func (l *Log) readRange(ctx context.Context, runID string, after int64, limit int) ([]agentstream.Event, bool, error) {
+	res, err := l.client.Do(ctx, "XRANGE", l.keys(runID)[0], "(0-"+strconv.FormatInt(after, 10), "+", "COUNT", limit).Result()
+	if err != nil {
+		return nil, false, l.mapErr(ctx, err, "XRANGE")
+	}
+	entries, ok := res.([]any)
+	if !ok {
+		return nil, false, agentstream.Errorf(agentstream.CodeInternal, "redislog: unexpected reply to XRANGE: %T", res)
+	}
+	if len(entries) == 0 {
+		return nil, false, nil
+	}
+	evs := make([]agentstream.Event, 0, len(entries))
+	for _, e := range entries {
+		ev, err := parseEntry(e)
+		if err != nil {
+			return nil, false, agentstream.Wrap(agentstream.CodeInternal, err, "redislog: unexpected reply to XRANGE")
+		}
+		evs = append(evs, ev)
+	}
+	if evs[0].Seq != after+1 {
+		return nil, false, nil
+	}
+	return evs, true, nil
 }
 
 // readSent answers a read of the run this Log appends to from memory,

@@ -13,18 +13,26 @@
 // goes on), w (the Log that appended last) and tok, tokl (to recognize a
 // retried first append). The run ID is a hash tag, so a run's keys share a
 // cluster slot. Both keys expire Options.Retention after the terminal
-// event, and Options.IdleExpiry after the last append while the run goes
-// on. Unlike memlog there is no cap on all logs together: that is Redis's
+// event, and, while the run goes on, between Options.IdleExpiry and a
+// sixteenth of it more after the last append: an append sets the expiry
+// again (for IdleExpiry and a sixteenth, recording when in the book xp)
+// only once the one set is a sixteenth of IdleExpiry old, not every time.
+// Unlike memlog there is no cap on all logs together: that is Redis's
 // maxmemory.
 //
 // Every append goes through one Lua script that checks and updates the
 // books, adds the events, drops the oldest ones past Options.MaxRunBytes
 // (always keeping the newest, like memlog; reads of dropped events get
-// agentstream.ErrGone naming the first seq kept), sets the expiry and
-// publishes the new last seq on the channel {Prefix}notify:<runID>. Being
-// atomic, it keeps sequence numbers gapless, and a call retried after its
-// reply was lost adds nothing twice. A read is one script too: the books
-// and an exclusive XRANGE, in one round trip.
+// agentstream.ErrGone naming the first seq kept), sets the expiry when due
+// and publishes the new last seq on the channel {Prefix}notify:<runID>.
+// Being atomic for each run, it keeps sequence numbers gapless, and a call
+// retried after its reply was lost adds nothing twice. One call carries the
+// appends of several runs (their keys are then of several cluster slots: a
+// Redis Cluster is not supported), each with its own outcome. A read is one
+// script too: the books and an exclusive XRANGE, in one round trip; a
+// reader that a notification told of new events reads them with a plain
+// XRANGE instead, and the script only when that does not start right after
+// its last event (dropped events, a lost log) or at the end.
 //
 // # Coalescing
 //
@@ -34,7 +42,8 @@
 // seqs locally, queue the events and return at once, and a per-run timer
 // sends what is queued in one script call Options.Coalesce (2ms) later
 // (events queued while a call is under way wait for the rest of their own
-// window). An append holding the terminal event is sent at once and waits
+// window). The flushes of all the runs of a Log that come while one is
+// under way go together in the next script call. An append holding the terminal event is sent at once and waits
 // for Redis, so its caller knows the run's end is stored. A run's flushes
 // are sequential. A reader, on this Log or another, gets an event only
 // once Redis holds it: this Log serves its readers the run's newest flushed
@@ -208,6 +217,9 @@ type Log struct {
 	cmds   counter
 	// overhead is what an event counts besides its type and data.
 	overhead int64
+	// refresh is how old an open run's expiry may grow before an append
+	// sets it again: IdleExpiry/16.
+	refresh time.Duration
 
 	// ctx ends when Close stops flushing.
 	ctx    context.Context
@@ -269,6 +281,7 @@ func Open(ctx context.Context, url string, opts Options) (*Log, error) {
 		addr:     ro.Addr,
 		writer:   agentstream.NewID("log_"),
 		overhead: agentstream.Event{}.Size(),
+		refresh:  opts.IdleExpiry / 16,
 		done:     make(chan struct{}),
 		runs:     make(map[string]*run),
 		watches:  make(map[string]*watch),

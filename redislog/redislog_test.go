@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -802,10 +803,10 @@ func TestCloseWhileDown(t *testing.T) {
 }
 
 // TestFlushesSharePipeline: flushes of many runs that come while a
-// pipeline is out go together in the next one, each run getting its own
-// outcome (a run ended in Redis meanwhile is refused, the others
-// written), and a pipeline that finds Redis without the script runs its
-// calls again with the script's text.
+// pipeline is out go together in the next one, in one script call, each
+// run getting its own outcome (a run ended in Redis meanwhile is refused,
+// one whose books are not a hash fails, the others are written), and a
+// call that finds Redis without the script runs again with its text.
 func TestFlushesSharePipeline(t *testing.T) {
 	l := openLog(t, "", Options{Coalesce: -1})
 	const runs = 20
@@ -837,31 +838,42 @@ func TestFlushesSharePipeline(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Meanwhile run 0's log ended elsewhere, and Redis lost its scripts.
+	// Meanwhile run 0's log ended elsewhere, run 1's books became a string
+	// (WRONGTYPE), and Redis lost its scripts.
 	if err := raw.HSet(ctx, l.keys(ids[0])[1], "end", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Set(ctx, l.keys(ids[1])[1], "x", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := raw.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	var pipes scriptPipelines
-	l.client.AddHook(&pipes)
+	var calls scriptCalls
+	l.client.AddHook(&calls)
 	l.flushers.Add(1)
 	go l.sendPipelines()
 	wg.Wait()
-	if n := pipes.n.Load(); n != 2 {
-		t.Errorf("%d pipelines for %d runs' flushes, want 2 (EVALSHA, then EVAL after NOSCRIPT)", n, runs)
+	// Run 1's flush, retried, can then go through.
+	if err := raw.Del(ctx, l.keys(ids[1])[1]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.get(); !slices.Equal(got, []string{"evalsha", "eval"}) {
+		t.Errorf("script calls for %d runs' flushes: %v, want one EVALSHA, then one EVAL after NOSCRIPT", runs, got)
 	}
 	if !errors.Is(errs[0], agentstream.ErrConflict) {
 		t.Errorf("the ended run's append: %v, want a conflict", errs[0])
 	}
-	for i, id := range ids[1:] {
-		if errs[i+1] != nil {
-			t.Fatalf("run %d: %v", i+1, errs[i+1])
+	if errs[1] == nil || !errContains(errs[1], "WRONGTYPE") {
+		t.Errorf("the append of the run whose books are a string: %v, want WRONGTYPE", errs[1])
+	}
+	for i, id := range ids[2:] {
+		if errs[i+2] != nil {
+			t.Fatalf("run %d: %v", i+2, errs[i+2])
 		}
 		evs := readTo(t, l, id, 0, 3)
 		if len(evs) != 3 || evs[2].Type != agentstream.EventRunCompleted {
-			t.Fatalf("run %d: read %+v", i+1, evs)
+			t.Fatalf("run %d: read %+v", i+2, evs)
 		}
 	}
 	l.pmu.Lock()
@@ -871,17 +883,142 @@ func TestFlushesSharePipeline(t *testing.T) {
 	}
 }
 
-// scriptPipelines counts the pipelines of script calls, as a go-redis
-// hook (not the connections' opening ones).
-type scriptPipelines struct{ n atomic.Int64 }
+// TestFlushesSplitInCalls: flushes carrying more than maxBatchEvents
+// events together go in several script calls of one pipeline, in order.
+func TestFlushesSplitInCalls(t *testing.T) {
+	l := openLog(t, "", Options{Coalesce: -1})
+	const runs = 5
+	per := maxBatchEvents/2 + 1 // two runs' flushes overflow a call
+	ids := make([]string, runs)
+	for i := range ids {
+		ids[i] = runID()
+		mustAppend(t, l, ids[i], delta(0))
+	}
+	l.pmu.Lock()
+	l.psending = true
+	l.pmu.Unlock()
+	errs := make([]error, runs)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		evs := make([]agentstream.Event, 0, per+1)
+		for j := range per {
+			evs = append(evs, delta(j+1))
+		}
+		evs = append(evs, done(id))
+		wg.Go(func() { _, errs[i] = l.Append(context.Background(), id, evs...) })
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l.pmu.Lock()
+		n := len(l.pcalls)
+		l.pmu.Unlock()
+		if n == runs {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flushes waiting, want %d", n, runs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var calls scriptCalls
+	l.client.AddHook(&calls)
+	l.flushers.Add(1)
+	go l.sendPipelines()
+	wg.Wait()
+	if got := calls.get(); len(got) != runs || calls.pipelines.Load() != 1 {
+		t.Errorf("script calls %v in %d pipelines, want %d in one", got, calls.pipelines.Load(), runs)
+	}
+	for i, id := range ids {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v", i, errs[i])
+		}
+		if evs := readTo(t, l, id, 0, int64(per+2)); len(evs) != per+2 || !evs[per+1].Type.Terminal() {
+			t.Fatalf("run %d: read %d events", i, len(evs))
+		}
+	}
+}
 
-func (h *scriptPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *scriptPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *scriptPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+// TestExpirySetSeldom: an open run's appends leave its expiry alone until
+// it is IdleExpiry/16 old; then, and at the end, they set it again.
+func TestExpirySetSeldom(t *testing.T) {
+	prefix := testPrefix(t)
+	l := openLog(t, "", Options{Prefix: prefix, Coalesce: -1, IdleExpiry: 16 * time.Hour, Retention: time.Hour})
+	raw := rawClient(t)
+	ctx := context.Background()
+	id := runID()
+	events, meta := l.keys(id)[0], l.keys(id)[1]
+	ttls := func() (time.Duration, time.Duration) {
+		t.Helper()
+		return raw.PTTL(ctx, events).Val(), raw.PTTL(ctx, meta).Val()
+	}
+	mustAppend(t, l, id, delta(1))
+	if e, m := ttls(); e <= 16*time.Hour || e > 17*time.Hour || m <= 16*time.Hour || m > 17*time.Hour {
+		t.Fatalf("a new log expires in %v, %v; want IdleExpiry and a sixteenth (17h)", e, m)
+	}
+	for _, k := range []string{events, meta} {
+		if err := raw.PExpire(ctx, k, 5*time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustAppend(t, l, id, delta(2))
+	if e, m := ttls(); e > 5*time.Hour || m > 5*time.Hour {
+		t.Fatalf("an append set the expiry again (%v, %v) though it was set a moment ago", e, m)
+	}
+	// The expiry was set more than an hour ago (a sixteenth of 16h).
+	if err := raw.HSet(ctx, meta, "xp", time.Now().Add(-61*time.Minute).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l, id, delta(3))
+	if e, m := ttls(); e <= 16*time.Hour || m <= 16*time.Hour {
+		t.Fatalf("after an hour the append left the expiry at %v, %v; want 17h", e, m)
+	}
+	for _, k := range []string{events, meta} {
+		if err := raw.PExpire(ctx, k, 5*time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustAppend(t, l, id, done(id))
+	if e, m := ttls(); e <= 59*time.Minute || e > time.Hour || m <= 59*time.Minute || m > time.Hour {
+		t.Fatalf("the ended log expires in %v, %v; want the retention (1h)", e, m)
+	}
+}
+
+// scriptCalls records the append script's calls (EVALSHA, EVAL), alone or
+// in pipelines, as a go-redis hook.
+type scriptCalls struct {
+	mu        sync.Mutex
+	names     []string
+	pipelines atomic.Int64
+}
+
+func (h *scriptCalls) get() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.names)
+}
+
+func (h *scriptCalls) add(cmds ...redis.Cmder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range cmds {
+		if name := c.Name(); name == "evalsha" || name == "eval" {
+			h.names = append(h.names, name)
+		}
+	}
+}
+
+func (h *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if name := cmds[0].Name(); name == "evalsha" || name == "eval" {
-			h.n.Add(1)
+			h.pipelines.Add(1)
 		}
+		h.add(cmds...)
 		return next(ctx, cmds)
 	}
 }
