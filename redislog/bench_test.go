@@ -129,7 +129,8 @@ func benchDeltas(b *testing.B, pace time.Duration, burst int, coalesce time.Dura
 // from INFO's deltas, the commands Redis ran per token (those the scripts
 // call included) and the bytes it received per token: server-wide
 // figures, exact only on a Redis of the benchmark's own
-// (AGENTSTREAM_TEST_REDIS_URL pointing at one).
+// (AGENTSTREAM_TEST_REDIS_URL pointing at one); and the latency from
+// Append to the reader's Read returning the token (p50, p99).
 func BenchmarkAppendManyRuns(b *testing.B) {
 	for _, runs := range []int{10, 100} {
 		b.Run(fmt.Sprintf("runs=%d/pace=20ms", runs), func(b *testing.B) { benchManyRuns(b, runs, 20*time.Millisecond) })
@@ -150,18 +151,27 @@ func benchManyRuns(b *testing.B, runs int, pace time.Duration) {
 	}
 	tok := agentstream.NewEvent(agentstream.EventMessageDelta,
 		agentstream.MessageDeltaData{MessageID: "msg_01JD6Y3V8Q2Z5X7W9T4R6P8N0M", Delta: " token"})
+	// sent[i][seq] is when run i's token seq was appended; lats[i] are the
+	// reader's latencies of run i's tokens.
+	sent := make([][]atomic.Int64, runs)
+	lats := make([][]time.Duration, runs)
 	readers := make(chan error, runs)
-	for _, id := range ids {
+	for i, id := range ids {
+		sent[i] = make([]atomic.Int64, per+3)
 		go func() {
 			after := int64(1)
 			for {
 				evs, end, err := r.Read(ctx, id, after, 1000)
+				now := time.Now().UnixNano()
 				if err != nil {
 					readers <- err
 					return
 				}
-				if len(evs) > 0 {
-					after = evs[len(evs)-1].Seq
+				for _, ev := range evs {
+					if ev.Type == agentstream.EventMessageDelta {
+						lats[i] = append(lats[i], time.Duration(now-sent[i][ev.Seq].Load()))
+					}
+					after = ev.Seq
 				}
 				if end {
 					readers <- nil
@@ -178,9 +188,10 @@ func benchManyRuns(b *testing.B, runs int, pace time.Duration) {
 	for i, id := range ids {
 		go func() {
 			next := time.Now().Add(time.Duration(i) * pace / time.Duration(runs))
-			for range per {
+			for k := range per {
 				time.Sleep(time.Until(next))
 				next = next.Add(pace)
+				sent[i][k+2].Store(time.Now().UnixNano())
 				if _, err := w.Append(ctx, id, tok); err != nil {
 					writers <- err
 					return
@@ -202,10 +213,20 @@ func benchManyRuns(b *testing.B, runs int, pace time.Duration) {
 	}
 	b.StopTimer()
 	after := redisStats(b, raw)
+	var lat []time.Duration
+	for _, l := range lats {
+		lat = append(lat, l...)
+	}
+	if len(lat) != runs*per {
+		b.Fatalf("the readers got %d tokens of %d", len(lat), runs*per)
+	}
+	slices.Sort(lat)
 	tokens := float64(runs * per)
 	b.ReportMetric(float64(w.Commands()-wcmds)/tokens, "calls/token")
 	b.ReportMetric(float64(after.commands-before.commands)/tokens, "redis-cmds/token")
 	b.ReportMetric(float64(after.input-before.input)/tokens, "redis-in-B/token")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
 // redisTotals are INFO's counters: commands run (cmdstat_*'s calls) and
