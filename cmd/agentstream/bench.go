@@ -148,7 +148,7 @@ func relay(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	model := fs.String("model-url", "", "the simulator's URL (http://127.0.0.1:PORT/v1)")
-	h2c := fs.Bool("h2c", false, "talk HTTP/2 without TLS to the simulator (agentstream sim serves it)")
+	h2c := fs.Bool("h2c", false, "talk HTTP/2 without TLS to the simulator (agentstream sim serves it), all calls on one connection; without, HTTP/1.1, a connection per call")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
