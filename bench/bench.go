@@ -32,6 +32,17 @@ const (
 	EndpointSeed   = "seed"   // POST /v1/chat
 )
 
+// Upstreams: how the server the bench starts (agentstream or the relay)
+// talks to the simulator.
+const (
+	// UpstreamH2 is HTTP/2 without TLS (h2c): every call multiplexed on
+	// one connection, as with an https API, which negotiates HTTP/2.
+	UpstreamH2 = "h2"
+	// UpstreamHTTP1 is HTTP/1.1: a connection per streaming call, as with
+	// a local model server (vLLM, Ollama, llama.cpp).
+	UpstreamHTTP1 = "http1"
+)
+
 // Config is one load run. Zero fields take their defaults; durations
 // follow the simulator's convention: zero is the default, negative none.
 type Config struct {
@@ -84,9 +95,15 @@ type Config struct {
 	// ServerBin is the agentstream binary to run the server with. Default
 	// this process's executable.
 	ServerBin string
+	// Upstream is how the server the bench starts talks to the
+	// simulator: UpstreamH2 or UpstreamHTTP1 (config openai.h2c of
+	// agentstream, the relay's --h2c). Default h2 with the simulator the
+	// bench runs, which serves both; http1 with one at SimURL, which may
+	// not. Not with URL: that server's upstream is its own.
+	Upstream string
 	// Baseline starts `agentstream bench relay` (see Relay) as the server
 	// instead of `agentstream serve`: the floor of a net/http relay, to
-	// compare agentstream's figures with. Native endpoint only.
+	// compare agentstream's figures with, on either endpoint.
 	Baseline bool
 	// ProgressEvery is the period of the progress lines. Default 1s.
 	ProgressEvery time.Duration
@@ -164,6 +181,12 @@ func (c Config) WithDefaults() Config {
 	if c.Endpoint == "" {
 		c.Endpoint = EndpointNative
 	}
+	if c.Upstream == "" && c.URL == "" {
+		c.Upstream = UpstreamH2
+		if c.SimURL != "" {
+			c.Upstream = UpstreamHTTP1
+		}
+	}
 	if c.Ramp == 0 {
 		c.Ramp = DefaultRamp
 	}
@@ -203,6 +226,12 @@ func (c Config) Validate() error {
 	if c.Endpoint != EndpointNative && c.Endpoint != EndpointSeed {
 		errs = append(errs, fmt.Errorf("endpoint %q: want native or seed", c.Endpoint))
 	}
+	switch {
+	case c.URL != "" && c.Upstream != "":
+		errs = append(errs, errors.New("with a server URL, the upstream is that server's own: no upstream to choose"))
+	case c.URL == "" && c.Upstream != UpstreamH2 && c.Upstream != UpstreamHTTP1:
+		errs = append(errs, fmt.Errorf("upstream %q: want h2 or http1", c.Upstream))
+	}
 	for _, u := range []struct{ name, url string }{{"server URL", c.URL}, {"simulator URL", c.SimURL}} {
 		if u.url != "" {
 			if err := loopbackURL(u.url); err != nil {
@@ -213,8 +242,8 @@ func (c Config) Validate() error {
 	if c.URL != "" && c.SimURL == "" && c.Direct > 0 {
 		errs = append(errs, errors.New("with a server URL, give the simulator URL its model uses (or no direct clients)"))
 	}
-	if c.Baseline && (c.URL != "" || c.Endpoint != EndpointNative || c.Stalled > 0) {
-		errs = append(errs, errors.New("the baseline relay is started by the bench, on the native endpoint, without stalled clients"))
+	if c.Baseline && (c.URL != "" || c.Stalled > 0) {
+		errs = append(errs, errors.New("the baseline relay is started by the bench (no server URL), without stalled clients"))
 	}
 	if c.ServerPID < 0 {
 		errs = append(errs, errors.New("negative server pid"))
@@ -282,7 +311,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		progress = io.Discard
 	}
 	rep := Report{Settings: Settings{
-		Streams: cfg.Streams, RunsPerClient: cfg.RunsPerClient, Endpoint: cfg.Endpoint, Tokens: cfg.Tokens,
+		Streams: cfg.Streams, RunsPerClient: cfg.RunsPerClient, Endpoint: cfg.Endpoint, Upstream: cfg.Upstream, Tokens: cfg.Tokens,
 		PaceMS: ms(max(cfg.Pace, 0)), TTFTMS: ms(max(cfg.TTFT, 0)), RampMS: ms(cfg.Ramp),
 		Direct: cfg.Direct, Stalled: cfg.Stalled, DurationS: cfg.Duration.Seconds(),
 		ServerURL: cfg.URL, SimURL: cfg.SimURL, Baseline: cfg.Baseline,
@@ -333,7 +362,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		// One after the other: the first applies the database's
 		// migrations before the others start.
 		for range cfg.Instances {
-			srv, err := startChild(ctx, bin, rep.Settings.SimURL, cfg.capacity(), rep.Settings.SimInProcess, cfg.Baseline, shared)
+			srv, err := startChild(ctx, bin, rep.Settings.SimURL, cfg.capacity(), cfg.Upstream == UpstreamH2, cfg.Baseline, shared)
 			if err != nil {
 				return rep, err
 			}

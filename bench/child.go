@@ -39,8 +39,9 @@ var listeningRE = regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
 // startChild starts `bin serve` on a free loopback port with a temporary
 // SQLite file, against the OpenAI-compatible model at modelURL, with room
 // for capacity runs at once, and waits until it listens. With h2c the
-// server talks HTTP/2 to the model, as it would to an https API: the
-// simulator the bench starts serves it. With baseline it starts the relay
+// server talks HTTP/2 without TLS to the model, as it would to an https
+// API (the simulator the bench starts serves it); without, HTTP/1.1, a
+// connection per call (Config.Upstream). With baseline it starts the relay
 // instead (see Relay). A shared store (several instances) replaces the
 // SQLite file with its PostgreSQL database and the in-process event log
 // with its Redis.

@@ -16,6 +16,9 @@ type Comparison struct {
 	// Rounds is how many rounds ran to the end, both servers; the figures
 	// are theirs. An interrupted comparison has fewer than it asked for.
 	Rounds int `json:"rounds"`
+	// Endpoint and Upstream are those of every run of both servers.
+	Endpoint string `json:"endpoint"`
+	Upstream string `json:"upstream"`
 	// Agentstream[i] ran just before Baseline[i]. After an interruption
 	// Agentstream may hold one report more, of the round cut short.
 	Agentstream []Report `json:"agentstream"`
@@ -48,10 +51,10 @@ type Figure struct {
 
 // Compare runs the load of cfg against agentstream and against the bare
 // relay (Config.Baseline), alternately, rounds times each, agentstream
-// first. Machine speed drifts over minutes on a shared machine: runs made
-// one after the other, in one command, are what can be compared. It needs
-// what the relay needs: a server it starts itself (no Config.URL), the
-// native endpoint, no stalled clients.
+// first, on the same endpoint and upstream. Machine speed drifts over
+// minutes on a shared machine: runs made one after the other, in one
+// command, are what can be compared. It needs what the relay needs: a
+// server it starts itself (no Config.URL), no stalled clients.
 //
 // When ctx ends, Compare stops after the run under way and returns the
 // rounds completed, with a note, and no error. A run that cannot start
@@ -71,7 +74,8 @@ func Compare(ctx context.Context, cfg Config, rounds int, progress io.Writer) (C
 	if progress == nil {
 		progress = io.Discard
 	}
-	var c Comparison
+	d := base.WithDefaults()
+	c := Comparison{Endpoint: d.Endpoint, Upstream: d.Upstream}
 	var err error
 rounds:
 	for i := range rounds {
@@ -122,6 +126,12 @@ type measure struct {
 var measures = []measure{
 	{"time to first byte p50, above direct", "ms", false, func(r *Report) (float64, bool) {
 		d := r.ServerMinusDirect.TTFB
+		return d.P50, d.Valid
+	}},
+	// The first token, not the first byte: a comment (native's ": ok"),
+	// a header or a queued notice is not an answer.
+	{"time to first token p50, above direct", "ms", false, func(r *Report) (float64, bool) {
+		d := r.ServerMinusDirect.TTFT
 		return d.P50, d.Valid
 	}},
 	{"added latency per token p50, above direct", "ms", false, func(r *Report) (float64, bool) {
@@ -205,8 +215,8 @@ func (c *Comparison) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	if len(c.Agentstream) > 0 {
 		s := c.Agentstream[0].Settings
-		fmt.Fprintf(&b, "agentstream bench --compare: %d streams × %d run(s), %d tokens every %s, ramp %s; %d round(s), each agentstream then the baseline relay\n\n",
-			s.Streams, s.RunsPerClient, s.Tokens, fmtMS(s.PaceMS), fmtMS(s.RampMS), c.Rounds)
+		fmt.Fprintf(&b, "agentstream bench --compare: %d streams × %d run(s) on %s, upstream %s, %d tokens every %s, ramp %s; %d round(s), each agentstream then the baseline relay\n\n",
+			s.Streams, s.RunsPerClient, s.Endpoint, s.Upstream, s.Tokens, fmtMS(s.PaceMS), fmtMS(s.RampMS), c.Rounds)
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "figure\tagentstream (rounds → median)\tbaseline relay (rounds → median)\tratio")

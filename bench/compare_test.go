@@ -35,7 +35,7 @@ func TestMedian(t *testing.T) {
 // per stream, with token latencies when stamped.
 func report(cpu, mem float64, stamped bool) Report {
 	r := Report{
-		ServerMinusDirect: Diff{TTFB: DistDiff{Valid: true, P50: 0.5}},
+		ServerMinusDirect: Diff{TTFB: DistDiff{Valid: true, P50: 0.5}, TTFT: DistDiff{Valid: true, P50: 2.5}},
 		ServerProcess:     &Process{CPUPerTokenUS: cpu, MemoryPerStream: mem * 1024, OpenAtPeak: 10},
 		Machine:           &Machine{BusyPercent: 50},
 	}
@@ -89,9 +89,10 @@ func TestComparisonFigures(t *testing.T) {
 		}
 	}
 	for name, want := range map[string][]string{
-		"server CPU per token (µs)":                 {"40.0, 50.0, 45.0 → 45.0", "20.0, 30.0, 25.0 → 25.0", "1.80×"},
-		"time to first byte p50, above direct (ms)": {"0.50, 0.50, 0.50 → 0.50", "0.50, 0.50, 0.50 → 0.50"},
-		"streams served at once":                    {"10, 10, 10 → 10", "10, 10, 10 → 10"},
+		"server CPU per token (µs)":                  {"40.0, 50.0, 45.0 → 45.0", "20.0, 30.0, 25.0 → 25.0", "1.80×"},
+		"time to first byte p50, above direct (ms)":  {"0.50, 0.50, 0.50 → 0.50", "0.50, 0.50, 0.50 → 0.50"},
+		"streams served at once":                     {"10, 10, 10 → 10", "10, 10, 10 → 10"},
+		"time to first token p50, above direct (ms)": {"2.50, 2.50, 2.50 → 2.50", "2.50, 2.50, 2.50 → 2.50"},
 	} {
 		if got := rows[name]; !slices.Equal(got, want) {
 			t.Errorf("row %q: %q, want %q; table:\n%s", name, got, want, b.String())
@@ -177,7 +178,7 @@ func TestCompareRefuses(t *testing.T) {
 	}{
 		{Config{}, 0, "at least one round"},
 		{Config{Baseline: true}, 1, "must not ask for the baseline"},
-		{Config{Endpoint: EndpointSeed}, 1, "the baseline relay is started by the bench"},
+		{Config{Endpoint: EndpointSeed, Upstream: "h2c"}, 1, `upstream "h2c": want h2 or http1`},
 		{Config{Stalled: 2}, 1, "compare runs the baseline relay too"},
 	} {
 		_, err := Compare(context.Background(), tc.cfg, tc.rounds, nil)

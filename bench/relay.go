@@ -12,38 +12,32 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentstream/agentstream/internal/jsonstr"
 )
 
 // Relay is the floor the bench measures agentstream against: the least a
 // Go server on net/http can do to relay the simulator to the bench's
-// clients. It answers the two requests a native client makes — creating a
-// thread, then a run that streams — and for each run makes one streaming
-// call to the model (over HTTP/2 without TLS when h2c is set, as the
-// bench's agentstream child does with the simulator the bench starts),
-// copying each token's text into a message.delta event
-// written and flushed at once. It keeps nothing: no store, no event log,
-// no run that outlives its request, no resume, no limits; it finds a
-// token's text by looking for "content":"…" in the chunk, which holds
-// only for the simulator's output. It is a measuring instrument, not a
-// server: what agentstream spends above it is the price of what
-// agentstream does and Relay does not.
+// clients. It answers the requests of both endpoints the bench loads:
+// native (creating a thread, then a run that streams, as message.delta
+// events) and seed (POST /v1/chat, a new conversation per request, in
+// the seed format byte for byte as agentstream writes it). For each run
+// it makes one streaming call to the model (over HTTP/2 without TLS when
+// h2c is set, all calls sharing one connection; otherwise HTTP/1.1, a
+// connection per call, as with a local model server), writing each
+// token as soon as it is read and flushing it. It keeps nothing: no
+// store, no event log, no run that outlives its request, no resume, no
+// limits (a seed stream holds its answer so far, which the format's last
+// line repeats); it finds a token's text by looking for "content":"…" in
+// the chunk, which holds only for the simulator's output. It is a
+// measuring instrument, not a server: what agentstream spends above it
+// is the price of what agentstream does and Relay does not.
 func Relay(ctx context.Context, addr, modelURL string, h2c bool, log io.Writer) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	transport := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
-	if h2c {
-		transport.Protocols = new(http.Protocols)
-		transport.Protocols.SetUnencryptedHTTP2(true)
-	}
-	r := &relay{
-		client: &http.Client{Transport: transport},
-		url:    strings.TrimSuffix(modelURL, "/") + "/chat/completions",
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/threads", r.thread)
-	mux.HandleFunc("POST /v1/threads/{id}/runs", r.run)
+	mux, transport := newRelay(modelURL, h2c)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	_, _ = fmt.Fprintf(log, "relay listening addr=http://%s model=%s\n", ln.Addr(), modelURL)
 	errc := make(chan error, 1)
@@ -65,6 +59,27 @@ func Relay(ctx context.Context, addr, modelURL string, h2c bool, log io.Writer) 
 	return nil
 }
 
+// newRelay returns the relay's handler and the transport of its model
+// calls. With h2c the calls share one HTTP/2 connection; without, each
+// has an HTTP/1.1 connection of its own (no cap on connections; 64 kept
+// idle between calls).
+func newRelay(modelURL string, h2c bool) (http.Handler, *http.Transport) {
+	transport := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
+	if h2c {
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetUnencryptedHTTP2(true)
+	}
+	r := &relay{
+		client: &http.Client{Transport: transport},
+		url:    strings.TrimSuffix(modelURL, "/") + "/chat/completions",
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/threads", r.thread)
+	mux.HandleFunc("POST /v1/threads/{id}/runs", r.run)
+	mux.HandleFunc("POST /v1/chat", r.chat)
+	return mux, transport
+}
+
 type relay struct {
 	client *http.Client
 	url    string
@@ -81,24 +96,36 @@ func (r *relay) thread(w http.ResponseWriter, req *http.Request) {
 // relayRequest is the model call of every run.
 const relayRequest = `{"model":"relay","stream":true,"messages":[{"role":"user","content":"Hello"}]}`
 
-func (r *relay) run(w http.ResponseWriter, req *http.Request) {
+// call makes the run's model call; on failure it answers the client
+// with an error and returns nil.
+func (r *relay) call(w http.ResponseWriter, req *http.Request) *http.Response {
 	_, _ = io.Copy(io.Discard, io.LimitReader(req.Body, drainLimit))
 	up, err := http.NewRequestWithContext(req.Context(), http.MethodPost, r.url, strings.NewReader(relayRequest))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return nil
 	}
 	up.Header.Set("Content-Type", "application/json")
 	resp, err := r.client.Do(up)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
+		return nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		_ = resp.Body.Close()
+		http.Error(w, resp.Status, http.StatusBadGateway)
+		return nil
+	}
+	return resp
+}
+
+// run streams a native run: message.delta events, then run.completed.
+func (r *relay) run(w http.ResponseWriter, req *http.Request) {
+	resp := r.call(w, req)
+	if resp == nil {
 		return
 	}
 	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		http.Error(w, resp.Status, http.StatusBadGateway)
-		return
-	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
@@ -144,19 +171,101 @@ func (r *relay) run(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
+// chat streams a seed request (POST /v1/chat) as agentstream's seed
+// endpoint does (httpapi/wire's seed format): the headers, one
+// {"delta":…,"complete":false} line per token, then the whole response
+// and {"status":"done"}. Every request is a new conversation: the
+// thread_id a client sends is not read.
+func (r *relay) chat(w http.ResponseWriter, req *http.Request) {
+	resp := r.call(w, req)
+	if resp == nil {
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	n := strconv.FormatInt(r.n.Add(1), 10)
+	threadID, runID := "thr_relay_"+n, "run_relay_"+n
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Run-Id", runID)
+	h.Set("X-Thread-Id", threadID)
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	br := bufio.NewReaderSize(resp.Body, 2<<10)
+	out := make([]byte, 0, 256)
+	// answer is the text so far, escaped as the deltas were: the
+	// format's last line repeats it. scratch holds a decoded token.
+	var answer, scratch []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return // the model's stream ended without [DONE]: the client sees no done line
+		}
+		data, ok := bytes.CutPrefix(line, []byte("data: "))
+		if !ok {
+			continue
+		}
+		if bytes.HasPrefix(data, []byte("[DONE]")) {
+			out = append(out[:0], `data: {"response":"`...)
+			out = append(out, answer...)
+			out = append(out, `","complete":true,"thread_id":"`...)
+			out = append(out, threadID...)
+			out = append(out, `","run_id":"`...)
+			out = append(out, runID...)
+			out = append(out, "\"}\n\ndata: {\"status\":\"done\"}\n\n"...)
+			_, _ = w.Write(out)
+			_ = rc.Flush()
+			return
+		}
+		body, ok := contentOf(data)
+		if !ok || len(body) == 0 {
+			continue // not a token (the first chunk carries only the role)
+		}
+		start := len(answer)
+		if answer, scratch, ok = appendSeedText(answer, scratch, body); !ok {
+			continue // not a JSON string: agentstream's client would have failed the call
+		}
+		out = append(out[:0], `data: {"delta":"`...)
+		out = append(out, answer[start:]...)
+		out = append(out, "\",\"complete\":false}\n\n"...)
+		if _, err := w.Write(out); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// appendSeedText appends the text of body, a JSON string's body still
+// escaped, to dst escaped as agentstream's seed encoder escapes it (as
+// encoding/json does, <, > and & included); scratch holds the decoded
+// text when there are escapes to redo. The simulator's tokens need none:
+// they are copied as they are.
+func appendSeedText(dst, scratch, body []byte) (out, scratch2 []byte, ok bool) {
+	if jsonstr.Plain(body) && !bytes.ContainsAny(body, "<>&\u2028\u2029") {
+		return append(dst, body...), scratch, true
+	}
+	text, ok := jsonstr.Unquote(scratch[:0], body)
+	if !ok {
+		return dst, text, false
+	}
+	n := len(dst)
+	out = jsonstr.Append(dst, string(text), true) // "…", quotes included
+	return append(out[:n], out[n+1:len(out)-1]...), text, true
+}
+
 var contentKey = []byte(`"content":"`)
 
-// contentOf returns the still-escaped text of a chunk's "content" string:
-// the simulator's chunks hold one, free of escaped quotes.
+// contentOf returns the still-escaped body of a chunk's first "content"
+// string: the simulator's chunks hold one.
 func contentOf(data []byte) ([]byte, bool) {
 	i := bytes.Index(data, contentKey)
 	if i < 0 {
 		return nil, false
 	}
-	rest := data[i+len(contentKey):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 || (j > 0 && rest[j-1] == '\\') {
-		return nil, false
-	}
-	return rest[:j], true
+	body, _, ok := jsonstr.Body(data[i+len(contentKey):])
+	return body, ok
 }

@@ -60,17 +60,20 @@ type Report struct {
 
 // Settings are the Config a Report was made with, defaults applied.
 type Settings struct {
-	Streams       int     `json:"streams"`
-	RunsPerClient int     `json:"runs_per_client"`
-	Endpoint      string  `json:"endpoint"`
-	Tokens        int     `json:"tokens"`
-	PaceMS        float64 `json:"pace_ms"`
-	TTFTMS        float64 `json:"ttft_ms"`
-	RampMS        float64 `json:"ramp_ms"`
-	Direct        int     `json:"direct"`
-	Stalled       int     `json:"stalled"`
-	DurationS     float64 `json:"duration_cap_s"`
-	ServerURL     string  `json:"server_url"`
+	Streams       int    `json:"streams"`
+	RunsPerClient int    `json:"runs_per_client"`
+	Endpoint      string `json:"endpoint"`
+	// Upstream is how the server talked to the simulator (UpstreamH2,
+	// UpstreamHTTP1); empty for a server the bench did not start.
+	Upstream  string  `json:"upstream,omitempty"`
+	Tokens    int     `json:"tokens"`
+	PaceMS    float64 `json:"pace_ms"`
+	TTFTMS    float64 `json:"ttft_ms"`
+	RampMS    float64 `json:"ramp_ms"`
+	Direct    int     `json:"direct"`
+	Stalled   int     `json:"stalled"`
+	DurationS float64 `json:"duration_cap_s"`
+	ServerURL string  `json:"server_url"`
 	// APIKey tells whether the requests to the server carried an API key.
 	APIKey bool   `json:"api_key"`
 	SimURL string `json:"sim_url"`
@@ -242,6 +245,18 @@ func perStream(before, atPeak int64, open int) float64 {
 	return float64(atPeak-before) / float64(open)
 }
 
+// upstreamText says how the server talked to the simulator, for the
+// tables: nothing when the bench did not start the server.
+func upstreamText(upstream string) string {
+	switch upstream {
+	case UpstreamH2:
+		return " over HTTP/2 without TLS (upstream h2)"
+	case UpstreamHTTP1:
+		return " over HTTP/1.1, a connection per stream (upstream http1)"
+	}
+	return ""
+}
+
 // WriteTable writes the report as text tables.
 func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
@@ -268,8 +283,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if s.Baseline {
 		server = "server (the baseline relay, not agentstream)"
 	}
-	fmt.Fprintf(&b, "%s %s, simulator %s; %d direct clients, %d stalled; window %.2fs",
-		server, s.ServerURL, s.SimURL, s.Direct, s.Stalled, r.WindowS)
+	fmt.Fprintf(&b, "%s %s, simulator %s%s; %d direct clients, %d stalled; window %.2fs",
+		server, s.ServerURL, s.SimURL, upstreamText(s.Upstream), s.Direct, s.Stalled, r.WindowS)
 	if r.DurationCapReached {
 		fmt.Fprintf(&b, " (cut by the %gs duration cap)", s.DurationS)
 	}

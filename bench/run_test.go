@@ -69,6 +69,15 @@ func fakeServer(t *testing.T, behaviors ...string) *httptest.Server {
 			_ = rc.Flush()
 			event("run.created", `{"run_id":"run_1"}`)
 		}
+		if b == "late" {
+			// What comes before the first token is not an answer: a
+			// seed tool line here, ": ok" and run.created on native.
+			if seed {
+				event("", `{"tool":"search","status":"start"}`)
+			}
+			time.Sleep(lateBy)
+			b = "ok"
+		}
 		switch b {
 		case "ok":
 			for i := range 3 {
@@ -171,6 +180,70 @@ func TestBenchRunCountsErrors(t *testing.T) {
 	}
 }
 
+// lateBy is how long the fake server's "late" runs wait between their
+// first byte and their first token.
+const lateBy = 40 * time.Millisecond
+
+// TestBenchFirstToken: time to first token counts from the request to
+// the first token's text, not to the first byte (a comment, run.created,
+// a seed tool line), on both endpoints.
+func TestBenchFirstToken(t *testing.T) {
+	t.Parallel()
+	for _, endpoint := range []string{EndpointNative, EndpointSeed} {
+		t.Run(endpoint, func(t *testing.T) {
+			t.Parallel()
+			srv := fakeServer(t, "late")
+			rep, err := Run(context.Background(), Config{Streams: 3, Direct: -1, Endpoint: endpoint, Ramp: -1, Duration: 30 * time.Second, URL: srv.URL}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := rep.Server
+			if s.Completed != 3 || s.TTFT.N != 3 || s.TTFB.N != 3 {
+				t.Fatalf("server path %+v", s)
+			}
+			// Each run's token came lateBy after its first byte, so each
+			// percentile of one is at least the other's plus lateBy.
+			if s.TTFT.P50 < s.TTFB.P50+ms(lateBy) || s.TTFT.Max < s.TTFB.Max+ms(lateBy) {
+				t.Errorf("first token %+v, first byte %+v: the token came %s later", s.TTFT, s.TTFB, lateBy)
+			}
+		})
+	}
+}
+
+// TestBenchRunRelay: the bench's clients of both endpoints read the relay
+// to the end, with every token's latency, over either upstream.
+func TestBenchRunRelay(t *testing.T) {
+	t.Parallel()
+	const streams, tokens = 4, 5
+	model, err := sim.Start("127.0.0.1:0", sim.Options{Tokens: tokens, Pace: 2 * time.Millisecond, TTFT: -1, Stamp: true, Record: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = model.Close() })
+	for _, endpoint := range []string{EndpointNative, EndpointSeed} {
+		for _, h2c := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/h2c=%v", endpoint, h2c), func(t *testing.T) {
+				t.Parallel()
+				srv := relayServer(t, model.URL(), h2c)
+				rep, err := Run(context.Background(), Config{
+					Streams: streams, Direct: 1, Endpoint: endpoint, Ramp: -1, Duration: 30 * time.Second,
+					URL: srv.URL, SimURL: model.URL(),
+				}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := rep.Server
+				if s.Completed != streams || s.ErrorCount != 0 || s.Tokens != streams*tokens || s.TTFT.N != streams || s.TokenLatency.N != streams*tokens {
+					t.Errorf("server path %+v", s)
+				}
+				if !rep.ServerMinusDirect.TTFT.Valid || !rep.ServerMinusDirect.TokenLatency.Valid || rep.Settings.Upstream != "" {
+					t.Errorf("report %+v", rep)
+				}
+			})
+		}
+	}
+}
+
 // TestRunDurationCap: streams still open at the cap are cut and counted
 // as timeouts, and Run returns soon after it.
 func TestBenchRunDurationCap(t *testing.T) {
@@ -201,11 +274,44 @@ func TestBenchConfig(t *testing.T) {
 	if c := (Config{Streams: 10}).WithDefaults(); c.Direct != 10 {
 		t.Errorf("direct for 10 streams: %d", c.Direct)
 	}
+	// The upstream: h2 with the simulator the bench runs, http1 with one
+	// of the user's (it may not speak h2c), the server's own with a URL.
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, UpstreamH2},
+		{Config{SimURL: "http://127.0.0.1:2/v1"}, UpstreamHTTP1},
+		{Config{SimURL: "http://127.0.0.1:2/v1", Upstream: UpstreamH2}, UpstreamH2},
+		{Config{Upstream: UpstreamHTTP1}, UpstreamHTTP1},
+		{Config{URL: "http://127.0.0.1:1", SimURL: "http://127.0.0.1:2/v1"}, ""},
+	} {
+		c := tc.cfg.WithDefaults()
+		if c.Upstream != tc.want {
+			t.Errorf("%+v: upstream %q, want %q", tc.cfg, c.Upstream, tc.want)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", tc.cfg, err)
+		}
+	}
+	// The relay answers both endpoints, over either upstream.
+	for _, endpoint := range []string{EndpointNative, EndpointSeed} {
+		for _, upstream := range []string{UpstreamH2, UpstreamHTTP1} {
+			if err := (Config{Baseline: true, Endpoint: endpoint, Upstream: upstream}).WithDefaults().Validate(); err != nil {
+				t.Errorf("the relay on %s over %s: %v", endpoint, upstream, err)
+			}
+		}
+	}
 	for _, tc := range []struct {
 		cfg  Config
 		want string
 	}{
 		{Config{Endpoint: "grpc"}, "endpoint"},
+		{Config{Upstream: "h3"}, `upstream "h3": want h2 or http1`},
+		{Config{Upstream: "HTTP/1.1"}, `upstream "HTTP/1.1": want h2 or http1`},
+		{Config{URL: "http://127.0.0.1:1", SimURL: "http://127.0.0.1:2/v1", Upstream: UpstreamH2}, "the upstream is that server's own"},
+		{Config{Baseline: true, URL: "http://127.0.0.1:1", SimURL: "http://127.0.0.1:2/v1"}, "the baseline relay is started by the bench"},
+		{Config{Baseline: true, Stalled: 1}, "without stalled clients"},
 		{Config{URL: "http://example.com:8080"}, "not a loopback"},
 		{Config{URL: "https://127.0.0.1:1"}, "http://"},
 		{Config{URL: "http://127.0.0.1:1", SimURL: "http://10.0.0.1:1/v1"}, "not a loopback"},

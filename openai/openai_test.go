@@ -950,3 +950,66 @@ func TestSentBody(t *testing.T) {
 		t.Errorf("a reader after the answer read %q, %v", got, err)
 	}
 }
+
+// TestHTTP1ConcurrentStreams: without H2C, as with a local model server
+// over HTTP/1.1, the default client opens a connection per streaming
+// call and caps none: every call is under way at once. The server
+// answers none until all have arrived, so a cap on connections per host
+// would hold calls back and fail the test.
+func TestHTTP1ConcurrentStreams(t *testing.T) {
+	t.Parallel()
+	const calls = 300
+	var arrived sync.WaitGroup
+	arrived.Add(calls)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		conns[r.RemoteAddr] = r.ProtoMajor == 1
+		mu.Unlock()
+		arrived.Done()
+		s := startSSE(w)
+		select {
+		case <-all:
+		case <-r.Context().Done():
+			return
+		}
+		s.send(textChunk("hi"), finishChunk("stop"))
+		s.done()
+	}))
+	t.Cleanup(srv.Close)
+	m := newModel(t, srv.URL, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for range calls {
+		wg.Go(func() {
+			res, err := m.Stream(ctx, simpleRequest(), nil)
+			if err == nil && res.Content != "hi" {
+				err = fmt.Errorf("content %q", res.Content)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	mu.Lock()
+	defer mu.Unlock()
+	for err := range errs {
+		t.Fatalf("a call failed (%d of %d arrived): %v", len(conns), calls, err)
+	}
+	if len(conns) != calls {
+		t.Errorf("%d calls came over %d connections, want one each", calls, len(conns))
+	}
+	for addr, http1 := range conns {
+		if !http1 {
+			t.Errorf("the call from %s was not HTTP/1.1", addr)
+		}
+	}
+}

@@ -29,6 +29,7 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&cfg.Ramp, "ramp", bench.DefaultRamp, "spread the clients' starts over this long; 0: all at once")
 	fs.IntVar(&cfg.RunsPerClient, "runs-per-client", 1, "runs each client makes, one after the other")
 	fs.StringVar(&cfg.Endpoint, "endpoint", bench.EndpointNative, "native (threads and runs) or seed (POST /v1/chat)")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "how the server the bench starts (agentstream, the relay) talks to the simulator: h2 (HTTP/2 without TLS, one multiplexed connection) or http1 (HTTP/1.1, a connection per stream, as with a local model server) (default h2; http1 with --sim-url; none with --url)")
 	var direct optionalInt
 	fs.Var(&direct, "direct", "`N` clients that call the simulator directly, the lower bound (default min(streams, 50); 0 for none)")
 	fs.IntVar(&cfg.Stalled, "stalled", 0, "extra clients that open a stream and never read it")
@@ -39,8 +40,8 @@ func benchmark(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --url, the server's pid, to measure its CPU and memory")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "with --url, the API key to send (Authorization: Bearer); the servers the bench starts get a key of their own, which every request sends")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "the agentstream binary to start the server with (default this one)")
-	fs.BoolVar(&cfg.Baseline, "baseline", false, "load a bare net/http relay of the simulator (agentstream bench relay) instead of agentstream: the floor to compare with")
-	compare := fs.Int("compare", 0, "run the load `N` times against agentstream and N times against the bare relay, alternately, and compare them (native endpoint, no --url, --stalled or --baseline; 0: one run)")
+	fs.BoolVar(&cfg.Baseline, "baseline", false, "load a bare net/http relay of the simulator (agentstream bench relay, either endpoint) instead of agentstream: the floor to compare with")
+	compare := fs.Int("compare", 0, "run the load `N` times against agentstream and N times against the bare relay, alternately, on the same --endpoint and --upstream, and compare them (no --url, --stalled or --baseline; 0: one run)")
 	fs.DurationVar(&cfg.Soak, "soak", 0, "a soak of this long instead: new runs (each a new conversation) arrive at --rate per second, and the server's memory is sampled every --soak-sample, to show whether it reaches a plateau (--streams and --ramp unused; --duration bounds the runs open at the end)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "with --soak, new runs per second (default 100)")
 	fs.DurationVar(&cfg.SoakSampleEvery, "soak-sample", bench.DefaultSoakEvery, "with --soak, the period of the memory samples")
@@ -147,7 +148,7 @@ func relay(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	model := fs.String("model-url", "", "the simulator's URL (http://127.0.0.1:PORT/v1)")
-	h2c := fs.Bool("h2c", false, "talk HTTP/2 without TLS to the simulator (agentstream sim serves it)")
+	h2c := fs.Bool("h2c", false, "talk HTTP/2 without TLS to the simulator (agentstream sim serves it), all calls on one connection; without, HTTP/1.1, a connection per call")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

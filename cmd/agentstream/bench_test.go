@@ -179,8 +179,55 @@ func TestBenchCompare(t *testing.T) {
 	if f := figs["streams served at once"]; f.AgentstreamMedian < 1 || f.BaselineMedian < 1 || f.Ratio != 0 {
 		t.Errorf("streams figure %+v", f)
 	}
-	if len(c.Figures) != 8 || !strings.Contains(table, "2 round(s)") {
-		t.Errorf("%d figures, table:\n%s", len(c.Figures), table)
+	if len(c.Figures) != 9 || !strings.Contains(table, "2 round(s)") || !strings.Contains(table, "on native, upstream h2") ||
+		c.Endpoint != bench.EndpointNative || c.Upstream != bench.UpstreamH2 {
+		t.Errorf("%d figures, endpoint %q, upstream %q, table:\n%s", len(c.Figures), c.Endpoint, c.Upstream, table)
+	}
+}
+
+// TestBenchCompareMatrix: one small round of --compare on each endpoint
+// over each upstream; both servers serve every stream, the reports say
+// which endpoint and upstream they ran, and every figure is measured for
+// both. The runs last a few of the bench's 100 ms memory samples, so that
+// memory per open stream is measured; CPU, read in clock ticks, may be 0
+// in runs this small.
+func TestBenchCompareMatrix(t *testing.T) {
+	t.Parallel()
+	const streams, tokens = 3, 5
+	for _, endpoint := range []string{bench.EndpointNative, bench.EndpointSeed} {
+		for _, upstream := range []string{bench.UpstreamH2, bench.UpstreamHTTP1} {
+			t.Run(endpoint+"/"+upstream, func(t *testing.T) {
+				t.Parallel()
+				var c bench.Comparison
+				table := benchProcess(t, &c, "--compare", "1", "--endpoint", endpoint, "--upstream", upstream,
+					"--streams", fmt.Sprint(streams), "--tokens", fmt.Sprint(tokens), "--pace", "40ms", "--ramp", "0")
+				if c.Rounds != 1 || len(c.Agentstream) != 1 || len(c.Baseline) != 1 || len(c.Notes) != 0 {
+					t.Fatalf("%d rounds, %d and %d reports, notes %q", c.Rounds, len(c.Agentstream), len(c.Baseline), c.Notes)
+				}
+				if c.Endpoint != endpoint || c.Upstream != upstream || !strings.Contains(table, "on "+endpoint+", upstream "+upstream) {
+					t.Errorf("endpoint %q, upstream %q; table:\n%s", c.Endpoint, c.Upstream, table)
+				}
+				for _, rep := range []bench.Report{c.Agentstream[0], c.Baseline[0]} {
+					s, p := rep.Settings, rep.Server
+					if s.Endpoint != endpoint || s.Upstream != upstream || p.Completed != streams || p.ErrorCount != 0 ||
+						p.Tokens != streams*tokens || p.TTFT.N != streams || p.TokenLatency.N != streams*tokens {
+						t.Errorf("baseline %v: settings %+v, server path %+v", s.Baseline, s, p)
+					}
+					if sp := rep.ServerProcess; sp == nil || sp.RSSAtPeakOpen <= 0 || sp.OpenAtPeak < 1 {
+						t.Errorf("baseline %v: server process %+v", s.Baseline, sp)
+					}
+				}
+				// Every figure, none left out for a run that lacks it.
+				if len(c.Figures) != 9 {
+					t.Errorf("%d figures; table:\n%s", len(c.Figures), table)
+				}
+				for _, f := range c.Figures {
+					if f.Name == "streams served at once" && (f.AgentstreamMedian < 1 || f.BaselineMedian < 1) {
+						t.Errorf("%s: %+v", f.Name, f)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -293,11 +340,14 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--streams", "0"}, "must be positive"},
 		{[]string{"--bogus"}, "flag provided but not defined"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
-		{[]string{"--baseline", "--endpoint", "seed"}, "the baseline relay is started by the bench"},
+		{[]string{"--upstream", "h3"}, `upstream "h3": want h2 or http1`},
+		{[]string{"--upstream", "HTTP1"}, `upstream "HTTP1": want h2 or http1`},
+		{[]string{"--upstream", "http1", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "with a server URL, the upstream is that server's own"},
+		{[]string{"--baseline", "--stalled", "1"}, "the baseline relay is started by the bench (no server URL), without stalled clients"},
 		{[]string{"--baseline", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "the baseline relay is started by the bench"},
 		{[]string{"--compare", "-1"}, "--compare must not be negative"},
 		{[]string{"--compare", "1", "--baseline"}, "--compare runs the baseline relay itself: drop --baseline"},
-		{[]string{"--compare", "1", "--endpoint", "seed"}, "--compare runs the baseline relay too: the baseline relay is started by the bench"},
+		{[]string{"--compare", "1", "--endpoint", "seed", "--upstream", "h1"}, `--compare runs the baseline relay too: upstream "h1": want h2 or http1`},
 		{[]string{"--compare", "1", "--url", "http://127.0.0.1:1", "--sim-url", "http://127.0.0.1:2/v1"}, "--compare runs the baseline relay too"},
 		{[]string{"--compare", "1", "--stalled", "2"}, "--compare runs the baseline relay too"},
 		{[]string{"--rate", "5"}, "a soak needs a positive duration, and a rate (runs per second) only with a soak"},
