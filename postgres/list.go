@@ -52,12 +52,19 @@ func (s *Store) ListMessagesAfter(ctx context.Context, threadID string, afterSeq
 		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
 	return s.queryMessages(ctx, threadID, `
-		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
+		SELECT `+messageColumns+`
 		FROM messages WHERE thread_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, threadID, afterSeq, limit)
 }
 
-// queryMessages runs a query of the thread's messages (the columns of
-// ListMessages) and returns them, an empty non-nil slice for none.
+// messageColumns are the columns of a message queryMessages reads, from
+// messages: the last is the text CheckpointText appended to the content
+// (NULL when none), read in the same statement, so that a reader sees the
+// content and its parts as of one moment.
+const messageColumns = `id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at,
+	(SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id)`
+
+// queryMessages runs a query of the thread's messages (messageColumns)
+// and returns them, an empty non-nil slice for none.
 func (s *Store) queryMessages(ctx context.Context, threadID, query string, args ...any) ([]agentstream.Message, error) {
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
@@ -68,9 +75,13 @@ func (s *Store) queryMessages(ctx context.Context, threadID, query string, args 
 	for rows.Next() {
 		m := agentstream.Message{ThreadID: threadID}
 		var toolCalls []byte
+		var appended *string
 		if err := rows.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &toolCalls,
-			&m.ToolCallID, &m.ToolName, &m.Status, &m.CreatedAt); err != nil {
+			&m.ToolCallID, &m.ToolName, &m.Status, &m.CreatedAt, &appended); err != nil {
 			return nil, s.mapErr(ctx, "list messages", err)
+		}
+		if appended != nil {
+			m.Content += *appended
 		}
 		if toolCalls != nil {
 			if err := json.Unmarshal(toolCalls, &m.ToolCalls); err != nil {

@@ -73,12 +73,19 @@ func (s *Store) ListMessagesAfter(ctx context.Context, threadID string, afterSeq
 		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
 	return s.queryMessages(ctx, threadID, `
-		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
+		SELECT `+messageColumns+`
 		FROM messages WHERE thread_id = ? AND seq > ? ORDER BY seq LIMIT ?`, threadID, afterSeq, limit)
 }
 
-// queryMessages runs a query of the thread's messages (the columns of
-// ListMessages) and returns them, an empty non-nil slice for none.
+// messageColumns are the columns of a message queryMessages reads, from
+// messages: the last is the text CheckpointText appended to the content
+// (NULL when none), read in the same statement, so that a reader sees the
+// content and its parts as of one moment.
+const messageColumns = `id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at,
+	(SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id)`
+
+// queryMessages runs a query of the thread's messages (messageColumns)
+// and returns them, an empty non-nil slice for none.
 func (s *Store) queryMessages(ctx context.Context, threadID, query string, args ...any) ([]agentstream.Message, error) {
 	rows, err := s.rc.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -88,11 +95,14 @@ func (s *Store) queryMessages(ctx context.Context, threadID, query string, args 
 	msgs := []agentstream.Message{}
 	for rows.Next() {
 		m := agentstream.Message{ThreadID: threadID}
-		var toolCalls sql.NullString
+		var toolCalls, appended sql.NullString
 		var created int64
 		if err := rows.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &toolCalls,
-			&m.ToolCallID, &m.ToolName, &m.Status, &created); err != nil {
+			&m.ToolCallID, &m.ToolName, &m.Status, &created, &appended); err != nil {
 			return nil, fmt.Errorf("sqlite: list messages: %w", err)
+		}
+		if appended.Valid {
+			m.Content += appended.String
 		}
 		if toolCalls.Valid {
 			if err := json.Unmarshal([]byte(toolCalls.String), &m.ToolCalls); err != nil {

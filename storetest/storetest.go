@@ -133,6 +133,14 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"ForeignThreadAndRunIDs", s.testCheckpointRunForeignIDs},
 			{"MessageOfAnotherRun", s.testCheckpointRunMessageOfAnotherRun},
 		}},
+		{"CheckpointText", []test{
+			{"Appends", s.testCheckpointTextAppends},
+			{"ReplacedByWholeSaves", s.testCheckpointTextReplaced},
+			{"Interrupted", s.testCheckpointTextInterrupted},
+			{"Refused", s.testCheckpointTextRefused},
+			{"SavedAgain", s.testCheckpointTextAgain},
+			{"ConcurrentReaders", s.testCheckpointTextReaders},
+		}},
 		{"FinishRun", []test{
 			{"Completed", s.testFinishRunCompleted},
 			{"FailedWithError", s.testFinishRunFailed},
