@@ -117,7 +117,8 @@ type Store interface {
 	// appended; CheckpointRun and FinishRun replace it whole, and a run
 	// ended as interrupted keeps it. ErrNotFound for an unknown run;
 	// ErrConflict when the run is not running or, past 0, when m is not a
-	// message of the run or at is not where its text ends; ErrInvalid
+	// partial message of the run (only those take text this way) or at is
+	// not where its text ends; ErrInvalid
 	// for a negative at. Nothing is written on any error.
 	CheckpointText(ctx context.Context, runID string, m Message, at int64) error
 	// FinishRun saves the run's outcome in one transaction: msgs are saved

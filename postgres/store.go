@@ -319,8 +319,8 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 	if err := agentstream.CheckID("message id", m.ID); err != nil {
 		return err
 	}
-	// The part goes in only while the run is running, where the message's
-	// text ends (its last part's end, or its content's), or over a shorter
+	// The part goes in only while the run is running, to a partial message
+	// (readers look for parts of those only), where the message's text ends (its last part's end, or its content's), or over a shorter
 	// part at the same place (a save made again). The run's row is share
 	// locked: a FinishRun or an interruption under way (which lock it to
 	// update) is waited for, then the run is seen ended and nothing is
@@ -329,7 +329,7 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 	tag, err := s.pool.Exec(ctx, `
 		INSERT INTO message_parts (message_id, pos, text)
 		SELECT m.id, $1, $2 FROM messages m JOIN runs r ON r.id = m.run_id
-		WHERE m.id = $3 AND r.id = $4 AND r.status = 'running' AND (
+		WHERE m.id = $3 AND r.id = $4 AND r.status = 'running' AND m.status = 'partial' AND (
 			$1 = COALESCE(
 				(SELECT p.pos + octet_length(p.text) FROM message_parts p
 					WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1),
@@ -357,7 +357,7 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 		return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
 	}
 	return agentstream.Errorf(agentstream.CodeConflict,
-		"message %s is not a message of the run whose text ends at byte %d", m.ID, at)
+		"message %s is not a partial message of the run whose text ends at byte %d", m.ID, at)
 }
 
 // FinishRun saves msgs and the run's outcome, and clears its owner and

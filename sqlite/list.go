@@ -78,11 +78,15 @@ func (s *Store) ListMessagesAfter(ctx context.Context, threadID string, afterSeq
 }
 
 // messageColumns are the columns of a message queryMessages reads, from
-// messages: the last is the text CheckpointText appended to the content
-// (NULL when none), read in the same statement, so that a reader sees the
-// content and its parts as of one moment.
-const messageColumns = `id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at,
-	(SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id)`
+// messages. A partial message's text is its content followed by the text
+// CheckpointText appended to it, read in the same statement, so that a
+// reader sees the content and its parts as of one moment; only a partial
+// message can have parts, and the others are not looked up.
+const messageColumns = `id, run_id, seq, role,
+	CASE WHEN status = 'partial' THEN content || COALESCE(
+		(SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id), '')
+	ELSE content END,
+	tool_calls, tool_call_id, tool_name, status, created_at`
 
 // queryMessages runs a query of the thread's messages (messageColumns)
 // and returns them, an empty non-nil slice for none.
@@ -95,14 +99,11 @@ func (s *Store) queryMessages(ctx context.Context, threadID, query string, args 
 	msgs := []agentstream.Message{}
 	for rows.Next() {
 		m := agentstream.Message{ThreadID: threadID}
-		var toolCalls, appended sql.NullString
+		var toolCalls sql.NullString
 		var created int64
 		if err := rows.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &toolCalls,
-			&m.ToolCallID, &m.ToolName, &m.Status, &created, &appended); err != nil {
+			&m.ToolCallID, &m.ToolName, &m.Status, &created); err != nil {
 			return nil, fmt.Errorf("sqlite: list messages: %w", err)
-		}
-		if appended.Valid {
-			m.Content += appended.String
 		}
 		if toolCalls.Valid {
 			if err := json.Unmarshal([]byte(toolCalls.String), &m.ToolCalls); err != nil {

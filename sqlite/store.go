@@ -350,13 +350,14 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 	}
 	return s.write(ctx, "checkpoint text", func(tx wtx) error {
 		// One statement: the part goes in only while the run is running,
+		// to a partial message (readers look for parts of those only),
 		// where the message's text ends (its last part's end, or its
 		// content's), or over a shorter part at the same place (a save
 		// made again). Why nothing was saved is read only then.
 		res, err := tx.ExecContext(ctx, `
 			INSERT INTO message_parts (message_id, pos, text)
 			SELECT m.id, ?1, ?2 FROM messages m JOIN runs r ON r.id = m.run_id
-			WHERE m.id = ?3 AND r.id = ?4 AND r.status = 'running' AND (
+			WHERE m.id = ?3 AND r.id = ?4 AND r.status = 'running' AND m.status = 'partial' AND (
 				?1 = COALESCE(
 					(SELECT p.pos + length(CAST(p.text AS BLOB)) FROM message_parts p
 						WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1),
@@ -384,11 +385,11 @@ func errNegativeAt(at int64) error {
 	return agentstream.Errorf(agentstream.CodeInvalidRequest, "text position %d is negative", at)
 }
 
-// errNotAppendable is CheckpointText's error when its message is not one
-// of the run's, or its stored text does not end at at.
+// errNotAppendable is CheckpointText's error when its message is not a
+// partial message of the run, or its stored text does not end at at.
 func errNotAppendable(msgID string, at int64) error {
 	return agentstream.Errorf(agentstream.CodeConflict,
-		"message %s is not a message of the run whose text ends at byte %d", msgID, at)
+		"message %s is not a partial message of the run whose text ends at byte %d", msgID, at)
 }
 
 // checkRunning is ErrNotFound for an unknown run, ErrConflict for one that

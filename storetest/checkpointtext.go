@@ -155,10 +155,18 @@ func (s suite) testCheckpointTextRefused(t *testing.T) {
 	other := piece("x")
 	other.ID = agentstream.NewID("msg_")
 	wantErr(t, st.CheckpointText(ctx, run.ID, other, 1), agentstream.ErrConflict, "a message not saved")
+	// A complete message of the run.
+	complete := withSeq(assistant(run, "done", agentstream.MessageComplete, at(11)), 3)
+	if err := st.CheckpointRun(ctx, run.ID, []agentstream.Message{complete}); err != nil {
+		t.Fatalf("CheckpointRun: %v", err)
+	}
+	more := complete
+	more.Content = " and more"
+	wantErr(t, st.CheckpointText(ctx, run.ID, more, 4), agentstream.ErrConflict, "a complete message")
 	bad := piece("x")
 	bad.ID = "msg\x00"
 	wantErr(t, st.CheckpointText(ctx, run.ID, bad, 1), agentstream.ErrInvalid, "a message ID no store holds")
-	checkMessages(t, st, th.ID, in, msg)
+	checkMessages(t, st, th.ID, in, msg, complete)
 
 	// A message of another run, on another thread.
 	th2 := createThread(t, st, "user-1")
@@ -178,7 +186,7 @@ func (s suite) testCheckpointTextRefused(t *testing.T) {
 		t.Fatalf("FinishRun: %v", err)
 	}
 	wantErr(t, st.CheckpointText(ctx, run.ID, piece("x"), n), agentstream.ErrConflict, "a finished run")
-	checkMessages(t, st, th.ID, in, msg)
+	checkMessages(t, st, th.ID, in, msg, complete)
 }
 
 // testCheckpointTextAgain: a save made again at the same position (its
