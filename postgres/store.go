@@ -320,8 +320,9 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 		return err
 	}
 	// The part goes in only while the run is running, to a partial message
-	// (readers look for parts of those only), where the message's text ends (its last part's end, or its content's), or over a shorter
-	// part at the same place (a save made again). The run's row is share
+	// (readers look for parts of those only), where the message's text
+	// ends (its last part's end, or its content's), or over a shorter part
+	// at the same place (a save made again). The run's row is share
 	// locked: a FinishRun or an interruption under way (which lock it to
 	// update) is waited for, then the run is seen ended and nothing is
 	// written, so that no part outlives the save that folds or drops the
