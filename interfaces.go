@@ -105,6 +105,22 @@ type Store interface {
 	// Messages go to the run's thread whatever their ThreadID says.
 	// ErrNotFound for an unknown run; ErrConflict when the run has ended.
 	CheckpointRun(ctx context.Context, runID string, msgs []Message) error
+	// CheckpointText saves more of the text of message m of a running
+	// run without writing again what is saved: m.Content is the
+	// message's text from byte at on (at counts the bytes of the text
+	// stored). At 0 it is CheckpointRun(ctx, runID, []Message{m}). Past
+	// 0 only the text changes: m.Content is stored after the first at
+	// bytes, which must be the whole stored text, or the text stored by
+	// an earlier call at the same at, which the longer of the two
+	// replaces (a save whose outcome was not known can be made again).
+	// Readers see the text whole, the stored text followed by what is
+	// appended; CheckpointRun and FinishRun replace it whole, and a run
+	// ended as interrupted keeps it. ErrNotFound for an unknown run;
+	// ErrConflict when the run is not running or, past 0, when m is not a
+	// partial message of the run (only those take text this way) or at is
+	// not where its text ends; ErrInvalid
+	// for a negative at. Nothing is written on any error.
+	CheckpointText(ctx context.Context, runID string, m Message, at int64) error
 	// FinishRun saves the run's outcome in one transaction: msgs are saved
 	// as in CheckpointRun, then run's Status, Error, Usage, FinishedAt and
 	// EndSeq (0: not known) are written, and Owner and LeaseUntil cleared. run.Status must be

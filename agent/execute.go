@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentstream/agentstream"
 )
@@ -59,6 +60,50 @@ func (c *checkpointer) wait() {
 	if idle != nil {
 		<-idle
 	}
+}
+
+// partialText saves a streaming answer's text by increments
+// (Store.CheckpointText): each save writes what came since the last one
+// that succeeded, so that an answer's checkpoints cost in all what its
+// text weighs, not its length times their number. A save that fails
+// leaves its increment to the next, which is made from the same place (a
+// failed save that the store did keep is replaced: see CheckpointText).
+// One goroutine saves at a time (the checkpointer's).
+type partialText struct {
+	raw    int   // bytes of the answer saved
+	stored int64 // bytes of the text stored for them (storable)
+}
+
+// save saves what m.Content, the answer so far, holds past what is saved.
+// The increment ends with the last complete character: a character whose
+// bytes came in two pieces, or invalid bytes that the next piece may
+// extend, go with the next save, so that the increments made storable
+// one by one add up to the whole text made storable.
+func (p *partialText) save(ctx context.Context, st agentstream.Store, runID string, m agentstream.Message) error {
+	inc := completeText(m.Content[p.raw:])
+	if inc == "" {
+		return nil
+	}
+	m.Content = inc
+	m = m.Storable()
+	if err := st.CheckpointText(ctx, runID, m, p.stored); err != nil {
+		return err
+	}
+	p.raw += len(inc)
+	p.stored += int64(len(m.Content))
+	return nil
+}
+
+// completeText is s without the bytes at its end that do not end a valid
+// character.
+func completeText(s string) string {
+	for s != "" {
+		if r, size := utf8.DecodeLastRuneInString(s); r != utf8.RuneError || size > 1 {
+			break
+		}
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // execution is the state of one run while it executes.
@@ -268,8 +313,10 @@ func (x *execution) startTurn(ctx context.Context) (*agentstream.Message, *check
 	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: x.steps, MessageID: msg.ID}))
 	// Partial answers are saved beside the stream, not in its way: the
 	// next token does not wait for the store (one writer for every run).
+	// Each save writes only the text that came since the last one.
+	var text partialText
 	saver := &checkpointer{save: func(m agentstream.Message) {
-		if err := r.store.CheckpointRun(ctx, x.run.ID, []agentstream.Message{m.Storable()}); err != nil {
+		if err := text.save(ctx, r.store, x.run.ID, m); err != nil {
 			x.checkpointFailed.Store(true)
 			if ctx.Err() == nil {
 				r.logger.Warn("checkpointing a partial answer", "run_id", x.run.ID, "err", err)

@@ -357,6 +357,10 @@ func (s checkpointFails) CheckpointRun(context.Context, string, []agentstream.Me
 	return errors.New("disk full")
 }
 
+func (s checkpointFails) CheckpointText(context.Context, string, agentstream.Message, int64) error {
+	return errors.New("disk full")
+}
+
 type finishFails struct{ agentstream.Store }
 
 func (s finishFails) FinishRun(context.Context, agentstream.Run, []agentstream.Message) error {

@@ -51,6 +51,11 @@ func (s *callCounter) CheckpointRun(ctx context.Context, runID string, msgs []ag
 	return s.Store.CheckpointRun(ctx, runID, msgs)
 }
 
+func (s *callCounter) CheckpointText(ctx context.Context, runID string, m agentstream.Message, at int64) error {
+	s.writes.Add(1)
+	return s.Store.CheckpointText(ctx, runID, m, at)
+}
+
 func (s *callCounter) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
 	s.writes.Add(1)
 	return s.Store.FinishRun(ctx, run, msgs)

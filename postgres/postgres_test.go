@@ -172,6 +172,10 @@ func (s *twoStores) CheckpointRun(ctx context.Context, runID string, msgs []agen
 	return s.next().CheckpointRun(ctx, runID, msgs)
 }
 
+func (s *twoStores) CheckpointText(ctx context.Context, runID string, m agentstream.Message, at int64) error {
+	return s.next().CheckpointText(ctx, runID, m, at)
+}
+
 func (s *twoStores) FinishRun(ctx context.Context, run agentstream.Run, msgs []agentstream.Message) error {
 	return s.next().FinishRun(ctx, run, msgs)
 }
@@ -638,4 +642,40 @@ func BenchmarkRunWrites(b *testing.B) {
 
 func BenchmarkListMessages(b *testing.B) {
 	storetest.BenchmarkListMessages(b, func(t testing.TB) agentstream.Store { return openFresh(t) })
+}
+
+// TestCheckpointTextFolds: the parts CheckpointText appends are gone after
+// each kind of whole save.
+func TestCheckpointTextFolds(t *testing.T) {
+	databaseURL(t)
+	_, u := newSchema(t)
+	s := openURL(t, u)
+	defer closeStore(t, s)
+	storetest.CheckpointTextFolds(t, s, func(t testing.TB) int {
+		t.Helper()
+		return int(queryInt(t, u, `SELECT count(*) FROM message_parts`))
+	})
+}
+
+// BenchmarkCheckpoints: see storetest.BenchmarkCheckpoints. Bytes written
+// are the WAL the server wrote meanwhile (pg_current_wal_lsn), which
+// counts every session's writes: figures are exact only on a server
+// nothing else writes to. CPU is the client's alone.
+func BenchmarkCheckpoints(b *testing.B) {
+	databaseURL(b)
+	_, u := newSchema(b)
+	conn, err := pgx.Connect(b.Context(), u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close(context.Background()) })
+	written := func(t testing.TB) int64 {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(context.Background(), `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`).Scan(&n); err != nil {
+			t.Fatalf("reading the WAL position: %v", err)
+		}
+		return n
+	}
+	storetest.BenchmarkCheckpoints(b, func(t testing.TB) agentstream.Store { return openFresh(t) }, written)
 }

@@ -85,7 +85,7 @@ func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstrea
 		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
 	return s.queryMessages(ctx, threadID, `
-		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
+		SELECT `+messageColumns+`
 		FROM messages WHERE thread_id = $1 ORDER BY seq`, threadID)
 }
 
@@ -300,6 +300,67 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 	})
 }
 
+// CheckpointText saves more of the text of message m of a running run:
+// past 0, one part appended to message_parts in one statement, however
+// long the text stored already is (see agentstream.Store).
+func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.Message, at int64) error {
+	if at == 0 {
+		return s.CheckpointRun(ctx, runID, []agentstream.Message{m})
+	}
+	if s.closed.Load() {
+		return errClosed()
+	}
+	if at < 0 {
+		return agentstream.Errorf(agentstream.CodeInvalidRequest, "text position %d is negative", at)
+	}
+	if !agentstream.ValidText(runID) {
+		return errRunNotFound()
+	}
+	if err := agentstream.CheckID("message id", m.ID); err != nil {
+		return err
+	}
+	// The part goes in only while the run is running, to a partial message
+	// (readers look for parts of those only), where the message's text
+	// ends (its last part's end, or its content's), or over a shorter part
+	// at the same place (a save made again). The run's row is share
+	// locked: a FinishRun or an interruption under way (which lock it to
+	// update) is waited for, then the run is seen ended and nothing is
+	// written, so that no part outlives the save that folds or drops the
+	// parts. Why nothing was saved is read only then.
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO message_parts (message_id, pos, text)
+		SELECT m.id, $1, $2 FROM messages m JOIN runs r ON r.id = m.run_id
+		WHERE m.id = $3 AND r.id = $4 AND r.status = 'running' AND m.status = 'partial' AND (
+			$1 = COALESCE(
+				(SELECT p.pos + octet_length(p.text) FROM message_parts p
+					WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1),
+				octet_length(m.content))
+			OR EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = m.id AND p.pos = $1))
+		FOR SHARE OF r
+		ON CONFLICT (message_id, pos) DO UPDATE
+			SET text = CASE WHEN length(EXCLUDED.text) > length(message_parts.text)
+				THEN EXCLUDED.text ELSE message_parts.text END`,
+		at, m.Content, m.ID, runID)
+	if err != nil {
+		return s.mapErr(ctx, "checkpoint text", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var status agentstream.RunStatus
+	err = s.pool.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1`, runID).Scan(&status)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return errRunNotFound()
+	case err != nil:
+		return s.mapErr(ctx, "checkpoint text", err)
+	case status != agentstream.RunRunning:
+		return agentstream.Errorf(agentstream.CodeConflict, "run is %s, not running", status)
+	}
+	return agentstream.Errorf(agentstream.CodeConflict,
+		"message %s is not a partial message of the run whose text ends at byte %d", m.ID, at)
+}
+
 // FinishRun saves msgs and the run's outcome, and clears its owner and
 // lease. run.Status must be terminal (ErrInvalid otherwise); ErrNotFound for
 // an unknown run, ErrConflict when the stored run is already terminal.
@@ -381,31 +442,50 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 	if err := (agentstream.Run{Error: &e}).Check(); err != nil { // the error every run gets
 		return nil, err
 	}
-	// A run that a FinishRun has locked is waited for, then skipped if it
-	// ended (READ COMMITTED re-checks the WHERE clause on the new row).
-	rows, err := s.leases.Query(ctx, `
-		WITH interrupted AS (
-			UPDATE runs SET status = 'interrupted', error_code = $1, error_message = $2,
-				finished_at = $3, owner = '', lease_until = NULL
-			WHERE status IN ('queued', 'running')`+cond+`
-			RETURNING `+runColumns+`
-		)
-		SELECT `+runColumns+` FROM interrupted ORDER BY created_at, id`,
-		e.Code, e.Message, ts(at))
+	var runs []agentstream.Run
+	err := pgx.BeginFunc(ctx, s.leases, func(tx pgx.Tx) error {
+		// A run that a FinishRun has locked is waited for, then skipped if
+		// it ended (READ COMMITTED re-checks the WHERE clause on the new
+		// row).
+		rows, err := tx.Query(ctx, `
+			WITH interrupted AS (
+				UPDATE runs SET status = 'interrupted', error_code = $1, error_message = $2,
+					finished_at = $3, owner = '', lease_until = NULL
+				WHERE status IN ('queued', 'running')`+cond+`
+				RETURNING `+runColumns+`
+			)
+			SELECT `+runColumns+` FROM interrupted ORDER BY created_at, id`,
+			e.Code, e.Message, ts(at))
+		if err != nil {
+			return err
+		}
+		runs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (agentstream.Run, error) { return scanRun(row) })
+		if err != nil || len(runs) == 0 {
+			return err
+		}
+		// The partial answers of the runs ended keep their text: parts
+		// appended by CheckpointText are folded into the content (which
+		// drops them), as the end of a run would have saved it. This
+		// statement sees every part committed before the runs were
+		// locked, and none can come after (CheckpointText share locks the
+		// run and finds it ended).
+		ids := make([]string, len(runs))
+		for i, r := range runs {
+			ids[i] = r.ID
+		}
+		_, err = tx.Exec(ctx, `
+			UPDATE messages m SET content = m.content || p.text
+			FROM (SELECT message_id, string_agg(text, '' ORDER BY pos) AS text FROM message_parts
+				WHERE message_id IN (SELECT id FROM messages WHERE run_id = ANY($1))
+				GROUP BY message_id) p
+			WHERE m.id = p.message_id`, ids)
+		return err
+	})
 	if err != nil {
 		return nil, s.mapErr(ctx, "interrupt runs", err)
 	}
-	defer rows.Close()
-	runs := []agentstream.Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, s.mapErr(ctx, "interrupt runs", err)
-		}
-		runs = append(runs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.mapErr(ctx, "interrupt runs", err)
+	if runs == nil {
+		runs = []agentstream.Run{}
 	}
 	return runs, nil
 }

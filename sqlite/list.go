@@ -73,12 +73,23 @@ func (s *Store) ListMessagesAfter(ctx context.Context, threadID string, afterSeq
 		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
 	return s.queryMessages(ctx, threadID, `
-		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
+		SELECT `+messageColumns+`
 		FROM messages WHERE thread_id = ? AND seq > ? ORDER BY seq LIMIT ?`, threadID, afterSeq, limit)
 }
 
-// queryMessages runs a query of the thread's messages (the columns of
-// ListMessages) and returns them, an empty non-nil slice for none.
+// messageColumns are the columns of a message queryMessages reads, from
+// messages. A partial message's text is its content followed by the text
+// CheckpointText appended to it, read in the same statement, so that a
+// reader sees the content and its parts as of one moment; only a partial
+// message can have parts, and the others are not looked up.
+const messageColumns = `id, run_id, seq, role,
+	CASE WHEN status = 'partial' THEN content || COALESCE(
+		(SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id), '')
+	ELSE content END,
+	tool_calls, tool_call_id, tool_name, status, created_at`
+
+// queryMessages runs a query of the thread's messages (messageColumns)
+// and returns them, an empty non-nil slice for none.
 func (s *Store) queryMessages(ctx context.Context, threadID, query string, args ...any) ([]agentstream.Message, error) {
 	rows, err := s.rc.QueryContext(ctx, query, args...)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -200,4 +201,54 @@ func BenchmarkRunWrites(b *testing.B) {
 
 func BenchmarkListMessages(b *testing.B) {
 	storetest.BenchmarkListMessages(b, func(t testing.TB) agentstream.Store { return openTemp(t) })
+}
+
+// TestCheckpointTextFolds: the parts CheckpointText appends are gone after
+// each kind of whole save.
+func TestCheckpointTextFolds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agentstream.db")
+	s := openAt(t, path)
+	defer closeStore(t, s)
+	db := rawDB(t, path)
+	storetest.CheckpointTextFolds(t, s, func(t testing.TB) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM message_parts`).Scan(&n); err != nil {
+			t.Fatalf("counting parts: %v", err)
+		}
+		return n
+	})
+}
+
+// BenchmarkCheckpoints: see storetest.BenchmarkCheckpoints. Bytes written
+// are the process's (wchar of /proc/self/io: every write(2) SQLite makes,
+// to the database and its WAL); not reported where that file is missing.
+func BenchmarkCheckpoints(b *testing.B) {
+	written := func(t testing.TB) int64 {
+		t.Helper()
+		n, err := wchar()
+		if err != nil {
+			t.Fatalf("reading the bytes written: %v", err)
+		}
+		return n
+	}
+	if _, err := wchar(); err != nil {
+		b.Logf("bytes written are not reported: %v", err)
+		written = nil
+	}
+	storetest.BenchmarkCheckpoints(b, func(t testing.TB) agentstream.Store { return openTemp(t) }, written)
+}
+
+// wchar is the bytes the process has passed to write(2) and its kin.
+func wchar() (int64, error) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("no wchar in /proc/self/io")
 }

@@ -80,7 +80,7 @@ func (s *Store) ListMessages(ctx context.Context, threadID string) ([]agentstrea
 		return []agentstream.Message{}, nil // no store can hold such a thread
 	}
 	return s.queryMessages(ctx, threadID, `
-		SELECT id, run_id, seq, role, content, tool_calls, tool_call_id, tool_name, status, created_at
+		SELECT `+messageColumns+`
 		FROM messages WHERE thread_id = ? ORDER BY seq`, threadID)
 }
 
@@ -332,6 +332,66 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 	})
 }
 
+// CheckpointText saves more of the text of message m of a running run:
+// past 0, one part appended to message_parts, however long the text
+// stored already is (see agentstream.Store).
+func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.Message, at int64) error {
+	if at == 0 {
+		return s.CheckpointRun(ctx, runID, []agentstream.Message{m})
+	}
+	if at < 0 {
+		return errNegativeAt(at)
+	}
+	if !agentstream.ValidText(runID) {
+		return errRunNotFound()
+	}
+	if err := agentstream.CheckID("message id", m.ID); err != nil {
+		return err
+	}
+	return s.write(ctx, "checkpoint text", func(tx wtx) error {
+		// One statement: the part goes in only while the run is running,
+		// to a partial message (readers look for parts of those only),
+		// where the message's text ends (its last part's end, or its
+		// content's), or over a shorter part at the same place (a save
+		// made again). Why nothing was saved is read only then.
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO message_parts (message_id, pos, text)
+			SELECT m.id, ?1, ?2 FROM messages m JOIN runs r ON r.id = m.run_id
+			WHERE m.id = ?3 AND r.id = ?4 AND r.status = 'running' AND m.status = 'partial' AND (
+				?1 = COALESCE(
+					(SELECT p.pos + length(CAST(p.text AS BLOB)) FROM message_parts p
+						WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1),
+					length(CAST(m.content AS BLOB)))
+				OR EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = m.id AND p.pos = ?1))
+			ON CONFLICT (message_id, pos) DO UPDATE
+				SET text = CASE WHEN length(excluded.text) > length(message_parts.text)
+					THEN excluded.text ELSE message_parts.text END`,
+			at, m.Content, m.ID, runID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		if err := checkRunning(ctx, tx, runID); err != nil {
+			return err
+		}
+		return errNotAppendable(m.ID, at)
+	})
+}
+
+// errNegativeAt is CheckpointText's error for a negative position.
+func errNegativeAt(at int64) error {
+	return agentstream.Errorf(agentstream.CodeInvalidRequest, "text position %d is negative", at)
+}
+
+// errNotAppendable is CheckpointText's error when its message is not a
+// partial message of the run, or its stored text does not end at at.
+func errNotAppendable(msgID string, at int64) error {
+	return agentstream.Errorf(agentstream.CodeConflict,
+		"message %s is not a partial message of the run whose text ends at byte %d", msgID, at)
+}
+
 // checkRunning is ErrNotFound for an unknown run, ErrConflict for one that
 // is not running.
 func checkRunning(ctx context.Context, tx wtx, runID string) error {
@@ -462,6 +522,19 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 			UPDATE runs SET status = ?, error_code = ?, error_message = ?, finished_at = ?,
 				owner = '', lease_until = NULL
 			WHERE status IN ('queued', 'running')`+cond, args...)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		// The partial answers of the runs ended keep their text: parts
+		// appended by CheckpointText are folded into the content (which
+		// drops them), as the end of a run would have saved it.
+		_, err = tx.ExecContext(ctx, `
+			UPDATE messages SET content = content || (
+				SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id)
+			WHERE id IN (
+				SELECT p.message_id FROM message_parts p
+				JOIN messages m ON m.id = p.message_id JOIN runs r ON r.id = m.run_id
+				WHERE r.status NOT IN ('queued', 'running'))`)
 		return err
 	})
 	if err != nil {

@@ -29,6 +29,7 @@ func calls(st agentstream.Store, ctx context.Context) map[string]func() error {
 		"Usage":             func() error { _, err := st.Usage(ctx, th.UserID, at(10)); return err },
 		"StartRun":          func() error { return st.StartRun(ctx, run.ID, at(11)) },
 		"CheckpointRun":     func() error { return st.CheckpointRun(ctx, run.ID, msgs) },
+		"CheckpointText":    func() error { return st.CheckpointText(ctx, run.ID, msgs[0], 1) },
 		"FinishRun":         func() error { return st.FinishRun(ctx, done, msgs) },
 		"InterruptRuns":     func() error { _, err := st.InterruptRuns(ctx, at(13), interrupted); return err },
 		"GetRun":            func() error { _, err := st.GetRun(ctx, run.UserID, run.ID); return err },
@@ -65,6 +66,8 @@ func (s suite) testContextDone(t *testing.T) {
 		// Calls on existing rows, which would write.
 		err := st.CheckpointRun(ctx, run.ID, []agentstream.Message{assistant(run, "late", agentstream.MessagePartial, at(11))})
 		wantErr(t, err, ctx.Err(), "CheckpointRun with a done context")
+		err = st.CheckpointText(ctx, run.ID, assistant(run, "late", agentstream.MessagePartial, at(11)), 0)
+		wantErr(t, err, ctx.Err(), "CheckpointText at 0 with a done context")
 		err = st.FinishRun(ctx, finished(run, agentstream.RunCompleted, nil, agentstream.Usage{}, at(12)), nil)
 		wantErr(t, err, ctx.Err(), "FinishRun with a done context")
 		_, err = st.InterruptRuns(ctx, at(12), interrupted)

@@ -39,6 +39,12 @@
 //     of the thread (ThreadID or UserID) or a value no store keeps.
 //   - CheckpointRun: ErrNotFound for an unknown run, ErrConflict for a
 //     terminal or a queued one; it writes nothing then.
+//   - CheckpointText: text appended in pieces reads back whole and exact
+//     (multi-byte characters included), and readers meanwhile see a
+//     prefix of the final text; a whole save (CheckpointRun, FinishRun,
+//     CheckpointText at 0) replaces it, and an interruption keeps it. A
+//     store's own tests also call CheckpointTextFolds, which counts the
+//     rows it keeps for appended text.
 //   - CheckpointRun and FinishRun: a message whose ID is taken by a message
 //     of another run is ErrConflict, and nothing of the call is written.
 //   - FinishRun: ErrNotFound for an unknown run; a queued run may be
@@ -132,6 +138,14 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 			{"QueuedRun", s.testCheckpointRunQueued},
 			{"ForeignThreadAndRunIDs", s.testCheckpointRunForeignIDs},
 			{"MessageOfAnotherRun", s.testCheckpointRunMessageOfAnotherRun},
+		}},
+		{"CheckpointText", []test{
+			{"Appends", s.testCheckpointTextAppends},
+			{"ReplacedByWholeSaves", s.testCheckpointTextReplaced},
+			{"Interrupted", s.testCheckpointTextInterrupted},
+			{"Refused", s.testCheckpointTextRefused},
+			{"SavedAgain", s.testCheckpointTextAgain},
+			{"ConcurrentReaders", s.testCheckpointTextReaders},
 		}},
 		{"FinishRun", []test{
 			{"Completed", s.testFinishRunCompleted},
