@@ -243,7 +243,8 @@ type EventLog interface {
 	// terminal event goes where the store says it is). Once a terminal
 	// event is appended the log is closed: a later Append fails with
 	// ErrConflict. An Append of no events appends nothing and returns the
-	// Seq of the run's last event (0 for none).
+	// Seq of the run's last event (0 for none). Append keeps the events,
+	// not the slice that holds them: the caller may reuse it.
 	Append(ctx context.Context, runID string, events ...Event) (int64, error)
 	// Read returns up to max events with Seq > after, oldest first. When
 	// there are none yet it waits until one is appended or ctx ends (then

@@ -276,6 +276,9 @@ func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest
 	// process that dies mid-answer loses at most that much of it.
 	var sofar strings.Builder
 	lastCheckpoint := time.Now()
+	// Each delta goes to the log in this one array, not a slice made per
+	// token: the log keeps the events, never the slice.
+	var delta [1]agentstream.Event
 	res, err := x.agent.model.Stream(ctx, *req, func(d agentstream.ModelDelta) {
 		switch {
 		case d.ToolCall != nil:
@@ -286,7 +289,8 @@ func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest
 				CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
 			}))
 		case d.Text != "":
-			r.appendEvents(ctx, x.run.ID, agentstream.NewDeltaEvent(msg.ID, d.Text))
+			delta[0] = agentstream.NewDeltaEvent(msg.ID, d.Text)
+			r.appendEvents(ctx, x.run.ID, delta[:]...)
 			sofar.WriteString(d.Text)
 			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
 				lastCheckpoint = now

@@ -99,6 +99,45 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// TestRenderWithoutContext: instructions that require nothing are
+// rendered once, when the agent is compiled, and a run without context
+// gets that text, the same as rendering them anew; a run with context is
+// rendered with it. Instructions that fail without context fail on every
+// run, as before.
+func TestRenderWithoutContext(t *testing.T) {
+	t.Parallel()
+	r := &Runner{cfg: Config{DefaultModel: "m"}.WithDefaults()}
+	ca, err := r.compile(agentstream.Agent{Name: "a", Instructions: "Hi.{{with .lang}} Answer in {{.}}.{{end}}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := ca.execute(nil)
+	if !ca.bareOK || ca.bare != "Hi." || err != nil || fresh != ca.bare {
+		t.Fatalf("compiled %q (%v), rendered anew %q (%v); want both %q", ca.bare, ca.bareOK, fresh, err, "Hi.")
+	}
+	for _, ctx := range []map[string]any{nil, {}} {
+		if got, err := ca.render(ctx); got != "Hi." || err != nil {
+			t.Errorf("render(%v) = %q, %v", ctx, got, err)
+		}
+	}
+	if got, err := ca.render(map[string]any{"lang": "French"}); got != "Hi. Answer in French." || err != nil {
+		t.Errorf("render with a context = %q, %v", got, err)
+	}
+
+	failing, err := r.compile(agentstream.Agent{Name: "a", Instructions: `{{if .a}}x{{end}}{{template "nowhere"}}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failing.bareOK {
+		t.Errorf("instructions that fail to render were kept as %q", failing.bare)
+	}
+	for range 2 {
+		if got, err := failing.render(nil); got != "" || agentstream.CodeOf(err) != agentstream.CodeInvalidRequest {
+			t.Errorf("render = %q, %v; want a CodeInvalidRequest error", got, err)
+		}
+	}
+}
+
 // TestTemplatesCannotReach: an agent's instructions reach nothing but the
 // run's context. Functions that would read files, the environment or run
 // a process do not exist (the agent is refused at start); the builtins

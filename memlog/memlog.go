@@ -1,8 +1,9 @@
 // Package memlog is the in-process EventLog: each run's events live in a
 // slice that readers index with their own cursor, so a slow reader holds
-// nothing and never blocks the runner or other readers. Appends wake
-// waiting readers by closing a channel, which costs the same for one
-// reader or thousands, and costs nothing when nobody waits.
+// nothing and never blocks the runner or other readers. An append wakes
+// each waiting reader by a send on that reader's channel, which costs
+// nothing when nobody waits; the channels are reused, so that a wait per
+// token (a reader caught up with a streaming model) allocates nothing.
 //
 // The log is bounded. An event counts agentstream.Event.Size bytes:
 // len(Data) + len(Type) + 48 (the Event in the log's slice); Stats reports
@@ -141,9 +142,10 @@ type runLog struct {
 	dead      int
 	deadBytes int64
 	closed    bool
-	// wake, when not nil, is closed by the next append, waking the readers
-	// waiting on it. Readers make it; appends close it and leave it nil.
-	wake chan struct{}
+	// waiting are the readers waiting for the next append, which wakes
+	// each and empties the list. A reader that stops waiting (its context
+	// ended) takes itself off.
+	waiting []*waiter
 
 	// Guarded by Log.mu: the finished list, and the bytes the log counts
 	// in Log.finishedBytes (its bytes when it finished: a finished log
@@ -228,9 +230,13 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 			r.dead, r.deadBytes = 0, 0
 		}
 	}
-	if r.wake != nil {
-		close(r.wake)
-		r.wake = nil
+	for i, w := range r.waiting {
+		w.c <- struct{}{} // never blocks: see waiter
+		r.waiting[i] = nil
+	}
+	r.waiting = r.waiting[:0]
+	if terminal {
+		r.waiting = nil // no reader waits on a closed log
 	}
 	r.mu.Unlock()
 
@@ -426,17 +432,45 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 			r.mu.Unlock()
 			return nil, true, nil
 		}
-		if r.wake == nil {
-			r.wake = make(chan struct{})
-		}
-		wake := r.wake
+		w := waiters.Get().(*waiter)
+		r.waiting = append(r.waiting, w)
 		r.mu.Unlock()
 		select {
-		case <-wake:
+		case <-w.c:
+			waiters.Put(w)
 		case <-ctx.Done():
+			r.mu.Lock()
+			r.stopWaiting(w)
+			r.mu.Unlock()
 			return nil, false, ctx.Err()
 		}
 	}
+}
+
+// waiter is a reader's wake-up. Its channel holds one signal, and an
+// append sends one only to the waiters it finds in a log's list, which it
+// then empties: a waiter is in at most one list, and back in the pool
+// only once its channel is empty again, so the send never blocks.
+type waiter struct{ c chan struct{} }
+
+var waiters = sync.Pool{New: func() any { return &waiter{c: make(chan struct{}, 1)} }}
+
+// stopWaiting takes w, whose reader no longer waits, off r's list, or,
+// when an append already took it off, consumes the signal that append
+// sent, then returns w to the pool. r.mu is held.
+func (r *runLog) stopWaiting(w *waiter) {
+	for i, x := range r.waiting {
+		if x == w {
+			last := len(r.waiting) - 1
+			r.waiting[i] = r.waiting[last]
+			r.waiting[last] = nil
+			r.waiting = r.waiting[:last]
+			waiters.Put(w)
+			return
+		}
+	}
+	<-w.c // sent under r.mu, before the append took w off
+	waiters.Put(w)
 }
 
 // Bounds implements agentstream.EventLog.

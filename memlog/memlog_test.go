@@ -764,3 +764,79 @@ func benchRead(b *testing.B, readers int, lag int64) {
 	b.ReportMetric(float64(reads.Load())/float64(b.N)/float64(readers), "reads/op/reader")
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N)/float64(readers), "ns/delivery")
 }
+
+// TestWaitEnds: a reader whose context ends while it waits takes itself
+// off the run's list, and one that an append woke at the same moment
+// consumes the wake-up, so that its channel goes back to the pool empty
+// (a full one would block the next append that wakes it). Readers still
+// waiting get the next event.
+func TestWaitEnds(t *testing.T) {
+	t.Parallel()
+	l := New(Options{})
+	const id = "run_wait"
+	delta := agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: "msg_1", Delta: "a"})
+	if _, err := l.Append(ctx, id, delta); err != nil {
+		t.Fatal(err)
+	}
+	r := l.get(id)
+	waitingReaders := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.waiting)
+	}
+
+	// The context ends first: off the list.
+	cctx, cancel := context.WithCancel(ctx)
+	got := make(chan error)
+	go func() {
+		_, _, err := l.Read(cctx, id, 1, 10)
+		got <- err
+	}()
+	for waitingReaders() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read after cancel: %v", err)
+	}
+	if n := waitingReaders(); n != 0 {
+		t.Fatalf("%d readers still listed after the only one left", n)
+	}
+
+	// An append wakes the reader as its context ends: the wake-up is
+	// consumed.
+	w := waiters.Get().(*waiter)
+	r.mu.Lock()
+	r.waiting = append(r.waiting, w)
+	r.mu.Unlock()
+	if _, err := l.Append(ctx, id, delta); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.c) != 1 || waitingReaders() != 0 {
+		t.Fatalf("after the append: %d signals, %d listed; want 1, 0", len(w.c), waitingReaders())
+	}
+	r.mu.Lock()
+	r.stopWaiting(w)
+	r.mu.Unlock()
+	if len(w.c) != 0 {
+		t.Fatal("the wake-up was left in the channel")
+	}
+
+	// Another reader, waiting, still gets the next event.
+	go func() {
+		evs, _, err := l.Read(ctx, id, 2, 10)
+		if err == nil && (len(evs) != 1 || evs[0].Seq != 3) {
+			err = fmt.Errorf("read %d events, want event 3", len(evs))
+		}
+		got <- err
+	}()
+	for waitingReaders() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := l.Append(ctx, id, delta); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,55 +6,19 @@ import (
 	"errors"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/jsonstr"
 )
 
-// The request body of a streamed chat completion, built here rather than
-// through openai-go's parameter types: those marshal through reflection,
-// 16 µs for a short conversation against 1.6 µs here
-// (BenchmarkRequestBody), and under load openai-go's request path was a
-// sixth of the server's CPU in a profile of short runs (BENCHMARKS.md,
-// step 8). openai-go still sends the request (see Model.Stream).
-// TestRequestSent checks the body field by field.
-type (
-	chatRequest struct {
-		Model         string        `json:"model"`
-		Messages      []chatMessage `json:"messages"`
-		Tools         []chatTool    `json:"tools,omitempty"`
-		Temperature   *float64      `json:"temperature,omitempty"`
-		Stream        bool          `json:"stream"`
-		StreamOptions streamOptions `json:"stream_options"`
-	}
-	streamOptions struct {
-		IncludeUsage bool `json:"include_usage"`
-	}
-	chatMessage struct {
-		Role string `json:"role"`
-		// Content is nil only for an assistant message that only calls
-		// tools: OpenAI requires content or tool_calls, and rejects
-		// neither.
-		Content    *string        `json:"content,omitempty"`
-		ToolCalls  []chatToolCall `json:"tool_calls,omitempty"`
-		ToolCallID string         `json:"tool_call_id,omitempty"`
-	}
-	chatToolCall struct {
-		ID       string           `json:"id"`
-		Type     string           `json:"type"`
-		Function chatFunctionCall `json:"function"`
-	}
-	chatFunctionCall struct {
-		Name      string `json:"name"`
-		Arguments string `json:"arguments"`
-	}
-	chatTool struct {
-		Type     string       `json:"type"`
-		Function chatFunction `json:"function"`
-	}
-	chatFunction struct {
-		Name        string          `json:"name"`
-		Description string          `json:"description,omitempty"`
-		Parameters  json.RawMessage `json:"parameters"`
-	}
-)
+// The request body of a streamed chat completion, written here byte for
+// byte as encoding/json would marshal it (TestRequestBodyAsMarshal and
+// FuzzRequestBody check that against the struct types it used to be
+// marshalled from): not through openai-go's parameter types, which
+// marshal through reflection (16 µs for a short conversation), nor through
+// encoding/json, whose reflection and depth grew the stack of every run's
+// goroutine (runtime.copystack) and cost a share of the server's CPU
+// proportional to the history sent (BenchmarkRequestBody).
+// openai-go still sends the request (see Model.Stream). TestRequestSent
+// checks the body field by field.
 
 // emptySchema is sent for a tool without parameters: some servers require
 // the field.
@@ -66,54 +30,114 @@ func requestBody(req agentstream.ModelRequest) ([]byte, error) {
 	if req.Model == "" {
 		return nil, agentstream.Errorf(agentstream.CodeInternal, "model request has no model name")
 	}
-	body := chatRequest{
-		Model: req.Model, Temperature: req.Temperature,
-		Stream: true, StreamOptions: streamOptions{IncludeUsage: true},
-		Messages: make([]chatMessage, len(req.Messages)),
+	var temperature []byte
+	if req.Temperature != nil {
+		t, err := json.Marshal(*req.Temperature)
+		if err != nil {
+			// NaN or infinite: JSON has no such number.
+			return nil, agentstream.Wrap(agentstream.CodeInternal, err, "model request cannot be encoded")
+		}
+		temperature = t
 	}
+	size := 128 + len(req.Model)
+	for i := range req.Messages {
+		size += 64 + len(req.Messages[i].Content)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"model":`...)
+	b = jsonstr.Append(b, req.Model, true)
+	b = append(b, `,"messages":[`...)
 	for i := range req.Messages {
 		m := &req.Messages[i]
-		out := &body.Messages[i]
-		out.Role = string(m.Role)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"role":`...)
+		b = jsonstr.Append(b, string(m.Role), true)
 		switch m.Role {
 		case agentstream.RoleSystem, agentstream.RoleUser:
-			out.Content = &m.Content
+			b = appendContent(b, m.Content)
 		case agentstream.RoleTool:
-			out.Content, out.ToolCallID = &m.Content, m.ToolCallID
+			b = appendContent(b, m.Content)
+			if m.ToolCallID != "" {
+				b = append(b, `,"tool_call_id":`...)
+				b = jsonstr.Append(b, m.ToolCallID, true)
+			}
 		case agentstream.RoleAssistant:
+			// OpenAI requires content or tool calls, and rejects neither.
 			if m.Content != "" || len(m.ToolCalls) == 0 {
-				out.Content = &m.Content
+				b = appendContent(b, m.Content)
 			}
 			if len(m.ToolCalls) > 0 {
-				out.ToolCalls = make([]chatToolCall, len(m.ToolCalls))
+				b = append(b, `,"tool_calls":[`...)
 				for j, tc := range m.ToolCalls {
+					if j > 0 {
+						b = append(b, ',')
+					}
 					args := tc.Arguments
 					if args == "" {
 						args = "{}" // arguments is a required string
 					}
-					out.ToolCalls[j] = chatToolCall{ID: tc.ID, Type: "function", Function: chatFunctionCall{Name: tc.Name, Arguments: args}}
+					b = append(b, `{"id":`...)
+					b = jsonstr.Append(b, tc.ID, true)
+					b = append(b, `,"type":"function","function":{"name":`...)
+					b = jsonstr.Append(b, tc.Name, true)
+					b = append(b, `,"arguments":`...)
+					b = jsonstr.Append(b, args, true)
+					b = append(b, "}}"...)
 				}
+				b = append(b, ']')
 			}
 		default:
 			return nil, agentstream.Errorf(agentstream.CodeInternal, "model request has a message with role %q", m.Role)
 		}
+		b = append(b, '}')
 	}
+	b = append(b, ']')
 	if len(req.Tools) > 0 {
-		body.Tools = make([]chatTool, len(req.Tools))
+		b = append(b, `,"tools":[`...)
 		for i, t := range req.Tools {
 			params, err := functionParameters(t.Parameters)
 			if err != nil {
 				return nil, agentstream.Wrap(agentstream.CodeInternal, err, "tool "+t.Name+" has an invalid parameters schema")
 			}
-			body.Tools[i] = chatTool{Type: "function", Function: chatFunction{Name: t.Name, Description: t.Description, Parameters: params}}
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"type":"function","function":{"name":`...)
+			b = jsonstr.Append(b, t.Name, true)
+			if t.Description != "" {
+				b = append(b, `,"description":`...)
+				b = jsonstr.Append(b, t.Description, true)
+			}
+			b = append(b, `,"parameters":`...)
+			b = appendRaw(b, params)
+			b = append(b, "}}"...)
 		}
+		b = append(b, ']')
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		// A temperature that is NaN or infinite: JSON has no such number.
-		return nil, agentstream.Wrap(agentstream.CodeInternal, err, "model request cannot be encoded")
+	if temperature != nil {
+		b = append(b, `,"temperature":`...)
+		b = append(b, temperature...)
 	}
+	b = append(b, `,"stream":true,"stream_options":{"include_usage":true}}`...)
 	return b, nil
+}
+
+func appendContent(b []byte, content string) []byte {
+	b = append(b, `,"content":`...)
+	return jsonstr.Append(b, content, true)
+}
+
+// appendRaw appends raw, valid JSON as encoding/json marshals a
+// json.RawMessage: compacted, with <, >, &, U+2028 and U+2029 escaped.
+func appendRaw(b, raw []byte) []byte {
+	var compact bytes.Buffer
+	compact.Grow(len(raw))
+	_ = json.Compact(&compact, raw) // raw is valid: see functionParameters
+	out := bytes.NewBuffer(b)
+	json.HTMLEscape(out, compact.Bytes())
+	return out.Bytes()
 }
 
 // functionParameters checks a tool's JSON Schema, which is sent as

@@ -3,10 +3,13 @@ package server_test
 import (
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/sim"
@@ -54,4 +57,78 @@ func BenchmarkStreams(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(runs*tokens), "ns/token")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkRunRequests makes runs one after the other through a real
+// server over loopback HTTP, as a native client does: POST /v1/threads,
+// then POST /v1/threads/{id}/runs read to its end, each with an API key.
+// The default agent (assistant, one tool), SQLite, the simulator over
+// HTTP/2 without pacing and with 20 tokens. One op is one run with its
+// thread; cpu-ns/run is the process's CPU time (getrusage) per run, the
+// simulator's and the client's included (they are the same on both sides
+// of a comparison), allocs/run its heap allocations (runtime.MemStats).
+// Runs start on new goroutines, as in production: what they grow their
+// stacks by is paid on every run.
+func BenchmarkRunRequests(b *testing.B) {
+	const key = "bench-run-requests-key"
+	e := start(b, sim.Options{Tokens: 20, Record: -1}, func(c *config.Config) {
+		c.DefaultAgent = "assistant"
+		c.OpenAI.H2C = true
+		c.Auth.Keys = []config.APIKey{{Key: key, User: "bench"}}
+	})
+	client := &http.Client{}
+	post := func(path, body string) []byte {
+		req, err := http.NewRequest(http.MethodPost, e.url+path, strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode/100 != 2 {
+			b.Fatalf("POST %s: status %d, %v: %s", path, resp.StatusCode, err, out)
+		}
+		return out
+	}
+	oneRun := func() {
+		th := post("/v1/threads", `{}`)
+		i := strings.Index(string(th), `"id":"`)
+		if i < 0 {
+			b.Fatalf("no thread id in %s", th)
+		}
+		id, _, _ := strings.Cut(string(th[i+len(`"id":"`):]), `"`)
+		if out := post("/v1/threads/"+id+"/runs", `{"input":"Hello! How are you today?"}`); !strings.Contains(string(out), "event: run.completed") {
+			b.Fatalf("the run did not complete: %s", out)
+		}
+	}
+	oneRun() // connections open, statements prepared
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpu := cpuTime(b)
+	b.ResetTimer()
+	for b.Loop() {
+		oneRun()
+	}
+	b.StopTimer()
+	used := cpuTime(b) - cpu
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/run")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "allocs/run")
+	b.ReportMetric(0, "ns/op")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
