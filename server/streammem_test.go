@@ -113,17 +113,17 @@ func measureStreams(b *testing.B, n int, h2c bool) streamMemory {
 	child.open(e.url, n)
 	after := memNow()
 	tokens0 := child.tokens()
-	time.Sleep(tokensWait)
-	later := memNow()
-	tokens := child.tokens() - tokens0
-	if path := os.Getenv("AGENTSTREAM_STREAMMEM_HEAP"); path != "" {
-		writeProfile(b, "heap", 0, path+".later")
-	}
 	if path := os.Getenv("AGENTSTREAM_STREAMMEM_DUMP"); path != "" {
 		writeProfile(b, "goroutine", 1, path)
 	}
 	if path := os.Getenv("AGENTSTREAM_STREAMMEM_HEAP"); path != "" {
 		writeProfile(b, "heap", 0, path)
+	}
+	time.Sleep(tokensWait)
+	later := memNow()
+	tokens := child.tokens() - tokens0
+	if path := os.Getenv("AGENTSTREAM_STREAMMEM_HEAP"); path != "" {
+		writeProfile(b, "heap", 0, path+".later")
 	}
 	child.stop()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
