@@ -41,14 +41,14 @@ func TestMain(m *testing.M) {
 // a real server (in this process, the shipped settings but
 // runs.max_concurrent) streams runs of a simulated model to N HTTP/1.1
 // clients, both in a child process so that neither counts. Once every
-// stream has its first token (the model paces one token a second, so a
-// stream has a few), the process's goroutine stacks, live heap (after
+// stream has its first token (the model paces ten tokens a second; the
+// first streams have some tens by then), the process's goroutine stacks, live heap (after
 // two collections) and goroutines, minus the same figures before the
 // streams opened, are divided by N: stack-B/stream, heap-B/stream,
 // goroutines/stream. A change that grows a frame of a goroutine that
 // waits for the whole stream shows in stack-B/stream. The streams then
-// run on for a few seconds (the model paces four tokens a second) and
-// the live heap's growth, divided by the message.delta events the
+// run on for 8 seconds (the model paces ten tokens a second) and the
+// live heap's growth, divided by the message.delta events the
 // clients read meanwhile, is heap-B/token: what each token streamed
 // keeps for the rest of its run (its event in the run's log, the answer
 // gathered so far).
@@ -96,10 +96,11 @@ func BenchmarkStreamMemory(b *testing.B) {
 type streamMemory struct{ stack, heap, goroutines, perToken float64 }
 
 // tokensWait is how long the streams run on before the second
-// measurement: some 20 tokens each, a few thousand in all, so that the
+// measurement: some 80 tokens each, over 20,000 in all, so that the
 // heap's noise (a few hundred KB from one measurement to the next) is
-// some tens of bytes per token.
-const tokensWait = 5 * time.Second
+// some bytes per token, and a run's log grows through several of the
+// steps in which it takes memory.
+const tokensWait = 8 * time.Second
 
 // measureStreams opens n streams on a new server and measures them.
 func measureStreams(b *testing.B, n int, h2c bool) streamMemory {
@@ -260,13 +261,13 @@ func (p *loadProc) stop() {
 }
 
 // loadChild is the load child's main: it starts a simulator that paces
-// four tokens a second and says "sim URL"; on "open N URL" it opens N
+// ten tokens a second and says "sim URL"; on "open N URL" it opens N
 // streams on the agentstream server at URL, one HTTP/1.1 connection each,
 // and says "ready" once each has had a message.delta (or "error …" and
 // ends); on "tokens" it says "tokens N", the message.delta events its
 // streams have read; it ends when its input does.
 func loadChild(in io.Reader, out io.Writer) int {
-	running, err := sim.Start("127.0.0.1:0", sim.Options{Tokens: 1000, Pace: 250 * time.Millisecond, TTFT: -1, Record: -1})
+	running, err := sim.Start("127.0.0.1:0", sim.Options{Tokens: 1000, Pace: 100 * time.Millisecond, TTFT: -1, Record: -1})
 	if err != nil {
 		_, _ = fmt.Fprintf(out, "error starting the simulator: %v\n", err)
 		return 1
