@@ -476,7 +476,10 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 			// array intact.
 			j := r.off + int(i)
 			s, p := r.segs[j/segEvents], j%segEvents
-			end := min(len(s), p+max)
+			end := len(s)
+			if max < end-p {
+				end = p + max
+			}
 			evs := s[p:end:end]
 			done := r.closed && i+int64(end-p) == n
 			r.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -263,6 +264,35 @@ func firstKept(sizes []int64, limit int64) int64 {
 		sum += sizes[first-1]
 	}
 	return first
+}
+
+// TestSegments: a run's events are read back whole across its segments,
+// each read within one segment, whatever max asks for.
+func TestSegments(t *testing.T) {
+	t.Parallel()
+	l := New(Options{})
+	const id, n = "segs", 3*segEvents + 5
+	for i := range n {
+		mustAppend(t, l, id, sized(i, 10))
+	}
+	mustAppend(t, l, id, ended(id))
+	for _, max := range []int{1, 7, segEvents, math.MaxInt} {
+		after := int64(0)
+		for {
+			evs, end, err := l.Read(ctx, id, after, max)
+			if err != nil || len(evs) == 0 || len(evs) > min(max, segEvents) || evs[0].Seq != after+1 {
+				t.Fatalf("max %d: read after %d: %d events, err %v", max, after, len(evs), err)
+			}
+			after = evs[len(evs)-1].Seq
+			if end {
+				break
+			}
+		}
+		if after != n+1 {
+			t.Fatalf("max %d: read to %d, want %d", max, after, n+1)
+		}
+	}
+	checkLog(t, l)
 }
 
 func TestRunCap(t *testing.T) {
