@@ -1,8 +1,8 @@
 // Package memlog is the in-process EventLog: each run's events live in
-// segments of 32 that readers index with their own cursor, so a slow reader holds
-// nothing and never blocks the runner or other readers. Appends wake
-// waiting readers by closing a channel, which costs the same for one
-// reader or thousands, and costs nothing when nobody waits.
+// segments of 32 that readers index with their own cursor, so a slow
+// reader holds nothing and never blocks the runner or other readers.
+// Appends wake waiting readers by closing a channel, which costs the
+// same for one reader or thousands, and costs nothing when nobody waits.
 //
 // The log is bounded. An event counts agentstream.Event.Size bytes:
 // len(Data) + len(Type) + 48 (the Event in the log's slice); Stats reports
