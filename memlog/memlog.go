@@ -1,9 +1,10 @@
-// Package memlog is the in-process EventLog: each run's events live in a
-// slice that readers index with their own cursor, so a slow reader holds
-// nothing and never blocks the runner or other readers. An append wakes
-// each waiting reader by a send on that reader's channel, which costs
-// nothing when nobody waits; the channels are reused, so that a wait per
-// token (a reader caught up with a streaming model) allocates nothing.
+// Package memlog is the in-process EventLog: each run's events live in
+// segments of 32 that readers index with their own cursor, so a slow
+// reader holds nothing and never blocks the runner or other readers. An
+// append wakes each waiting reader by a send on that reader's channel,
+// which costs nothing when nobody waits; the channels are reused, so that
+// a wait per token (a reader caught up with a streaming model) allocates
+// nothing.
 //
 // The log is bounded. An event counts agentstream.Event.Size bytes:
 // len(Data) + len(Type) + 48 (the Event in the log's slice); Stats reports
@@ -34,14 +35,20 @@
 //   - In time: a finished run's log is evicted Options.Retention after its
 //     terminal event.
 //
-// A finished log's array is trimmed to its events (it takes no more).
-// Dropped events release their memory: the retained ones move to a new
-// array when the old one is full, or as soon as dropped events outnumber,
-// or outweigh, the retained ones; a new array has room for as many again.
-// So the memory in use stays within a small multiple of what Stats counts
-// (about 1.2 to 2.7 MiB of heap for a run held to 1 MiB). A slice
+// Segments, rather than one array that doubles, keep what a run holds
+// beyond its events to one part-filled segment (a log's first segment
+// starts at 4 events and doubles up to 32), and appends copy nothing once
+// it is full: an open stream's log has room for at most 31 more events,
+// where a doubled array has room for as many again as it holds. A
+// finished log's last segment is trimmed to its events (it takes no
+// more). Dropped events release their memory: a segment goes once all
+// its events are dropped, and the dropped events at the start of the
+// first one are let go (the segment copied without them) as soon as they
+// outweigh the retained ones, or when the run finishes. So the memory in
+// use stays within a small multiple of what Stats counts. A slice
 // already returned by Read stays valid (events are never modified),
-// holding its own events until its reader lets go of it.
+// holding its own events until its reader lets go of it. A Read returns
+// events of one segment: at most 32, fewer at a segment's end.
 package memlog
 
 import (
@@ -127,19 +134,33 @@ type Log struct {
 	armed bool
 }
 
+// segEvents is the number of events of a full segment (48 bytes each,
+// 1,536 bytes, a size class of Go's heap); firstSegEvents the room of a
+// log's first segment, doubled as it fills up to segEvents, so that a
+// short run takes little.
+const (
+	segEvents      = 32
+	firstSegEvents = 4
+)
+
 type runLog struct {
 	id string
 
 	mu sync.Mutex
-	// events are the retained events; events[0] has Seq first.
-	events []agentstream.Event
-	// first is the Seq of events[0], or the next Seq when events is empty.
+	// segs hold the events: the one at position j, counted from
+	// segs[0][0], is segs[j/segEvents][j%segEvents]. Every segment but the
+	// last is full; the first grows while it is the only one. The first
+	// off positions of segs[0] are dropped events (or empty, once let
+	// go); the n retained ones follow.
+	segs [][]agentstream.Event
+	off  int
+	n    int
+	// first is the Seq of the first retained event, or the next Seq when
+	// there is none.
 	first int64
-	// bytes is the size of events.
+	// bytes is the size of the retained events.
 	bytes int64
-	// dead and deadBytes count the dropped events still in events' backing
-	// array, before events[0].
-	dead      int
+	// deadBytes is the size of the dropped events still in segs[0].
 	deadBytes int64
 	closed    bool
 	// waiting are the readers waiting for the next append, which wakes
@@ -178,7 +199,7 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return r.first + int64(len(r.events)) - 1, nil
+		return r.first + int64(r.n) - 1, nil
 	}
 	if r == nil {
 		l.mu.Lock()
@@ -202,19 +223,16 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 		}
 		terminal = ev.Type.Terminal()
 	}
-	seq := r.first + int64(len(r.events))
+	seq := r.first + int64(r.n)
 	if want := events[0].Seq; want != 0 && want != seq {
 		r.mu.Unlock()
 		return 0, agentstream.Errorf(agentstream.CodeConflict, "run %s: the next event is %d, not %d", runID, seq, want)
-	}
-	if len(r.events)+len(events) > cap(r.events) {
-		r.move(len(events))
 	}
 	var added int64
 	for _, ev := range events {
 		ev.Seq = seq
 		seq++
-		r.events = append(r.events, ev)
+		r.push(ev)
 		added += ev.Size()
 	}
 	last := seq - 1
@@ -222,12 +240,15 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 	dropped := r.trim(l.opts.MaxRunBytes)
 	if terminal {
 		r.closed = true
-		if cap(r.events) > len(r.events) {
-			// No more appends: the room left would be held for Retention
-			// for nothing. Readers keep the old array as long as they
-			// need it.
-			r.events = append([]agentstream.Event(nil), r.events...)
-			r.dead, r.deadBytes = 0, 0
+		// No more appends: the room left in the last segment, and the
+		// dropped events of the first, would be held for Retention for
+		// nothing. Readers keep the old arrays as long as they need them.
+		last := len(r.segs) - 1
+		if s := r.segs[last]; cap(s) > len(s) {
+			r.segs[last] = r.segCopy(last, len(s))
+		}
+		if r.deadBytes > 0 {
+			r.segs[0] = r.segCopy(0, cap(r.segs[0]))
 		}
 	}
 	for i, w := range r.waiting {
@@ -251,6 +272,46 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 	return last, nil
 }
 
+// at returns the retained event i (0 is the oldest). r.mu is held.
+func (r *runLog) at(i int) *agentstream.Event {
+	j := r.off + i
+	return &r.segs[j/segEvents][j%segEvents]
+}
+
+// push appends ev. r.mu is held.
+func (r *runLog) push(ev agentstream.Event) {
+	j := r.off + r.n
+	k := j / segEvents
+	switch {
+	case k == len(r.segs):
+		c := segEvents
+		if k == 0 {
+			c = firstSegEvents
+		}
+		r.segs = append(r.segs, make([]agentstream.Event, 0, c))
+	case len(r.segs[k]) == cap(r.segs[k]):
+		// The first segment, growing: readers keep the old array.
+		r.segs[k] = r.segCopy(k, min(2*cap(r.segs[k]), segEvents))
+	}
+	r.segs[k] = append(r.segs[k], ev)
+	r.n++
+}
+
+// segCopy returns a copy of segment k with room for c events, without the
+// dropped events of the first segment (their positions left empty, which
+// lets them go). r.mu is held.
+func (r *runLog) segCopy(k, c int) []agentstream.Event {
+	s := r.segs[k]
+	moved := make([]agentstream.Event, len(s), c)
+	lo := 0
+	if k == 0 {
+		lo = r.off
+		r.deadBytes = 0
+	}
+	copy(moved[lo:], s[lo:])
+	return moved
+}
+
 // trim drops r's oldest events until it holds at most limit bytes, keeping
 // its newest event, and returns the bytes dropped. r.mu is held.
 func (r *runLog) trim(limit int64) int64 {
@@ -258,8 +319,8 @@ func (r *runLog) trim(limit int64) int64 {
 		return 0
 	}
 	k, dropped := 0, int64(0)
-	for r.bytes-dropped > limit && k < len(r.events)-1 {
-		dropped += r.events[k].Size()
+	for r.bytes-dropped > limit && k < r.n-1 {
+		dropped += r.at(k).Size()
 		k++
 	}
 	if k == 0 {
@@ -267,29 +328,26 @@ func (r *runLog) trim(limit int64) int64 {
 	}
 	// Slices returned by Read may share the dropped events: they stay as
 	// they are.
-	r.events = r.events[k:]
+	r.off += k
+	r.n -= k
 	r.first += int64(k)
 	r.bytes -= dropped
-	r.dead += k
-	r.deadBytes += dropped
-	if r.dead > len(r.events) || r.deadBytes > r.bytes {
-		// Let the dropped events go. The copy costs at most what was
-		// dropped since the last one.
-		r.move(0)
+	for r.off >= segEvents {
+		r.segs[0] = nil
+		r.segs = r.segs[1:]
+		r.off -= segEvents
+	}
+	r.deadBytes = 0
+	for _, ev := range r.segs[0][:r.off] {
+		if ev.Seq != 0 { // not a position already let go of
+			r.deadBytes += ev.Size()
+		}
+	}
+	if r.deadBytes > r.bytes {
+		// Let the dropped events go: a copy of at most one segment.
+		r.segs[0] = r.segCopy(0, cap(r.segs[0]))
 	}
 	return dropped
-}
-
-// move copies the retained events to a new array with room for n more and
-// as many again, leaving the dropped ones behind (with the readers that
-// still share the old array). Doubling, rather than append's smaller
-// growth of long slices, keeps a log that drops an event for each one it
-// appends to one copy of its events per len(events) appends. r.mu is held.
-func (r *runLog) move(n int) {
-	moved := make([]agentstream.Event, len(r.events), 2*(len(r.events)+n))
-	copy(moved, r.events)
-	r.events = moved
-	r.dead, r.deadBytes = 0, 0
 }
 
 // finished puts r at the end of the finished list and makes sure the
@@ -379,7 +437,7 @@ func (l *Log) enforce() {
 				continue
 			}
 			r.mu.Lock()
-			b, n := r.bytes, len(r.events)
+			b, n := r.bytes, r.n
 			r.mu.Unlock()
 			if n > 1 && b > most {
 				victim, most = r, b
@@ -417,14 +475,20 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 			return nil, false, agentstream.Errorf(agentstream.CodeGone,
 				"events before %d of run %s are no longer kept; read the thread's messages", first, runID)
 		}
-		i, n := after-(r.first-1), int64(len(r.events))
+		i, n := after-(r.first-1), int64(r.n)
 		if i < n {
-			end := min(n, i+int64(max))
-			// Events are never modified once appended, so the slice can be
-			// shared: a later append or trim may move the log to another
-			// array but leaves this one intact.
-			evs := r.events[i:end:end]
-			done := r.closed && end == n
+			// Events of one segment, from the one after `after`. They are
+			// never modified once appended, so the slice can be shared: a
+			// later append or trim may copy a segment but leaves this
+			// array intact.
+			j := r.off + int(i)
+			s, p := r.segs[j/segEvents], j%segEvents
+			end := len(s)
+			if max < end-p {
+				end = p + max
+			}
+			evs := s[p:end:end]
+			done := r.closed && i+int64(end-p) == n
 			r.mu.Unlock()
 			return evs, done, nil
 		}
@@ -481,7 +545,7 @@ func (l *Log) Bounds(_ context.Context, runID string) (agentstream.LogBounds, er
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := agentstream.LogBounds{First: r.first, Last: r.first + int64(len(r.events)) - 1}
+	b := agentstream.LogBounds{First: r.first, Last: r.first + int64(r.n) - 1}
 	if r.closed {
 		b.End = b.Last
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -68,6 +69,38 @@ func readErr(l *Log, id string, after int64) error {
 	return err
 }
 
+// checkSegments checks r's segments: all full but the last, which holds
+// the newest event; the dropped events still held in the first counted
+// in deadBytes and outweighed by the retained ones. r.mu is held.
+func checkSegments(t testing.TB, id string, r *runLog) {
+	t.Helper()
+	if len(r.segs) == 0 {
+		if r.n != 0 || r.off != 0 {
+			t.Errorf("run %s: no segments for %d events after %d", id, r.n, r.off)
+		}
+		return
+	}
+	for k, s := range r.segs[:len(r.segs)-1] {
+		if len(s) != segEvents {
+			t.Errorf("run %s: segment %d of %d holds %d events", id, k, len(r.segs), len(s))
+		}
+	}
+	if r.off >= segEvents || (len(r.segs)-1)*segEvents+len(r.segs[len(r.segs)-1]) != r.off+r.n {
+		t.Errorf("run %s: %d segments, the last of %d, for %d dropped and %d retained events", id, len(r.segs), len(r.segs[len(r.segs)-1]), r.off, r.n)
+	}
+	var dead int64
+	for _, ev := range r.segs[0][:r.off] {
+		if ev.Seq != 0 {
+			dead += ev.Size()
+		} else if ev.Type != "" || ev.Data != nil {
+			t.Errorf("run %s: a position let go of holds an event", id)
+		}
+	}
+	if dead != r.deadBytes || (r.deadBytes > r.bytes && !r.closed) {
+		t.Errorf("run %s: %d dropped events hold %d bytes, counted %d, for %d retained bytes", id, r.off, dead, r.deadBytes, r.bytes)
+	}
+}
+
 // checkLog checks the log's books: sequence numbers, byte counts, the
 // dropped events still held, and the finished list.
 func checkLog(t testing.TB, l *Log) {
@@ -78,18 +111,16 @@ func checkLog(t testing.TB, l *Log) {
 	for id, r := range l.runs {
 		r.mu.Lock()
 		var b int64
-		for i, ev := range r.events {
-			if ev.Seq != r.first+int64(i) {
+		for i := range r.n {
+			if ev := r.at(i); ev.Seq != r.first+int64(i) {
 				t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
 			}
-			b += ev.Size()
+			b += r.at(i).Size()
 		}
 		if b != r.bytes {
 			t.Errorf("run %s: counts %d bytes, holds %d", id, r.bytes, b)
 		}
-		if r.dead > len(r.events) || r.deadBytes > r.bytes {
-			t.Errorf("run %s: %d dropped events (%d bytes) held for %d retained (%d bytes)", id, r.dead, r.deadBytes, len(r.events), r.bytes)
-		}
+		checkSegments(t, id, r)
 		if r.listed && !r.closed {
 			t.Errorf("run %s: listed as finished but open", id)
 		}
@@ -235,6 +266,35 @@ func firstKept(sizes []int64, limit int64) int64 {
 	return first
 }
 
+// TestSegments: a run's events are read back whole across its segments,
+// each read within one segment, whatever max asks for.
+func TestSegments(t *testing.T) {
+	t.Parallel()
+	l := New(Options{})
+	const id, n = "segs", 3*segEvents + 5
+	for i := range n {
+		mustAppend(t, l, id, sized(i, 10))
+	}
+	mustAppend(t, l, id, ended(id))
+	for _, max := range []int{1, 7, segEvents, math.MaxInt} {
+		after := int64(0)
+		for {
+			evs, end, err := l.Read(ctx, id, after, max)
+			if err != nil || len(evs) == 0 || len(evs) > min(max, segEvents) || evs[0].Seq != after+1 {
+				t.Fatalf("max %d: read after %d: %d events, err %v", max, after, len(evs), err)
+			}
+			after = evs[len(evs)-1].Seq
+			if end {
+				break
+			}
+		}
+		if after != n+1 {
+			t.Fatalf("max %d: read to %d, want %d", max, after, n+1)
+		}
+	}
+	checkLog(t, l)
+}
+
 func TestRunCap(t *testing.T) {
 	t.Parallel()
 	const limit = 64 << 10
@@ -270,9 +330,19 @@ func TestRunCap(t *testing.T) {
 	if err := readErr(l, id, first-2); !errors.Is(err, agentstream.ErrGone) {
 		t.Fatalf("read after %d (first kept %d): %v, want ErrGone", first-2, first, err)
 	}
-	evs, end, err := l.Read(ctx, id, first-1, 1<<20)
-	if err != nil || end || len(evs) != int(last-first+1) || evs[0].Seq != first || evs[len(evs)-1].Seq != last {
-		t.Fatalf("read from the first kept: %d events, end=%v, err=%v", len(evs), end, err)
+	// A read returns the events of one segment at most: read on to the
+	// newest.
+	var evs []agentstream.Event
+	for after := first - 1; after < last; {
+		got, end, err := l.Read(ctx, id, after, 1<<20)
+		if err != nil || end || len(got) == 0 || len(got) > segEvents || got[0].Seq != after+1 {
+			t.Fatalf("read after %d (first kept %d): %d events, end=%v, err=%v", after, first, len(got), end, err)
+		}
+		evs = append(evs, got...)
+		after = got[len(got)-1].Seq
+	}
+	if len(evs) != int(last-first+1) || evs[0].Seq != first || evs[len(evs)-1].Seq != last {
+		t.Fatalf("read from the first kept: %d events, %d to %d, want %d to %d", len(evs), evs[0].Seq, evs[len(evs)-1].Seq, first, last)
 	}
 
 	// A reader at the head keeps following.
@@ -301,7 +371,7 @@ func TestRunCap(t *testing.T) {
 	if seq != last+2 {
 		t.Fatalf("terminal seq %d, want %d", seq, last+2)
 	}
-	evs, end, err = l.Read(ctx, id, seq-1, 10)
+	evs, end, err := l.Read(ctx, id, seq-1, 10)
 	if err != nil || !end || len(evs) != 1 || evs[0].Seq != seq || !evs[0].Type.Terminal() {
 		t.Fatalf("read of the terminal event: %+v end=%v err=%v", evs, end, err)
 	}
@@ -445,8 +515,8 @@ func TestFinishedCap(t *testing.T) {
 		r := l.runs[id]
 		l.mu.RUnlock()
 		r.mu.Lock()
-		if cap(r.events) != len(r.events) {
-			t.Errorf("finished run %s holds room for %d events, has %d", id, cap(r.events), len(r.events))
+		if s := r.segs[len(r.segs)-1]; cap(s) != len(s) || r.deadBytes != 0 {
+			t.Errorf("finished run %s holds room for %d events in its last segment of %d, and %d dropped bytes", id, cap(s), len(s), r.deadBytes)
 		}
 		r.mu.Unlock()
 		checkLog(t, l)
@@ -510,8 +580,12 @@ func TestIdleReaderHoldsNothing(t *testing.T) {
 	r := l.runs["a"]
 	l.mu.RUnlock()
 	r.mu.Lock()
-	if r.bytes > runCap || cap(r.events) > 4*len(r.events) {
-		t.Errorf("run holds %d bytes in %d events, its array has room for %d", r.bytes, len(r.events), cap(r.events))
+	room := 0
+	for _, s := range r.segs {
+		room += cap(s)
+	}
+	if r.bytes > runCap || room > r.n+2*segEvents {
+		t.Errorf("run holds %d bytes in %d events, its segments have room for %d", r.bytes, r.n, room)
 	}
 	r.mu.Unlock()
 	if err := readErr(l, "a", idle[0].Seq); !errors.Is(err, agentstream.ErrGone) {

@@ -16,13 +16,14 @@ import (
 // each event's data a chat.completion.chunk (chunkDecoder), gathered by
 // an accumulator.
 
-// Bounds of what one event may hold. A chunk is a few hundred bytes; a
-// server sending a whole tool call in one chunk may send more, but not
-// this much. The read buffer holds a few chunks: a longer line is
-// gathered in sseReader.line, and the buffer is held for the whole
-// stream, so it counts in the memory of every open stream.
+// Bounds of what one event may hold. A chunk is a few hundred bytes
+// (OpenAI's about 330 with its usual fields); a server sending a whole
+// tool call in one chunk may send more, but not this much. The read
+// buffer holds about three chunks: a longer line is gathered in
+// sseReader.line, and the buffer is held for the whole stream, so it
+// counts in the memory of every open stream.
 const (
-	sseBufferSize = 2 << 10
+	sseBufferSize = 1 << 10
 	maxEventSize  = 32 << 20
 	// keepBuffer is the most an event's or a line's buffer keeps once
 	// the event is read.

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,12 +41,17 @@ func TestMain(m *testing.M) {
 // a real server (in this process, the shipped settings but
 // runs.max_concurrent) streams runs of a simulated model to N HTTP/1.1
 // clients, both in a child process so that neither counts. Once every
-// stream has its first token (the model paces one token a second, so a
-// stream has a few), the process's goroutine stacks, live heap (after
+// stream has its first token (the model paces ten tokens a second; the
+// first streams have some tens by then), the process's goroutine stacks, live heap (after
 // two collections) and goroutines, minus the same figures before the
 // streams opened, are divided by N: stack-B/stream, heap-B/stream,
 // goroutines/stream. A change that grows a frame of a goroutine that
-// waits for the whole stream shows in stack-B/stream.
+// waits for the whole stream shows in stack-B/stream. The streams then
+// run on for 8 seconds (the model paces ten tokens a second) and the
+// live heap's growth, divided by the message.delta events the
+// clients read meanwhile, is heap-B/token: what each token streamed
+// keeps for the rest of its run (its event in the run's log, the answer
+// gathered so far).
 //
 // The model is reached over HTTP/2 (as OpenAI's API and the bench) and
 // over HTTP/1.1 (a connection per stream, as a local vLLM or Ollama).
@@ -53,7 +59,9 @@ func TestMain(m *testing.M) {
 // AGENTSTREAM_STREAMMEM_DUMP=FILE writes the goroutines, grouped by stack,
 // while the streams are open (the last measurement's);
 // AGENTSTREAM_STREAMMEM_HEAP=FILE writes a heap profile then, sampled
-// every 512 bytes (go tool pprof -sample_index=inuse_space FILE).
+// every 512 bytes (go tool pprof -sample_index=inuse_space FILE), and
+// another to FILE.later after the streams ran on (-diff_base FILE shows
+// what their tokens keep).
 func BenchmarkStreamMemory(b *testing.B) {
 	n := 300
 	if v := os.Getenv("AGENTSTREAM_STREAMMEM_N"); v != "" {
@@ -77,13 +85,22 @@ func BenchmarkStreamMemory(b *testing.B) {
 			b.ReportMetric(st.stack, "stack-B/stream")
 			b.ReportMetric(st.heap, "heap-B/stream")
 			b.ReportMetric(st.goroutines, "goroutines/stream")
+			b.ReportMetric(st.perToken, "heap-B/token")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
 }
 
-// streamMemory is what one open stream adds, in bytes and goroutines.
-type streamMemory struct{ stack, heap, goroutines float64 }
+// streamMemory is what one open stream adds, in bytes and goroutines,
+// and the live heap one more token adds.
+type streamMemory struct{ stack, heap, goroutines, perToken float64 }
+
+// tokensWait is how long the streams run on before the second
+// measurement: some 80 tokens each, over 20,000 in all, so that the
+// heap's noise (a few hundred KB from one measurement to the next) is
+// some bytes per token, and a run's log grows through several of the
+// steps in which it takes memory.
+const tokensWait = 8 * time.Second
 
 // measureStreams opens n streams on a new server and measures them.
 func measureStreams(b *testing.B, n int, h2c bool) streamMemory {
@@ -96,11 +113,18 @@ func measureStreams(b *testing.B, n int, h2c bool) streamMemory {
 	before := memNow()
 	child.open(e.url, n)
 	after := memNow()
+	tokens0 := child.tokens()
 	if path := os.Getenv("AGENTSTREAM_STREAMMEM_DUMP"); path != "" {
 		writeProfile(b, "goroutine", 1, path)
 	}
 	if path := os.Getenv("AGENTSTREAM_STREAMMEM_HEAP"); path != "" {
 		writeProfile(b, "heap", 0, path)
+	}
+	time.Sleep(tokensWait)
+	later := memNow()
+	tokens := child.tokens() - tokens0
+	if path := os.Getenv("AGENTSTREAM_STREAMMEM_HEAP"); path != "" {
+		writeProfile(b, "heap", 0, path+".later")
 	}
 	child.stop()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
@@ -108,6 +132,7 @@ func measureStreams(b *testing.B, n int, h2c bool) streamMemory {
 		stack:      per(after.stack, before.stack),
 		heap:       per(after.heap, before.heap),
 		goroutines: per(after.goroutines, before.goroutines),
+		perToken:   (float64(later.heap) - float64(after.heap)) / float64(tokens),
 	}
 }
 
@@ -198,6 +223,23 @@ func (p *loadProc) open(url string, n int) {
 	p.expect("ready")
 }
 
+// tokens returns how many message.delta events the child's streams have
+// read so far, the first of each included.
+func (p *loadProc) tokens() int64 {
+	p.b.Helper()
+	if _, err := fmt.Fprintln(p.in, "tokens"); err != nil {
+		p.b.Fatal(err)
+	}
+	n, err := strconv.ParseInt(p.expect("tokens "), 10, 64)
+	if err != nil {
+		p.b.Fatal(err)
+	}
+	if n <= 0 {
+		p.b.Fatalf("the streams read %d tokens", n)
+	}
+	return n
+}
+
 // stop ends the child: its clients and simulator go with it.
 func (p *loadProc) stop() {
 	if p.in == nil {
@@ -218,13 +260,14 @@ func (p *loadProc) stop() {
 	}
 }
 
-// loadChild is the load child's main: it starts a simulator that paces a
-// token a second and says "sim URL"; on "open N URL" it opens N streams
-// on the agentstream server at URL, one HTTP/1.1 connection each, and
-// says "ready" once each has had a message.delta (or "error …" and ends);
-// it ends when its input does.
+// loadChild is the load child's main: it starts a simulator that paces
+// ten tokens a second and says "sim URL"; on "open N URL" it opens N
+// streams on the agentstream server at URL, one HTTP/1.1 connection each,
+// and says "ready" once each has had a message.delta (or "error …" and
+// ends); on "tokens" it says "tokens N", the message.delta events its
+// streams have read; it ends when its input does.
 func loadChild(in io.Reader, out io.Writer) int {
-	running, err := sim.Start("127.0.0.1:0", sim.Options{Tokens: 1000, Pace: time.Second, TTFT: -1, Record: -1})
+	running, err := sim.Start("127.0.0.1:0", sim.Options{Tokens: 1000, Pace: 100 * time.Millisecond, TTFT: -1, Record: -1})
 	if err != nil {
 		_, _ = fmt.Fprintf(out, "error starting the simulator: %v\n", err)
 		return 1
@@ -234,15 +277,20 @@ func loadChild(in io.Reader, out io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var deltas atomic.Int64
 	lines := bufio.NewScanner(in)
 	for lines.Scan() {
+		if lines.Text() == "tokens" {
+			_, _ = fmt.Fprintf(out, "tokens %d\n", deltas.Load())
+			continue
+		}
 		var n int
 		var url string
 		if _, err := fmt.Sscanf(lines.Text(), "open %d %s", &n, &url); err != nil {
 			_, _ = fmt.Fprintf(out, "error: %q is no command\n", lines.Text())
 			return 1
 		}
-		if err := openStreams(ctx, client, url, n); err != nil {
+		if err := openStreams(ctx, client, url, n, &deltas); err != nil {
 			_, _ = fmt.Fprintf(out, "error: %v\n", err)
 			return 1
 		}
@@ -253,8 +301,8 @@ func loadChild(in io.Reader, out io.Writer) int {
 
 // openStreams starts n runs on new threads, 16 at a time, and returns
 // once each stream has had its first token; the streams are then read on
-// until ctx ends.
-func openStreams(ctx context.Context, client *http.Client, url string, n int) error {
+// until ctx ends, their message.delta events counted in deltas.
+func openStreams(ctx context.Context, client *http.Client, url string, n int, deltas *atomic.Int64) error {
 	places := make(chan struct{}, 16)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -265,9 +313,15 @@ func openStreams(ctx context.Context, client *http.Client, url string, n int) er
 			body, err := openStream(ctx, client, url)
 			errs <- err
 			if err == nil {
+				deltas.Add(1)
 				go func() {
-					_, _ = io.Copy(io.Discard, body)
-					_ = body.Close()
+					defer func() { _ = body.Close() }()
+					lines := bufio.NewScanner(body)
+					for lines.Scan() {
+						if lines.Text() == "event: message.delta" {
+							deltas.Add(1)
+						}
+					}
 				}()
 			}
 		})
