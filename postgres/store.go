@@ -321,12 +321,13 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 	}
 	// The part goes in only while the run is running, to a partial message
 	// (readers look for parts of those only), where the message's text
-	// ends (its last part's end, or its content's), or over a shorter part
-	// at the same place (a save made again). The run's row is share
-	// locked: a FinishRun or an interruption under way (which lock it to
-	// update) is waited for, then the run is seen ended and nothing is
-	// written, so that no part outlives the save that folds or drops the
-	// parts. Why nothing was saved is read only then.
+	// ends (its last part's end, or its content's), or over its last part
+	// again with a text that extends it or is a prefix of it (a save made
+	// again). The run's and the message's rows are share locked: a
+	// FinishRun or an interruption under way (which lock the run to update
+	// it), or a whole save of the message, is waited for, then the run is
+	// seen ended or the message complete and nothing is written, so that
+	// no part outlives the save that folds or drops the parts. Why nothing was saved is read only then.
 	tag, err := s.pool.Exec(ctx, `
 		INSERT INTO message_parts (message_id, pos, text)
 		SELECT m.id, $1, $2 FROM messages m JOIN runs r ON r.id = m.run_id
@@ -335,11 +336,12 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 				(SELECT p.pos + octet_length(p.text) FROM message_parts p
 					WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1),
 				octet_length(m.content))
-			OR EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = m.id AND p.pos = $1))
-		FOR SHARE OF r
+			OR $1 = (SELECT p.pos FROM message_parts p WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1))
+		FOR SHARE OF r, m
 		ON CONFLICT (message_id, pos) DO UPDATE
 			SET text = CASE WHEN length(EXCLUDED.text) > length(message_parts.text)
-				THEN EXCLUDED.text ELSE message_parts.text END`,
+				THEN EXCLUDED.text ELSE message_parts.text END
+			WHERE starts_with(EXCLUDED.text, message_parts.text) OR starts_with(message_parts.text, EXCLUDED.text)`,
 		at, m.Content, m.ID, runID)
 	if err != nil {
 		return s.mapErr(ctx, "checkpoint text", err)
@@ -476,7 +478,7 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 		_, err = tx.Exec(ctx, `
 			UPDATE messages m SET content = m.content || p.text
 			FROM (SELECT message_id, string_agg(text, '' ORDER BY pos) AS text FROM message_parts
-				WHERE message_id IN (SELECT id FROM messages WHERE run_id = ANY($1))
+				WHERE message_id IN (SELECT id FROM messages WHERE run_id = ANY($1) AND status = 'partial')
 				GROUP BY message_id) p
 			WHERE m.id = p.message_id`, ids)
 		return err

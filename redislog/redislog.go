@@ -130,8 +130,9 @@ type Options struct {
 	// Retention is how long a run's events stay readable after its
 	// terminal event. Default 10 minutes.
 	Retention time.Duration
-	// IdleExpiry is how long a run's log stays after its last append while
-	// the run goes on (a run whose owner died without ending it). Default
+	// IdleExpiry is how long, at least, a run's log stays after its last
+	// append while the run goes on (a run whose owner died without ending
+	// it); at most a sixteenth more, as the expiry is set seldom. Default
 	// 24 hours.
 	IdleExpiry time.Duration
 	// Coalesce is how long an appended event may wait to be sent with

@@ -352,8 +352,8 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 		// One statement: the part goes in only while the run is running,
 		// to a partial message (readers look for parts of those only),
 		// where the message's text ends (its last part's end, or its
-		// content's), or over a shorter part at the same place (a save
-		// made again). Why nothing was saved is read only then.
+		// content's), or over its last part again with a text that
+		// extends it or is a prefix of it (a save made again). Why nothing was saved is read only then.
 		res, err := tx.ExecContext(ctx, `
 			INSERT INTO message_parts (message_id, pos, text)
 			SELECT m.id, ?1, ?2 FROM messages m JOIN runs r ON r.id = m.run_id
@@ -362,10 +362,12 @@ func (s *Store) CheckpointText(ctx context.Context, runID string, m agentstream.
 					(SELECT p.pos + length(CAST(p.text AS BLOB)) FROM message_parts p
 						WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1),
 					length(CAST(m.content AS BLOB)))
-				OR EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = m.id AND p.pos = ?1))
+				OR ?1 = (SELECT p.pos FROM message_parts p WHERE p.message_id = m.id ORDER BY p.pos DESC LIMIT 1))
 			ON CONFLICT (message_id, pos) DO UPDATE
 				SET text = CASE WHEN length(excluded.text) > length(message_parts.text)
-					THEN excluded.text ELSE message_parts.text END`,
+					THEN excluded.text ELSE message_parts.text END
+				WHERE substr(excluded.text, 1, length(message_parts.text)) = message_parts.text
+					OR substr(message_parts.text, 1, length(excluded.text)) = excluded.text`,
 			at, m.Content, m.ID, runID)
 		if err != nil {
 			return err
@@ -534,7 +536,7 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 			WHERE id IN (
 				SELECT p.message_id FROM message_parts p
 				JOIN messages m ON m.id = p.message_id JOIN runs r ON r.id = m.run_id
-				WHERE r.status NOT IN ('queued', 'running'))`)
+				WHERE r.status = 'interrupted' AND m.status = 'partial')`)
 		return err
 	})
 	if err != nil {

@@ -214,8 +214,19 @@ func (s suite) testCheckpointTextAgain(t *testing.T) {
 	checkMessages(t, st, th.ID, in, want)
 	save("ünë", n) // a stale one changes nothing
 	checkMessages(t, st, th.ID, in, want)
-	save(" trois", int64(len(want.Content)))
+	last := int64(len(want.Content))
+	save(" trois", last)
 	want.Content += " trois"
+	checkMessages(t, st, th.ID, in, want)
+
+	// Only the last part may be saved again, and only with a text that
+	// extends it or is a prefix of it: anything else would garble the
+	// text.
+	m := msg
+	m.Content = "ünë dœux et plus"
+	wantErr(t, st.CheckpointText(t.Context(), run.ID, m, n), agentstream.ErrConflict, "an earlier part again")
+	m.Content = " quatre"
+	wantErr(t, st.CheckpointText(t.Context(), run.ID, m, last), agentstream.ErrConflict, "the last part again with another text")
 	checkMessages(t, st, th.ID, in, want)
 }
 

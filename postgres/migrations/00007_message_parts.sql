@@ -28,6 +28,11 @@ CREATE TRIGGER message_parts_dropped AFTER UPDATE OF content ON messages
     FOR EACH ROW EXECUTE FUNCTION message_parts_drop();
 
 -- +goose Down
+-- Text appended since the last whole save is folded in first, so that
+-- a rollback while a run streams loses none of its answer.
+UPDATE messages m SET content = m.content || p.text
+FROM (SELECT message_id, string_agg(text, '' ORDER BY pos) AS text FROM message_parts GROUP BY message_id) p
+WHERE m.id = p.message_id;
 DROP TRIGGER message_parts_dropped ON messages;
 DROP FUNCTION message_parts_drop();
 DROP TABLE message_parts;

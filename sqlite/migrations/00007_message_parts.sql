@@ -23,5 +23,10 @@ END;
 -- +goose StatementEnd
 
 -- +goose Down
+-- Text appended since the last whole save is folded in first, so that
+-- a rollback while a run streams loses none of its answer.
+UPDATE messages SET content = content || (
+    SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id)
+WHERE id IN (SELECT message_id FROM message_parts);
 DROP TRIGGER message_parts_dropped;
 DROP TABLE message_parts;
