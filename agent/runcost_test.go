@@ -7,11 +7,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/cpustat"
 )
 
 // callCounter counts the store calls a runner makes: each write method
@@ -84,16 +84,6 @@ func (s *callCounter) GetThread(ctx context.Context, userID, threadID string) (a
 func (s *callCounter) Usage(ctx context.Context, userID string, at time.Time) (int64, error) {
 	s.reads.Add(1)
 	return s.Store.Usage(ctx, userID, at)
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // twentyTokens is a model that answers 20 text deltas at once, as the
@@ -216,11 +206,11 @@ func BenchmarkRunCost(b *testing.B) {
 				if long {
 					th = threads[i/runsPerThread]
 				}
-				w0, r0, c0 := cs.writes.Load(), cs.reads.Load(), cpuTime(b)
+				w0, r0, c0 := cs.writes.Load(), cs.reads.Load(), cpustat.Of(b)
 				oneRun(th)
 				writes += cs.writes.Load() - w0
 				reads += cs.reads.Load() - r0
-				cpu += cpuTime(b) - c0
+				cpu += cpustat.Of(b) - c0
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/run")

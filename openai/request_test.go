@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/cpustat"
 	oai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/packages/param"
 )
@@ -114,7 +113,7 @@ func BenchmarkRequestBody(b *testing.B) {
 	})
 	b.Run("fresh-goroutine", func(b *testing.B) {
 		b.ReportAllocs()
-		cpu := cpuTime(b)
+		cpu := cpustat.Of(b)
 		for b.Loop() {
 			done := make(chan error)
 			go func() {
@@ -125,7 +124,7 @@ func BenchmarkRequestBody(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64((cpustat.Of(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	})
 	b.Run("history-340", func(b *testing.B) {
 		long := agentstream.ModelRequest{Model: req.Model, Messages: []agentstream.Message{req.Messages[0]}}
@@ -134,13 +133,13 @@ func BenchmarkRequestBody(b *testing.B) {
 				Content: fmt.Sprintf("message %d of a long conversation, with a few more words in it", i)})
 		}
 		b.ReportAllocs()
-		cpu := cpuTime(b)
+		cpu := cpustat.Of(b)
 		for b.Loop() {
 			if _, err := requestBody(long); err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64((cpustat.Of(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	})
 	b.Run("openai-go", func(b *testing.B) {
 		b.ReportAllocs()
@@ -162,14 +161,4 @@ func BenchmarkRequestBody(b *testing.B) {
 			}
 		}
 	})
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

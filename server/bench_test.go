@@ -7,11 +7,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/agentstream/agentstream/config"
+	"github.com/agentstream/agentstream/internal/cpustat"
 	"github.com/agentstream/agentstream/sim"
 )
 
@@ -110,25 +109,15 @@ func BenchmarkRunRequests(b *testing.B) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	cpu := cpuTime(b)
+	cpu := cpustat.Of(b)
 	b.ResetTimer()
 	for b.Loop() {
 		oneRun()
 	}
 	b.StopTimer()
-	used := cpuTime(b) - cpu
+	used := cpustat.Of(b) - cpu
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/run")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "allocs/run")
 	b.ReportMetric(0, "ns/op")
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

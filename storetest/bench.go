@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/cpustat"
 )
 
 // BenchmarkRunWrites measures the store writes of one whole run as the
@@ -150,7 +151,7 @@ func BenchmarkCheckpoints(b *testing.B, newStore func(t testing.TB) agentstream.
 					if written != nil {
 						w0 = written(b)
 					}
-					c0, ok0 := processCPU()
+					c0, ok0 := cpustat.Process()
 					t0 := time.Now()
 					m := msg
 					var err error
@@ -163,7 +164,7 @@ func BenchmarkCheckpoints(b *testing.B, newStore func(t testing.TB) agentstream.
 						saved = text.Len()
 					}
 					wall := time.Since(t0)
-					c1, ok1 := processCPU()
+					c1, ok1 := cpustat.Process()
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -1,14 +1,14 @@
 //go:build unix
 
-package storetest
+package cpustat
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU is the CPU time the process has used, user and system.
-func processCPU() (time.Duration, bool) {
+// Process is the CPU time the process has used, user and system.
+func Process() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, false
