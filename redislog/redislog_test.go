@@ -826,18 +826,7 @@ func TestFlushesSharePipeline(t *testing.T) {
 	for i, id := range ids {
 		wg.Go(func() { _, errs[i] = l.Append(ctx, id, delta(1), done(id)) })
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		l.pmu.Lock()
-		n := len(l.pcalls)
-		l.pmu.Unlock()
-		if n == runs {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d flushes waiting, want %d", n, runs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFlushes(t, l, runs)
 	// Meanwhile run 0's log ended elsewhere, run 1's books became a string
 	// (WRONGTYPE), and Redis lost its scripts.
 	if err := raw.HSet(ctx, l.keys(ids[0])[1], "end", 1).Err(); err != nil {
@@ -907,18 +896,7 @@ func TestFlushesSplitInCalls(t *testing.T) {
 		evs = append(evs, done(id))
 		wg.Go(func() { _, errs[i] = l.Append(context.Background(), id, evs...) })
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		l.pmu.Lock()
-		n := len(l.pcalls)
-		l.pmu.Unlock()
-		if n == runs {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d flushes waiting, want %d", n, runs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFlushes(t, l, runs)
 	var calls scriptCalls
 	l.client.AddHook(&calls)
 	l.flushers.Add(1)
@@ -1020,5 +998,22 @@ func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		}
 		h.add(cmds...)
 		return next(ctx, cmds)
+	}
+}
+
+// waitFlushes waits until n flushes wait for the script call under way.
+func waitFlushes(t testing.TB, l *Log, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l.pmu.Lock()
+		got := len(l.pcalls)
+		l.pmu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flushes waiting, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
