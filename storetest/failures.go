@@ -68,6 +68,8 @@ func (s suite) testContextDone(t *testing.T) {
 		wantErr(t, err, ctx.Err(), "CheckpointRun with a done context")
 		err = st.CheckpointText(ctx, run.ID, assistant(run, "late", agentstream.MessagePartial, at(11)), 0)
 		wantErr(t, err, ctx.Err(), "CheckpointText at 0 with a done context")
+		err = st.CheckpointText(ctx, run.ID, assistant(run, "late", agentstream.MessagePartial, at(11)), 4)
+		wantErr(t, err, ctx.Err(), "CheckpointText past 0 with a done context")
 		err = st.FinishRun(ctx, finished(run, agentstream.RunCompleted, nil, agentstream.Usage{}, at(12)), nil)
 		wantErr(t, err, ctx.Err(), "FinishRun with a done context")
 		_, err = st.InterruptRuns(ctx, at(12), interrupted)
