@@ -12,8 +12,7 @@ import (
 )
 
 // readBatch is how many events one log read takes at most: a reader that
-// fell behind catches up in few writes. A log may give fewer (memlog
-// gives one segment, up to 32 events, so as not to copy them).
+// fell behind catches up in few writes.
 const readBatch = 256
 
 // maxWrite is the encoded size past which a batch is written out before

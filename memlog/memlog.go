@@ -47,8 +47,10 @@
 // outweigh the retained ones, or when the run finishes. So the memory in
 // use stays within a small multiple of what Stats counts. A slice
 // already returned by Read stays valid (events are never modified),
-// holding its own events until its reader lets go of it. A Read returns
-// events of one segment: at most 32, fewer at a segment's end.
+// holding its own events until its reader lets go of it. A Read of a
+// reader following the run live shares the segment's events; one that
+// reaches past a segment (a reader catching up) gets a copy of up to max
+// events, so that it catches up in few writes.
 package memlog
 
 import (
@@ -477,7 +479,7 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 		}
 		i, n := after-(r.first-1), int64(r.n)
 		if i < n {
-			// Events of one segment, from the one after `after`. They are
+			// Events of a segment, from the one after `after`. They are
 			// never modified once appended, so the slice can be shared: a
 			// later append or trim may copy a segment but leaves this
 			// array intact.
@@ -488,7 +490,14 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 				end = p + max
 			}
 			evs := s[p:end:end]
-			done := r.closed && i+int64(end-p) == n
+			if k := int64(len(evs)); k < int64(max) && i+k < n {
+				// A reader more than a segment behind (a resume, a slow
+				// client) gets up to max events, copied, so that it
+				// catches up in few writes; a reader following the run
+				// live shares the segment and copies nothing.
+				evs = r.gather(j, int(min(int64(max), n-i)))
+			}
+			done := r.closed && i+int64(len(evs)) == n
 			r.mu.Unlock()
 			return evs, done, nil
 		}
@@ -509,6 +518,18 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 			return nil, false, ctx.Err()
 		}
 	}
+}
+
+// gather copies count events from index j (counting from segs[0][0])
+// on, across segments. r.mu is held.
+func (r *runLog) gather(j, count int) []agentstream.Event {
+	out := make([]agentstream.Event, 0, count)
+	for len(out) < count {
+		k := j + len(out)
+		seg, q := r.segs[k/segEvents], k%segEvents
+		out = append(out, seg[q:min(len(seg), q+count-len(out))]...)
+	}
+	return out
 }
 
 // waiter is a reader's wake-up. Its channel holds one signal, and an

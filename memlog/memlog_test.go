@@ -267,7 +267,7 @@ func firstKept(sizes []int64, limit int64) int64 {
 }
 
 // TestSegments: a run's events are read back whole across its segments,
-// each read within one segment, whatever max asks for.
+// each read as many as max asks for and the log holds, across segments.
 func TestSegments(t *testing.T) {
 	t.Parallel()
 	l := New(Options{})
@@ -280,8 +280,13 @@ func TestSegments(t *testing.T) {
 		after := int64(0)
 		for {
 			evs, end, err := l.Read(ctx, id, after, max)
-			if err != nil || len(evs) == 0 || len(evs) > min(max, segEvents) || evs[0].Seq != after+1 {
+			if err != nil || int64(len(evs)) != min(int64(max), n+1-after) || evs[0].Seq != after+1 {
 				t.Fatalf("max %d: read after %d: %d events, err %v", max, after, len(evs), err)
+			}
+			for k, ev := range evs {
+				if ev.Seq != after+1+int64(k) {
+					t.Fatalf("max %d: read after %d: event %d has seq %d", max, after, k, ev.Seq)
+				}
 			}
 			after = evs[len(evs)-1].Seq
 			if end {
@@ -330,12 +335,12 @@ func TestRunCap(t *testing.T) {
 	if err := readErr(l, id, first-2); !errors.Is(err, agentstream.ErrGone) {
 		t.Fatalf("read after %d (first kept %d): %v, want ErrGone", first-2, first, err)
 	}
-	// A read returns the events of one segment at most: read on to the
-	// newest.
+	// A read returns every event kept after its position, across
+	// segments: read on to the newest.
 	var evs []agentstream.Event
 	for after := first - 1; after < last; {
 		got, end, err := l.Read(ctx, id, after, 1<<20)
-		if err != nil || end || len(got) == 0 || len(got) > segEvents || got[0].Seq != after+1 {
+		if err != nil || end || int64(len(got)) != last-after || got[0].Seq != after+1 {
 			t.Fatalf("read after %d (first kept %d): %d events, end=%v, err=%v", after, first, len(got), end, err)
 		}
 		evs = append(evs, got...)
