@@ -128,47 +128,19 @@ func (r *relay) run(w http.ResponseWriter, req *http.Request) {
 	defer func() { _ = resp.Body.Close() }()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	br := bufio.NewReaderSize(resp.Body, 2<<10)
-	out := make([]byte, 0, 256)
 	seq := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return // the model's stream ended without [DONE]: the client sees no run.completed
-		}
-		data, ok := bytes.CutPrefix(line, []byte("data: "))
-		if !ok {
-			continue
-		}
-		if bytes.HasPrefix(data, []byte("[DONE]")) {
-			seq++
-			out = append(out[:0], "id: "...)
-			out = strconv.AppendInt(out, int64(seq), 10)
-			out = append(out, "\nevent: run.completed\ndata: {}\n\n"...)
-			_, _ = w.Write(out)
-			_ = rc.Flush()
-			return
-		}
-		text, ok := contentOf(data)
-		if !ok || len(text) == 0 {
-			continue // not a token (the first chunk carries only the role)
-		}
+	event := func(out []byte) []byte {
 		seq++
-		out = append(out[:0], "id: "...)
-		out = strconv.AppendInt(out, int64(seq), 10)
-		out = append(out, "\nevent: message.delta\ndata: {\"message_id\":\"msg_relay\",\"delta\":\""...)
-		out = append(out, text...)
-		out = append(out, "\"}\n\n"...)
-		if _, err := w.Write(out); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
+		out = append(out, "id: "...)
+		return strconv.AppendInt(out, int64(seq), 10)
 	}
+	relayTokens(w, resp.Body, func(out, text []byte) []byte {
+		out = append(event(out), "\nevent: message.delta\ndata: {\"message_id\":\"msg_relay\",\"delta\":\""...)
+		out = append(out, text...)
+		return append(out, "\"}\n\n"...)
+	}, func(out []byte) []byte {
+		return append(event(out), "\nevent: run.completed\ndata: {}\n\n"...)
+	})
 }
 
 // chat streams a seed request (POST /v1/chat) as agentstream's seed
@@ -190,46 +162,63 @@ func (r *relay) chat(w http.ResponseWriter, req *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Run-Id", runID)
 	h.Set("X-Thread-Id", threadID)
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	br := bufio.NewReaderSize(resp.Body, 2<<10)
-	out := make([]byte, 0, 256)
 	// answer is the text so far, escaped as the deltas were: the
 	// format's last line repeats it. scratch holds a decoded token.
 	var answer, scratch []byte
+	relayTokens(w, resp.Body, func(out, body []byte) []byte {
+		start := len(answer)
+		var ok bool
+		if answer, scratch, ok = appendSeedText(answer, scratch, body); !ok {
+			return out // not a JSON string (agentstream's client would have failed the call): nothing sent
+		}
+		out = append(out, `data: {"delta":"`...)
+		out = append(out, answer[start:]...)
+		return append(out, "\",\"complete\":false}\n\n"...)
+	}, func(out []byte) []byte {
+		out = append(out, `data: {"response":"`...)
+		out = append(out, answer...)
+		out = append(out, `","complete":true,"thread_id":"`...)
+		out = append(out, threadID...)
+		out = append(out, `","run_id":"`...)
+		out = append(out, runID...)
+		return append(out, "\"}\n\ndata: {\"status\":\"done\"}\n\n"...)
+	})
+}
+
+// relayTokens sends the headers set on w, then relays the model's stream
+// in body: each token's text (a JSON string's body, still escaped) goes
+// to token, which appends what to send for it to out (nothing: nothing
+// is sent), and
+// the model's [DONE] to done; each is written and flushed at once. A
+// stream that ends without [DONE] ends the response without done's
+// bytes, so the client sees no end.
+func relayTokens(w http.ResponseWriter, body io.Reader, token func(out, text []byte) []byte, done func(out []byte) []byte) {
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	br := bufio.NewReaderSize(body, 2<<10)
+	out := make([]byte, 0, 256)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return // the model's stream ended without [DONE]: the client sees no done line
+			return
 		}
 		data, ok := bytes.CutPrefix(line, []byte("data: "))
 		if !ok {
 			continue
 		}
 		if bytes.HasPrefix(data, []byte("[DONE]")) {
-			out = append(out[:0], `data: {"response":"`...)
-			out = append(out, answer...)
-			out = append(out, `","complete":true,"thread_id":"`...)
-			out = append(out, threadID...)
-			out = append(out, `","run_id":"`...)
-			out = append(out, runID...)
-			out = append(out, "\"}\n\ndata: {\"status\":\"done\"}\n\n"...)
-			_, _ = w.Write(out)
+			_, _ = w.Write(done(out[:0]))
 			_ = rc.Flush()
 			return
 		}
-		body, ok := contentOf(data)
-		if !ok || len(body) == 0 {
+		text, ok := contentOf(data)
+		if !ok || len(text) == 0 {
 			continue // not a token (the first chunk carries only the role)
 		}
-		start := len(answer)
-		if answer, scratch, ok = appendSeedText(answer, scratch, body); !ok {
-			continue // not a JSON string: agentstream's client would have failed the call
+		if out = token(out[:0], text); len(out) == 0 {
+			continue
 		}
-		out = append(out[:0], `data: {"delta":"`...)
-		out = append(out, answer[start:]...)
-		out = append(out, "\",\"complete\":false}\n\n"...)
 		if _, err := w.Write(out); err != nil {
 			return
 		}
