@@ -9,7 +9,11 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
-const testTTL = 300 * time.Millisecond
+// testTTL is the lease of the lease tests: renewals come every third of
+// it, each bounded by a third. At 300ms a busy machine (CI, the race
+// detector) stalled renewals past a lease now and then, and the runner's
+// own sweep ended its run.
+const testTTL = time.Second
 
 // TestLeaseRenewed: a run started with an owner holds a lease in the store,
 // and the runner keeps extending it while the run goes on.
@@ -50,8 +54,11 @@ func TestSweepDeadOwner(t *testing.T) {
 	th := h.thread(nil)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	// The lease runs out soon after the owner's last checkpoint.
-	lease := now.Add(testTTL / 2)
+	// The dead owner holds the lease while it writes what it did (a
+	// lease of testTTL/2 from now ran out before the checkpoint on a busy
+	// machine, and the sweep took the run first); it runs out soon after
+	// the owner's last checkpoint, below.
+	lease := now.Add(time.Hour)
 	run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: th.UserID, Agent: "assistant",
 		Status: agentstream.RunQueued, CreatedAt: now, Owner: "inst-dead", LeaseUntil: &lease}
 	in := agentstream.Message{ID: agentstream.NewID("msg_"), ThreadID: th.ID, RunID: run.ID, Role: agentstream.RoleUser,
@@ -73,6 +80,9 @@ func TestSweepDeadOwner(t *testing.T) {
 		agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: partial.ID, Delta: "half an ans"}),
 	); err != nil {
 		t.Fatal(err)
+	}
+	if ids, err := h.db.RenewLeases(ctx, "inst-dead", time.Now().UTC().Add(testTTL/2)); err != nil || len(ids) != 1 {
+		t.Fatalf("RenewLeases: %v, %v", ids, err)
 	}
 
 	evs := h.events(run.ID) // the lease loop sweeps it once the lease is over

@@ -181,8 +181,9 @@ func TestBenchRunCountsErrors(t *testing.T) {
 }
 
 // lateBy is how long the fake server's "late" runs wait between their
-// first byte and their first token.
-const lateBy = 40 * time.Millisecond
+// first byte and their first token: long enough that a first byte read
+// late by a busy machine still comes well before it.
+const lateBy = 200 * time.Millisecond
 
 // TestBenchFirstToken: time to first token counts from the request to
 // the first token's text, not to the first byte (a comment, run.created,
@@ -201,10 +202,12 @@ func TestBenchFirstToken(t *testing.T) {
 			if s.Completed != 3 || s.TTFT.N != 3 || s.TTFB.N != 3 {
 				t.Fatalf("server path %+v", s)
 			}
-			// Each run's token came lateBy after its first byte, so each
-			// percentile of one is at least the other's plus lateBy.
-			if s.TTFT.P50 < s.TTFB.P50+ms(lateBy) || s.TTFT.Max < s.TTFB.Max+ms(lateBy) {
-				t.Errorf("first token %+v, first byte %+v: the token came %s later", s.TTFT, s.TTFB, lateBy)
+			// Each run's token was sent lateBy after its request came,
+			// and its first byte at once. Not "TTFB + lateBy": the
+			// client can read the first byte late (a busy machine, CI)
+			// and the token on time, and the gap is then shorter.
+			if s.TTFT.P50 < ms(lateBy) || s.TTFT.P50 <= s.TTFB.P50 {
+				t.Errorf("first token %+v, first byte %+v: the token came %s after the request, after the first byte", s.TTFT, s.TTFB, lateBy)
 			}
 		})
 	}

@@ -136,7 +136,8 @@ func (l *Log) readOnce(ctx context.Context, runID string, after int64, limit int
 			}
 			rs.mu.Unlock()
 		}
-		return nil, false, agentstream.Errorf(agentstream.CodeNotFound, "no event log for run %s", runID)
+		return nil, false, agentstream.Errorf(agentstream.CodeNotFound,
+			"no event log for run %s: never written, expired, or its books evicted or deleted", runID)
 	}
 	if err != nil {
 		return nil, false, l.mapErr(ctx, err, "read")

@@ -92,6 +92,11 @@
 // holds; the log has then lost its head, and reads of earlier events get
 // ErrGone. Events dropped from the queue leave the same kind of hole. The
 // scripts are loaded again by themselves (EVALSHA falls back to EVAL).
+// An eviction or a DEL can take one of a run's keys without the other: a
+// stream gone under its books makes reads of the missing events ErrGone
+// (not a wait for events that will not come); books gone over their stream
+// make reads ErrNotFound. Either way the owner's next flush starts the log
+// afresh after the last seq either key still knows, never reusing a seq.
 //
 // Cancel requests travel on the channel {Prefix}cancel: RequestCancel
 // publishes one, and every Log hands it to its OnCancel handlers. Deleted

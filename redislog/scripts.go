@@ -26,7 +26,10 @@ import "github.com/redis/go-redis/v9"
 //
 // Per run and call it runs HMGET, an XADD per event, HSET and PUBLISH;
 // PEXPIRE only when the log starts, ends, or its expiry is refresh old,
-// rather than twice per call.
+// rather than twice per call; XREVRANGE only when the log has no books.
+// Either key can go without the other (an eviction, an operator's DEL):
+// the log then starts afresh after the last seq either key still knows,
+// so no seq is used for two events.
 var appendScript = redis.NewScript(`
 local maxb, ttlOpen, ttlEnd = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local notify, klen, writer = ARGV[4], tonumber(ARGV[5]), ARGV[6]
@@ -42,8 +45,17 @@ local function one(k, a)
   local m = redis.call('HMGET', kmeta, 'first', 'last', 'bytes', 'end', 'w', 'tok', 'tokl', 'xp')
   local exists = m[2] ~= false
   local first, last, bytes = 1, 0, 0
+  local fresh = not exists
   if exists then
     first, last, bytes = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+  else
+    -- No books: a new log, or books lost (evicted, deleted) while the
+    -- stream stays. The log then starts after the stream's last event,
+    -- so that no seq a reader had is used again for another event.
+    local tail = redis.call('XREVRANGE', kev, '+', '-', 'COUNT', 1)
+    if #tail > 0 then
+      last = tonumber(string.sub(tail[1][1], 3))
+    end
   end
   if strict and seq ~= last + 1 then
     if m[4] then
@@ -70,21 +82,28 @@ local function one(k, a)
     end
     return redis.error_reply('ENDED the log ended at ' .. m[4])
   end
-  local fresh = not exists
-  if not exists or seq > last + 1 then
-    -- A new log, or events last+1 .. seq-1 never came (dropped, or lost
-    -- with Redis's data): the log starts at seq, without its head.
+  if fresh or seq > last + 1 then
+    -- A new log, one whose books were lost, or events last+1 .. seq-1
+    -- never came (dropped, or lost with Redis's data): the log starts at
+    -- seq, without its head.
     redis.call('DEL', kev)
     fresh = true
-    if seq > last + 1 then
-      first, bytes = seq, 0
-      last = seq - 1
-    end
+    first, bytes = seq, 0
+    last = seq - 1
   end
   local added = false
   for i = a + 5, a + 4 + 2 * n, 2 do
     if seq > last then
-      redis.call('XADD', kev, '0-' .. seq, 't', ARGV[i], 'd', ARGV[i + 1])
+      -- The first event added to a log with books goes in only if the
+      -- stream exists: books whose stream is gone (evicted, deleted)
+      -- start afresh at this seq, without the events lost.
+      if fresh or added or redis.call('XADD', kev, 'NOMKSTREAM', '0-' .. seq, 't', ARGV[i], 'd', ARGV[i + 1]) == false then
+        if not fresh and not added then
+          fresh = true
+          first, bytes = seq, 0
+        end
+        redis.call('XADD', kev, '0-' .. seq, 't', ARGV[i], 'd', ARGV[i + 1])
+      end
       bytes = bytes + #ARGV[i] + #ARGV[i + 1] + ovh
       last = seq
       added = true
@@ -180,5 +199,15 @@ local after = tonumber(ARGV[1])
 if after + 1 < first or after >= last then
   return {first, last, e}
 end
-return {first, last, e, redis.call('XRANGE', KEYS[1], '(0-' .. after, '+', 'COUNT', ARGV[2])}
+local es = redis.call('XRANGE', KEYS[1], '(0-' .. after, '+', 'COUNT', ARGV[2])
+if #es == 0 or es[1][1] ~= '0-' .. (after + 1) then
+  -- The stream lost events its books hold (evicted, deleted): none
+  -- before its first entry, or none at all, is kept.
+  first = last + 1
+  if #es > 0 then
+    first = tonumber(string.sub(es[1][1], 3))
+  end
+  return {first, last, e}
+end
+return {first, last, e, es}
 `)

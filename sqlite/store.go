@@ -542,6 +542,10 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 	if err != nil {
 		return nil, err
 	}
+	// The runs are ended: the caller must learn which even if ctx ends
+	// now, or it appends no terminal event to their logs (a read of rows
+	// just written is short).
+	ctx = context.WithoutCancel(ctx)
 	runs := make([]agentstream.Run, 0, len(ids))
 	for _, r := range ids {
 		run, err := s.GetRun(ctx, r.user, r.id)

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,4 +141,47 @@ func (s suite) testInterruptExpired(t *testing.T) {
 	if got, err := st.InterruptExpiredRuns(t.Context(), at(20), interrupted); err != nil || len(got) != 0 {
 		t.Fatalf("a second sweep: %+v, %v; want nothing", got, err)
 	}
+}
+
+// testInterruptExpiredDeadline: InterruptExpiredRuns whose context ends
+// while it works fails only if it ended nothing: a caller told of an error
+// appends no terminal event, so a run ended without being returned is a
+// run whose log never ends. The context here ends the first time the
+// store waits on it (an SQLite store read the ended runs back after its
+// write with it; the lease loop's sweep, bounded by a third of the lease,
+// got an error for runs it had ended).
+func (s suite) testInterruptExpiredDeadline(t *testing.T) {
+	st := s.open(t)
+	expired, _ := ownedRun(t, st, createThread(t, st, "user-1"), at(1), "inst-dead", at(10))
+	ctx := &endsOnWait{Context: t.Context()}
+	got, err := st.InterruptExpiredRuns(ctx, at(20), interrupted)
+	stored := getRun(t, st, expired)
+	switch {
+	case err != nil && stored.Status != agentstream.RunQueued:
+		t.Fatalf("InterruptExpiredRuns failed (%v) and ended the run: %+v", err, stored)
+	case err == nil && (len(got) != 1 || got[0].ID != expired.ID):
+		t.Fatalf("InterruptExpiredRuns returned %+v, want the expired run", got)
+	}
+	t.Logf("InterruptExpiredRuns with a context that ends on its first wait: %d runs, %v", len(got), err)
+}
+
+// endsOnWait is a context that ends (deadline exceeded) the first time
+// anyone waits on its Done channel.
+type endsOnWait struct {
+	context.Context
+	waited atomic.Bool
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *endsOnWait) Done() <-chan struct{} {
+	c.waited.Store(true)
+	return closedChan
+}
+
+func (c *endsOnWait) Err() error {
+	if c.waited.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

@@ -168,6 +168,7 @@ func Run(t *testing.T, newStore func(t testing.TB) agentstream.Store) {
 		{"Leases", []test{
 			{"Renew", s.testRenewLeases},
 			{"InterruptExpired", s.testInterruptExpired},
+			{"InterruptExpiredDeadline", s.testInterruptExpiredDeadline},
 			{"RenewWhileSweeping", s.testConcurrentRenewWhileSweeping},
 		}},
 		{"GetRun", []test{
