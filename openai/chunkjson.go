@@ -20,8 +20,15 @@ import (
 // a plain integer of up to 18 digits, nesting over maxFastDepth. The
 // caller then decodes data with encoding/json, which has the last word on
 // all of that. FuzzDecodeChunkFast checks that both agree.
-func decodeChunkFast(data []byte, c *chunk, scratch *[]byte) bool {
-	d := fastDecoder{s: data, scratch: scratch}
+//
+// st is kept from chunk to chunk of a stream. Its head is the start of
+// the last chunk up to its first member chunk keeps: the members before
+// it (id, object, created, model…) are the same in every chunk of most
+// servers' streams, and are about half of each. A chunk starting with
+// those same bytes is parsed from where they end, in the state their
+// parse left: data alone decides the result, st only how fast it comes.
+func decodeChunkFast(data []byte, c *chunk, st *fastState) bool {
+	d := fastDecoder{s: data, st: st}
 	d.ws()
 	if !d.chunk(c) {
 		return false
@@ -30,13 +37,22 @@ func decodeChunkFast(data []byte, c *chunk, scratch *[]byte) bool {
 	return d.p == len(d.s)
 }
 
+// fastState is what decodeChunkFast keeps between the chunks of a stream.
+type fastState struct {
+	scratch []byte // reused buffer for unescaping strings
+	head    []byte // a copy of the last chunk's head (decodeChunkFast)
+}
+
+// maxHead bounds the head kept: OpenAI's is about 190 bytes.
+const maxHead = 512
+
 // maxFastDepth bounds the nesting of skipped values.
 const maxFastDepth = 64
 
 type fastDecoder struct {
-	s       []byte
-	p       int
-	scratch *[]byte // reused buffer for unescaping strings
+	s  []byte
+	p  int
+	st *fastState
 }
 
 // ws skips whitespace. Compact JSON has none: the first test is the
@@ -177,9 +193,21 @@ func (d *fastDecoder) chunk(c *chunk) bool {
 	if d.peek() != '{' {
 		return false
 	}
-	if d.open('}') {
+	// head is where the members skipped from the start end (before the
+	// key after them), 0 while none is.
+	head, kept := 0, len(d.st.head)
+	hit := kept > 0 && bytes.HasPrefix(d.s, d.st.head)
+	if hit {
+		d.p, head = kept, kept
+		d.ws() // as next did after the comma the head ends with
+	} else if d.open('}') {
 		return true
 	}
+	defer func() {
+		if head > kept || (head > 0 && !hit) {
+			d.st.head = append(d.st.head[:0], d.s[:head]...)
+		}
+	}()
 	var seen uint8
 	for {
 		key, ok := d.key()
@@ -204,6 +232,9 @@ func (d *fastDecoder) chunk(c *chunk) bool {
 		}
 		if more, ok := d.next('}'); !ok || !more {
 			return ok
+		}
+		if seen == 0 && d.p <= maxHead {
+			head = d.p
 		}
 	}
 }
@@ -476,8 +507,8 @@ func (d *fastDecoder) str(dst *string) bool {
 		*dst = string(body)
 		return true
 	}
-	b, ok := jsonstr.Unquote((*d.scratch)[:0], body)
-	*d.scratch = b[:0]
+	b, ok := jsonstr.Unquote(d.st.scratch[:0], body)
+	d.st.scratch = b[:0]
 	if !ok {
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -58,5 +59,38 @@ func TestSpecials(t *testing.T) {
 			w = binary.LittleEndian.Uint64(b[:])
 		}
 		check(w)
+	}
+}
+
+// A stream's chunks are parsed from the end of the head they share with
+// the chunk before, and a head that changes (Ollama's created, from one
+// second to the next) is kept anew; a chunk whose first member is kept
+// (llama.cpp's choices) keeps no head.
+func TestChunkHead(t *testing.T) {
+	head := func(created int) string {
+		return `{"id":"chatcmpl-123","object":"chat.completion.chunk","created":` + strconv.Itoa(created) + `,"model":"llama3.2",`
+	}
+	seq := []struct{ data, head string }{
+		{head(1747000000) + `"choices":[{"index":0,"delta":{"content":"a"}}]}`, head(1747000000)},
+		{head(1747000000) + `"choices":[{"index":0,"delta":{"content":"b"}}]}`, head(1747000000)},
+		{head(1747000001) + `"choices":[{"index":0,"delta":{"content":"c"}}]}`, head(1747000001)},
+		{head(1747000001) + `"x":1,"choices":[{"index":0,"delta":{"content":"d"}}]}`, head(1747000001) + `"x":1,`},
+		{head(1747000001) + `"choices":[],"y":2}`, head(1747000001)},
+		{`{"choices":[{"index":0,"delta":{"content":"e"}}],"id":"x"}`, head(1747000001)},
+	}
+	var st fastState
+	for i, s := range seq {
+		var c chunk
+		if !decodeChunkFast([]byte(s.data), &c, &st) {
+			t.Fatalf("chunk %d: fast path refused %s", i, s.data)
+		}
+		if string(st.head) != s.head {
+			t.Errorf("chunk %d: head %q, want %q", i, st.head, s.head)
+		}
+	}
+	var st2 fastState
+	var c chunk
+	if !decodeChunkFast([]byte(seq[5].data), &c, &st2) || len(st2.head) != 0 {
+		t.Errorf("llama.cpp's order: head %q, want none", st2.head)
 	}
 }

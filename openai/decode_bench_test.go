@@ -45,17 +45,17 @@ func BenchmarkDecodeChunk(b *testing.B) {
 				chunks[i] = []byte(sh.of(fmt.Sprintf(" tok%d", i)))
 			}
 			var (
-				c       chunk
-				scratch []byte
-				sink    int
-				ms0     runtime.MemStats
-				ms1     runtime.MemStats
+				c    chunk
+				st   fastState
+				sink int
+				ms0  runtime.MemStats
+				ms1  runtime.MemStats
 			)
 			runtime.ReadMemStats(&ms0)
 			cpu := cpustat.Of(b)
 			b.ResetTimer()
 			for i := range b.N {
-				if err := decodeChunk(chunks[i%n], &c, &scratch); err != nil {
+				if err := decodeChunk(chunks[i%n], &c, &st); err != nil {
 					b.Fatal(err)
 				}
 				sink += len(c.Choices[0].Delta.Content)
