@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/internal/cpustat"
 	oai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/packages/ssestream"
 )
@@ -48,19 +49,24 @@ func (t memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-// perChunk reports the cost of each of benchChunks chunks.
+// perChunk reports the cost of each of benchChunks chunks: wall and CPU
+// time (getrusage: all goroutines, and less inflated than wall time by a
+// busy machine), allocations.
 func perChunk(b *testing.B, run func()) {
 	b.Helper()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu := cpustat.Of(b)
 	b.ResetTimer()
-	for b.Loop() {
+	for range b.N {
 		run()
 	}
 	b.StopTimer()
+	used := cpustat.Of(b) - cpu
 	runtime.ReadMemStats(&after)
 	n := float64(b.N) * benchChunks
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/chunk")
+	b.ReportMetric(float64(used.Nanoseconds())/n, "cpu-ns/chunk")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, "allocs/chunk")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/n, "B/chunk")
 }

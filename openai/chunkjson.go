@@ -2,7 +2,9 @@ package openai
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"unicode/utf8"
 
 	"github.com/agentstream/agentstream/internal/jsonstr"
@@ -18,8 +20,15 @@ import (
 // a plain integer of up to 18 digits, nesting over maxFastDepth. The
 // caller then decodes data with encoding/json, which has the last word on
 // all of that. FuzzDecodeChunkFast checks that both agree.
-func decodeChunkFast(data []byte, c *chunk, scratch *[]byte) bool {
-	d := fastDecoder{s: data, scratch: scratch}
+//
+// st is kept from chunk to chunk of a stream. Its head is the start of
+// the last chunk up to its first member chunk keeps: the members before
+// it (id, object, created, model…) are the same in every chunk of most
+// servers' streams, and are about half of each. A chunk starting with
+// those same bytes is parsed from where they end, in the state their
+// parse left: data alone decides the result, st only how fast it comes.
+func decodeChunkFast(data []byte, c *chunk, st *fastState) bool {
+	d := fastDecoder{s: data, st: st}
 	d.ws()
 	if !d.chunk(c) {
 		return false
@@ -28,17 +37,34 @@ func decodeChunkFast(data []byte, c *chunk, scratch *[]byte) bool {
 	return d.p == len(d.s)
 }
 
+// fastState is what decodeChunkFast keeps between the chunks of a stream.
+type fastState struct {
+	scratch []byte // reused buffer for unescaping strings
+	head    []byte // a copy of the last chunk's head (decodeChunkFast)
+}
+
+// maxHead bounds the head kept: OpenAI's is about 190 bytes.
+const maxHead = 512
+
 // maxFastDepth bounds the nesting of skipped values.
 const maxFastDepth = 64
 
 type fastDecoder struct {
-	s       []byte
-	p       int
-	scratch *[]byte // reused buffer for unescaping strings
+	s  []byte
+	p  int
+	st *fastState
 }
 
-// ws skips whitespace.
+// ws skips whitespace. Compact JSON has none: the first test is the
+// whole of most calls, and is inlined.
 func (d *fastDecoder) ws() {
+	if d.p < len(d.s) && d.s[d.p] > ' ' {
+		return
+	}
+	d.wsSlow()
+}
+
+func (d *fastDecoder) wsSlow() {
 	for d.p < len(d.s) {
 		switch d.s[d.p] {
 		case ' ', '\t', '\n', '\r':
@@ -92,25 +118,49 @@ func (d *fastDecoder) key() ([]byte, bool) {
 	if d.peek() != '"' {
 		return nil, false
 	}
-	start := d.p + 1
-	for i := start; i < len(d.s); i++ {
-		c := d.s[i]
-		if c == '"' {
-			d.p = i + 1
-			d.ws()
-			if d.peek() != ':' {
-				return nil, false
-			}
-			d.p++
-			d.ws()
-			return d.s[start:i], true
+	s, start := d.s, d.p+1
+	i := start
+	for i+8 <= len(s) {
+		w := binary.LittleEndian.Uint64(s[i:])
+		if m := specials(w) | w&highs; m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			break
 		}
-		if c < ' ' || c == '\\' || c >= utf8.RuneSelf {
-			return nil, false
-		}
+		i += 8
 	}
-	return nil, false
+	for i < len(s) && keyByte[s[i]] {
+		i++
+	}
+	if i >= len(s) || s[i] != '"' {
+		return nil, false // escaped, not ASCII, a control character, or cut
+	}
+	d.p = i + 1
+	d.ws()
+	if d.peek() != ':' {
+		return nil, false
+	}
+	d.p++
+	d.ws()
+	return d.s[start:i], true
 }
+
+// keyByte marks the bytes key takes as they are: printable ASCII but the
+// quote and the backslash.
+var keyByte = func() (t [256]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// strByte marks the bytes skipString passes over one at a time: anything
+// but the quote, the backslash and control characters.
+var strByte = func() (t [256]bool) {
+	for c := ' '; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // other reports whether key, not the exact name of any member, differs
 // from all of them in more than case: encoding/json would set a member
@@ -143,9 +193,21 @@ func (d *fastDecoder) chunk(c *chunk) bool {
 	if d.peek() != '{' {
 		return false
 	}
-	if d.open('}') {
+	// head is where the members skipped from the start end (before the
+	// key after them), 0 while none is.
+	head, kept := 0, len(d.st.head)
+	hit := kept > 0 && bytes.HasPrefix(d.s, d.st.head)
+	if hit {
+		d.p, head = kept, kept
+		d.ws() // as next did after the comma the head ends with
+	} else if d.open('}') {
 		return true
 	}
+	defer func() {
+		if head > kept || (head > 0 && !hit) {
+			d.st.head = append(d.st.head[:0], d.s[:head]...)
+		}
+	}()
 	var seen uint8
 	for {
 		key, ok := d.key()
@@ -170,6 +232,9 @@ func (d *fastDecoder) chunk(c *chunk) bool {
 		}
 		if more, ok := d.next('}'); !ok || !more {
 			return ok
+		}
+		if seen == 0 && d.p <= maxHead {
+			head = d.p
 		}
 	}
 }
@@ -442,8 +507,8 @@ func (d *fastDecoder) str(dst *string) bool {
 		*dst = string(body)
 		return true
 	}
-	b, ok := jsonstr.Unquote((*d.scratch)[:0], body)
-	*d.scratch = b[:0]
+	b, ok := jsonstr.Unquote(d.st.scratch[:0], body)
+	d.st.scratch = b[:0]
 	if !ok {
 		return false
 	}
@@ -517,9 +582,24 @@ func (d *fastDecoder) literal(lit string) bool {
 
 // skipString skips the string at p, checking its escapes.
 func (d *fastDecoder) skipString() bool {
-	i := d.p + 1
-	for i < len(d.s) {
-		c := d.s[i]
+	s, i := d.s, d.p+1
+	for i < len(s) {
+		// Eight bytes at a time while none of them is special; a string's
+		// ordinary bytes are most of a chunk.
+		for i+8 <= len(s) {
+			if m := specials(binary.LittleEndian.Uint64(s[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		for i < len(s) && strByte[s[i]] {
+			i++
+		}
+		if i >= len(s) {
+			return false
+		}
+		c := s[i]
 		switch {
 		case c == '"':
 			d.p = i + 1
@@ -527,25 +607,40 @@ func (d *fastDecoder) skipString() bool {
 		case c < ' ':
 			return false
 		case c == '\\':
-			if i+1 >= len(d.s) {
+			if i+1 >= len(s) {
 				return false
 			}
-			switch d.s[i+1] {
+			switch s[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if _, ok := jsonstr.Hex4(d.s[i+2:]); !ok {
+				if _, ok := jsonstr.Hex4(s[i+2:]); !ok {
 					return false
 				}
 				i += 6
 			default:
 				return false
 			}
-		default:
-			i++
 		}
 	}
 	return false
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// specials marks with its high bit each byte of w, eight bytes of a
+// string read little-endian, that is a quote, a backslash or a control
+// character (below 0x20), by the bit tricks of "Determine if a word has
+// a zero byte" (Bit Twiddling Hacks). A byte above a marked one may be
+// marked wrongly (a borrow), never the lowest: its trailing zeros count
+// the ordinary bytes before the first special one.
+func specials(w uint64) uint64 {
+	quote := w ^ (ones * '"')
+	bslash := w ^ (ones * '\\')
+	return ((quote-ones)&^quote | (bslash-ones)&^bslash | (w-ones*' ')&^w) & highs
 }
 
 // skipNumber skips the number at p, checking its grammar.

@@ -210,9 +210,9 @@ var errNotObject = errors.New("not a JSON object")
 // decodeChunk decodes data into c, which it resets first. A value of the
 // wrong type (a string for an index, say) is skipped, as openai-go did,
 // rather than failing the stream; JSON that is not an object fails.
-func decodeChunk(data []byte, c *chunk, scratch *[]byte) error {
+func decodeChunk(data []byte, c *chunk, st *fastState) error {
 	c.reset()
-	if decodeChunkFast(data, c, scratch) {
+	if decodeChunkFast(data, c, st) {
 		return nil
 	}
 	c.reset()
@@ -232,9 +232,9 @@ func decodeChunk(data []byte, c *chunk, scratch *[]byte) error {
 
 // chunkDecoder reads the chunks of a stream.
 type chunkDecoder struct {
-	sse     *sseReader
-	chunk   chunk
-	scratch []byte // for decodeChunkFast's unescaping
+	sse   *sseReader
+	chunk chunk
+	fast  fastState // decodeChunkFast's
 	// usage is the chunk's usage when hasUsage.
 	usage    chunkUsage
 	hasUsage bool
@@ -265,7 +265,7 @@ func (d *chunkDecoder) next() (*chunk, error) {
 			continue // nothing to decode: a keep-alive
 		}
 		c := &d.chunk
-		if err := decodeChunk(data, c, &d.scratch); err != nil {
+		if err := decodeChunk(data, c, &d.fast); err != nil {
 			return nil, err
 		}
 		if !isNull(c.Error) {

@@ -317,9 +317,9 @@ func TestDecodeChunkReuse(t *testing.T) {
 		`{}`,
 	}
 	var c chunk
-	var scratch []byte
+	var st fastState
 	for i, data := range seq {
-		if err := decodeChunk([]byte(data), &c, &scratch); err != nil {
+		if err := decodeChunk([]byte(data), &c, &st); err != nil {
 			t.Fatalf("chunk %d: %v", i, err)
 		}
 		var fresh chunk
@@ -345,6 +345,22 @@ func canon(c *chunk) string {
 	}
 	b.WriteString("]")
 	return b.String()
+}
+
+// headTails follow the head of a chunk (what comes before "choices") in
+// FuzzDecodeChunkFast's seeds: a chunk going on in ways valid and not.
+var headTails = []string{
+	`"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}`,
+	` "choices" : [ ] } `,
+	`}`,
+	``,
+	`"Choices":[]}`,
+	`"choices":[],"choices":[]}`,
+	`"id":"again","usage":{"prompt_tokens":1},"choices":[]}`,
+	`"error":{"message":"x"}}`,
+	`"choices":[{"index":0,"delta":{"content":"x"}}]}x`,
+	`,"choices":[]}`,
+	`"choices":[{"index":0,"delta":{"content":"\u00e9\ud83c"}}]`,
 }
 
 var chunkSeeds = []string{
@@ -390,6 +406,18 @@ func FuzzDecodeChunkFast(f *testing.F) {
 	for _, s := range chunkSeeds {
 		f.Add([]byte(textChunk("prev")), []byte(s))
 		f.Add([]byte(chunkSeeds[8]), []byte(s))
+		f.Add([]byte(chunkSeeds[2]), []byte(s))
+	}
+	// Pairs whose second chunk starts with the first's head, then goes
+	// on differently (decodeChunkFast resumes after the head).
+	for _, sh := range streamShapes {
+		prev := sh.of("a")
+		f.Add([]byte(prev), []byte(sh.of(`b\u00e9\ud83c\udf89`)))
+		for _, tail := range headTails {
+			if i := strings.Index(prev, `"choices"`); i > 0 {
+				f.Add([]byte(prev), []byte(prev[:i]+tail))
+			}
+		}
 	}
 	f.Fuzz(func(t *testing.T, prev, data []byte) {
 		var want chunk
@@ -403,20 +431,29 @@ func FuzzDecodeChunkFast(f *testing.F) {
 			wantErr = errNotObject
 		}
 
-		var scratch []byte
-		var fast chunk
-		if decodeChunkFast(data, &fast, &scratch) {
-			if wantErr != nil || typeErr {
-				t.Fatalf("fast path decoded %q; encoding/json: %v", data, wantErr)
+		// The fast path alone, then after prev with what prev left (the
+		// head it kept: data may start with the same bytes).
+		for _, first := range [][]byte{nil, prev} {
+			var st fastState
+			var fast chunk
+			if first != nil {
+				_ = decodeChunkFast(first, &fast, &st)
+				fast.reset()
 			}
-			if got, want := canon(&fast), canon(&want); got != want {
-				t.Fatalf("fast path on %q:\n got %s\nwant %s", data, got, want)
+			if decodeChunkFast(data, &fast, &st) {
+				if wantErr != nil || typeErr {
+					t.Fatalf("fast path decoded %q (after %q); encoding/json: %v", data, first, wantErr)
+				}
+				if got, want := canon(&fast), canon(&want); got != want {
+					t.Fatalf("fast path on %q (after %q):\n got %s\nwant %s", data, first, got, want)
+				}
 			}
 		}
 
+		var st fastState
 		var c chunk
-		_ = decodeChunk(prev, &c, &scratch)
-		err := decodeChunk(data, &c, &scratch)
+		_ = decodeChunk(prev, &c, &st)
+		err := decodeChunk(data, &c, &st)
 		if (err == nil) != (wantErr == nil) {
 			t.Fatalf("decodeChunk(%q): %v; encoding/json: %v", data, err, wantErr)
 		}
@@ -493,10 +530,10 @@ func TestDecodeChunkFastTaken(t *testing.T) {
 		}
 	}
 	common = append(common, chunkSeeds[:14]...)
-	var scratch []byte
+	var st fastState
 	for _, data := range common {
 		var c chunk
-		if !decodeChunkFast([]byte(data), &c, &scratch) {
+		if !decodeChunkFast([]byte(data), &c, &st) {
 			t.Errorf("fast path refused %s", data)
 		}
 	}
