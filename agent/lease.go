@@ -32,9 +32,23 @@ func (r *Runner) leaseLoop() {
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		r.every(r.cfg.LeaseTTL/3, func() { r.SweepExpired(context.Background()) })
+		r.every(r.cfg.LeaseTTL/3, func() {
+			// This runner's leases are renewed first, in this goroutine,
+			// so that a sweep never finds them over: the renewal loop can
+			// be late (the machine busy, the store's write queue long),
+			// and a runner ending its own live runs as if it had died
+			// would be the worst outcome of a slow renewal.
+			// The sweep ends leases that ran out before the renewal began:
+			// this runner's, renewed from then on, are not among them
+			// however long the renewal waited. A failed renewal skips the
+			// sweep, which would likely fail too.
+			at := r.now().UTC()
+			if r.renewLeases() {
+				r.sweepExpired(context.Background(), at)
+			}
+		})
 	}()
-	r.every(r.cfg.LeaseTTL/3, r.renewLeases)
+	r.every(r.cfg.LeaseTTL/3, func() { r.renewLeases() })
 	<-swept
 }
 
@@ -68,8 +82,9 @@ func (r *Runner) endLeases() {
 }
 
 // renewLeases extends the leases of this runner's runs, and stops the
-// runs whose lease was taken: the store no longer lists them as ours.
-func (r *Runner) renewLeases() {
+// runs whose lease was taken: the store no longer lists them as ours. It
+// reports whether the store renewed them.
+func (r *Runner) renewLeases() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseTTL/3)
 	defer cancel()
 	// Runs registered before the call started are the ones it must list.
@@ -82,7 +97,7 @@ func (r *Runner) renewLeases() {
 	held, err := r.store.RenewLeases(ctx, r.cfg.Owner, r.now().UTC().Add(r.cfg.LeaseTTL))
 	if err != nil {
 		r.logger.Warn("renewing run leases", "owner", r.cfg.Owner, "err", err)
-		return
+		return false
 	}
 	listed := make(map[string]bool, len(held))
 	for _, id := range held {
@@ -95,6 +110,7 @@ func (r *Runner) renewLeases() {
 			r.logger.Debug("a run not held in the store was stopped", "run_id", id)
 		}
 	}
+	return true
 }
 
 // SweepExpired ends, as interrupted, the runs whose lease ran out (their
@@ -102,9 +118,14 @@ func (r *Runner) renewLeases() {
 // so that every reader's stream ends. It returns how many it ended. The
 // lease loop calls it; a server calls it at start to recover at once.
 func (r *Runner) SweepExpired(ctx context.Context) int {
+	return r.sweepExpired(ctx, r.now().UTC())
+}
+
+// sweepExpired is SweepExpired of the leases that ran out before at.
+func (r *Runner) sweepExpired(ctx context.Context, at time.Time) int {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL/3)
 	defer cancel()
-	runs, err := r.store.InterruptExpiredRuns(ctx, r.now().UTC(), deadOwner)
+	runs, err := r.store.InterruptExpiredRuns(ctx, at, deadOwner)
 	if err != nil {
 		r.logger.Warn("sweeping runs with expired leases", "err", err)
 		return 0

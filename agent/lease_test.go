@@ -215,3 +215,38 @@ func TestSweepDoesNotHoldUpRenewals(t *testing.T) {
 	h.r.Cancel(mine.ID)
 	end(t, h.events(mine.ID), agentstream.EventRunCancelled)
 }
+
+// slowRenewals makes every RenewLeases take d, whatever its context says,
+// as a store whose write queue is long (SQLite's batcher does not drop a
+// write whose context ends once it is queued).
+type slowRenewals struct {
+	agentstream.Store
+	d time.Duration
+}
+
+func (s slowRenewals) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
+	time.Sleep(s.d)
+	return s.Store.RenewLeases(context.WithoutCancel(ctx), owner, until)
+}
+
+// TestSlowRenewalsNotSwept: a runner whose renewals take longer than half
+// a lease, so that between a renewal's start plus the lease and its commit
+// its own leases are over, does not end its own live run: its sweep ends
+// only leases that ran out before the sweep's own renewal began. (Its
+// sweep used to run beside the renewals and find its own run's lease over.)
+func TestSlowRenewalsNotSwept(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, setup{
+		cfg:    Config{Owner: "inst-a", LeaseTTL: testTTL},
+		script: scripted(turn{text: []string{"thinking"}, hold: true}),
+		wrap:   func(s agentstream.Store) agentstream.Store { return slowRenewals{s, testTTL * 7 / 10} },
+	})
+	run := h.start(h.thread(nil), "hi")
+	h.model.waitStreamed(t, 1)
+	time.Sleep(4 * testTTL)
+	if got := h.stored(run.ID); got.Status != agentstream.RunRunning {
+		t.Fatalf("a live run of a runner with slow renewals: %+v", got)
+	}
+	h.r.Cancel(run.ID)
+	end(t, h.events(run.ID), agentstream.EventRunCancelled)
+}
