@@ -121,6 +121,10 @@ func (s *Store) CreateThreadRun(ctx context.Context, t agentstream.Thread, run a
 	if err != nil {
 		return agentstream.Message{}, err
 	}
+	// The thread is inserted as the run's insert would leave it (updated
+	// at the run's creation), so that nothing updates the row just
+	// written; and it has no messages yet.
+	t.UpdatedAt, c.newThread = run.CreatedAt, true
 	err = s.write(ctx, "create thread and run", func(tx wtx) error {
 		if err := insertThread(ctx, tx, t, metadata, threadContext); err != nil {
 			return err
@@ -154,6 +158,9 @@ type runCreation struct {
 	histCalls             []sql.NullString
 	runContext, toolCalls sql.NullString
 	errCode, errMessage   sql.NullString
+	// newThread is set when the thread is inserted in the same
+	// transaction, with the run's time as its updated_at.
+	newThread bool
 }
 
 func newRunCreation(run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history []agentstream.Message) (*runCreation, error) {
@@ -213,17 +220,26 @@ func (c *runCreation) insert(ctx context.Context, tx wtx) error {
 			return err
 		}
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
-		micros(run.CreatedAt), run.ThreadID)
-	if err != nil {
-		return err
+	// The thread's messages are numbered from its last one; a new
+	// thread has none.
+	var seq int64
+	if !c.newThread {
+		res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
+			micros(run.CreatedAt), run.ThreadID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM messages WHERE thread_id = ?`,
+			run.ThreadID).Scan(&seq); err != nil {
+			return err
+		}
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
-	}
-	_, err = tx.ExecContext(ctx, `
+	_, err := tx.ExecContext(ctx, `
 		INSERT INTO runs (id, thread_id, user_id, agent, status, error_code, error_message,
 			input_tokens, output_tokens, context, created_at, started_at, finished_at,
 			owner, lease_until)
@@ -249,12 +265,13 @@ func (c *runCreation) insert(ctx context.Context, tx wtx) error {
 		return err
 	}
 	for i, m := range c.history {
-		if _, err := insertMessage(ctx, tx, m, c.histCalls[i]); err != nil {
+		seq++
+		if err := insertMessage(ctx, tx, m, seq, c.histCalls[i]); err != nil {
 			return err
 		}
 	}
-	c.input.Seq, err = insertMessage(ctx, tx, c.input, c.toolCalls)
-	return err
+	c.input.Seq = seq + 1
+	return insertMessage(ctx, tx, c.input, c.input.Seq, c.toolCalls)
 }
 
 // StartRun marks a queued run running.
@@ -302,8 +319,7 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 			// One statement a message: saved only while the run is
 			// running, in its thread; why nothing was saved is read only
 			// then.
-			var seq int64
-			err := tx.QueryRowContext(ctx, `
+			res, err := tx.ExecContext(ctx, `
 				INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
 					tool_call_id, tool_name, status, created_at)
 				SELECT ?, r.thread_id, r.id,
@@ -312,12 +328,13 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 				FROM runs r WHERE r.id = ? AND r.status = 'running'
 				ON CONFLICT (id) DO UPDATE
 					SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
-					WHERE messages.run_id = excluded.run_id
-				RETURNING seq`,
-				m.ID, m.Role, m.Content, encoded[i], m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt), runID,
-			).Scan(&seq)
+					WHERE messages.run_id = excluded.run_id`,
+				m.ID, m.Role, m.Content, encoded[i], m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt), runID)
+			if !isUniqueViolation(err) {
+				err = changedOne(res, err)
+			}
 			switch {
-			case errors.Is(err, sql.ErrNoRows):
+			case errors.Is(err, errNoChange):
 				if err := checkRunning(ctx, tx, runID); err != nil {
 					return err
 				}
@@ -426,26 +443,31 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
 	return s.write(ctx, "finish run", func(tx wtx) error {
-		// The run is ended first, only if it has not ended, which also
-		// reads its thread: one statement where a read and a write were.
-		// Its messages follow in the same transaction.
-		var threadID string
-		err := tx.QueryRowContext(ctx, `
+		// The run is ended first, only if it has not ended. Not with
+		// RETURNING thread_id: SQLite's RETURNING costs a temporary table
+		// per statement, five times the update; the thread is read after,
+		// and only when there are messages to save.
+		res, err := tx.ExecContext(ctx, `
 			UPDATE runs SET status = ?, error_code = ?, error_message = ?,
 				input_tokens = ?, output_tokens = ?, finished_at = ?,
 				owner = '', lease_until = NULL, end_seq = ?
-			WHERE id = ? AND status IN ('queued', 'running')
-			RETURNING thread_id`,
+			WHERE id = ? AND status IN ('queued', 'running')`,
 			run.Status, errCode, errMessage, run.Usage.InputTokens, run.Usage.OutputTokens,
-			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID).Scan(&threadID)
-		if errors.Is(err, sql.ErrNoRows) {
+			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID)
+		if err := changedOne(res, err); errors.Is(err, errNoChange) {
 			// Not ended here: say why.
 			_, status, err := runState(ctx, tx, run.ID)
 			if err != nil {
 				return err
 			}
 			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
+		} else if err != nil {
+			return err
 		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		threadID, _, err := runState(ctx, tx, run.ID)
 		if err != nil {
 			return err
 		}
@@ -535,7 +557,7 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 				SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id)
 			WHERE id IN (
 				SELECT p.message_id FROM message_parts p
-				JOIN messages m ON m.id = p.message_id JOIN runs r ON r.id = m.run_id
+				CROSS JOIN messages m ON m.id = p.message_id CROSS JOIN runs r ON r.id = m.run_id
 				WHERE r.status = 'interrupted' AND m.status = 'partial')`)
 		return err
 	})
@@ -663,49 +685,67 @@ func saveMessages(ctx context.Context, tx wtx, threadID, runID string, msgs []ag
 			return err
 		}
 		// One statement: appended, or updated in place when the ID is
-		// the run's own message; no row when it is another run's.
-		var seq int64
-		err = tx.QueryRowContext(ctx, `
+		// the run's own message; no row changed when it is another
+		// run's. Counted rather than returned: SQLite makes each
+		// RETURNING statement a temporary table of its own, which cost
+		// several times the insert (BENCHMARKS.md, "Pages and statements
+		// per run").
+		res, err := tx.ExecContext(ctx, `
 			INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
 				tool_call_id, tool_name, status, created_at)
 			VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = ?),
 				?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE
 				SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
-				WHERE messages.run_id = excluded.run_id
-			RETURNING seq`,
+				WHERE messages.run_id = excluded.run_id`,
 			m.ID, m.ThreadID, m.RunID, m.ThreadID, m.Role, m.Content, toolCalls,
-			m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt),
-		).Scan(&seq)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
-		case isUniqueViolation(err):
+			m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt))
+		if isUniqueViolation(err) {
 			return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
-		case err != nil:
+		}
+		if err := changedOne(res, err); errors.Is(err, errNoChange) {
+			return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
+		} else if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// errNoChange is changedOne's error when a statement changed no row.
+var errNoChange = errors.New("no row changed")
+
+// changedOne is the error of a statement that was to change one row:
+// err, or errNoChange when it changed none.
+func changedOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errNoChange
+	}
+	return nil
+}
+
 // insertMessage appends m, whose tool calls are encoded as toolCalls, to
-// its thread and returns the Seq it got.
-func insertMessage(ctx context.Context, tx wtx, m agentstream.Message, toolCalls sql.NullString) (int64, error) {
-	var seq int64
-	err := tx.QueryRowContext(ctx, `
+// its thread as message seq. The caller numbers the messages it inserts
+// from the thread's last (the one writer makes that safe): a RETURNING
+// clause would cost more than the rest of the insert (see saveMessages).
+func insertMessage(ctx context.Context, tx wtx, m agentstream.Message, seq int64, toolCalls sql.NullString) error {
+	_, err := tx.ExecContext(ctx, `
 		INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
 			tool_call_id, tool_name, status, created_at)
-		VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = ?),
-			?, ?, ?, ?, ?, ?, ?)
-		RETURNING seq`,
-		m.ID, m.ThreadID, m.RunID, m.ThreadID, m.Role, m.Content, toolCalls,
-		m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt),
-	).Scan(&seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, m.ThreadID, m.RunID, seq, m.Role, m.Content, toolCalls,
+		m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt))
 	if isUniqueViolation(err) {
-		return 0, agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+		return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
 	}
-	return seq, err
+	return err
 }
 
 func errThreadNotFound() error {
