@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -229,6 +230,84 @@ func BenchmarkAutocheckpoint(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64((cpustat.Of(b)-c0).Nanoseconds())/reads, "read-ns")
+		})
+	}
+}
+
+// BenchmarkEndRunStatement times the statement that ends a run, alone, in
+// one transaction rolled back at the end (no commit): as FinishRun wrote
+// it (returning: UPDATE … RETURNING thread_id) and as two statements
+// (exec: the UPDATE, then the thread by a SELECT on the primary key), to
+// see whether RETURNING's temporary table costs much: it did not
+// (BENCHMARKS.md).
+// cpu-ns/update is the process's CPU per run ended, among b.N running
+// runs and 500 finished ones.
+func BenchmarkEndRunStatement(b *testing.B) {
+	const update = `UPDATE runs SET status = ?, error_code = ?, error_message = ?,
+			input_tokens = ?, output_tokens = ?, finished_at = ?,
+			owner = '', lease_until = NULL, end_seq = ?
+		WHERE id = ? AND status IN ('queued', 'running')`
+	for _, v := range []string{"returning", "exec"} {
+		b.Run(v, func(b *testing.B) {
+			s, _ := benchStore(b)
+			ctx := context.Background()
+			w := runWrites{s: s, answer: "an answer"}
+			for range 500 {
+				w.run(ctx, b, nil)
+			}
+			ids := make([]string, b.N)
+			for i := range ids {
+				now := time.Now().UTC()
+				th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: "u1", Agent: "a", CreatedAt: now, UpdatedAt: now}
+				run := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: th.UserID, Agent: "a",
+					Status: agentstream.RunRunning, CreatedAt: now, StartedAt: &now, Owner: "o", LeaseUntil: &now}
+				in := agentstream.Message{ID: agentstream.NewID("msg_"), Role: agentstream.RoleUser, Content: "hi",
+					Status: agentstream.MessageComplete, CreatedAt: now}
+				if _, err := s.CreateThreadRun(ctx, th, run, agentstream.RunLimits{}, in); err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = run.ID
+			}
+			tx, err := s.w.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback() }() // nothing is to be kept
+			q := update
+			if v == "returning" {
+				q += " RETURNING thread_id"
+			}
+			upd, err := tx.PrepareContext(ctx, q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sel, err := tx.PrepareContext(ctx, `SELECT thread_id FROM runs WHERE id = ?`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			c0 := cpustat.Of(b)
+			b.ResetTimer()
+			for i := range b.N {
+				args := []any{"completed", nil, nil, 20, 20, time.Now().UnixMicro(), 23, ids[i]}
+				var th string
+				if v == "returning" {
+					err = upd.QueryRowContext(ctx, args...).Scan(&th)
+				} else {
+					var res sql.Result
+					if res, err = upd.ExecContext(ctx, args...); err == nil {
+						if n, _ := res.RowsAffected(); n != 1 {
+							b.Fatalf("%d runs ended", n)
+						}
+						err = sel.QueryRowContext(ctx, ids[i]).Scan(&th)
+					}
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpustat.Of(b)-c0).Nanoseconds())/float64(b.N), "cpu-ns/update")
 		})
 	}
 }

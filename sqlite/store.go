@@ -319,7 +319,8 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 			// One statement a message: saved only while the run is
 			// running, in its thread; why nothing was saved is read only
 			// then.
-			res, err := tx.ExecContext(ctx, `
+			var seq int64
+			err := tx.QueryRowContext(ctx, `
 				INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
 					tool_call_id, tool_name, status, created_at)
 				SELECT ?, r.thread_id, r.id,
@@ -328,13 +329,12 @@ func (s *Store) CheckpointRun(ctx context.Context, runID string, msgs []agentstr
 				FROM runs r WHERE r.id = ? AND r.status = 'running'
 				ON CONFLICT (id) DO UPDATE
 					SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
-					WHERE messages.run_id = excluded.run_id`,
-				m.ID, m.Role, m.Content, encoded[i], m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt), runID)
-			if !isUniqueViolation(err) {
-				err = changedOne(res, err)
-			}
+					WHERE messages.run_id = excluded.run_id
+				RETURNING seq`,
+				m.ID, m.Role, m.Content, encoded[i], m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt), runID,
+			).Scan(&seq)
 			switch {
-			case errors.Is(err, errNoChange):
+			case errors.Is(err, sql.ErrNoRows):
 				if err := checkRunning(ctx, tx, runID); err != nil {
 					return err
 				}
@@ -443,31 +443,26 @@ func (s *Store) FinishRun(ctx context.Context, run agentstream.Run, msgs []agent
 		errMessage = sql.NullString{String: run.Error.Message, Valid: true}
 	}
 	return s.write(ctx, "finish run", func(tx wtx) error {
-		// The run is ended first, only if it has not ended. Not with
-		// RETURNING thread_id: SQLite's RETURNING costs a temporary table
-		// per statement, five times the update; the thread is read after,
-		// and only when there are messages to save.
-		res, err := tx.ExecContext(ctx, `
+		// The run is ended first, only if it has not ended, which also
+		// reads its thread: one statement where a read and a write were.
+		// Its messages follow in the same transaction.
+		var threadID string
+		err := tx.QueryRowContext(ctx, `
 			UPDATE runs SET status = ?, error_code = ?, error_message = ?,
 				input_tokens = ?, output_tokens = ?, finished_at = ?,
 				owner = '', lease_until = NULL, end_seq = ?
-			WHERE id = ? AND status IN ('queued', 'running')`,
+			WHERE id = ? AND status IN ('queued', 'running')
+			RETURNING thread_id`,
 			run.Status, errCode, errMessage, run.Usage.InputTokens, run.Usage.OutputTokens,
-			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID)
-		if err := changedOne(res, err); errors.Is(err, errNoChange) {
+			nullMicros(run.FinishedAt), nullSeq(run.EndSeq), run.ID).Scan(&threadID)
+		if errors.Is(err, sql.ErrNoRows) {
 			// Not ended here: say why.
 			_, status, err := runState(ctx, tx, run.ID)
 			if err != nil {
 				return err
 			}
 			return agentstream.Errorf(agentstream.CodeConflict, "run already %s", status)
-		} else if err != nil {
-			return err
 		}
-		if len(msgs) == 0 {
-			return nil
-		}
-		threadID, _, err := runState(ctx, tx, run.ID)
 		if err != nil {
 			return err
 		}
@@ -685,56 +680,37 @@ func saveMessages(ctx context.Context, tx wtx, threadID, runID string, msgs []ag
 			return err
 		}
 		// One statement: appended, or updated in place when the ID is
-		// the run's own message; no row changed when it is another
-		// run's. Counted rather than returned: SQLite makes each
-		// RETURNING statement a temporary table of its own, which cost
-		// several times the insert (BENCHMARKS.md, "Pages and statements
-		// per run").
-		res, err := tx.ExecContext(ctx, `
+		// the run's own message; no row when it is another run's.
+		var seq int64
+		err = tx.QueryRowContext(ctx, `
 			INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
 				tool_call_id, tool_name, status, created_at)
 			VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = ?),
 				?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE
 				SET content = excluded.content, tool_calls = excluded.tool_calls, status = excluded.status
-				WHERE messages.run_id = excluded.run_id`,
+				WHERE messages.run_id = excluded.run_id
+			RETURNING seq`,
 			m.ID, m.ThreadID, m.RunID, m.ThreadID, m.Role, m.Content, toolCalls,
-			m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt))
-		if isUniqueViolation(err) {
-			return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
-		}
-		if err := changedOne(res, err); errors.Is(err, errNoChange) {
+			m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt),
+		).Scan(&seq)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
 			return agentstream.Errorf(agentstream.CodeConflict, "message %s belongs to another run", m.ID)
-		} else if err != nil {
+		case isUniqueViolation(err):
+			return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+		case err != nil:
 			return err
 		}
 	}
 	return nil
 }
 
-// errNoChange is changedOne's error when a statement changed no row.
-var errNoChange = errors.New("no row changed")
-
-// changedOne is the error of a statement that was to change one row:
-// err, or errNoChange when it changed none.
-func changedOne(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return errNoChange
-	}
-	return nil
-}
-
 // insertMessage appends m, whose tool calls are encoded as toolCalls, to
 // its thread as message seq. The caller numbers the messages it inserts
-// from the thread's last (the one writer makes that safe): a RETURNING
-// clause would cost more than the rest of the insert (see saveMessages).
+// from the thread's last (the one writer makes that safe): one read of
+// the thread's last seq per run, none for a new thread, instead of one
+// per message.
 func insertMessage(ctx context.Context, tx wtx, m agentstream.Message, seq int64, toolCalls sql.NullString) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
