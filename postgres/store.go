@@ -150,7 +150,10 @@ func (s *Store) CreateThreadRun(ctx context.Context, t agentstream.Thread, run a
 		SQL: `
 			INSERT INTO threads (id, client_id, user_id, agent, title, metadata, context, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		Arguments: []any{t.ID, nullString(t.ClientID), t.UserID, t.Agent, t.Title, metadata, threadContext, ts(t.CreatedAt), ts(t.UpdatedAt)},
+		// Updated at the run's creation, as the run's insert would leave
+		// it: the thread's row is written once, not once more by an
+		// UPDATE (a second row version) in the same transaction.
+		Arguments: []any{t.ID, nullString(t.ClientID), t.UserID, t.Agent, t.Title, metadata, threadContext, ts(t.CreatedAt), ts(run.CreatedAt)},
 	}, run, lim, input, history)
 }
 
@@ -198,8 +201,9 @@ func (s *Store) createRun(ctx context.Context, newThread *pgx.QueuedQuery, run a
 		b := &pgx.Batch{}
 		if newThread != nil {
 			b.Queue(newThread.SQL, newThread.Arguments...)
+		} else {
+			b.Queue(`UPDATE threads SET updated_at = $1 WHERE id = $2`, ts(run.CreatedAt), run.ThreadID)
 		}
-		b.Queue(`UPDATE threads SET updated_at = $1 WHERE id = $2`, ts(run.CreatedAt), run.ThreadID)
 		// The partial unique index runs_one_active_per_thread refuses a
 		// second queued or running run on the thread.
 		b.Queue(`
@@ -216,11 +220,7 @@ func (s *Store) createRun(ctx context.Context, newThread *pgx.QueuedQuery, run a
 		b.Queue(insertMessage+` RETURNING seq`, messageArgs(input, toolCalls)...)
 		br := tx.SendBatch(ctx, b)
 		defer func() { _ = br.Close() }() // a failure is reported by the reads below
-		if newThread != nil {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-		}
+		// The thread's insert, or its update (none: no such thread).
 		tag, err := br.Exec()
 		if err != nil {
 			return err

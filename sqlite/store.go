@@ -121,6 +121,10 @@ func (s *Store) CreateThreadRun(ctx context.Context, t agentstream.Thread, run a
 	if err != nil {
 		return agentstream.Message{}, err
 	}
+	// The thread is inserted as the run's insert would leave it (updated
+	// at the run's creation), so that nothing updates the row just
+	// written; and it has no messages yet.
+	t.UpdatedAt, c.newThread = run.CreatedAt, true
 	err = s.write(ctx, "create thread and run", func(tx wtx) error {
 		if err := insertThread(ctx, tx, t, metadata, threadContext); err != nil {
 			return err
@@ -154,6 +158,9 @@ type runCreation struct {
 	histCalls             []sql.NullString
 	runContext, toolCalls sql.NullString
 	errCode, errMessage   sql.NullString
+	// newThread is set when the thread is inserted in the same
+	// transaction, with the run's time as its updated_at.
+	newThread bool
 }
 
 func newRunCreation(run agentstream.Run, lim agentstream.RunLimits, input agentstream.Message, history []agentstream.Message) (*runCreation, error) {
@@ -213,17 +220,26 @@ func (c *runCreation) insert(ctx context.Context, tx wtx) error {
 			return err
 		}
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
-		micros(run.CreatedAt), run.ThreadID)
-	if err != nil {
-		return err
+	// The thread's messages are numbered from its last one; a new
+	// thread has none.
+	var seq int64
+	if !c.newThread {
+		res, err := tx.ExecContext(ctx, `UPDATE threads SET updated_at = ? WHERE id = ?`,
+			micros(run.CreatedAt), run.ThreadID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM messages WHERE thread_id = ?`,
+			run.ThreadID).Scan(&seq); err != nil {
+			return err
+		}
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return agentstream.Errorf(agentstream.CodeNotFound, "thread not found")
-	}
-	_, err = tx.ExecContext(ctx, `
+	_, err := tx.ExecContext(ctx, `
 		INSERT INTO runs (id, thread_id, user_id, agent, status, error_code, error_message,
 			input_tokens, output_tokens, context, created_at, started_at, finished_at,
 			owner, lease_until)
@@ -249,12 +265,13 @@ func (c *runCreation) insert(ctx context.Context, tx wtx) error {
 		return err
 	}
 	for i, m := range c.history {
-		if _, err := insertMessage(ctx, tx, m, c.histCalls[i]); err != nil {
+		seq++
+		if err := insertMessage(ctx, tx, m, seq, c.histCalls[i]); err != nil {
 			return err
 		}
 	}
-	c.input.Seq, err = insertMessage(ctx, tx, c.input, c.toolCalls)
-	return err
+	c.input.Seq = seq + 1
+	return insertMessage(ctx, tx, c.input, c.input.Seq, c.toolCalls)
 }
 
 // StartRun marks a queued run running.
@@ -535,7 +552,7 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 				SELECT string_agg(p.text, '' ORDER BY p.pos) FROM message_parts p WHERE p.message_id = messages.id)
 			WHERE id IN (
 				SELECT p.message_id FROM message_parts p
-				JOIN messages m ON m.id = p.message_id JOIN runs r ON r.id = m.run_id
+				CROSS JOIN messages m ON m.id = p.message_id CROSS JOIN runs r ON r.id = m.run_id
 				WHERE r.status = 'interrupted' AND m.status = 'partial')`)
 		return err
 	})
@@ -694,22 +711,21 @@ func saveMessages(ctx context.Context, tx wtx, threadID, runID string, msgs []ag
 }
 
 // insertMessage appends m, whose tool calls are encoded as toolCalls, to
-// its thread and returns the Seq it got.
-func insertMessage(ctx context.Context, tx wtx, m agentstream.Message, toolCalls sql.NullString) (int64, error) {
-	var seq int64
-	err := tx.QueryRowContext(ctx, `
+// its thread as message seq. The caller numbers the messages it inserts
+// from the thread's last (the one writer makes that safe): one read of
+// the thread's last seq per run, none for a new thread, instead of one
+// per message.
+func insertMessage(ctx context.Context, tx wtx, m agentstream.Message, seq int64, toolCalls sql.NullString) error {
+	_, err := tx.ExecContext(ctx, `
 		INSERT INTO messages (id, thread_id, run_id, seq, role, content, tool_calls,
 			tool_call_id, tool_name, status, created_at)
-		VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE thread_id = ?),
-			?, ?, ?, ?, ?, ?, ?)
-		RETURNING seq`,
-		m.ID, m.ThreadID, m.RunID, m.ThreadID, m.Role, m.Content, toolCalls,
-		m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt),
-	).Scan(&seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, m.ThreadID, m.RunID, seq, m.Role, m.Content, toolCalls,
+		m.ToolCallID, m.ToolName, m.Status, micros(m.CreatedAt))
 	if isUniqueViolation(err) {
-		return 0, agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
+		return agentstream.Wrap(agentstream.CodeConflict, err, "message already exists")
 	}
-	return seq, err
+	return err
 }
 
 func errThreadNotFound() error {
