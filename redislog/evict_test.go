@@ -159,3 +159,64 @@ func TestBooksLostThenEnded(t *testing.T) {
 		t.Fatalf("read of the events before the books were lost: %v, want ErrGone naming 11", err)
 	}
 }
+
+// TestRetryAfterBooksLost: a flush that was applied but whose reply was
+// lost is retried after the run's books were evicted, the stream kept.
+// The retry finds its own events at those seqs and is taken (it was
+// refused for good as another writer's, dropping the run's queue); the
+// same seqs with other events are still another writer's.
+func TestRetryAfterBooksLost(t *testing.T) {
+	prefix := testPrefix(t)
+	a := openLog(t, "", Options{Prefix: prefix})
+	b := openLog(t, "", Options{Prefix: prefix})
+	raw := rawClient(t)
+	ctx := context.Background()
+	numbered := func(from, to int, mk func(int) agentstream.Event) []agentstream.Event {
+		var evs []agentstream.Event
+		for i := from; i <= to; i++ {
+			e := mk(i)
+			e.Seq = int64(i)
+			evs = append(evs, e)
+		}
+		return evs
+	}
+	for _, tc := range []struct {
+		name   string
+		retry  func(int) agentstream.Event
+		refuse bool
+	}{
+		{"same events", delta, false},
+		{"other events", func(i int) agentstream.Event { return delta(100 + i) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := runID()
+			if last, err := a.evalShared(ctx, id, 1, numbered(1, 10, delta), false); err != nil || last != 10 {
+				t.Fatalf("first call: %d, %v", last, err)
+			}
+			if err := raw.Del(ctx, prefix+"{"+id+"}:meta").Err(); err != nil {
+				t.Fatal(err)
+			}
+			last, err := a.evalShared(ctx, id, 9, numbered(9, 10, tc.retry), false)
+			if tc.refuse {
+				if !errContains(err, "CONFLICT") {
+					t.Fatalf("other events at 9 and 10 after the books were lost: %d, %v; want CONFLICT", last, err)
+				}
+				return
+			}
+			if err != nil || last != 10 {
+				t.Fatalf("the retry of 9 and 10 after the books were lost: %d, %v", last, err)
+			}
+			// The log goes on after them, and a reader elsewhere reads the
+			// same events at the same seqs.
+			if last, err := a.evalShared(ctx, id, 11, numbered(11, 11, delta), false); err != nil || last != 11 {
+				t.Fatalf("the next flush: %d, %v", last, err)
+			}
+			got := readTo(t, b, id, 8, 11)
+			for i, ev := range got {
+				if want := delta(9 + i); ev.Seq != int64(9+i) || string(ev.Data) != string(want.Data) {
+					t.Fatalf("event %d: %d %s, want %d %s", i, ev.Seq, ev.Data, 9+i, want.Data)
+				}
+			}
+		})
+	}
+}

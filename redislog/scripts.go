@@ -29,11 +29,30 @@ import "github.com/redis/go-redis/v9"
 // rather than twice per call; XREVRANGE only when the log has no books.
 // Either key can go without the other (an eviction, an operator's DEL):
 // the log then starts afresh after the last seq either key still knows,
-// so no seq is used for two events.
+// so no seq is used for two events. A retried call whose books were lost
+// since it was applied finds its own events in the stream (XRANGE) and
+// starts the log afresh from them, with the same events at the same seqs.
 var appendScript = redis.NewScript(`
 local maxb, ttlOpen, ttlEnd = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local notify, klen, writer = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local ovh, now, refresh = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+
+-- same tells whether the stream kev holds, at seqs from to to, the
+-- events of the run header at ARGV[a] from its first: a retried call
+-- (its reply lost) whose books were lost since, not another writer's.
+local function same(kev, from, to, a)
+  local es = redis.call('XRANGE', kev, '0-' .. from, '0-' .. to)
+  if #es ~= to - from + 1 then
+    return false
+  end
+  for j, e in ipairs(es) do
+    local i = a + 5 + 2 * (j - 1)
+    if e[2][2] ~= ARGV[i] or e[2][4] ~= ARGV[i + 1] then
+      return false
+    end
+  end
+  return true
+end
 
 -- one appends the events of the run whose keys are KEYS[k], KEYS[k+1],
 -- its header ARGV[a .. a+4] followed by its events; it returns the run's
@@ -71,7 +90,7 @@ local function one(k, a)
       return redis.error_reply('ENDED the log ended at ' .. m[4])
     end
     seq = last + 1
-  elseif seq <= last and m[5] ~= writer then
+  elseif seq <= last and m[5] ~= writer and not (fresh and same(kev, seq, math.min(last, seq + n - 1), a)) then
     if m[4] then
       return redis.error_reply('ENDED the log ended at ' .. m[4])
     end
