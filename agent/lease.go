@@ -40,12 +40,18 @@ func (r *Runner) leaseLoop() {
 			// would be the worst outcome of a slow renewal.
 			// The sweep ends leases that ran out before the renewal began:
 			// this runner's, renewed from then on, are not among them
-			// however long the renewal waited. A failed renewal skips the
-			// sweep, which would likely fail too.
+			// however long the renewal waited. After a failed renewal it
+			// ends those over before the last renewal that succeeded
+			// began, and none before any did.
 			at := r.now().UTC()
-			if r.renewLeases() {
-				r.sweepExpired(context.Background(), at)
+			if !r.renewLeases() {
+				from := r.renewedFrom.Load()
+				if from == 0 {
+					return
+				}
+				at = time.Unix(0, from).UTC()
 			}
+			r.sweepExpired(context.Background(), at)
 		})
 	}()
 	r.every(r.cfg.LeaseTTL/3, func() { r.renewLeases() })
@@ -94,10 +100,18 @@ func (r *Runner) renewLeases() bool {
 		mine = append(mine, id)
 	}
 	r.mu.Unlock()
-	held, err := r.store.RenewLeases(ctx, r.cfg.Owner, r.now().UTC().Add(r.cfg.LeaseTTL))
+	start := r.now().UTC()
+	held, err := r.store.RenewLeases(ctx, r.cfg.Owner, start.Add(r.cfg.LeaseTTL))
 	if err != nil {
 		r.logger.Warn("renewing run leases", "owner", r.cfg.Owner, "err", err)
 		return false
+	}
+	for {
+		// Two renewals may end out of order: keep the later start.
+		old := r.renewedFrom.Load()
+		if start.UnixNano() <= old || r.renewedFrom.CompareAndSwap(old, start.UnixNano()) {
+			break
+		}
 	}
 	listed := make(map[string]bool, len(held))
 	for _, id := range held {

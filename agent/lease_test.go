@@ -250,3 +250,52 @@ func TestSlowRenewalsNotSwept(t *testing.T) {
 	h.r.Cancel(run.ID)
 	end(t, h.events(run.ID), agentstream.EventRunCancelled)
 }
+
+// failingRenewals lets the first RenewLeases through and fails the rest,
+// as a store this runner can no longer write its leases to.
+type failingRenewals struct {
+	agentstream.Store
+	n *atomic.Int64
+}
+
+func (s failingRenewals) RenewLeases(ctx context.Context, owner string, until time.Time) ([]string, error) {
+	if s.n.Add(1) > 1 {
+		return nil, agentstream.Errorf(agentstream.CodeUnavailable, "renewals fail in this test")
+	}
+	return s.Store.RenewLeases(ctx, owner, until)
+}
+
+// TestSweepAfterFailedRenewals: while its renewals fail, a runner still
+// ends a dead instance's runs whose leases ran out before its last
+// renewal that succeeded, and still not its own live run.
+func TestSweepAfterFailedRenewals(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	h := newHarness(t, setup{
+		cfg:    Config{Owner: "inst-a", LeaseTTL: testTTL},
+		script: scripted(turn{text: []string{"thinking"}, hold: true}),
+		wrap:   func(s agentstream.Store) agentstream.Store { return failingRenewals{s, &calls} },
+	})
+	mine := h.start(h.thread(nil), "hi")
+	h.model.waitStreamed(t, 1)
+	eventually(t, "a renewal to fail", func() bool { return calls.Load() > 1 })
+	ctx := context.Background()
+	th := h.thread(nil)
+	past := time.Now().UTC().Add(-time.Hour)
+	dead := agentstream.Run{ID: agentstream.NewID("run_"), ThreadID: th.ID, UserID: th.UserID, Agent: "assistant",
+		Status: agentstream.RunRunning, StartedAt: &past, CreatedAt: past, Owner: "inst-dead", LeaseUntil: &past}
+	in := agentstream.Message{ID: agentstream.NewID("msg_"), ThreadID: th.ID, RunID: dead.ID, Role: agentstream.RoleUser,
+		Content: "hello", Status: agentstream.MessageComplete, CreatedAt: past}
+	if _, err := h.db.CreateRun(ctx, dead, in); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the dead run to be swept", func() bool {
+		return h.stored(dead.ID).Status == agentstream.RunInterrupted
+	})
+	time.Sleep(2 * testTTL) // past this runner's own lease, never renewed again
+	if got := h.stored(mine.ID); got.Status != agentstream.RunRunning {
+		t.Fatalf("this runner's live run, its renewals failing: %+v", got)
+	}
+	h.r.Cancel(mine.ID)
+	end(t, h.events(mine.ID), agentstream.EventRunCancelled)
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 	"time"
@@ -171,6 +172,9 @@ type Runner struct {
 	// stopLeases ends the lease loop (Owner set), which closes leasesDone.
 	stopLeases chan struct{}
 	leasesDone chan struct{}
+	// renewedFrom is when the last renewal that succeeded began (unix
+	// ns): every lease of this runner runs past it.
+	renewedFrom atomic.Int64
 }
 
 type compiledAgent struct {
