@@ -566,6 +566,9 @@ func (s *Store) interrupt(ctx context.Context, at time.Time, e agentstream.Error
 	runs := make([]agentstream.Run, 0, len(ids))
 	for _, r := range ids {
 		run, err := s.GetRun(ctx, r.user, r.id)
+		if errors.Is(err, agentstream.ErrNotFound) {
+			continue // deleted with its thread since: no one to tell
+		}
 		if err != nil {
 			return nil, err
 		}
