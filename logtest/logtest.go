@@ -103,9 +103,22 @@ func mustAppend(t testing.TB, l agentstream.EventLog, id string, evs ...agentstr
 	return seq
 }
 
+// stallLimit bounds a read's wait for events it can have: past it the
+// suite calls the read stuck. A lost wake-up waits for ever, or for the
+// log's poll interval, which its conformance test sets longer than this.
+// Under the race detector on a loaded machine a test process or its
+// database has been starved past 5s (ManyReaders: 36 readers timed out at
+// once, at seqs 29 to 225), so there it is longer.
+var stallLimit = func() time.Duration {
+	if underRace {
+		return 30 * time.Second
+	}
+	return 5 * time.Second
+}()
+
 func read(t testing.TB, l agentstream.EventLog, id string, after int64, max int) ([]agentstream.Event, bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), stallLimit)
 	defer cancel()
 	evs, end, err := l.Read(ctx, id, after, max)
 	if err != nil {
@@ -218,7 +231,7 @@ func testReadWaits(t *testing.T, l agentstream.EventLog) {
 		if len(evs) != 1 || evs[0].Seq != 2 {
 			t.Fatalf("woken read: %+v", evs)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(stallLimit):
 		t.Fatal("Read did not wake up after an append")
 	}
 }
@@ -406,7 +419,7 @@ func testReadWokenByTerminal(t *testing.T, l agentstream.EventLog) {
 		if r.err != nil || !r.end || len(r.evs) != 1 || r.evs[0].Seq != 2 || !r.evs[0].Type.Terminal() {
 			t.Fatalf("woken read: %+v end=%v err=%v; want the terminal event, end", r.evs, r.end, r.err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(stallLimit):
 		t.Fatal("Read did not wake up after the terminal event")
 	}
 }
@@ -511,7 +524,7 @@ func testRunCap(t *testing.T, l agentstream.EventLog) {
 	go func() {
 		count := 0
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), stallLimit)
 			evs, end, err := l.Read(ctx, id, pos.Load(), 4)
 			cancel()
 			if err != nil {
@@ -533,7 +546,7 @@ func testRunCap(t *testing.T, l agentstream.EventLog) {
 		}
 	}()
 	for i := n/2 + 1; i <= n; i++ {
-		for deadline := time.Now().Add(5 * time.Second); pos.Load() < int64(i-4); {
+		for deadline := time.Now().Add(stallLimit); pos.Load() < int64(i-4); {
 			if time.Now().After(deadline) {
 				t.Fatalf("reader stuck at %d", pos.Load())
 			}

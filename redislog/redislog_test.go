@@ -17,9 +17,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// conformance opens the suite's logs. The poll is out of reach (a minute,
+// past the suite's read limit): the suite's readers share the appending
+// Log, so wake-ups alone must bring them every event, and a lost one fails
+// the suite instead of costing a 2s poll.
 func conformance(coalesce time.Duration) logtest.NewLog {
 	return func(t testing.TB, o logtest.Options) agentstream.EventLog {
-		return openLog(t, "", Options{MaxRunBytes: o.MaxRunBytes, Retention: o.Retention, Coalesce: coalesce})
+		return openLog(t, "", Options{MaxRunBytes: o.MaxRunBytes, Retention: o.Retention, Coalesce: coalesce,
+			PollInterval: time.Minute})
 	}
 }
 
