@@ -59,32 +59,12 @@ func benchDeltas(b *testing.B, pace time.Duration, burst int, coalesce time.Dura
 
 	// sent[seq] is when the token with that seq was appended.
 	sent := make([]atomic.Int64, b.N+3)
-	lat := make([]time.Duration, 0, b.N)
+	var lat []time.Duration
 	readerDone := make(chan error, 1)
 	go func() {
-		after := int64(1)
-		for {
-			evs, end, err := r.Read(ctx, id, after, 1000)
-			now := time.Now().UnixNano()
-			if err != nil {
-				readerDone <- err
-				return
-			}
-			for _, ev := range evs {
-				if ev.Seq != after+1 {
-					readerDone <- fmt.Errorf("seq %d after %d", ev.Seq, after)
-					return
-				}
-				after = ev.Seq
-				if ev.Type == agentstream.EventMessageDelta {
-					lat = append(lat, time.Duration(now-sent[ev.Seq].Load()))
-				}
-			}
-			if end {
-				readerDone <- nil
-				return
-			}
-		}
+		var err error
+		lat, err = readLatencies(ctx, r, id, sent)
+		readerDone <- err
 	}()
 	// Let the reader subscribe.
 	time.Sleep(20 * time.Millisecond)
@@ -159,25 +139,9 @@ func benchManyRuns(b *testing.B, runs int, pace time.Duration) {
 	for i, id := range ids {
 		sent[i] = make([]atomic.Int64, per+3)
 		go func() {
-			after := int64(1)
-			for {
-				evs, end, err := r.Read(ctx, id, after, 1000)
-				now := time.Now().UnixNano()
-				if err != nil {
-					readers <- err
-					return
-				}
-				for _, ev := range evs {
-					if ev.Type == agentstream.EventMessageDelta {
-						lats[i] = append(lats[i], time.Duration(now-sent[i][ev.Seq].Load()))
-					}
-					after = ev.Seq
-				}
-				if end {
-					readers <- nil
-					return
-				}
-			}
+			var err error
+			lats[i], err = readLatencies(ctx, r, id, sent[i])
+			readers <- err
 		}()
 	}
 	time.Sleep(50 * time.Millisecond) // the readers subscribe
@@ -257,4 +221,30 @@ func redisStats(b *testing.B, c *redis.Client) redisTotals {
 		t.commands += n
 	}
 	return t
+}
+
+// readLatencies reads run id from its second event to its end, in order,
+// and returns how long after sent[seq] (unix ns) each message.delta came.
+func readLatencies(ctx context.Context, r *Log, id string, sent []atomic.Int64) ([]time.Duration, error) {
+	var lat []time.Duration
+	after := int64(1)
+	for {
+		evs, end, err := r.Read(ctx, id, after, 1000)
+		now := time.Now().UnixNano()
+		if err != nil {
+			return lat, err
+		}
+		for _, ev := range evs {
+			if ev.Seq != after+1 {
+				return lat, fmt.Errorf("seq %d after %d", ev.Seq, after)
+			}
+			after = ev.Seq
+			if ev.Type == agentstream.EventMessageDelta {
+				lat = append(lat, time.Duration(now-sent[ev.Seq].Load()))
+			}
+		}
+		if end {
+			return lat, nil
+		}
+	}
 }
