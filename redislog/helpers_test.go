@@ -241,3 +241,23 @@ func (p *proxy) setDown(down bool) {
 
 // errContains reports whether err's text holds s.
 func errContains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
+
+// cmdHook is a go-redis hook that shows the function every command the
+// client sends: alone, or those of a pipeline together.
+type cmdHook func(pipeline bool, cmds ...redis.Cmder)
+
+func (f cmdHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (f cmdHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		f(false, cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (f cmdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		f(true, cmds...)
+		return next(ctx, cmds)
+	}
+}

@@ -19,7 +19,7 @@ func TestNotifiedReadsAreRanges(t *testing.T) {
 	w := openLog(t, "", Options{Prefix: prefix, Coalesce: -1})
 	r := openLog(t, "", Options{Prefix: prefix})
 	var names cmdNames
-	r.client.AddHook(&names)
+	r.client.AddHook(cmdHook(func(_ bool, cmds ...redis.Cmder) { names.add(cmds...) }))
 	id := runID()
 	mustAppend(t, w, id, delta(0))
 	const n = 40
@@ -121,7 +121,7 @@ func TestNotifiedReadOfDroppedEvents(t *testing.T) {
 	}
 }
 
-// cmdNames counts a client's commands by name, as a go-redis hook.
+// cmdNames counts a client's commands by name.
 type cmdNames struct {
 	mu sync.Mutex
 	n  map[string]int
@@ -141,19 +141,5 @@ func (h *cmdNames) add(cmds ...redis.Cmder) {
 	}
 	for _, c := range cmds {
 		h.n[c.Name()]++
-	}
-}
-
-func (h *cmdNames) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *cmdNames) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.add(cmd)
-		return next(ctx, cmd)
-	}
-}
-func (h *cmdNames) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.add(cmds...)
-		return next(ctx, cmds)
 	}
 }

@@ -848,7 +848,7 @@ func TestFlushesSharePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls scriptCalls
-	l.client.AddHook(&calls)
+	l.client.AddHook(calls.hook())
 	l.flushers.Add(1)
 	go l.sendPipelines()
 	wg.Wait()
@@ -915,7 +915,7 @@ func TestFlushesSplitInCalls(t *testing.T) {
 	}
 	waitFlushes(t, l, runs)
 	var calls scriptCalls
-	l.client.AddHook(&calls)
+	l.client.AddHook(calls.hook())
 	l.flushers.Add(1)
 	go l.sendPipelines()
 	wg.Wait()
@@ -978,7 +978,7 @@ func TestExpirySetSeldom(t *testing.T) {
 }
 
 // scriptCalls records the append script's calls (EVALSHA, EVAL), alone or
-// in pipelines, as a go-redis hook.
+// in pipelines (see hook).
 type scriptCalls struct {
 	mu        sync.Mutex
 	names     []string
@@ -1014,21 +1014,14 @@ func (h *scriptCalls) add(cmds ...redis.Cmder) {
 	}
 }
 
-func (h *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.add(cmd)
-		return next(ctx, cmd)
-	}
-}
-func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if name := cmds[0].Name(); name == "evalsha" || name == "eval" {
+// hook records the calls as a go-redis hook.
+func (h *scriptCalls) hook() redis.Hook {
+	return cmdHook(func(pipeline bool, cmds ...redis.Cmder) {
+		if name := cmds[0].Name(); pipeline && (name == "evalsha" || name == "eval") {
 			h.pipelines.Add(1)
 		}
 		h.add(cmds...)
-		return next(ctx, cmds)
-	}
+	})
 }
 
 // waitFlushes waits until n flushes wait for the script call under way.
