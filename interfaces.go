@@ -261,6 +261,18 @@ type EventLog interface {
 	Bounds(ctx context.Context, runID string) (LogBounds, error)
 }
 
+// ReadableOnAppend is implemented by an EventLog whose readers can read
+// events as soon as Append has returned them (a log of one process): a
+// run may then hand its events to the client that started it itself
+// (agent.Inline), and every other reader still reads them under the same
+// Seq. A log shared by instances hands events to readers only once the
+// shared store holds them, which can be after Append returns: it does not
+// implement it.
+type ReadableOnAppend interface {
+	EventLog
+	ReadableOnAppend()
+}
+
 // LogBounds is what a run's log holds, as readers see it.
 type LogBounds struct {
 	// First is the Seq of the first event still kept; a reader after

@@ -129,6 +129,11 @@ type execution struct {
 	tools runTools
 	// steps counts the run's model calls (step.started's step).
 	steps int
+	// deliver is given the events appended, for a run that executes
+	// inline (Inline.Run); deliverMu keeps its calls one at a time and in
+	// the log's order when tools append concurrently.
+	deliver   func([]agentstream.Event)
+	deliverMu sync.Mutex
 }
 
 // execute runs a run on the calling goroutine, which waits in it for the
@@ -138,10 +143,30 @@ type execution struct {
 // halved when under a quarter of it is in use, so a few KB more in those
 // frames cost 8 KiB more per open stream (BenchmarkStreamMemory in
 // ../server).
-func (r *Runner) execute(ctx context.Context, run *agentstream.Run, ca *compiledAgent, system string, input *agentstream.Message) {
-	x := &execution{r: r, run: *run, agent: ca, input: *input}
+func (r *Runner) execute(ctx context.Context, run *agentstream.Run, ca *compiledAgent, system string, input *agentstream.Message, deliver func([]agentstream.Event)) {
+	x := &execution{r: r, run: *run, agent: ca, input: *input, deliver: deliver}
 	err := x.loop(ctx, system)
 	x.finish(ctx, err)
+}
+
+// append adds evs to the run's log and gives them to deliver, when the
+// run executes inline. A failed append is logged: the run goes on.
+func (x *execution) append(ctx context.Context, evs ...agentstream.Event) {
+	if x.deliver == nil {
+		x.r.appendEvents(ctx, x.run.ID, evs...)
+		return
+	}
+	x.deliverMu.Lock()
+	defer x.deliverMu.Unlock()
+	last, err := x.r.log.Append(ctx, x.run.ID, evs...)
+	if err != nil {
+		x.r.logger.Error("appending to the event log", "run_id", x.run.ID, "err", err)
+		return
+	}
+	for i := range evs {
+		evs[i].Seq = last - int64(len(evs)-1-i)
+	}
+	x.deliver(evs)
 }
 
 // loop runs model turns and tool calls until the model answers without
@@ -184,7 +209,7 @@ func (x *execution) prepare(ctx context.Context, system string) (*agentstream.Mo
 		}
 		x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
 	}
-	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
+	x.append(ctx, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
 
 	history, ok := r.histories.get(x.run.ThreadID, x.input)
 	if !ok {
@@ -285,12 +310,12 @@ func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest
 			if d.ToolCall.Arguments == "" {
 				return
 			}
-			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolArgumentsDelta, agentstream.ToolArgumentsDeltaData{
+			x.append(ctx, agentstream.NewEvent(agentstream.EventToolArgumentsDelta, agentstream.ToolArgumentsDeltaData{
 				CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
 			}))
 		case d.Text != "":
 			delta[0] = agentstream.NewDeltaEvent(msg.ID, d.Text)
-			r.appendEvents(ctx, x.run.ID, delta[:]...)
+			x.append(ctx, delta[:]...)
 			sofar.WriteString(d.Text)
 			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
 				lastCheckpoint = now
@@ -314,7 +339,7 @@ func (x *execution) startTurn(ctx context.Context) (*agentstream.Message, *check
 		Role: agentstream.RoleAssistant, Status: agentstream.MessageComplete,
 	}
 	x.steps++
-	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: x.steps, MessageID: msg.ID}))
+	x.append(ctx, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: x.steps, MessageID: msg.ID}))
 	// Partial answers are saved beside the stream, not in its way: the
 	// next token does not wait for the store (one writer for every run).
 	// Each save writes only the text that came since the last one.
@@ -353,7 +378,7 @@ func (x *execution) endTurn(ctx context.Context, msg *agentstream.Message, saver
 	msg.ToolCalls = res.ToolCalls
 	x.msgs = append(x.msgs, *msg)
 	if msg.Content != "" {
-		r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventMessageCompleted, agentstream.MessageCompletedData{
+		x.append(ctx, agentstream.NewEvent(agentstream.EventMessageCompleted, agentstream.MessageCompletedData{
 			MessageID: msg.ID, Role: msg.Role, Content: msg.Content,
 		}))
 	}
@@ -364,7 +389,7 @@ func (x *execution) endTurn(ctx context.Context, msg *agentstream.Message, saver
 		u := res.Usage
 		done.Usage = &u
 	}
-	r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventStepCompleted, done))
+	x.append(ctx, agentstream.NewEvent(agentstream.EventStepCompleted, done))
 	return msg, nil
 }
 
@@ -389,7 +414,7 @@ func (x *execution) callTools(ctx context.Context, calls []agentstream.ToolCall)
 			out[i] = x.toolMessage(c, "error: "+errToolStopped.Error())
 			continue
 		}
-		r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolCall, agentstream.ToolCallData{
+		x.append(ctx, agentstream.NewEvent(agentstream.EventToolCall, agentstream.ToolCallData{
 			CallID: c.ID, Name: c.Name, Arguments: argumentsJSON(c.Arguments),
 		}))
 		wg.Go(func() {
@@ -398,7 +423,7 @@ func (x *execution) callTools(ctx context.Context, calls []agentstream.ToolCall)
 			output, isErr := x.callTool(ctx, c)
 			output = r.mask(output)
 			d := time.Since(start)
-			r.appendEvents(ctx, x.run.ID, agentstream.NewEvent(agentstream.EventToolResult, agentstream.ToolResultData{
+			x.append(ctx, agentstream.NewEvent(agentstream.EventToolResult, agentstream.ToolResultData{
 				CallID: c.ID, Name: c.Name, Output: output, IsError: isErr, DurationMS: d.Milliseconds(),
 			}))
 			out[i] = x.toolMessage(c, output)
@@ -528,7 +553,7 @@ func (x *execution) finish(runCtx context.Context, err error) {
 		RunID: x.run.ID, Status: x.run.Status, Usage: x.run.Usage, Error: x.run.Error,
 	})
 	end.Seq = x.run.EndSeq
-	r.appendEvents(ctx, x.run.ID, end)
+	x.append(ctx, end)
 	r.forget(x.run)
 }
 

@@ -454,7 +454,39 @@ type StartRequest struct {
 	// model sees it. Only for a NewThread; an existing thread's messages
 	// are its history.
 	History []agentstream.Message
+	// Inline, when set, asks for the run to execute on the caller's
+	// goroutine when it can start at once and the event log hands events
+	// to readers as soon as they are appended (ReadableOnAppend, a log of
+	// one process; a shared log's readers must not get an event before
+	// its shared store holds it): Start then makes Inline ready
+	// (Inline.Ready), and the caller must call Inline.Run, once. A run
+	// that waits in the queue executes on a worker as any other, and
+	// Inline stays not ready.
+	Inline *Inline
 }
+
+// Inline is a run that executes on the goroutine of the request that
+// started it, which gets each of the run's events as soon as the log has
+// it (Run). The log still gets every event first, for every other reader
+// and for resuming; what is saved is the same. The stream of the request
+// that started a run then needs no goroutine beside the run's, and no
+// hand-off from one to the other per token.
+type Inline struct {
+	exec func(deliver func([]agentstream.Event))
+}
+
+// Ready reports whether the run is to execute by Run.
+func (in *Inline) Ready() bool { return in != nil && in.exec != nil }
+
+// Run executes the run on the calling goroutine and returns when it has
+// ended. deliver, when not nil, is called with the events the run
+// appends, once the log has them, their Seq set, one call at a time and
+// in the log's order, on whichever of the run's goroutines appended them
+// (tool calls run on their own). The run waits for deliver: it must not
+// block for long. An event appended by another (the sweep of another
+// instance ending a run whose lease ran out) is not delivered, and an
+// event the log refused is not either: deliver sees a gap in Seq.
+func (in *Inline) Run(deliver func([]agentstream.Event)) { in.exec(deliver) }
 
 // Multitask settings: what a run does when its thread has an active run.
 const (
@@ -694,6 +726,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 
 	var posMu sync.Mutex
 	lastPos := int(^uint(0) >> 1)
+	var deliver func([]agentstream.Event) // set by an Inline's Run
 	j := &job{
 		user: run.UserID,
 		run: func() {
@@ -703,7 +736,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 			posMu.Lock()
 			lastPos = 0
 			posMu.Unlock()
-			r.execute(execCtx, &run, ca, system, &input)
+			r.execute(execCtx, &run, ca, system, &input, deliver)
 		},
 		positioned: func(pos int) {
 			// Positions only go down; a stale, larger one is dropped.
@@ -726,6 +759,13 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 		}
 	}
 	if startNow {
+		if _, ok := r.log.(agentstream.ReadableOnAppend); ok && req.Inline != nil {
+			req.Inline.exec = func(d func([]agentstream.Event)) {
+				deliver = d
+				r.pool.exec(j)
+			}
+			return run, nil
+		}
 		r.pool.begin(j)
 		return run, nil
 	}

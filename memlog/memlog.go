@@ -62,7 +62,11 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
-var _ agentstream.EventLog = (*Log)(nil)
+var _ agentstream.ReadableOnAppend = (*Log)(nil)
+
+// ReadableOnAppend implements agentstream.ReadableOnAppend: an appended
+// event is in the log, for every reader, when Append returns.
+func (l *Log) ReadableOnAppend() {}
 
 // Options configures a Log.
 type Options struct {
