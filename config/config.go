@@ -241,7 +241,9 @@ type HTTP struct {
 	Heartbeat time.Duration `yaml:"heartbeat"`
 	// StallTimeout is how long one write to a streaming client may block:
 	// a client that stops reading for longer is disconnected (its run goes
-	// on, and it can resume). Default 1m.
+	// on, and it can resume). The request that started a run on the
+	// in-process event log gets 5s at most, since its run waits for it
+	// (docs/protocol.md). Default 1m.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// ShutdownTimeout is how long running runs may go on after SIGTERM.
 	// Default 30s.

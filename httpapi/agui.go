@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
 	"github.com/agentstream/agentstream/httpapi/wire"
 )
 
@@ -42,7 +43,7 @@ type aguiContext struct {
 // resumes on GET /v1/runs/{id}/events?format=ag-ui.
 func (s *Server) aguiRun(w http.ResponseWriter, r *http.Request, user string) {
 	if f := s.startAGUIRun(w, r, user); f != nil {
-		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+		s.followRun(w, r, f)
 	}
 }
 
@@ -61,12 +62,13 @@ func (s *Server) startAGUIRun(w http.ResponseWriter, r *http.Request, user strin
 		s.writeError(w, r, err)
 		return nil
 	}
-	run, err := s.startChat(r, user, *in.ThreadID, agentStart{agent: r.PathValue("agent"), input: input, context: runCtx})
+	inline := new(agent.Inline)
+	run, err := s.startChat(r, user, *in.ThreadID, agentStart{agent: r.PathValue("agent"), input: input, context: runCtx, inline: inline})
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil
 	}
-	return &follow{run: &run, enc: wire.NewAGUIRun(*in.RunID)}
+	return &follow{run: &run, enc: wire.NewAGUIRun(*in.RunID), inline: inline}
 }
 
 // check returns the run's input and context of a RunAgentInput, or why

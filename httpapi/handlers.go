@@ -100,6 +100,9 @@ type agentStart struct {
 	// (POST /v1/chat/completions): stored before it when the thread is
 	// new, ignored when the thread exists (its messages are the history).
 	history []agentstream.Message
+	// inline, when set, asks for the run to execute on the request's
+	// goroutine (agent.StartRequest.Inline): the request streams it.
+	inline *agent.Inline
 }
 
 // startChat starts a run for /v1/chat on the user's thread the client
@@ -110,7 +113,7 @@ type agentStart struct {
 // returned has the thread's id as the user knows it (PublicID) for its
 // ThreadID: what X-Thread-Id and the chunks show.
 func (s *Server) startChat(r *http.Request, user, threadID string, a agentStart) (agentstream.Run, error) {
-	req := agent.StartRequest{UserID: user, Agent: a.agent, Input: a.input, Context: a.context, Multitask: a.multitask}
+	req := agent.StartRequest{UserID: user, Agent: a.agent, Input: a.input, Context: a.context, Multitask: a.multitask, Inline: a.inline}
 	// Two tries: a first request racing another one that creates the same
 	// thread id finds the thread on the second.
 	for range 2 {
@@ -197,7 +200,7 @@ func checkRunOptions(onDisconnect, multitask string) error {
 
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
 	if f := s.startRun(w, r, user); f != nil {
-		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+		s.followRun(w, r, f)
 	}
 }
 
@@ -225,15 +228,16 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, user string) *
 		s.writeError(w, r, err)
 		return nil
 	}
+	in := new(agent.Inline)
 	run, err := s.runner.Start(r.Context(), agent.StartRequest{
-		Thread: t, UserID: user, Agent: req.Agent, Input: *req.Input, Context: req.Context, Multitask: req.Multitask,
+		Thread: t, UserID: user, Agent: req.Agent, Input: *req.Input, Context: req.Context, Multitask: req.Multitask, Inline: in,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil
 	}
 	run.ThreadID = t.PublicID() // for X-Thread-Id
-	return &follow{run: &run, enc: wire.NewNative, onDisconnect: req.OnDisconnect}
+	return &follow{run: &run, enc: wire.NewNative, onDisconnect: req.OnDisconnect, inline: in}
 }
 
 // follow is a run a request started, to stream. The handlers that start a
@@ -249,17 +253,26 @@ type follow struct {
 	onDisconnect string
 	// whole: the answer is wanted whole, not streamed (completeRun).
 	whole bool
+	// inline is the run to execute on the request's goroutine when it is
+	// ready (it could start at once); otherwise a worker executes it and
+	// the request reads its log.
+	inline *agent.Inline
 }
 
 // followRun streams a run its request started; when the client leaves
 // before the end and the policy says cancel, the run is cancelled after
 // the disconnect grace, unless a reader came to it meanwhile.
-func (s *Server) followRun(w http.ResponseWriter, r *http.Request, run *agentstream.Run, after int64, enc wire.NewEncoder, onDisconnect string) {
+func (s *Server) followRun(w http.ResponseWriter, r *http.Request, f *follow) {
+	onDisconnect := f.onDisconnect
 	if onDisconnect == "" {
 		onDisconnect = s.opts.OnDisconnect
 	}
-	if !s.streamRun(w, r, run, after, enc) && r.Context().Err() != nil && onDisconnect == OnDisconnectCancel {
-		s.cancelAfterGrace(run.ID)
+	if f.inline.Ready() {
+		s.runInline(w, r, f, onDisconnect == OnDisconnectCancel)
+		return
+	}
+	if !s.streamRun(w, r, f.run, f.after, f.enc) && r.Context().Err() != nil && onDisconnect == OnDisconnectCancel {
+		s.cancelAfterGrace(f.run.ID)
 	}
 }
 
@@ -451,7 +464,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
 // chunks out.
 func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
 	if f := s.startChatRun(w, r, user); f != nil {
-		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+		s.followRun(w, r, f)
 	}
 }
 
@@ -512,10 +525,11 @@ func (s *Server) startChatRun(w http.ResponseWriter, r *http.Request, user strin
 	// thread's context under it, before it writes anything (the thread
 	// included); checking the request's alone here would refuse a key the
 	// thread supplies.
-	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, multitask: multitask, context: runCtx})
+	in := new(agent.Inline)
+	run, err := s.startChat(r, user, threadID, agentStart{agent: agentName, input: query, multitask: multitask, context: runCtx, inline: in})
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil
 	}
-	return &follow{run: &run, enc: wire.NewSeed, onDisconnect: onDisconnect}
+	return &follow{run: &run, enc: wire.NewSeed, onDisconnect: onDisconnect, inline: in}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
 	"github.com/agentstream/agentstream/httpapi/wire"
 )
 
@@ -138,7 +139,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, user st
 	case f.whole:
 		s.completeRun(w, r, *f.run, f.onDisconnect)
 	default:
-		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+		s.followRun(w, r, f)
 	}
 }
 
@@ -169,7 +170,13 @@ func (s *Server) startCompletion(w http.ResponseWriter, r *http.Request, user st
 		s.writeError(w, r, err)
 		return nil
 	}
-	run, err := s.startChat(r, user, r.Header.Get(ThreadHeader), agentStart{agent: req.Model, input: input, multitask: req.Multitask, history: history})
+	// A streamed answer executes on this request's goroutine when it can
+	// (agent.Inline); a whole one is waited for.
+	var in *agent.Inline
+	if req.Stream {
+		in = new(agent.Inline)
+	}
+	run, err := s.startChat(r, user, r.Header.Get(ThreadHeader), agentStart{agent: req.Model, input: input, multitask: req.Multitask, history: history, inline: in})
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil
@@ -178,7 +185,7 @@ func (s *Server) startCompletion(w http.ResponseWriter, r *http.Request, user st
 		return &follow{run: &run, onDisconnect: req.OnDisconnect, whole: true}
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	return &follow{run: &run, enc: func(st wire.Stream) wire.Encoder { return wire.NewOpenAIStream(st, includeUsage) }, onDisconnect: req.OnDisconnect}
+	return &follow{run: &run, enc: func(st wire.Stream) wire.Encoder { return wire.NewOpenAIStream(st, includeUsage) }, onDisconnect: req.OnDisconnect, inline: in}
 }
 
 func checkChatCompletion(req chatCompletionRequest) error {

@@ -37,6 +37,13 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request, run *agentstr
 	if st == nil {
 		return false
 	}
+	return s.pump(st)
+}
+
+// pump follows an open stream's log from st.after, as streamRun says.
+func (s *Server) pump(st *stream) bool {
+	run := st.run
+	st.hb = newPeriod(st.ctx, s.opts.Heartbeat)
 	defer st.hb.stop()
 	for {
 		evs, end, err := s.log.Read(st.hb.ctx, run.ID, st.after, readBatch)
@@ -69,6 +76,7 @@ type stream struct {
 	// One heartbeat period is one context, not one per read: a context
 	// with a deadline per token was a measurable share of the CPU per
 	// token. A period in which events were sent ends without a comment.
+	// Set by pump.
 	hb           *period
 	sentInPeriod bool
 	// endedQuietly counts heartbeats in a row at which the store says the
@@ -100,8 +108,7 @@ func (s *Server) openStream(w http.ResponseWriter, r *http.Request, run *agentst
 	if !out.send(buf) {
 		return nil
 	}
-	ctx := r.Context()
-	return &stream{ctx: ctx, run: run, out: out, enc: enc, buf: buf, after: after, hb: newPeriod(ctx, s.opts.Heartbeat)}
+	return &stream{ctx: r.Context(), run: run, out: out, enc: enc, buf: buf, after: after}
 }
 
 // sendEvents encodes and sends evs; false means the client is gone.

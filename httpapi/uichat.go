@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
 	"github.com/agentstream/agentstream/httpapi/wire"
 )
 
@@ -40,7 +41,7 @@ type uiMessage struct {
 // regenerating an answer are refused until agentstream supports them.
 func (s *Server) uiChat(w http.ResponseWriter, r *http.Request, user string) {
 	if f := s.startUIChat(w, r, user); f != nil {
-		s.followRun(w, r, f.run, 0, f.enc, f.onDisconnect)
+		s.followRun(w, r, f)
 	}
 }
 
@@ -62,12 +63,13 @@ func (s *Server) startUIChat(w http.ResponseWriter, r *http.Request, user string
 		s.writeError(w, r, err)
 		return nil
 	}
-	run, err := s.startChat(r, user, req.ID, agentStart{agent: req.Agent, input: input, multitask: req.Multitask, context: req.Context})
+	in := new(agent.Inline)
+	run, err := s.startChat(r, user, req.ID, agentStart{agent: req.Agent, input: input, multitask: req.Multitask, context: req.Context, inline: in})
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil
 	}
-	return &follow{run: &run, enc: wire.NewUI, onDisconnect: req.OnDisc}
+	return &follow{run: &run, enc: wire.NewUI, onDisconnect: req.OnDisc, inline: in}
 }
 
 // input checks the request and returns the run's input: the text of its

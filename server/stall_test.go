@@ -204,3 +204,92 @@ func TestStalledReaders(t *testing.T) {
 func isReset(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "connection reset")
 }
+
+// TestStalledStarter: the client that started a run, which the run
+// writes to itself (a run executing inline), stops reading. The run waits
+// for it, as a relay would, but for 5 s at most, however long the stall
+// timeout: then the client is dropped and the run goes on, and nothing of
+// it is lost.
+func TestStalledStarter(t *testing.T) {
+	t.Parallel()
+	const (
+		words        = 1500
+		wordSize     = 4 << 10
+		pace         = 2 * time.Millisecond
+		stall        = time.Minute
+		starterStall = 5 * time.Second
+	)
+	text := strings.Repeat(strings.Repeat("x", wordSize-1)+" ", words)
+	e := start(t, sim.Options{Decide: func(*sim.Request) sim.Behavior { return sim.Behavior{Text: text, Pace: pace} }}, func(c *config.Config) {
+		c.HTTP.StallTimeout = stall
+	})
+	addr := strings.TrimPrefix(e.url, "http://")
+
+	th := e.newThread(`{}`)
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	body := `{"input":"hello"}`
+	if _, err := fmt.Fprintf(conn, "POST /v1/threads/%s/runs HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", th.ID, addr, len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	// The headers only; then the client reads nothing more.
+	br := bufio.NewReaderSize(conn, 1024)
+	var runID string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the headers: %v", err)
+		}
+		if v, ok := strings.CutPrefix(line, "X-Run-Id: "); ok {
+			runID = strings.TrimSpace(v)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	if runID == "" {
+		t.Fatal("no X-Run-Id")
+	}
+	run := waitRunEnd(t, e, runID)
+	if run.Status != agentstream.RunCompleted {
+		t.Fatalf("the run of a stalled starter ended %+v", run)
+	}
+	took := run.FinishedAt.Sub(*run.StartedAt)
+	t.Logf("%d words of %d bytes at %v each, the starter stalled: the run took %v", words, wordSize, pace, took)
+	// At the pace alone the answer takes 3 s; the stalled starter adds
+	// 5 s at most (and the time to fill the buffers), not the minute of
+	// the stall timeout. Generous.
+	if limit := 3*time.Duration(words)*pace + 2*starterStall; took > limit {
+		t.Errorf("the run took %v with its starter stalled, over %v", took, limit)
+	}
+	answer := e.messages(th.ID)
+	if len(answer) != 2 || answer[1].Status != agentstream.MessageComplete || len(answer[1].Content) < len(text) {
+		t.Fatalf("stored %d messages, the answer %d bytes", len(answer), len(answer[len(answer)-1].Content))
+	}
+	// The starter was dropped before the end.
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(br)
+	if err != nil && !isReset(err) {
+		t.Fatalf("the stalled starter: %v after %d bytes", err, len(got))
+	}
+	if bytes.Contains(got, []byte("event: run.completed")) {
+		t.Fatalf("the stalled starter received the whole run (%d bytes): its writes never blocked", len(got))
+	}
+	// Another reader gets the whole answer.
+	_, evs := e.stream("GET", "/v1/runs/"+runID+"/events?after=0", "")
+	if len(evs) == 0 || evs[len(evs)-1].Type != string(agentstream.EventRunCompleted) {
+		t.Fatalf("a reader after the end got %d events, ending %+v", len(evs), evs[len(evs)-1:])
+	}
+}

@@ -1,0 +1,140 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/agentstream/agentstream"
+)
+
+// runInline executes a run its request started on the request's
+// goroutine (agent.Inline) and sends the client each event as soon as the
+// log has it, from the goroutine that appended it: the stream needs no
+// goroutine waiting in the log beside the run's, and no hand-off per
+// token. The run goes on when the client leaves (or is cancelled after the
+// disconnect grace when cancel says so) and the handler returns when it
+// has ended. Events the run did not deliver (its run.created, appended
+// when it started; one the log refused and later had) are read from the
+// log in order, and whatever is left when the run returns without its
+// terminal event sent (another instance ended it) is followed from the log
+// as streamRun does.
+//
+// The run waits for each write, as a relay's read of its model does: a
+// client that stops reading holds it once the connection's buffers are
+// full, for at most inlineStall (or the stall timeout when shorter), after
+// which the client is dropped (it can resume) and the run goes on.
+func (s *Server) runInline(w http.ResponseWriter, r *http.Request, f *follow, cancelOnLeave bool) {
+	d := &direct{s: s, runID: f.run.ID}
+	d.st = s.openStream(w, r, f.run, 0, f.enc)
+	if d.st != nil {
+		d.st.out.stall, d.st.out.moved = min(s.opts.StallTimeout, inlineStall), time.Time{}
+	}
+	if cancelOnLeave {
+		stop := context.AfterFunc(r.Context(), func() { s.cancelAfterGrace(f.run.ID) })
+		defer stop()
+	}
+	if d.st == nil {
+		f.inline.Run(nil) // the client left at once: the run goes on
+		return
+	}
+	d.hb = time.AfterFunc(s.opts.Heartbeat, d.beat)
+	f.inline.Run(d.deliver)
+	if d.stop() {
+		d.st.out.stall = s.opts.StallTimeout // a reader of the log
+		s.pump(d.st)
+	}
+}
+
+// inlineStall bounds how long a run waits for a write to the client that
+// started it: a client whose connection's buffers stay full that long has
+// almost always lost its network. Other readers are never waited for.
+const inlineStall = 5 * time.Second
+
+// direct is the state of one stream that runInline writes.
+type direct struct {
+	s     *Server
+	runID string
+	hb    *time.Timer
+
+	mu sync.Mutex // held for a write: deliveries and heartbeats
+	st *stream
+	// gone: the client left (a write failed); ended: the terminal event
+	// was sent; lost: the log did not give back events the run did not
+	// deliver, so the rest is read from it once the run returns; done:
+	// the run returned.
+	gone, ended, lost, done bool
+}
+
+// deliver sends evs, the run's next events, after any the client has not
+// had before them.
+func (d *direct) deliver(evs []agentstream.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gone || d.lost || d.done || len(evs) == 0 {
+		return
+	}
+	st := d.st
+	if first := evs[0].Seq; first > st.after+1 && !d.catchUp(first-1) {
+		d.lost = true
+		return
+	}
+	for len(evs) > 0 && evs[0].Seq <= st.after {
+		evs = evs[1:]
+	}
+	if len(evs) == 0 {
+		return
+	}
+	if !st.sendEvents(evs) {
+		d.gone = true
+		return
+	}
+	d.ended = evs[len(evs)-1].Type.Terminal()
+}
+
+// catchUp sends the log's events after the last one sent up to to: those
+// the run did not deliver. False: the log did not give them within a
+// heartbeat, or the client left (then gone is set).
+func (d *direct) catchUp(to int64) bool {
+	st := d.st
+	ctx, cancel := context.WithTimeout(st.ctx, d.s.opts.Heartbeat)
+	defer cancel()
+	for st.after < to {
+		evs, _, err := d.s.log.Read(ctx, d.runID, st.after, int(min(to-st.after, readBatch)))
+		if err != nil {
+			return false
+		}
+		if !st.sendEvents(evs) {
+			d.gone = true
+			return false
+		}
+	}
+	return true
+}
+
+// beat sends a heartbeat when no event was sent for a period.
+func (d *direct) beat() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gone || d.done {
+		return
+	}
+	if !d.st.sentInPeriod && !d.s.heartbeat(d.st.out, d.st.enc, d.st.buf) {
+		d.gone = true
+		return
+	}
+	d.st.sentInPeriod = false
+	d.hb.Reset(d.s.opts.Heartbeat)
+}
+
+// stop ends the stream's direct writes once the run has returned, and
+// reports whether the rest is to be read from the log: the client is
+// there and its terminal event was not sent.
+func (d *direct) stop() bool {
+	d.hb.Stop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.done = true
+	return !d.gone && !d.ended
+}

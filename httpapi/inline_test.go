@@ -1,0 +1,160 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
+	"github.com/agentstream/agentstream/internal/sse"
+	"github.com/agentstream/agentstream/memlog"
+	"github.com/agentstream/agentstream/sqlite"
+)
+
+// gateModel answers "a", then waits for release before "b".
+type gateModel struct {
+	streamed chan struct{} // closed once "a" was handed on
+	release  chan struct{}
+}
+
+func (m gateModel) Stream(ctx context.Context, _ agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
+	onDelta(agentstream.ModelDelta{Text: "a"})
+	close(m.streamed)
+	select {
+	case <-m.release:
+	case <-ctx.Done():
+		return agentstream.ModelResult{Content: "a"}, ctx.Err()
+	}
+	onDelta(agentstream.ModelDelta{Text: "b"})
+	return agentstream.ModelResult{Content: "ab", FinishReason: "stop"}, nil
+}
+
+// inlineRun starts a run of a gateModel through POST /v1/threads/{id}/runs
+// on a server whose runs execute inline, once the model answered "a",
+// and returns the run's id, the model, the log, and the stream's events
+// once it ends.
+func inlineRun(t *testing.T) (runID string, model gateModel, log *memlog.Log, out <-chan []sse.Event) {
+	t.Helper()
+	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	log = memlog.New(memlog.Options{})
+	model = gateModel{streamed: make(chan struct{}), release: make(chan struct{})}
+	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
+		Store: store, Log: log, Model: model,
+		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(New(runner, store, log, Options{Heartbeat: time.Second}).Handler())
+	t.Cleanup(hs.Close)
+	resp, err := http.Post(hs.URL+"/v1/threads", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var th struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&th); err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	resp, err = http.Post(hs.URL+"/v1/threads/"+th.ID+"/runs", "application/json", strings.NewReader(`{"input":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	evc := make(chan []sse.Event, 1)
+	go func() {
+		var evs []sse.Event
+		r := sse.NewReader(resp.Body)
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Errorf("reading the stream: %v", err)
+				}
+				evc <- evs
+				return
+			}
+			evs = append(evs, ev)
+		}
+	}()
+	select {
+	case <-model.streamed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the model was not called")
+	}
+	return resp.Header.Get("X-Run-Id"), model, log, evc
+}
+
+func receiveStream(t *testing.T, out <-chan []sse.Event) []sse.Event {
+	t.Helper()
+	select {
+	case evs := <-out:
+		return evs
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not end")
+		return nil
+	}
+}
+
+// TestInlineCatchesUp: an event another appended to the log of a run that
+// executes inline reaches the run's client in its place, and so does the
+// run.created its start appended: the stream is the log, id for id.
+func TestInlineCatchesUp(t *testing.T) {
+	t.Parallel()
+	runID, model, log, out := inlineRun(t)
+	if _, err := log.Append(t.Context(), runID, agentstream.NewDeltaEvent("msg_other", "X")); err != nil {
+		t.Fatal(err)
+	}
+	close(model.release)
+	evs := receiveStream(t, out)
+	logged, _, err := log.Read(t.Context(), runID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != len(logged) {
+		t.Fatalf("stream has %d events, the log %d: %+v", len(evs), len(logged), evs)
+	}
+	for i, ev := range evs {
+		if ev.ID != strconv.FormatInt(logged[i].Seq, 10) || ev.Type != string(logged[i].Type) || ev.Data != string(logged[i].Data) {
+			t.Fatalf("event %d is %s %s %s; the log's is %d %s %s", i, ev.ID, ev.Type, ev.Data, logged[i].Seq, logged[i].Type, logged[i].Data)
+		}
+	}
+	if evs[len(evs)-1].Type != string(agentstream.EventRunCompleted) {
+		t.Fatalf("stream ends with %s", evs[len(evs)-1].Type)
+	}
+}
+
+// TestInlineEndedElsewhere: when another ends a run that executes inline
+// (its terminal event appended to the log, as the sweep of an instance
+// that found its lease run out does), the run's client gets that end from
+// the log once the run returns.
+func TestInlineEndedElsewhere(t *testing.T) {
+	t.Parallel()
+	runID, model, log, out := inlineRun(t)
+	seq, err := log.Append(t.Context(), runID, agentstream.NewEvent(agentstream.EventRunInterrupted, agentstream.RunEndData{
+		RunID: runID, Status: agentstream.RunInterrupted,
+		Error: &agentstream.ErrorInfo{Code: agentstream.CodeInterrupted, Message: "its lease ran out"},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(model.release)
+	evs := receiveStream(t, out)
+	last := evs[len(evs)-1]
+	if last.Type != string(agentstream.EventRunInterrupted) || last.ID != strconv.FormatInt(seq, 10) {
+		t.Fatalf("stream ends with %s (id %s), want the run.interrupted at %d: %+v", last.Type, last.ID, seq, evs)
+	}
+}
