@@ -142,7 +142,9 @@ type execution struct {
 // so that the frames below the model's read stay small. A stack is only
 // halved when under a quarter of it is in use, so a few KB more in those
 // frames cost 8 KiB more per open stream (BenchmarkStreamMemory in
-// ../server).
+// ../server). An inline run (Inline) waits under the HTTP handler's
+// frames too: together they hold its goroutine's stack at 16 KiB, where
+// the handler alone and the worker alone fit 8 KiB each.
 func (r *Runner) execute(ctx context.Context, run *agentstream.Run, ca *compiledAgent, system string, input *agentstream.Message, deliver func([]agentstream.Event)) {
 	x := &execution{r: r, run: *run, agent: ca, input: *input, deliver: deliver}
 	err := x.loop(ctx, system)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -473,6 +474,7 @@ type StartRequest struct {
 // hand-off from one to the other per token.
 type Inline struct {
 	exec func(deliver func([]agentstream.Event))
+	once sync.Once
 }
 
 // Ready reports whether the run is to execute by Run.
@@ -486,7 +488,26 @@ func (in *Inline) Ready() bool { return in != nil && in.exec != nil }
 // block for long. An event appended by another (the sweep of another
 // instance ending a run whose lease ran out) is not delivered, and an
 // event the log refused is not either: deliver sees a gap in Seq.
-func (in *Inline) Run(deliver func([]agentstream.Event)) { in.exec(deliver) }
+//
+// Only the first call executes the run; later ones return at once. A
+// panic in the run is raised again on a goroutine of its own, so that it
+// ends the process as a panic on a worker would, instead of being
+// recovered by the HTTP server with the run left active.
+func (in *Inline) Run(deliver func([]agentstream.Event)) {
+	if !in.Ready() {
+		return
+	}
+	in.once.Do(func() {
+		defer func() {
+			if e := recover(); e != nil {
+				stack := debug.Stack()
+				go panic(fmt.Sprintf("%v\n\nthe run's goroutine:\n%s", e, stack))
+				select {} // the process ends
+			}
+		}()
+		in.exec(deliver)
+	})
+}
 
 // Multitask settings: what a run does when its thread has an active run.
 const (

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -26,12 +27,17 @@ import (
 // full, for at most inlineStall (or the stall timeout when shorter), after
 // which the client is dropped (it can resume) and the run goes on.
 func (s *Server) runInline(w http.ResponseWriter, r *http.Request, f *follow, cancelOnLeave bool) {
+	// The run executes whatever happens here: were openStream to panic,
+	// this runs it before net/http recovers (Run runs it once).
+	defer f.inline.Run(nil)
 	d := &direct{s: s, runID: f.run.ID}
 	d.st = s.openStream(w, r, f.run, 0, f.enc)
 	if d.st != nil {
-		d.st.out.stall, d.st.out.moved = min(s.opts.StallTimeout, inlineStall), time.Time{}
+		d.st.out.setStall(min(s.opts.StallTimeout, inlineStall))
 	}
 	if cancelOnLeave {
+		// The grace starts when the client leaves, also after its
+		// terminal event: cancelling an ended run does nothing.
 		stop := context.AfterFunc(r.Context(), func() { s.cancelAfterGrace(f.run.ID) })
 		defer stop()
 	}
@@ -42,7 +48,7 @@ func (s *Server) runInline(w http.ResponseWriter, r *http.Request, f *follow, ca
 	d.hb = time.AfterFunc(s.opts.Heartbeat, d.beat)
 	f.inline.Run(d.deliver)
 	if d.stop() {
-		d.st.out.stall = s.opts.StallTimeout // a reader of the log
+		d.st.out.setStall(s.opts.StallTimeout) // a reader of the log
 		s.pump(d.st)
 	}
 }
@@ -61,23 +67,30 @@ type direct struct {
 	mu sync.Mutex // held for a write: deliveries and heartbeats
 	st *stream
 	// gone: the client left (a write failed); ended: the terminal event
-	// was sent; lost: the log did not give back events the run did not
-	// deliver, so the rest is read from it once the run returns; done:
-	// the run returned.
-	gone, ended, lost, done bool
+	// was sent; done: the run returned.
+	gone, ended, done bool
 }
 
 // deliver sends evs, the run's next events, after any the client has not
-// had before them.
+// had before them. When the log does not give those back, evs wait too:
+// the next delivery tries again, and what is left when the run returns is
+// read from the log (runInline).
 func (d *direct) deliver(evs []agentstream.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.gone || d.lost || d.done || len(evs) == 0 {
+	if d.gone || d.done || len(evs) == 0 {
 		return
 	}
+	// An encoder that panics drops this client, not the process: the
+	// delivery may be on a goroutine of the run's own (a tool call's).
+	defer func() {
+		if e := recover(); e != nil {
+			d.gone = true
+			d.s.logger.Error("writing a run's events panicked; its client is dropped", "run_id", d.runID, "panic", e, "stack", string(debug.Stack()))
+		}
+	}()
 	st := d.st
 	if first := evs[0].Seq; first > st.after+1 && !d.catchUp(first-1) {
-		d.lost = true
 		return
 	}
 	for len(evs) > 0 && evs[0].Seq <= st.after {

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,9 +26,13 @@ import (
 type gateModel struct {
 	streamed chan struct{} // closed once "a" was handed on
 	release  chan struct{}
+	// inline is set when the model was called on the goroutine of the
+	// request that started the run.
+	inline *atomic.Bool
 }
 
 func (m gateModel) Stream(ctx context.Context, _ agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
+	m.inline.Store(strings.Contains(string(debug.Stack()), "httpapi.(*Server).runInline"))
 	onDelta(agentstream.ModelDelta{Text: "a"})
 	close(m.streamed)
 	select {
@@ -42,7 +48,7 @@ func (m gateModel) Stream(ctx context.Context, _ agentstream.ModelRequest, onDel
 // on a server whose runs execute inline, once the model answered "a",
 // and returns the run's id, the model, the log, and the stream's events
 // once it ends.
-func inlineRun(t *testing.T) (runID string, model gateModel, log *memlog.Log, out <-chan []sse.Event) {
+func inlineRun(t *testing.T, opts Options) (runID string, model gateModel, log *memlog.Log, out <-chan []sse.Event) {
 	t.Helper()
 	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
 	if err != nil {
@@ -50,7 +56,7 @@ func inlineRun(t *testing.T) (runID string, model gateModel, log *memlog.Log, ou
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	log = memlog.New(memlog.Options{})
-	model = gateModel{streamed: make(chan struct{}), release: make(chan struct{})}
+	model = gateModel{streamed: make(chan struct{}), release: make(chan struct{}), inline: new(atomic.Bool)}
 	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
 		Store: store, Log: log, Model: model,
 		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
@@ -58,7 +64,7 @@ func inlineRun(t *testing.T) (runID string, model gateModel, log *memlog.Log, ou
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(New(runner, store, log, Options{Heartbeat: time.Second}).Handler())
+	hs := httptest.NewServer(New(runner, store, log, opts).Handler())
 	t.Cleanup(hs.Close)
 	resp, err := http.Post(hs.URL+"/v1/threads", "application/json", strings.NewReader(`{}`))
 	if err != nil {
@@ -95,6 +101,9 @@ func inlineRun(t *testing.T) (runID string, model gateModel, log *memlog.Log, ou
 	case <-time.After(10 * time.Second):
 		t.Fatal("the model was not called")
 	}
+	if !model.inline.Load() {
+		t.Fatal("the run does not execute on the goroutine of the request that started it")
+	}
 	return resp.Header.Get("X-Run-Id"), model, log, evc
 }
 
@@ -114,7 +123,7 @@ func receiveStream(t *testing.T, out <-chan []sse.Event) []sse.Event {
 // run.created its start appended: the stream is the log, id for id.
 func TestInlineCatchesUp(t *testing.T) {
 	t.Parallel()
-	runID, model, log, out := inlineRun(t)
+	runID, model, log, out := inlineRun(t, Options{Heartbeat: time.Second})
 	if _, err := log.Append(t.Context(), runID, agentstream.NewDeltaEvent("msg_other", "X")); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +152,25 @@ func TestInlineCatchesUp(t *testing.T) {
 // the log once the run returns.
 func TestInlineEndedElsewhere(t *testing.T) {
 	t.Parallel()
-	runID, model, log, out := inlineRun(t)
+	t.Run("at once", func(t *testing.T) {
+		t.Parallel()
+		runID, model, log, out := inlineRun(t, Options{Heartbeat: time.Second})
+		endedElsewhere(t, runID, model, log, out, 0)
+	})
+	t.Run("after the inline write bound", func(t *testing.T) {
+		t.Parallel()
+		// The run returns after its last write's deadline (5 s) passed:
+		// the end read from the log must get a deadline of its own. No
+		// heartbeat meanwhile (it would move the deadline).
+		runID, model, log, out := inlineRun(t, Options{Heartbeat: time.Hour, StallTimeout: time.Hour})
+		endedElsewhere(t, runID, model, log, out, inlineStall+500*time.Millisecond)
+	})
+}
+
+// endedElsewhere appends a run.interrupted to the run's log, lets the
+// model go on after wait, and checks that the stream ends with it.
+func endedElsewhere(t *testing.T, runID string, model gateModel, log *memlog.Log, out <-chan []sse.Event, wait time.Duration) {
+	t.Helper()
 	seq, err := log.Append(t.Context(), runID, agentstream.NewEvent(agentstream.EventRunInterrupted, agentstream.RunEndData{
 		RunID: runID, Status: agentstream.RunInterrupted,
 		Error: &agentstream.ErrorInfo{Code: agentstream.CodeInterrupted, Message: "its lease ran out"},
@@ -151,8 +178,12 @@ func TestInlineEndedElsewhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(wait)
 	close(model.release)
 	evs := receiveStream(t, out)
+	if len(evs) == 0 {
+		t.Fatal("empty stream")
+	}
 	last := evs[len(evs)-1]
 	if last.Type != string(agentstream.EventRunInterrupted) || last.ID != strconv.FormatInt(seq, 10) {
 		t.Fatalf("stream ends with %s (id %s), want the run.interrupted at %d: %+v", last.Type, last.ID, seq, evs)

@@ -357,6 +357,10 @@ type sseOut struct {
 	moved time.Time
 }
 
+// setStall bounds the next writes by d; the deadline moves at the next
+// send.
+func (o *sseOut) setStall(d time.Duration) { o.stall, o.moved = d, time.Time{} }
+
 // send writes and flushes; false means the client is gone, or stopped
 // reading for longer than the stall timeout.
 func (o *sseOut) send(b []byte) bool {
