@@ -87,12 +87,7 @@ func TestInlineNotReady(t *testing.T) {
 	t.Run("shared log", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, setup{wrapLog: func(l agentstream.EventLog) agentstream.EventLog { return notReadable{l} }})
-		th := h.thread(nil)
-		in := new(Inline)
-		run, err := h.r.Start(t.Context(), StartRequest{Thread: th, UserID: th.UserID, Input: "go", Inline: in})
-		if err != nil {
-			t.Fatal(err)
-		}
+		run, in := startInline(t, h)
 		if in.Ready() {
 			t.Fatal("ready to run inline on a log that is not ReadableOnAppend")
 		}
@@ -105,12 +100,7 @@ func TestInlineNotReady(t *testing.T) {
 			script: scripted(turn{text: []string{"busy"}, wait: release}, turn{text: []string{"second"}})})
 		busy := h.start(h.thread(nil), "first")
 		h.model.waitStreamed(t, 1)
-		th := h.thread(nil)
-		in := new(Inline)
-		run, err := h.r.Start(t.Context(), StartRequest{Thread: th, UserID: th.UserID, Input: "go", Inline: in})
-		if err != nil {
-			t.Fatal(err)
-		}
+		run, in := startInline(t, h)
 		if in.Ready() {
 			t.Fatal("a queued run is ready to run inline")
 		}
@@ -118,4 +108,16 @@ func TestInlineNotReady(t *testing.T) {
 		end(t, h.events(busy.ID), agentstream.EventRunCompleted)
 		end(t, h.events(run.ID), agentstream.EventRunCompleted)
 	})
+}
+
+// startInline starts a run on a new thread asking for it to run inline.
+func startInline(t *testing.T, h *harness) (agentstream.Run, *Inline) {
+	t.Helper()
+	th := h.thread(nil)
+	in := new(Inline)
+	run, err := h.r.Start(t.Context(), StartRequest{Thread: th, UserID: th.UserID, Input: "go", Inline: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run, in
 }

@@ -26,7 +26,17 @@ import (
 // never reads: its socket buffers fill and the server's writes block.
 func stalledReader(t testing.TB, addr, runID string) net.Conn {
 	t.Helper()
-	// A small receive buffer, so the server's writes block early.
+	conn := smallBufferConn(t, addr)
+	if _, err := fmt.Fprintf(conn, "GET /v1/runs/%s/events HTTP/1.1\r\nHost: %s\r\n\r\n", runID, addr); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// smallBufferConn dials addr with a small receive buffer, so the
+// server's writes block early once nothing is read.
+func smallBufferConn(t testing.TB, addr string) net.Conn {
+	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var err error
 		if cerr := c.Control(func(fd uintptr) {
@@ -41,9 +51,6 @@ func stalledReader(t testing.TB, addr, runID string) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	if _, err := fmt.Fprintf(conn, "GET /v1/runs/%s/events HTTP/1.1\r\nHost: %s\r\n\r\n", runID, addr); err != nil {
-		t.Fatal(err)
-	}
 	return conn
 }
 
@@ -226,20 +233,7 @@ func TestStalledStarter(t *testing.T) {
 	addr := strings.TrimPrefix(e.url, "http://")
 
 	th := e.newThread(`{}`)
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		if cerr := c.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := smallBufferConn(t, addr)
 	body := `{"input":"hello"}`
 	if _, err := fmt.Fprintf(conn, "POST /v1/threads/%s/runs HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", th.ID, addr, len(body), body); err != nil {
 		t.Fatal(err)
