@@ -6,8 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -16,10 +14,8 @@ import (
 	"time"
 
 	"github.com/agentstream/agentstream"
-	"github.com/agentstream/agentstream/agent"
 	"github.com/agentstream/agentstream/internal/sse"
 	"github.com/agentstream/agentstream/memlog"
-	"github.com/agentstream/agentstream/sqlite"
 )
 
 // gateModel answers "a", then waits for release before "b".
@@ -50,23 +46,10 @@ func (m gateModel) Stream(ctx context.Context, _ agentstream.ModelRequest, onDel
 // once it ends.
 func inlineRun(t *testing.T, opts Options) (runID string, model gateModel, log *memlog.Log, out <-chan []sse.Event) {
 	t.Helper()
-	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	log = memlog.New(memlog.Options{})
 	model = gateModel{streamed: make(chan struct{}), release: make(chan struct{}), inline: new(atomic.Bool)}
-	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
-		Store: store, Log: log, Model: model,
-		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(New(runner, store, log, opts).Handler())
-	t.Cleanup(hs.Close)
-	resp, err := http.Post(hs.URL+"/v1/threads", "application/json", strings.NewReader(`{}`))
+	f := newFixtureWith(t, opts, nil, model)
+	log = f.log
+	resp, err := http.Post(f.url+"/v1/threads", "application/json", strings.NewReader(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +58,7 @@ func inlineRun(t *testing.T, opts Options) (runID string, model gateModel, log *
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	resp, err = http.Post(hs.URL+"/v1/threads/"+th.ID+"/runs", "application/json", strings.NewReader(`{"input":"hi"}`))
+	resp, err = http.Post(f.url+"/v1/threads/"+th.ID+"/runs", "application/json", strings.NewReader(`{"input":"hi"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,12 @@ func newFixture(t *testing.T, opts Options) *fixture {
 // wrap(store) when wrap is not nil.
 func newFixtureOn(t *testing.T, opts Options, wrap func(agentstream.Store) agentstream.Store) *fixture {
 	t.Helper()
+	return newFixtureWith(t, opts, wrap, idleModel{})
+}
+
+// newFixtureWith is newFixtureOn with the runner calling model.
+func newFixtureWith(t *testing.T, opts Options, wrap func(agentstream.Store) agentstream.Store, model agentstream.Model) *fixture {
+	t.Helper()
 	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +62,7 @@ func newFixtureOn(t *testing.T, opts Options, wrap func(agentstream.Store) agent
 	}
 	log := memlog.New(memlog.Options{})
 	runner, err := agent.New(agent.Config{DefaultModel: "m"}, agent.Deps{
-		Store: used, Log: log, Model: idleModel{},
+		Store: used, Log: log, Model: model,
 		Agents: []agentstream.Agent{{Name: "assistant", Instructions: "x"}},
 	})
 	if err != nil {
