@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
+	"github.com/agentstream/agentstream/httpapi/wire"
 	"github.com/agentstream/agentstream/internal/sse"
 	"github.com/agentstream/agentstream/memlog"
 )
@@ -170,5 +173,51 @@ func endedElsewhere(t *testing.T, runID string, model gateModel, log *memlog.Log
 	last := evs[len(evs)-1]
 	if last.Type != string(agentstream.EventRunInterrupted) || last.ID != strconv.FormatInt(seq, 10) {
 		t.Fatalf("stream ends with %s (id %s), want the run.interrupted at %d: %+v", last.Type, last.ID, seq, evs)
+	}
+}
+
+// panicky is the native encoder, but for message.delta, which panics.
+type panicky struct{ wire.Encoder }
+
+func (p panicky) Encode(buf []byte, ev agentstream.Event) []byte {
+	if ev.Type == agentstream.EventMessageDelta {
+		panic("an encoder's bug")
+	}
+	return p.Encoder.Encode(buf, ev)
+}
+
+// TestInlineEncoderPanics: an encoder that panics while a run executing
+// inline writes to its client drops that client; the run goes on and
+// ends, and the process with it does not.
+func TestInlineEncoderPanics(t *testing.T) {
+	t.Parallel()
+	model := gateModel{streamed: make(chan struct{}), release: make(chan struct{}), inline: new(atomic.Bool)}
+	close(model.release)
+	f := newFixtureWith(t, Options{}, nil, model)
+	now := time.Now().UTC()
+	th := agentstream.Thread{ID: agentstream.NewID("thr_"), UserID: LocalUser, CreatedAt: now, UpdatedAt: now}
+	if err := f.store.CreateThread(t.Context(), th); err != nil {
+		t.Fatal(err)
+	}
+	in := new(agent.Inline)
+	run, err := f.srv.runner.Start(t.Context(), agent.StartRequest{Thread: th, UserID: LocalUser, Input: "hi", Inline: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.Ready() {
+		t.Fatal("the run is not ready to run inline")
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/threads/"+th.ID+"/runs", nil)
+	f.srv.runInline(rec, req, &follow{run: &run, enc: func(st wire.Stream) wire.Encoder { return panicky{wire.NewNative(st)} }, inline: in}, false)
+	if !model.inline.Load() {
+		t.Fatal("the run did not execute on the caller's goroutine")
+	}
+	if strings.Contains(rec.Body.String(), "run.completed") {
+		t.Fatalf("the client was not dropped: %q", rec.Body.String())
+	}
+	stored, err := f.store.GetRun(t.Context(), LocalUser, run.ID)
+	if err != nil || stored.Status != agentstream.RunCompleted {
+		t.Fatalf("the run ended %+v, %v; want completed", stored, err)
 	}
 }
