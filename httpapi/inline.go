@@ -17,8 +17,8 @@ import (
 // token. The run goes on when the client leaves (or is cancelled after the
 // disconnect grace when cancel says so) and the handler returns when it
 // has ended. Events the run did not deliver (its run.created, appended
-// when it started; one the log refused and later had) are read from the
-// log in order, and whatever is left when the run returns without its
+// when it started; one another appended) are read from the log in order,
+// and whatever is left when the run returns without its
 // terminal event sent (another instance ended it) is followed from the log
 // as streamRun does.
 //
@@ -45,7 +45,9 @@ func (s *Server) runInline(w http.ResponseWriter, r *http.Request, f *follow, ca
 		f.inline.Run(nil) // the client left at once: the run goes on
 		return
 	}
+	d.mu.Lock() // beat reads hb under mu
 	d.hb = time.AfterFunc(s.opts.Heartbeat, d.beat)
+	d.mu.Unlock()
 	f.inline.Run(d.deliver)
 	if d.stop() {
 		d.st.out.setStall(s.opts.StallTimeout) // a reader of the log
