@@ -160,9 +160,8 @@ func (x *execution) append(ctx context.Context, evs ...agentstream.Event) {
 	}
 	x.deliverMu.Lock()
 	defer x.deliverMu.Unlock()
-	last, err := x.r.log.Append(ctx, x.run.ID, evs...)
-	if err != nil {
-		x.r.logger.Error("appending to the event log", "run_id", x.run.ID, "err", err)
+	last, ok := x.r.appendEvents(ctx, x.run.ID, evs...)
+	if !ok {
 		return
 	}
 	for i := range evs {

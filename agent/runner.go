@@ -883,10 +883,15 @@ func (r *Runner) Draining() bool {
 // Load returns how many runs execute and wait now.
 func (r *Runner) Load() (running, queued int) { return r.pool.load() }
 
-func (r *Runner) appendEvents(ctx context.Context, runID string, evs ...agentstream.Event) {
-	if _, err := r.log.Append(ctx, runID, evs...); err != nil {
+// appendEvents appends evs to the run's log and returns the Seq of the
+// last; a failure is logged (the run goes on) and reported by ok.
+func (r *Runner) appendEvents(ctx context.Context, runID string, evs ...agentstream.Event) (last int64, ok bool) {
+	last, err := r.log.Append(ctx, runID, evs...)
+	if err != nil {
 		r.logger.Error("appending to the event log", "run_id", runID, "err", err)
+		return 0, false
 	}
+	return last, true
 }
 
 func mergeContext(base, over map[string]any) map[string]any {
