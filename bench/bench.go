@@ -603,7 +603,8 @@ func (l *load) measure(ctx context.Context, rep *Report, serverPID int, progress
 		rep.ServerProcess = &Process{
 			PID: serverPID, CPUS: cpu.total().Seconds(), CPUUserS: cpu.user.Seconds(), CPUSystemS: cpu.system.Seconds(),
 			CPUPercent: 100 * cpu.total().Seconds() / window.Seconds(), CPUPerTokenUS: perToken(cpu.total(), tokens),
-			RSSBefore: rssBefore, RSSPeak: peak.rssPeak, RSSAtPeakOpen: peak.rssAtPeakOpen, OpenAtPeak: peak.openAtPeak,
+			CPUPerRunMS: perRun(cpu.total(), rep.Server.Completed),
+			RSSBefore:   rssBefore, RSSPeak: peak.rssPeak, RSSAtPeakOpen: peak.rssAtPeakOpen, OpenAtPeak: peak.openAtPeak,
 			MemoryPerStream: perStream(rssBefore, peak.rssAtPeakOpen, peak.openAtPeak),
 		}
 	}
@@ -622,6 +623,13 @@ func perToken(cpu time.Duration, tokens int64) float64 {
 		return 0
 	}
 	return float64(cpu.Microseconds()) / float64(tokens)
+}
+
+func perRun(cpu time.Duration, runs int) float64 {
+	if runs <= 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / 1000 / float64(runs)
 }
 
 // sample reads the processes' memory every 100ms and writes a progress

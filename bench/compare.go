@@ -148,6 +148,14 @@ var measures = []measure{
 		}
 		return r.ServerProcess.CPUPerTokenUS, true
 	}},
+	// What a run costs beyond its tokens shows with short replies
+	// (--tokens 20, --runs-per-client): issue 15's target 6.
+	{"server CPU per run", "ms", true, func(r *Report) (float64, bool) {
+		if r.ServerProcess == nil || r.Server.Completed == 0 {
+			return 0, false
+		}
+		return r.ServerProcess.CPUPerRunMS, true
+	}},
 	{"server memory per open stream", "KiB", true, func(r *Report) (float64, bool) {
 		if r.ServerProcess == nil || r.ServerProcess.OpenAtPeak == 0 {
 			return 0, false

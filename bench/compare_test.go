@@ -36,10 +36,10 @@ func TestMedian(t *testing.T) {
 func report(cpu, mem float64, stamped bool) Report {
 	r := Report{
 		ServerMinusDirect: Diff{TTFB: DistDiff{Valid: true, P50: 0.5}, TTFT: DistDiff{Valid: true, P50: 2.5}},
-		ServerProcess:     &Process{CPUPerTokenUS: cpu, MemoryPerStream: mem * 1024, OpenAtPeak: 10},
+		ServerProcess:     &Process{CPUPerTokenUS: cpu, CPUPerRunMS: cpu / 10, MemoryPerStream: mem * 1024, OpenAtPeak: 10},
 		Machine:           &Machine{BusyPercent: 50},
 	}
-	r.Server.MaxOpen, r.Server.Tokens = 10, 100
+	r.Server.MaxOpen, r.Server.Tokens, r.Server.Completed = 10, 100, 10
 	if stamped {
 		r.ServerMinusDirect.TokenLatency = DistDiff{Valid: true, P50: 1, P99: 4}
 	}
@@ -64,6 +64,9 @@ func TestComparisonFigures(t *testing.T) {
 	cpu := figs["server CPU per token"]
 	if cpu.AgentstreamMedian != 45 || cpu.BaselineMedian != 25 || cpu.Ratio != 1.8 || cpu.Agentstream[1] != 50 || cpu.Baseline[2] != 25 {
 		t.Errorf("CPU %+v", cpu)
+	}
+	if run := figs["server CPU per run"]; run.AgentstreamMedian != 4.5 || run.BaselineMedian != 2.5 || run.Ratio != 1.8 {
+		t.Errorf("CPU per run %+v", run)
 	}
 	if mem := figs["server memory per open stream"]; mem.AgentstreamMedian != 100 || mem.BaselineMedian != 45 || mem.Ratio == 0 {
 		t.Errorf("memory %+v", mem)

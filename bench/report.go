@@ -182,6 +182,10 @@ type Process struct {
 	// CPUPerTokenUS is CPUS over the tokens delivered on the server
 	// path, in microseconds.
 	CPUPerTokenUS float64 `json:"cpu_per_token_us"`
+	// CPUPerRunMS is CPUS over the runs completed on the server path, in
+	// milliseconds: with short replies, what a run costs apart from its
+	// tokens shows here (0 when no run completed).
+	CPUPerRunMS float64 `json:"cpu_per_run_ms"`
 	// RSSBefore is the resident set before the load; RSSPeak the highest
 	// sampled (every 100ms); RSSAtPeakOpen the one sampled when the most
 	// streams were open, OpenAtPeak of them.
@@ -375,8 +379,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		b.WriteString("\n")
 	}
 	if p := r.ServerProcess; p != nil {
-		fmt.Fprintf(&b, "server process (pid %d): CPU %.2fs over the window (user %.2fs, system %.2fs; %.0f%% of a core), %.1f µs/token\n",
-			p.PID, p.CPUS, p.CPUUserS, p.CPUSystemS, p.CPUPercent, p.CPUPerTokenUS)
+		fmt.Fprintf(&b, "server process (pid %d): CPU %.2fs over the window (user %.2fs, system %.2fs; %.0f%% of a core), %.1f µs/token, %.2f ms/run\n",
+			p.PID, p.CPUS, p.CPUUserS, p.CPUSystemS, p.CPUPercent, p.CPUPerTokenUS, p.CPUPerRunMS)
 		fmt.Fprintf(&b, "  memory: RSS %s before the load, %s at %d open streams (peak %s): %s per open stream\n",
 			fmtBytes(float64(p.RSSBefore)), fmtBytes(float64(p.RSSAtPeakOpen)), p.OpenAtPeak, fmtBytes(float64(p.RSSPeak)),
 			fmtBytes(p.MemoryPerStream))

@@ -146,7 +146,7 @@ func TestBenchWriteTable(t *testing.T) {
 		Direct:            Path{Clients: 1, Runs: 1, Completed: 1, TTFB: Dist{N: 1, P50: 0.25, P90: 0.25, P99: 0.25, Max: 0.25}},
 		ServerMinusDirect: Diff{TTFB: DistDiff{Valid: true, P50: 0.75, P90: 1.75, P99: 1.75, Max: 1.75}},
 		Stalled:           &Stalled{Clients: 1, Opened: 1},
-		ServerProcess:     &Process{PID: 42, CPUS: 0.5, CPUPercent: 33, CPUPerTokenUS: 166.7, RSSBefore: 10 << 20, RSSAtPeakOpen: 11 << 20, OpenAtPeak: 3, MemoryPerStream: 1 << 20 / 3, ExitStatus: &status},
+		ServerProcess:     &Process{PID: 42, CPUS: 0.5, CPUPercent: 33, CPUPerTokenUS: 166.7, CPUPerRunMS: 500, RSSBefore: 10 << 20, RSSAtPeakOpen: 11 << 20, OpenAtPeak: 3, MemoryPerStream: 1 << 20 / 3, ExitStatus: &status},
 	}
 	var b strings.Builder
 	if err := rep.WriteTable(&b); err != nil {
@@ -162,6 +162,7 @@ func TestBenchWriteTable(t *testing.T) {
 		"server errors: http_429 1",
 		"stalled clients: 1 opened of 1",
 		"server process (pid 42): CPU 0.50s over the window (user 0.00s",
+		"166.7 µs/token, 500.00 ms/run",
 		"341.3 KiB per open stream",
 		"exit status after SIGTERM: 0",
 	} {

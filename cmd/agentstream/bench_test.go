@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,7 +112,7 @@ func checkReport(t *testing.T, rep bench.Report, streams, tokens int) {
 		t.Errorf("server−direct %+v", d)
 	}
 	sp := rep.ServerProcess
-	if sp == nil || sp.PID <= 0 || sp.CPUS <= 0 || sp.CPUPerTokenUS <= 0 || sp.RSSBefore <= 0 || sp.RSSPeak < sp.RSSBefore ||
+	if sp == nil || sp.PID <= 0 || sp.CPUS <= 0 || sp.CPUPerTokenUS <= 0 || sp.CPUPerRunMS <= 0 || sp.RSSBefore <= 0 || sp.RSSPeak < sp.RSSBefore ||
 		sp.RSSAtPeakOpen <= 0 || sp.OpenAtPeak <= 0 || sp.ExitStatus == nil || *sp.ExitStatus != 0 {
 		t.Errorf("server process %+v", sp)
 	}
@@ -176,10 +177,16 @@ func TestBenchCompare(t *testing.T) {
 		cpu.Baseline[0] != c.Baseline[0].ServerProcess.CPUPerTokenUS || cpu.Ratio <= 0 {
 		t.Errorf("CPU figure %+v", cpu)
 	}
+	// Per run: the server's CPU over the runs it completed.
+	perRun, ok := figs["server CPU per run"]
+	if sp := c.Baseline[1].ServerProcess; !ok || len(perRun.Baseline) != 2 || perRun.Baseline[1] != sp.CPUPerRunMS ||
+		math.Abs(sp.CPUPerRunMS-sp.CPUS*1000/float64(c.Baseline[1].Server.Completed)) > 0.01 || perRun.Ratio <= 0 {
+		t.Errorf("per-run figure %+v, relay's process %+v", perRun, sp)
+	}
 	if f := figs["streams served at once"]; f.AgentstreamMedian < 1 || f.BaselineMedian < 1 || f.Ratio != 0 {
 		t.Errorf("streams figure %+v", f)
 	}
-	if len(c.Figures) != 9 || !strings.Contains(table, "2 round(s)") || !strings.Contains(table, "on native, upstream h2") ||
+	if len(c.Figures) != 10 || !strings.Contains(table, "2 round(s)") || !strings.Contains(table, "on native, upstream h2") ||
 		c.Endpoint != bench.EndpointNative || c.Upstream != bench.UpstreamH2 {
 		t.Errorf("%d figures, endpoint %q, upstream %q, table:\n%s", len(c.Figures), c.Endpoint, c.Upstream, table)
 	}
@@ -218,7 +225,7 @@ func TestBenchCompareMatrix(t *testing.T) {
 					}
 				}
 				// Every figure, none left out for a run that lacks it.
-				if len(c.Figures) != 9 {
+				if len(c.Figures) != 10 {
 					t.Errorf("%d figures; table:\n%s", len(c.Figures), table)
 				}
 				for _, f := range c.Figures {
