@@ -102,7 +102,8 @@ var errIdle = errors.New("model API idle timeout")
 // stack is only halved when under a quarter of it is in use: what the
 // waiting frames hold is paid for every open stream. So sending the
 // request (openai-go's parameters alone are 1.2 KB on the stack) is done
-// in send, whose frame is gone by the time the stream is read
+// in send, whose frame is gone by the time the stream is read, and the
+// answer is gathered in the decoder's accumulator, on the heap
 // (BenchmarkStreamMemory in ../server).
 func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
 	c, err := m.send(ctx, &req)
@@ -113,9 +114,9 @@ func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelt
 	if onDelta == nil {
 		onDelta = func(agentstream.ModelDelta) {}
 	}
-	var acc accumulator
-	err = consume(newChunkDecoder(c.body), &acc, onDelta, c.idle, m.idle)
-	return m.ended(ctx, c, &acc, err)
+	d := newChunkDecoder(c.body)
+	err = consume(d, &d.acc, onDelta, c.idle, m.idle)
+	return m.ended(ctx, c, &d.acc, err)
 }
 
 // ended returns what a stream that ended with err (nil at its end)
