@@ -261,17 +261,29 @@ type follow struct {
 
 // followRun streams a run its request started; when the client leaves
 // before the end and the policy says cancel, the run is cancelled after
-// the disconnect grace, unless a reader came to it meanwhile.
+// the disconnect grace, unless a reader came to it meanwhile. A run that
+// is ready to execute inline is run by runInline, which is followRun's
+// body: one frame fewer on the stack for the whole stream (see follow).
 func (s *Server) followRun(w http.ResponseWriter, r *http.Request, f *follow) {
+	s.runInline(w, r, f)
+}
+
+// cancelOnLeave says whether the run f follows is to be cancelled when
+// its client leaves.
+func (s *Server) cancelOnLeave(f *follow) bool {
 	onDisconnect := f.onDisconnect
 	if onDisconnect == "" {
 		onDisconnect = s.opts.OnDisconnect
 	}
-	if f.inline.Ready() {
-		s.runInline(w, r, f, onDisconnect == OnDisconnectCancel)
-		return
-	}
-	if !s.streamRun(w, r, f.run, f.after, f.enc) && r.Context().Err() != nil && onDisconnect == OnDisconnectCancel {
+	return onDisconnect == OnDisconnectCancel
+}
+
+// followLog is followRun for a run a worker executes: its events are read
+// from the log.
+//
+//go:noinline
+func (s *Server) followLog(w http.ResponseWriter, r *http.Request, f *follow) {
+	if !s.streamRun(w, r, f.run, f.after, f.enc) && r.Context().Err() != nil && s.cancelOnLeave(f) {
 		s.cancelAfterGrace(f.run.ID)
 	}
 }

@@ -162,7 +162,7 @@ func (s *Server) Handler() http.Handler {
 	s.patterns = []string{"GET /healthz", "GET /readyz"}
 	api := func(pattern string, h func(http.ResponseWriter, *http.Request, string)) {
 		s.patterns = append(s.patterns, pattern)
-		mux.HandleFunc(pattern, s.jsonOnly(s.authenticated(h)))
+		mux.Handle(pattern, &apiRoute{s: s, h: h})
 	}
 	api("GET /v1/agents", s.listAgents)
 	api("POST /v1/threads", s.createThread)
@@ -190,16 +190,61 @@ func (s *Server) Handler() http.Handler {
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
 	// CORS comes first: a browser's preflight carries no credentials.
-	return s.cors.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 {
-			// The body has BodyTimeout to arrive, whether the handler
-			// reads it or net/http drops it. net/http lifts the deadline
-			// once the body is in, when it starts watching for the client
-			// leaving, so it never ends a stream (TestSlowBody checks).
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
-		}
-		mux.ServeHTTP(w, r)
-	}))
+	return s.cors.wrap(&bodyDeadline{timeout: s.opts.BodyTimeout, next: mux})
+}
+
+// bodyDeadline gives a request's body its time to arrive (BodyTimeout),
+// whether the handler reads it or net/http drops it. net/http lifts the
+// deadline once the body is in, when it starts watching for the client
+// leaving, so it never ends a stream (TestSlowBody checks). A type, not a
+// HandlerFunc, and the deadline set in a function of its own: its frame
+// is on the stack for the whole of a stream (see follow).
+type bodyDeadline struct {
+	timeout time.Duration
+	next    http.Handler
+}
+
+func (b *bodyDeadline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		b.set(w)
+	}
+	b.next.ServeHTTP(w, r)
+}
+
+//go:noinline
+func (b *bodyDeadline) set(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(b.timeout))
+}
+
+// apiRoute is a route of the API but the health checks: a request that
+// declares a body other than JSON is answered 415 first, then a caller
+// who is refused (authenticated), both without reading the request's
+// body; h gets the rest, with the caller's user. One frame for the
+// checks, not a middleware's each: it is on the stack for the whole of a
+// stream (see follow), and the checks are in admit, which returns first.
+type apiRoute struct {
+	s *Server
+	h func(http.ResponseWriter, *http.Request, string)
+}
+
+func (a *apiRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r, user := a.s.admit(w, r); r != nil {
+		a.h(w, r, user)
+	}
+}
+
+// admit checks a request to an API route (see apiRoute) and returns it
+// (identify may change it) with its caller's user, or answers it and
+// returns nil.
+//
+//go:noinline
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, string) {
+	if err := checkContentType(r); err != nil {
+		skipBody(w, r)
+		s.writeError(w, r, err)
+		return nil, ""
+	}
+	return s.authorize(w, r)
 }
 
 // skipBody makes an answer given without reading the request's body
