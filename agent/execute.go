@@ -137,7 +137,7 @@ type execution struct {
 }
 
 // execute runs a run on the calling goroutine, which waits in it for the
-// model for the whole run: run and input are passed by pointer, and what
+// model for the whole run: the run comes by one pointer, and what
 // is done once (setup, errors, tool turns) is in functions of its own,
 // so that the frames below the model's read stay small. A stack is only
 // halved when under a quarter of it is in use, so a few KB more in those
@@ -145,10 +145,18 @@ type execution struct {
 // ../server). An inline run (Inline) waits under the HTTP handler's
 // frames too: together they hold its goroutine's stack at 16 KiB, where
 // the handler alone and the worker alone fit 8 KiB each.
-func (r *Runner) execute(ctx context.Context, run *agentstream.Run, ca *compiledAgent, system string, input *agentstream.Message, deliver func([]agentstream.Event)) {
-	x := &execution{r: r, run: *run, agent: ca, input: *input, deliver: deliver}
-	err := x.loop(ctx, system)
-	x.finish(ctx, err)
+func (r *Runner) execute(st *runStart) {
+	x := newExecution(st)
+	err := x.loop(st.ctx, st.system)
+	x.finish(st.ctx, err)
+}
+
+// newExecution is not inlined: copying the run and its input would take
+// room in execute's frame.
+//
+//go:noinline
+func newExecution(st *runStart) *execution {
+	return &execution{r: st.r, run: st.run, agent: st.ca, input: st.input, deliver: st.deliver}
 }
 
 // append adds evs to the run's log and gives them to deliver, when the
