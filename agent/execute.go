@@ -302,39 +302,80 @@ func (x *execution) countUsage(ctx context.Context, before agentstream.Usage) {
 // modelTurn streams one model call, appending its deltas to the log, and
 // records the assistant message it produced (partial on failure). It
 // waits in the model's Stream: its start and end are in startTurn and
-// endTurn (see execute).
+// endTurn, and what its deltas update is in a modelCall, on the heap (see
+// execute).
 func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest) (*agentstream.Message, error) {
-	r := x.r
 	msg, saver := x.startTurn(ctx)
+	t := newModelCall(x, ctx, msg, saver)
+	var err error
+	if m, ok := x.agent.model.(streamerTo); ok {
+		err = m.StreamTo(ctx, req, t.onDelta, &t.res)
+	} else {
+		err = streamModel(ctx, x.agent.model, req, t.onDelta, &t.res)
+	}
+	return x.endTurn(ctx, msg, saver, &t.res, err)
+}
+
+// streamerTo is a Model that also streams with its request and answer
+// by pointer (openai.Model): Stream's by value take room twice in the
+// frame of its caller, which waits for the whole answer (see execute).
+type streamerTo interface {
+	StreamTo(ctx context.Context, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error
+}
+
+// streamModel calls m's Stream for a model without StreamTo. Not inlined:
+// its request and answer by value would take room in modelTurn's frame.
+//
+//go:noinline
+func streamModel(ctx context.Context, m agentstream.Model, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error {
+	var err error
+	*res, err = m.Stream(ctx, *req, onDelta)
+	return err
+}
+
+// modelCall is one model call's state that its deltas update.
+type modelCall struct {
+	x     *execution
+	ctx   context.Context
+	msg   *agentstream.Message
+	saver *checkpointer
 	// The answer so far is checkpointed every CheckpointInterval, so a
 	// process that dies mid-answer loses at most that much of it.
-	var sofar strings.Builder
-	lastCheckpoint := time.Now()
+	sofar          strings.Builder
+	lastCheckpoint time.Time
 	// Each delta goes to the log in this one array, not a slice made per
 	// token: the log keeps the events, never the slice.
-	var delta [1]agentstream.Event
-	res, err := x.agent.model.Stream(ctx, *req, func(d agentstream.ModelDelta) {
-		switch {
-		case d.ToolCall != nil:
-			if d.ToolCall.Arguments == "" {
-				return
-			}
-			x.append(ctx, agentstream.NewEvent(agentstream.EventToolArgumentsDelta, agentstream.ToolArgumentsDeltaData{
-				CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
-			}))
-		case d.Text != "":
-			delta[0] = agentstream.NewDeltaEvent(msg.ID, d.Text)
-			x.append(ctx, delta[:]...)
-			sofar.WriteString(d.Text)
-			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
-				lastCheckpoint = now
-				partial := *msg
-				partial.Content, partial.Status, partial.CreatedAt = sofar.String(), agentstream.MessagePartial, now.UTC()
-				saver.offer(partial)
-			}
+	delta [1]agentstream.Event
+	res   agentstream.ModelResult
+}
+
+//go:noinline
+func newModelCall(x *execution, ctx context.Context, msg *agentstream.Message, saver *checkpointer) *modelCall {
+	return &modelCall{x: x, ctx: ctx, msg: msg, saver: saver, lastCheckpoint: time.Now()}
+}
+
+// onDelta is the model call's onDelta.
+func (t *modelCall) onDelta(d agentstream.ModelDelta) {
+	x, ctx := t.x, t.ctx
+	switch {
+	case d.ToolCall != nil:
+		if d.ToolCall.Arguments == "" {
+			return
 		}
-	})
-	return x.endTurn(ctx, msg, saver, &res, err)
+		x.append(ctx, agentstream.NewEvent(agentstream.EventToolArgumentsDelta, agentstream.ToolArgumentsDeltaData{
+			CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
+		}))
+	case d.Text != "":
+		t.delta[0] = agentstream.NewDeltaEvent(t.msg.ID, d.Text)
+		x.append(ctx, t.delta[:]...)
+		t.sofar.WriteString(d.Text)
+		if now := time.Now(); now.Sub(t.lastCheckpoint) >= x.r.cfg.CheckpointInterval {
+			t.lastCheckpoint = now
+			partial := *t.msg
+			partial.Content, partial.Status, partial.CreatedAt = t.sofar.String(), agentstream.MessagePartial, now.UTC()
+			t.saver.offer(partial)
+		}
+	}
 }
 
 // startTurn starts a model call: its message, its step.started, and the
