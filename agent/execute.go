@@ -146,6 +146,8 @@ type execution struct {
 // frames too: together they hold its goroutine's stack at 16 KiB, where
 // the handler alone and the worker alone fit 8 KiB each.
 func (r *Runner) execute(st *runStart) {
+	defer st.done()
+	st.dequeued()
 	x := newExecution(st)
 	err := x.loop(st.ctx, st.system)
 	x.finish(st.ctx, err)

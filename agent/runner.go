@@ -503,7 +503,7 @@ func (in *Inline) Run(deliver func([]agentstream.Event)) {
 	defer raiseInlinePanic()
 	st := in.st
 	st.deliver = deliver
-	st.exec()
+	st.r.execute(st)              // st.exec without its frame
 	st.r.pool.next(st.run.UserID) // the worker startNow took, as pool.exec gives it back
 }
 
@@ -536,11 +536,7 @@ type runStart struct {
 }
 
 // exec executes the run: the job's run.
-func (st *runStart) exec() {
-	defer st.done()
-	st.dequeued()
-	st.r.execute(st)
-}
+func (st *runStart) exec() { st.r.execute(st) }
 
 // done ends what Start began for the run, once it has executed.
 func (st *runStart) done() {

@@ -198,12 +198,6 @@ func checkRunOptions(onDisconnect, multitask string) error {
 	return checkEnum("multitask", multitask, agent.MultitaskReject, agent.MultitaskEnqueue, agent.MultitaskInterrupt)
 }
 
-func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
-	if f := s.startRun(w, r, user); f != nil {
-		s.followRun(w, r, f)
-	}
-}
-
 // startRun starts the run a request to /v1/threads/{id}/runs asks for, or answers
 // why not (nil). It is kept out of the frames the stream waits under (see
 // follow).
@@ -279,10 +273,14 @@ func (s *Server) cancelOnLeave(f *follow) bool {
 }
 
 // followLog is followRun for a run a worker executes: its events are read
-// from the log.
+// from the log, or its end waited for when it is wanted whole.
 //
 //go:noinline
 func (s *Server) followLog(w http.ResponseWriter, r *http.Request, f *follow) {
+	if f.whole {
+		s.completeRun(w, r, *f.run, f.onDisconnect)
+		return
+	}
 	if !s.streamRun(w, r, f.run, f.after, f.enc) && r.Context().Err() != nil && s.cancelOnLeave(f) {
 		s.cancelAfterGrace(f.run.ID)
 	}
@@ -471,17 +469,10 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
 	writeJSON(w, http.StatusOK, run)
 }
 
-// chat is the seed-compatible endpoint: {"query", "thread_id"?, "agent"?,
+// POST /v1/chat is the seed-compatible endpoint: {"query", "thread_id"?, "agent"?,
 // "multitask"?, "on_disconnect"?, …context} in, the seed's data-only
-// chunks out.
-func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
-	if f := s.startChatRun(w, r, user); f != nil {
-		s.followRun(w, r, f)
-	}
-}
-
-// startChatRun starts the run a request to /v1/chat asks for, or answers why not
-// (nil). It is kept out of the frames the stream waits under (see follow).
+// chunks out. startChatRun starts the run a request to /v1/chat asks
+// for, or answers why not (nil). It is kept out of the frames the stream waits under (see follow).
 //
 //go:noinline
 func (s *Server) startChatRun(w http.ResponseWriter, r *http.Request, user string) *follow {

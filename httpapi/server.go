@@ -164,26 +164,31 @@ func (s *Server) Handler() http.Handler {
 		s.patterns = append(s.patterns, pattern)
 		mux.Handle(pattern, &apiRoute{s: s, h: h})
 	}
+	// A route that starts a run: start's run is streamed (followRun).
+	runs := func(pattern string, start func(http.ResponseWriter, *http.Request, string) *follow) {
+		s.patterns = append(s.patterns, pattern)
+		mux.Handle(pattern, &apiRoute{s: s, start: start})
+	}
 	api("GET /v1/agents", s.listAgents)
 	api("POST /v1/threads", s.createThread)
 	api("GET /v1/threads/{id}", s.getThread)
 	api("GET /v1/threads/{id}/messages", s.listMessages)
-	api("POST /v1/threads/{id}/runs", s.createRun)
+	runs("POST /v1/threads/{id}/runs", s.startRun)
 	api("GET /v1/runs/{id}", s.getRun)
 	api("GET /v1/runs/{id}/events", s.attached(s.runEvents))
 	api("POST /v1/runs/{id}/cancel", s.cancelRun)
 	api("POST /v1/runs/{id}/token", s.runToken)
-	api("POST /v1/chat", s.chat)
+	runs("POST /v1/chat", s.startChatRun)
 	api("GET /v1/threads", s.listThreads)
 	api("PATCH /v1/threads/{id}", s.updateThread)
 	api("DELETE /v1/threads/{id}", s.deleteThread)
 	api("GET /v1/threads/{id}/runs", s.listRuns)
-	api("POST /ag-ui/{agent}", s.aguiRun)
+	runs("POST /ag-ui/{agent}", s.startAGUIRun)
 	// The Vercel AI SDK's useChat, at its default path.
-	api("POST /api/chat", s.uiChat)
+	runs("POST /api/chat", s.startUIChat)
 	api("GET /api/chat/{id}/stream", s.uiChatStream)
 	// OpenAI's Chat Completions API (openai.go).
-	api("POST /v1/chat/completions", s.chatCompletions)
+	runs("POST /v1/chat/completions", s.startCompletion)
 	api("GET /v1/models", s.listModels)
 	api("GET /v1/models/{model}", s.getModel)
 	// The catch-all matches every method of every path, so the mux never
@@ -219,17 +224,28 @@ func (b *bodyDeadline) set(w http.ResponseWriter) {
 // apiRoute is a route of the API but the health checks: a request that
 // declares a body other than JSON is answered 415 first, then a caller
 // who is refused (authenticated), both without reading the request's
-// body; h gets the rest, with the caller's user. One frame for the
-// checks, not a middleware's each: it is on the stack for the whole of a
-// stream (see follow), and the checks are in admit, which returns first.
+// body; h gets the rest, with the caller's user, or, for a route that
+// starts a run, start starts it and its stream is followed from here
+// (followRun). One frame for the checks and the stream, not a
+// middleware's and a handler's each: it is on the stack for the whole of
+// a stream (see follow), and the checks are in admit, which returns
+// first.
 type apiRoute struct {
-	s *Server
-	h func(http.ResponseWriter, *http.Request, string)
+	s     *Server
+	h     func(http.ResponseWriter, *http.Request, string)
+	start func(http.ResponseWriter, *http.Request, string) *follow
 }
 
 func (a *apiRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r, user := a.s.admit(w, r); r != nil {
+	r, user := a.s.admit(w, r)
+	switch {
+	case r == nil:
+	case a.start == nil:
 		a.h(w, r, user)
+	default:
+		if f := a.start(w, r, user); f != nil {
+			a.s.followRun(w, r, f)
+		}
 	}
 }
 
