@@ -143,8 +143,10 @@ type execution struct {
 // halved when under a quarter of it is in use, so a few KB more in those
 // frames cost 8 KiB more per open stream (BenchmarkStreamMemory in
 // ../server). An inline run (Inline) waits under the HTTP handler's
-// frames too: together they hold its goroutine's stack at 16 KiB, where
-// the handler alone and the worker alone fit 8 KiB each.
+// frames too, and all of them must stay under 3,296 bytes in use for its
+// goroutine to live in 8 KiB: the frames from Inline.Run down to the
+// model's body read take about 800 bytes today (TestInlineStackDepth in
+// ../httpapi measures them with the handler's).
 func (r *Runner) execute(st *runStart) {
 	defer st.done()
 	st.dequeued()

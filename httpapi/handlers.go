@@ -234,12 +234,12 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, user string) *
 	return &follow{run: &run, enc: wire.NewNative, onDisconnect: req.OnDisconnect, inline: in}
 }
 
-// follow is a run a request started, to stream. The handlers that start a
+// follow is a run a request started, to stream. The routes that start a
 // run do so in a function of their own that returns it (startRun…), and
-// stream it from theirs: the handler's goroutine waits for the whole
-// stream, and a stack is only halved when under a quarter of it is in
-// use, so a request's decoding and checks must not stay on it
-// (BenchmarkStreamMemory in ../server).
+// their apiRoute streams it (followRun): the handler's goroutine waits
+// for the whole stream, and a stack is only halved when under a quarter
+// of it is in use, so a request's decoding and checks must not stay on
+// it (BenchmarkStreamMemory in ../server, TestInlineStackDepth).
 type follow struct {
 	run          *agentstream.Run
 	after        int64 // the reader's position
