@@ -16,6 +16,11 @@
 // unusual to encoding/json: about 1 µs and 1 allocation (the text itself)
 // per chunk; encoding/json alone would take several times more. See
 // BenchmarkStreamChunks.
+//
+// The goroutine that streams an answer waits in it for as long as it
+// lasts, and a goroutine's stack is only halved when under a quarter of
+// it is in use: Model.StreamTo (the request and the answer by pointer)
+// and the decoder keep the frames under that wait small (see StreamTo).
 package openai
 
 import (

@@ -244,7 +244,7 @@ type chunkDecoder struct {
 }
 
 // newChunkDecoder is not inlined: its buffers' setup would take room in
-// the frame of Model.Stream, which waits for the whole stream (see there).
+// the frame of Model.StreamTo, which waits for the whole stream (see there).
 //
 //go:noinline
 func newChunkDecoder(body io.Reader) *chunkDecoder {
