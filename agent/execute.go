@@ -137,18 +137,30 @@ type execution struct {
 }
 
 // execute runs a run on the calling goroutine, which waits in it for the
-// model for the whole run: run and input are passed by pointer, and what
+// model for the whole run: the run comes by one pointer, and what
 // is done once (setup, errors, tool turns) is in functions of its own,
 // so that the frames below the model's read stay small. A stack is only
 // halved when under a quarter of it is in use, so a few KB more in those
 // frames cost 8 KiB more per open stream (BenchmarkStreamMemory in
 // ../server). An inline run (Inline) waits under the HTTP handler's
-// frames too: together they hold its goroutine's stack at 16 KiB, where
-// the handler alone and the worker alone fit 8 KiB each.
-func (r *Runner) execute(ctx context.Context, run *agentstream.Run, ca *compiledAgent, system string, input *agentstream.Message, deliver func([]agentstream.Event)) {
-	x := &execution{r: r, run: *run, agent: ca, input: *input, deliver: deliver}
-	err := x.loop(ctx, system)
-	x.finish(ctx, err)
+// frames too, and all of them must stay under 3,296 bytes in use for its
+// goroutine to live in 8 KiB: the frames from Inline.Run down to the
+// model's body read take about 800 bytes today (TestInlineStackDepth in
+// ../httpapi measures them with the handler's).
+func (r *Runner) execute(st *runStart) {
+	defer st.done()
+	st.dequeued()
+	x := newExecution(st)
+	err := x.loop(st.ctx, st.system)
+	x.finish(st.ctx, err)
+}
+
+// newExecution is not inlined: copying the run and its input would take
+// room in execute's frame.
+//
+//go:noinline
+func newExecution(st *runStart) *execution {
+	return &execution{r: st.r, run: st.run, agent: st.ca, input: st.input, deliver: st.deliver}
 }
 
 // append adds evs to the run's log and gives them to deliver, when the
@@ -294,39 +306,80 @@ func (x *execution) countUsage(ctx context.Context, before agentstream.Usage) {
 // modelTurn streams one model call, appending its deltas to the log, and
 // records the assistant message it produced (partial on failure). It
 // waits in the model's Stream: its start and end are in startTurn and
-// endTurn (see execute).
+// endTurn, and what its deltas update is in a modelCall, on the heap (see
+// execute).
 func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest) (*agentstream.Message, error) {
-	r := x.r
 	msg, saver := x.startTurn(ctx)
+	t := newModelCall(x, ctx, msg, saver)
+	var err error
+	if m, ok := x.agent.model.(streamerTo); ok {
+		err = m.StreamTo(ctx, req, t.onDelta, &t.res)
+	} else {
+		err = streamModel(ctx, x.agent.model, req, t.onDelta, &t.res)
+	}
+	return x.endTurn(ctx, msg, saver, &t.res, err)
+}
+
+// streamerTo is a Model that also streams with its request and answer
+// by pointer (openai.Model): Stream's by value take room twice in the
+// frame of its caller, which waits for the whole answer (see execute).
+type streamerTo interface {
+	StreamTo(ctx context.Context, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error
+}
+
+// streamModel calls m's Stream for a model without StreamTo. Not inlined:
+// its request and answer by value would take room in modelTurn's frame.
+//
+//go:noinline
+func streamModel(ctx context.Context, m agentstream.Model, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error {
+	var err error
+	*res, err = m.Stream(ctx, *req, onDelta)
+	return err
+}
+
+// modelCall is one model call's state that its deltas update.
+type modelCall struct {
+	x     *execution
+	ctx   context.Context
+	msg   *agentstream.Message
+	saver *checkpointer
 	// The answer so far is checkpointed every CheckpointInterval, so a
 	// process that dies mid-answer loses at most that much of it.
-	var sofar strings.Builder
-	lastCheckpoint := time.Now()
+	sofar          strings.Builder
+	lastCheckpoint time.Time
 	// Each delta goes to the log in this one array, not a slice made per
 	// token: the log keeps the events, never the slice.
-	var delta [1]agentstream.Event
-	res, err := x.agent.model.Stream(ctx, *req, func(d agentstream.ModelDelta) {
-		switch {
-		case d.ToolCall != nil:
-			if d.ToolCall.Arguments == "" {
-				return
-			}
-			x.append(ctx, agentstream.NewEvent(agentstream.EventToolArgumentsDelta, agentstream.ToolArgumentsDeltaData{
-				CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
-			}))
-		case d.Text != "":
-			delta[0] = agentstream.NewDeltaEvent(msg.ID, d.Text)
-			x.append(ctx, delta[:]...)
-			sofar.WriteString(d.Text)
-			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
-				lastCheckpoint = now
-				partial := *msg
-				partial.Content, partial.Status, partial.CreatedAt = sofar.String(), agentstream.MessagePartial, now.UTC()
-				saver.offer(partial)
-			}
+	delta [1]agentstream.Event
+	res   agentstream.ModelResult
+}
+
+//go:noinline
+func newModelCall(x *execution, ctx context.Context, msg *agentstream.Message, saver *checkpointer) *modelCall {
+	return &modelCall{x: x, ctx: ctx, msg: msg, saver: saver, lastCheckpoint: time.Now()}
+}
+
+// onDelta is the model call's onDelta.
+func (t *modelCall) onDelta(d agentstream.ModelDelta) {
+	x, ctx := t.x, t.ctx
+	switch {
+	case d.ToolCall != nil:
+		if d.ToolCall.Arguments == "" {
+			return
 		}
-	})
-	return x.endTurn(ctx, msg, saver, &res, err)
+		x.append(ctx, agentstream.NewEvent(agentstream.EventToolArgumentsDelta, agentstream.ToolArgumentsDeltaData{
+			CallID: d.ToolCall.ID, Name: d.ToolCall.Name, Delta: d.ToolCall.Arguments,
+		}))
+	case d.Text != "":
+		t.delta[0] = agentstream.NewDeltaEvent(t.msg.ID, d.Text)
+		x.append(ctx, t.delta[:]...)
+		t.sofar.WriteString(d.Text)
+		if now := time.Now(); now.Sub(t.lastCheckpoint) >= x.r.cfg.CheckpointInterval {
+			t.lastCheckpoint = now
+			partial := *t.msg
+			partial.Content, partial.Status, partial.CreatedAt = t.sofar.String(), agentstream.MessagePartial, now.UTC()
+			t.saver.offer(partial)
+		}
+	}
 }
 
 // startTurn starts a model call: its message, its step.started, and the

@@ -473,12 +473,12 @@ type StartRequest struct {
 // that started a run then needs no goroutine beside the run's, and no
 // hand-off from one to the other per token.
 type Inline struct {
-	exec func(deliver func([]agentstream.Event))
-	once sync.Once
+	st      *runStart // set by Start when the run is to execute by Run
+	started atomic.Bool
 }
 
 // Ready reports whether the run is to execute by Run.
-func (in *Inline) Ready() bool { return in != nil && in.exec != nil }
+func (in *Inline) Ready() bool { return in != nil && in.st != nil }
 
 // Run executes the run on the calling goroutine and returns when it has
 // ended. deliver, when not nil, is called with the events the run
@@ -493,20 +493,78 @@ func (in *Inline) Ready() bool { return in != nil && in.exec != nil }
 // panic in the run is raised again on a goroutine of its own, so that it
 // ends the process as a panic on a worker would, instead of being
 // recovered by the HTTP server with the run left active.
+//
+// Run's frame (no sync.Once, no closure) is kept small: it is on the
+// stack for the whole run (see execute).
 func (in *Inline) Run(deliver func([]agentstream.Event)) {
-	if !in.Ready() {
+	if !in.Ready() || !in.started.CompareAndSwap(false, true) {
 		return
 	}
-	in.once.Do(func() {
-		defer func() {
-			if e := recover(); e != nil {
-				stack := debug.Stack()
-				go panic(fmt.Sprintf("%v\n\nthe run's goroutine:\n%s", e, stack))
-				select {} // the process ends
-			}
-		}()
-		in.exec(deliver)
-	})
+	defer raiseInlinePanic()
+	st := in.st
+	st.deliver = deliver
+	st.r.execute(st)              // st.exec without its frame
+	st.r.pool.next(st.run.UserID) // the worker startNow took, as pool.exec gives it back
+}
+
+// raiseInlinePanic, deferred by Inline.Run, raises a panic of the run
+// again on a goroutine of its own, which ends the process.
+func raiseInlinePanic() {
+	if e := recover(); e != nil {
+		stack := debug.Stack()
+		go panic(fmt.Sprintf("%v\n\nthe run's goroutine:\n%s", e, stack))
+		select {} // the process ends
+	}
+}
+
+// runStart is a run Start saved, for its job to execute: one pointer for
+// the job's closure and for execute, not a closure's many captures, which
+// a frame under the whole run would hold (see execute).
+type runStart struct {
+	r      *Runner
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	run    agentstream.Run
+	ca     *compiledAgent
+	system string
+	input  agentstream.Message
+	// deliver is set by an Inline's Run.
+	deliver func([]agentstream.Event)
+	// lastPos is the queue position last told, guarded by posMu.
+	posMu   sync.Mutex
+	lastPos int
+}
+
+// exec executes the run: the job's run.
+func (st *runStart) exec() { st.r.execute(st) }
+
+// done ends what Start began for the run, once it has executed.
+func (st *runStart) done() {
+	st.cancel(nil)
+	st.r.wg.Done()
+}
+
+// dequeued notes that the run has left the queue: a late position is
+// stale. Not inlined, so that exec's frame stays small (see execute).
+//
+//go:noinline
+func (st *runStart) dequeued() {
+	st.posMu.Lock()
+	st.lastPos = 0
+	st.posMu.Unlock()
+}
+
+// positioned is the job's positioned.
+func (st *runStart) positioned(pos int) {
+	// Positions only go down; a stale, larger one is dropped.
+	st.posMu.Lock()
+	defer st.posMu.Unlock()
+	if pos >= st.lastPos {
+		return
+	}
+	st.lastPos = pos
+	st.r.appendEvents(context.Background(), st.run.ID,
+		agentstream.NewEvent(agentstream.EventRunQueued, agentstream.RunQueuedData{Position: pos}))
 }
 
 // Multitask settings: what a run does when its thread has an active run.
@@ -745,32 +803,8 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	r.threads[run.ThreadID] = &threadRun{runID: run.ID, done: make(chan struct{})}
 	r.mu.Unlock()
 
-	var posMu sync.Mutex
-	lastPos := int(^uint(0) >> 1)
-	var deliver func([]agentstream.Event) // set by an Inline's Run
-	j := &job{
-		user: run.UserID,
-		run: func() {
-			defer r.wg.Done()
-			defer cancel(nil)
-			// The run has left the queue: a late position is stale.
-			posMu.Lock()
-			lastPos = 0
-			posMu.Unlock()
-			r.execute(execCtx, &run, ca, system, &input, deliver)
-		},
-		positioned: func(pos int) {
-			// Positions only go down; a stale, larger one is dropped.
-			posMu.Lock()
-			defer posMu.Unlock()
-			if pos >= lastPos {
-				return
-			}
-			lastPos = pos
-			r.appendEvents(context.Background(), run.ID,
-				agentstream.NewEvent(agentstream.EventRunQueued, agentstream.RunQueuedData{Position: pos}))
-		},
-	}
+	st := &runStart{r: r, ctx: execCtx, cancel: cancel, run: run, ca: ca, system: system, input: input, lastPos: int(^uint(0) >> 1)}
+	j := &job{user: run.UserID, run: st.exec, positioned: st.positioned}
 	// A run cancelled (or interrupted) while it waits leaves the queue and
 	// ends now: it needs no worker to be saved as cancelled. withdraw
 	// succeeds at most once, and only for a job still waiting.
@@ -781,10 +815,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	}
 	if startNow {
 		if _, ok := r.log.(agentstream.ReadableOnAppend); ok && req.Inline != nil {
-			req.Inline.exec = func(d func([]agentstream.Event)) {
-				deliver = d
-				r.pool.exec(j)
-			}
+			req.Inline.st = st
 			return run, nil
 		}
 		r.pool.begin(j)

@@ -33,22 +33,15 @@ type aguiContext struct {
 	Value       *string `json:"value"`
 }
 
-// aguiRun is POST /ag-ui/{agent}: an AG-UI client (HttpAgent) running
+// POST /ag-ui/{agent}: an AG-UI client (HttpAgent) running
 // the agent on the thread threadId names, created for the user when they
 // have none (client-chosen ids are scoped to their user, as /v1/chat's).
 // The thread keeps the history: only the request's last message, a user
 // one, is the run's input; the earlier messages are ignored. The answer
 // is the run's AG-UI events, whose runId is the client's; agentstream's
 // run id rides in X-Run-Id and the events' id: lines, so the stream
-// resumes on GET /v1/runs/{id}/events?format=ag-ui.
-func (s *Server) aguiRun(w http.ResponseWriter, r *http.Request, user string) {
-	if f := s.startAGUIRun(w, r, user); f != nil {
-		s.followRun(w, r, f)
-	}
-}
-
-// startAGUIRun starts the run of an AG-UI request, or answers why not (nil); see
-// follow.
+// resumes on GET /v1/runs/{id}/events?format=ag-ui. startAGUIRun starts
+// the run of an AG-UI request, or answers why not (nil); see follow.
 //
 //go:noinline
 func (s *Server) startAGUIRun(w http.ResponseWriter, r *http.Request, user string) *follow {

@@ -111,17 +111,26 @@ func (s *Server) identify(r *http.Request) (Identity, *http.Request, error) {
 // who is refused is answered without reading the request's body.
 func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, r, err := s.identify(r)
-		if err == nil {
-			err = s.limitRate(r, id.UserID)
+		if r, user := s.authorize(w, r); r != nil {
+			h(w, r, user)
 		}
-		if err != nil {
-			skipBody(w, r)
-			s.writeError(w, r, err)
-			return
-		}
-		h(w, r, id.UserID)
 	}
+}
+
+// authorize returns the request (identify may change it) and its
+// caller's user, or answers a caller who is refused, without reading the
+// request's body, and returns nil.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, string) {
+	id, r, err := s.identify(r)
+	if err == nil {
+		err = s.limitRate(r, id.UserID)
+	}
+	if err != nil {
+		skipBody(w, r)
+		s.writeError(w, r, err)
+		return nil, ""
+	}
+	return r, id.UserID
 }
 
 func bearer(h string) (string, bool) {

@@ -105,19 +105,6 @@ func checkJSONDepth(data []byte) error {
 	return nil
 }
 
-// jsonOnly answers a request that declares a body other than JSON with
-// 415, before authenticating it or reading its body.
-func (s *Server) jsonOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if err := checkContentType(r); err != nil {
-			skipBody(w, r)
-			s.writeError(w, r, err)
-			return
-		}
-		h(w, r)
-	}
-}
-
 // localHostGuard is the Authenticator that checks the Host of a request
 // its inner Authenticator answers as the local user (no identity
 // configured): whatever the Authenticator, the local user is served on

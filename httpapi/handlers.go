@@ -198,12 +198,6 @@ func checkRunOptions(onDisconnect, multitask string) error {
 	return checkEnum("multitask", multitask, agent.MultitaskReject, agent.MultitaskEnqueue, agent.MultitaskInterrupt)
 }
 
-func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
-	if f := s.startRun(w, r, user); f != nil {
-		s.followRun(w, r, f)
-	}
-}
-
 // startRun starts the run a request to /v1/threads/{id}/runs asks for, or answers
 // why not (nil). It is kept out of the frames the stream waits under (see
 // follow).
@@ -240,12 +234,12 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, user string) *
 	return &follow{run: &run, enc: wire.NewNative, onDisconnect: req.OnDisconnect, inline: in}
 }
 
-// follow is a run a request started, to stream. The handlers that start a
+// follow is a run a request started, to stream. The routes that start a
 // run do so in a function of their own that returns it (startRun…), and
-// stream it from theirs: the handler's goroutine waits for the whole
-// stream, and a stack is only halved when under a quarter of it is in
-// use, so a request's decoding and checks must not stay on it
-// (BenchmarkStreamMemory in ../server).
+// their apiRoute streams it (followRun): the handler's goroutine waits
+// for the whole stream, and a stack is only halved when under a quarter
+// of it is in use, so a request's decoding and checks must not stay on
+// it (BenchmarkStreamMemory in ../server, TestInlineStackDepth).
 type follow struct {
 	run          *agentstream.Run
 	after        int64 // the reader's position
@@ -261,17 +255,33 @@ type follow struct {
 
 // followRun streams a run its request started; when the client leaves
 // before the end and the policy says cancel, the run is cancelled after
-// the disconnect grace, unless a reader came to it meanwhile.
+// the disconnect grace, unless a reader came to it meanwhile. A run that
+// is ready to execute inline is run by runInline, which is followRun's
+// body: one frame fewer on the stack for the whole stream (see follow).
 func (s *Server) followRun(w http.ResponseWriter, r *http.Request, f *follow) {
+	s.runInline(w, r, f)
+}
+
+// cancelOnLeave says whether the run f follows is to be cancelled when
+// its client leaves.
+func (s *Server) cancelOnLeave(f *follow) bool {
 	onDisconnect := f.onDisconnect
 	if onDisconnect == "" {
 		onDisconnect = s.opts.OnDisconnect
 	}
-	if f.inline.Ready() {
-		s.runInline(w, r, f, onDisconnect == OnDisconnectCancel)
+	return onDisconnect == OnDisconnectCancel
+}
+
+// followLog is followRun for a run a worker executes: its events are read
+// from the log, or its end waited for when it is wanted whole.
+//
+//go:noinline
+func (s *Server) followLog(w http.ResponseWriter, r *http.Request, f *follow) {
+	if f.whole {
+		s.completeRun(w, r, *f.run, f.onDisconnect)
 		return
 	}
-	if !s.streamRun(w, r, f.run, f.after, f.enc) && r.Context().Err() != nil && onDisconnect == OnDisconnectCancel {
+	if !s.streamRun(w, r, f.run, f.after, f.enc) && r.Context().Err() != nil && s.cancelOnLeave(f) {
 		s.cancelAfterGrace(f.run.ID)
 	}
 }
@@ -459,17 +469,10 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, user string) {
 	writeJSON(w, http.StatusOK, run)
 }
 
-// chat is the seed-compatible endpoint: {"query", "thread_id"?, "agent"?,
+// POST /v1/chat is the seed-compatible endpoint: {"query", "thread_id"?, "agent"?,
 // "multitask"?, "on_disconnect"?, …context} in, the seed's data-only
-// chunks out.
-func (s *Server) chat(w http.ResponseWriter, r *http.Request, user string) {
-	if f := s.startChatRun(w, r, user); f != nil {
-		s.followRun(w, r, f)
-	}
-}
-
-// startChatRun starts the run a request to /v1/chat asks for, or answers why not
-// (nil). It is kept out of the frames the stream waits under (see follow).
+// chunks out. startChatRun starts the run a request to /v1/chat asks
+// for, or answers why not (nil). It is kept out of the frames the stream waits under (see follow).
 //
 //go:noinline
 func (s *Server) startChatRun(w http.ResponseWriter, r *http.Request, user string) *follow {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentstream/agentstream"
+	"github.com/agentstream/agentstream/agent"
 )
 
 // runInline executes a run its request started on the request's
@@ -26,29 +27,66 @@ import (
 // client that stops reading holds it once the connection's buffers are
 // full, for at most inlineStall (or the stall timeout when shorter), after
 // which the client is dropped (it can resume) and the run goes on.
-func (s *Server) runInline(w http.ResponseWriter, r *http.Request, f *follow, cancelOnLeave bool) {
-	// The run executes whatever happens here: were openStream to panic,
+//
+// A run that is not to execute inline (a worker executes it) is followed
+// from the log (followLog).
+func (s *Server) runInline(w http.ResponseWriter, r *http.Request, f *follow) {
+	if !f.inline.Ready() {
+		s.followLog(w, r, f)
+		return
+	}
+	d := &direct{s: s, runID: f.run.ID, inline: f.inline}
+	// The run executes whatever happens here: were openDirect to panic,
 	// this runs it before net/http recovers (Run runs it once).
-	defer f.inline.Run(nil)
-	d := &direct{s: s, runID: f.run.ID}
-	d.st = s.openStream(w, r, f.run, 0, f.enc)
-	if d.st != nil {
-		d.st.out.setStall(min(s.opts.StallTimeout, inlineStall))
-	}
-	if cancelOnLeave {
-		// The grace starts when the client leaves, also after its
-		// terminal event: cancelling an ended run does nothing.
-		stop := context.AfterFunc(r.Context(), func() { s.cancelAfterGrace(f.run.ID) })
-		defer stop()
-	}
+	defer d.end()
+	s.openDirect(w, r, f, d)
 	if d.st == nil {
 		f.inline.Run(nil) // the client left at once: the run goes on
 		return
 	}
-	d.mu.Lock() // beat reads hb under mu
-	d.hb = time.AfterFunc(s.opts.Heartbeat, d.beat)
-	d.mu.Unlock()
 	f.inline.Run(d.deliver)
+	s.closeDirect(d)
+}
+
+// end stops the cancel that the client's leaving starts, and runs the
+// run when runInline did not (Run runs it once).
+func (d *direct) end() {
+	if d.stopGrace != nil {
+		d.stopGrace()
+	}
+	d.inline.Run(nil)
+}
+
+// openDirect opens the stream of runInline into d. It and closeDirect hold what
+// runInline does before and after the run, so that runInline's frame,
+// on the stack for the whole stream, stays small: a stack is only halved
+// when under a quarter of it is in use (BenchmarkStreamMemory in
+// ../server). d.st stays nil when the client left at once.
+//
+//go:noinline
+func (s *Server) openDirect(w http.ResponseWriter, r *http.Request, f *follow, d *direct) {
+	d.st = s.openStream(w, r, f.run, 0, f.enc)
+	if d.st != nil {
+		d.st.out.setStall(min(s.opts.StallTimeout, inlineStall))
+	}
+	if s.cancelOnLeave(f) {
+		// The grace starts when the client leaves, also after its
+		// terminal event: cancelling an ended run does nothing.
+		d.stopGrace = context.AfterFunc(r.Context(), func() { s.cancelAfterGrace(f.run.ID) })
+	}
+	if d.st != nil {
+		d.mu.Lock() // beat reads hb under mu
+		d.hb = time.AfterFunc(s.opts.Heartbeat, d.beat)
+		d.mu.Unlock()
+	}
+}
+
+// closeDirect ends d's direct writes once the run has returned and
+// follows the rest of the run from the log when its terminal event was
+// not sent (see openDirect).
+//
+//go:noinline
+func (s *Server) closeDirect(d *direct) {
 	if d.stop() {
 		d.st.out.setStall(s.opts.StallTimeout) // a reader of the log
 		s.pump(d.st)
@@ -65,6 +103,10 @@ type direct struct {
 	s     *Server
 	runID string
 	hb    *time.Timer
+	// stopGrace, when set, stops the cancel that the client's leaving
+	// starts (on_disconnect cancel).
+	stopGrace func() bool
+	inline    *agent.Inline
 
 	mu sync.Mutex // held for a write: deliveries and heartbeats
 	st *stream

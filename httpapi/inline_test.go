@@ -209,7 +209,7 @@ func TestInlineEncoderPanics(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/threads/"+th.ID+"/runs", nil)
-	f.srv.runInline(rec, req, &follow{run: &run, enc: func(st wire.Stream) wire.Encoder { return panicky{wire.NewNative(st)} }, inline: in}, false)
+	f.srv.runInline(rec, req, &follow{run: &run, enc: func(st wire.Stream) wire.Encoder { return panicky{wire.NewNative(st)} }, inline: in})
 	if !model.inline.Load() {
 		t.Fatal("the run did not execute on the caller's goroutine")
 	}

@@ -130,21 +130,11 @@ func chatInput(msgs []openAIChatMessage) (string, []agentstream.Message, error) 
 	return "", nil, agentstream.Errorf(agentstream.CodeInvalidRequest, "the last message must be the user's (role \"user\")")
 }
 
-// chatCompletions is OpenAI's POST /v1/chat/completions: model names the
+// OpenAI's POST /v1/chat/completions: model names the
 // agent, the last user message is the run's input, and the answer is
 // streamed as chat.completion.chunk objects, or answered whole.
-func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, user string) {
-	switch f := s.startCompletion(w, r, user); {
-	case f == nil:
-	case f.whole:
-		s.completeRun(w, r, *f.run, f.onDisconnect)
-	default:
-		s.followRun(w, r, f)
-	}
-}
-
-// startCompletion starts the run of a chat completion request, or answers why not
-// (nil); see follow.
+// startCompletion starts the run of a chat completion request, or answers
+// why not (nil); see follow.
 //
 //go:noinline
 func (s *Server) startCompletion(w http.ResponseWriter, r *http.Request, user string) *follow {

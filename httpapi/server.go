@@ -162,44 +162,105 @@ func (s *Server) Handler() http.Handler {
 	s.patterns = []string{"GET /healthz", "GET /readyz"}
 	api := func(pattern string, h func(http.ResponseWriter, *http.Request, string)) {
 		s.patterns = append(s.patterns, pattern)
-		mux.HandleFunc(pattern, s.jsonOnly(s.authenticated(h)))
+		mux.Handle(pattern, &apiRoute{s: s, h: h})
+	}
+	// A route that starts a run: start's run is streamed (followRun).
+	runs := func(pattern string, start func(http.ResponseWriter, *http.Request, string) *follow) {
+		s.patterns = append(s.patterns, pattern)
+		mux.Handle(pattern, &apiRoute{s: s, start: start})
 	}
 	api("GET /v1/agents", s.listAgents)
 	api("POST /v1/threads", s.createThread)
 	api("GET /v1/threads/{id}", s.getThread)
 	api("GET /v1/threads/{id}/messages", s.listMessages)
-	api("POST /v1/threads/{id}/runs", s.createRun)
+	runs("POST /v1/threads/{id}/runs", s.startRun)
 	api("GET /v1/runs/{id}", s.getRun)
 	api("GET /v1/runs/{id}/events", s.attached(s.runEvents))
 	api("POST /v1/runs/{id}/cancel", s.cancelRun)
 	api("POST /v1/runs/{id}/token", s.runToken)
-	api("POST /v1/chat", s.chat)
+	runs("POST /v1/chat", s.startChatRun)
 	api("GET /v1/threads", s.listThreads)
 	api("PATCH /v1/threads/{id}", s.updateThread)
 	api("DELETE /v1/threads/{id}", s.deleteThread)
 	api("GET /v1/threads/{id}/runs", s.listRuns)
-	api("POST /ag-ui/{agent}", s.aguiRun)
+	runs("POST /ag-ui/{agent}", s.startAGUIRun)
 	// The Vercel AI SDK's useChat, at its default path.
-	api("POST /api/chat", s.uiChat)
+	runs("POST /api/chat", s.startUIChat)
 	api("GET /api/chat/{id}/stream", s.uiChatStream)
 	// OpenAI's Chat Completions API (openai.go).
-	api("POST /v1/chat/completions", s.chatCompletions)
+	runs("POST /v1/chat/completions", s.startCompletion)
 	api("GET /v1/models", s.listModels)
 	api("GET /v1/models/{model}", s.getModel)
 	// The catch-all matches every method of every path, so the mux never
 	// answers 405 by itself: noRoute works out which methods the path has.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(w, r, mux) })
 	// CORS comes first: a browser's preflight carries no credentials.
-	return s.cors.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 {
-			// The body has BodyTimeout to arrive, whether the handler
-			// reads it or net/http drops it. net/http lifts the deadline
-			// once the body is in, when it starts watching for the client
-			// leaving, so it never ends a stream (TestSlowBody checks).
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+	return s.cors.wrap(&bodyDeadline{timeout: s.opts.BodyTimeout, next: mux})
+}
+
+// bodyDeadline gives a request's body its time to arrive (BodyTimeout),
+// whether the handler reads it or net/http drops it. net/http lifts the
+// deadline once the body is in, when it starts watching for the client
+// leaving, so it never ends a stream (TestSlowBody checks). A type, not a
+// HandlerFunc, and the deadline set in a function of its own: its frame
+// is on the stack for the whole of a stream (see follow).
+type bodyDeadline struct {
+	timeout time.Duration
+	next    http.Handler
+}
+
+func (b *bodyDeadline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		b.set(w)
+	}
+	b.next.ServeHTTP(w, r)
+}
+
+//go:noinline
+func (b *bodyDeadline) set(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(b.timeout))
+}
+
+// apiRoute is a route of the API but the health checks: a request that
+// declares a body other than JSON is answered 415 first, then a caller
+// who is refused (authenticated), both without reading the request's
+// body; h gets the rest, with the caller's user, or, for a route that
+// starts a run, start starts it and its stream is followed from here
+// (followRun). One frame for the checks and the stream, not a
+// middleware's and a handler's each: it is on the stack for the whole of
+// a stream (see follow), and the checks are in admit, which returns
+// first.
+type apiRoute struct {
+	s     *Server
+	h     func(http.ResponseWriter, *http.Request, string)
+	start func(http.ResponseWriter, *http.Request, string) *follow
+}
+
+func (a *apiRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, user := a.s.admit(w, r)
+	switch {
+	case r == nil:
+	case a.start == nil:
+		a.h(w, r, user)
+	default:
+		if f := a.start(w, r, user); f != nil {
+			a.s.followRun(w, r, f)
 		}
-		mux.ServeHTTP(w, r)
-	}))
+	}
+}
+
+// admit checks a request to an API route (see apiRoute) and returns it
+// (identify may change it) with its caller's user, or answers it and
+// returns nil.
+//
+//go:noinline
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, string) {
+	if err := checkContentType(r); err != nil {
+		skipBody(w, r)
+		s.writeError(w, r, err)
+		return nil, ""
+	}
+	return s.authorize(w, r)
 }
 
 // skipBody makes an answer given without reading the request's body

@@ -33,20 +33,14 @@ type uiMessage struct {
 	Parts []json.RawMessage `json:"parts"`
 }
 
-// uiChat starts a run for useChat and answers with the AI SDK's UI
+// POST /api/chat starts a run for useChat and answers with the AI SDK's UI
 // message stream. The chat's id is its thread (a client-chosen id of this
 // user; unknown, it is created). Only the last message is read, the
 // user's new one: the thread already holds the rest of the conversation,
 // so the history the client sends again is ignored. Client-side tools and
 // regenerating an answer are refused until agentstream supports them.
-func (s *Server) uiChat(w http.ResponseWriter, r *http.Request, user string) {
-	if f := s.startUIChat(w, r, user); f != nil {
-		s.followRun(w, r, f)
-	}
-}
-
-// startUIChat starts the run of a useChat request, or answers why not (nil); see
-// follow.
+// startUIChat starts the run of a useChat request, or answers why not
+// (nil); see follow.
 //
 //go:noinline
 func (s *Server) startUIChat(w http.ResponseWriter, r *http.Request, user string) *follow {

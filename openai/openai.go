@@ -16,6 +16,11 @@
 // unusual to encoding/json: about 1 µs and 1 allocation (the text itself)
 // per chunk; encoding/json alone would take several times more. See
 // BenchmarkStreamChunks.
+//
+// The goroutine that streams an answer waits in it for as long as it
+// lasts, and a goroutine's stack is only halved when under a quarter of
+// it is in use: Model.StreamTo (the request and the answer by pointer)
+// and the decoder keep the frames under that wait small (see StreamTo).
 package openai
 
 import (
@@ -97,42 +102,55 @@ var errIdle = errors.New("model API idle timeout")
 
 // Stream calls the model; see agentstream.Model. onDelta runs on the
 // calling goroutine; it may be nil.
-//
-// The goroutine that calls Stream waits in it for the whole answer, and a
-// stack is only halved when under a quarter of it is in use: what the
-// waiting frames hold is paid for every open stream. So sending the
-// request (openai-go's parameters alone are 1.2 KB on the stack) is done
-// in send, whose frame is gone by the time the stream is read
-// (BenchmarkStreamMemory in ../server).
 func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
-	c, err := m.send(ctx, &req)
+	var res agentstream.ModelResult
+	err := m.StreamTo(ctx, &req, onDelta, &res)
+	return res, err
+}
+
+// StreamTo is Stream with the request and the answer by pointer: it sets
+// *res to what Stream returns with the error. The agent package calls
+// it when its model has it: a request and an answer by value take room
+// twice in the frame of their caller, which waits for the whole answer.
+//
+// The goroutine that calls StreamTo waits in it for the whole answer,
+// and a stack is only halved when under a quarter of it is in use: what
+// the waiting frames hold is paid for every open stream. So sending the
+// request (openai-go's parameters alone are 1.2 KB on the stack) is done
+// in send, whose frame is gone by the time the stream is read, and the
+// answer is gathered in the decoder's accumulator, on the heap
+// (BenchmarkStreamMemory in ../server).
+func (m *Model) StreamTo(ctx context.Context, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error {
+	c, err := m.send(ctx, req)
 	if err != nil {
-		return agentstream.ModelResult{}, err
+		*res = agentstream.ModelResult{}
+		return err
 	}
 	defer c.close()
 	if onDelta == nil {
 		onDelta = func(agentstream.ModelDelta) {}
 	}
-	var acc accumulator
-	err = consume(newChunkDecoder(c.body), &acc, onDelta, c.idle, m.idle)
-	return m.ended(ctx, c, &acc, err)
+	d := newChunkDecoder(c.body)
+	err = consume(d, &d.acc, onDelta, c.idle, m.idle)
+	return m.ended(ctx, c, &d.acc, err, res)
 }
 
-// ended returns what a stream that ended with err (nil at its end)
-// gathered, and its error. It is kept out of Stream's frame (see Stream).
+// ended sets *res to what a stream that ended with err (nil at its end)
+// gathered, and returns its error. It is kept out of StreamTo's frame
+// (see there).
 //
 //go:noinline
-func (m *Model) ended(ctx context.Context, c *call, acc *accumulator, err error) (agentstream.ModelResult, error) {
-	res := acc.result()
+func (m *Model) ended(ctx context.Context, c *call, acc *accumulator, err error, res *agentstream.ModelResult) error {
+	*res = acc.result()
 	if err != nil {
-		return res, m.streamError(ctx, c.ctx, err)
+		return m.streamError(ctx, c.ctx, err)
 	}
 	if res.FinishReason == "" {
 		// The body ended cleanly but before a finish_reason: a proxy cut
 		// it, or the answer was not a stream at all.
-		return res, agentstream.Errorf(agentstream.CodeUpstream, "model stream ended early: no finish_reason")
+		return agentstream.Errorf(agentstream.CodeUpstream, "model stream ended early: no finish_reason")
 	}
-	return res, nil
+	return nil
 }
 
 // call is a model call whose answer has started.
@@ -152,7 +170,7 @@ func (c *call) close() {
 }
 
 // send sends req and returns the call once the answer's headers are in.
-// It is kept out of Stream's frame (see Stream).
+// It is kept out of StreamTo's frame (see there).
 //
 //go:noinline
 func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *call, err error) {

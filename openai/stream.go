@@ -238,10 +238,13 @@ type chunkDecoder struct {
 	// usage is the chunk's usage when hasUsage.
 	usage    chunkUsage
 	hasUsage bool
+	// acc gathers the chunks for Model.Stream: here rather than in its
+	// frame, which stays on the stack for the whole stream.
+	acc accumulator
 }
 
 // newChunkDecoder is not inlined: its buffers' setup would take room in
-// the frame of Model.Stream, which waits for the whole stream (see there).
+// the frame of Model.StreamTo, which waits for the whole stream (see there).
 //
 //go:noinline
 func newChunkDecoder(body io.Reader) *chunkDecoder {
@@ -284,6 +287,24 @@ func (d *chunkDecoder) next() (*chunk, error) {
 	}
 }
 
+// wait returns once the body has more to read, or its error (io.EOF at
+// its end), which is then what next would have returned: an event
+// comes in one piece almost always, so the stream's goroutine waits for
+// the model here, under consume's small frame, rather than under next's
+// and the SSE reader's (a stack is only halved when under a quarter of
+// it is in use; BenchmarkStreamMemory in ../server). A piece of an event
+// that comes alone is waited for in next, as before.
+//
+//go:noinline
+func (d *chunkDecoder) wait() error {
+	br := d.sse.br
+	if br.Buffered() > 0 {
+		return nil
+	}
+	_, err := br.Peek(1)
+	return err
+}
+
 // consume reads d's chunks into acc until the stream ends: nil at [DONE]
 // or the end of the body, otherwise the error that ended it. The idle
 // timer, when not nil, runs while consume waits for a chunk and is
@@ -293,7 +314,11 @@ func consume(d *chunkDecoder, acc *accumulator, onDelta func(agentstream.ModelDe
 		if idle != nil {
 			idle.Reset(idleFor)
 		}
-		c, err := d.next()
+		err := d.wait()
+		var c *chunk
+		if err == nil {
+			c, err = d.next()
+		}
 		if idle != nil {
 			idle.Stop()
 		}
