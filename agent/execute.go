@@ -14,9 +14,10 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
-// checkpointer saves the latest partial answer offered to it, one save at
-// a time, on a goroutine of its own: while a save is under way, newer
-// offers replace each other, and the newest is saved next.
+// checkpointer saves the partial answers offered to it, one save at a
+// time, on a goroutine of its own. An offer is the text that came since
+// the previous offer (see partialText): while a save is under way, newer
+// offers are joined, and saved together next.
 type checkpointer struct {
 	save func(agentstream.Message)
 
@@ -29,6 +30,9 @@ type checkpointer struct {
 func (c *checkpointer) offer(m agentstream.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.next != nil {
+		m.Content = c.next.Content + m.Content
+	}
 	c.next = &m
 	if !c.running {
 		c.running, c.idle = true, make(chan struct{})
@@ -69,27 +73,40 @@ func (c *checkpointer) wait() {
 // leaves its increment to the next, which is made from the same place (a
 // failed save that the store did keep is replaced: see CheckpointText).
 // One goroutine saves at a time (the checkpointer's).
+//
+// It is given the text that came since its previous call, not the answer
+// so far: the model already gathers the whole answer, and a second copy
+// of it, kept for the stream's whole length, was a share of the memory of
+// every open stream (BenchmarkStreamMemory in ../server).
 type partialText struct {
-	raw    int   // bytes of the answer saved
-	stored int64 // bytes of the text stored for them (storable)
+	pending string // text given but not saved yet
+	stored  int64  // bytes of the text stored (storable)
 }
 
-// save saves what m.Content, the answer so far, holds past what is saved.
-// The increment ends with the last complete character: a character whose
-// bytes came in two pieces, or invalid bytes that the next piece may
-// extend, go with the next save, so that the increments made storable
-// one by one add up to the whole text made storable.
+// save saves what m.Content, the text that came since the previous call,
+// and what is pending hold. The increment ends with the last complete
+// character: a character whose bytes came in two pieces, or invalid bytes
+// that the next piece may extend, go with the next save, so that the
+// increments made storable one by one add up to the whole text made
+// storable.
 func (p *partialText) save(ctx context.Context, st agentstream.Store, runID string, m agentstream.Message) error {
-	inc := completeText(m.Content[p.raw:])
+	text := m.Content
+	if p.pending != "" {
+		text = p.pending + text
+	}
+	inc := completeText(text)
 	if inc == "" {
+		p.pending = text
 		return nil
 	}
 	m.Content = inc
 	m = m.Storable()
 	if err := st.CheckpointText(ctx, runID, m, p.stored); err != nil {
+		p.pending = text
 		return err
 	}
-	p.raw += len(inc)
+	// A copy of the few bytes left: a slice of text would keep it whole.
+	p.pending = strings.Clone(text[len(inc):])
 	p.stored += int64(len(m.Content))
 	return nil
 }
@@ -299,8 +316,9 @@ func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest
 	r := x.r
 	msg, saver := x.startTurn(ctx)
 	// The answer so far is checkpointed every CheckpointInterval, so a
-	// process that dies mid-answer loses at most that much of it.
-	var sofar strings.Builder
+	// process that dies mid-answer loses at most that much of it. Only
+	// the text since the last checkpoint is kept here (see partialText).
+	var unsaved strings.Builder
 	lastCheckpoint := time.Now()
 	// Each delta goes to the log in this one array, not a slice made per
 	// token: the log keeps the events, never the slice.
@@ -317,11 +335,13 @@ func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest
 		case d.Text != "":
 			delta[0] = agentstream.NewDeltaEvent(msg.ID, d.Text)
 			x.append(ctx, delta[:]...)
-			sofar.WriteString(d.Text)
+			unsaved.WriteString(d.Text)
 			if now := time.Now(); now.Sub(lastCheckpoint) >= r.cfg.CheckpointInterval {
 				lastCheckpoint = now
 				partial := *msg
-				partial.Content, partial.Status, partial.CreatedAt = sofar.String(), agentstream.MessagePartial, now.UTC()
+				partial.Content, partial.Status, partial.CreatedAt = unsaved.String(), agentstream.MessagePartial, now.UTC()
+				// Reset lets go of the text, which the offer keeps.
+				unsaved.Reset()
 				saver.offer(partial)
 			}
 		}
