@@ -190,8 +190,7 @@ func (x *execution) append(ctx context.Context, evs ...agentstream.Event) {
 // loop runs model turns and tool calls until the model answers without
 // calling a tool. It returns nil on success.
 func (x *execution) loop(ctx context.Context, system string) error {
-	req, err := x.prepare(ctx, system)
-	if err != nil {
+	if err := x.prepare(ctx); err != nil {
 		return err
 	}
 	for turn := 1; ; turn++ {
@@ -199,7 +198,7 @@ func (x *execution) loop(ctx context.Context, system string) error {
 			return err
 		}
 		before := x.run.Usage
-		msg, err := x.modelTurn(ctx, req)
+		msg, err := x.modelTurn(ctx, x.request(system))
 		x.countUsage(ctx, before)
 		if err != nil {
 			return err
@@ -207,23 +206,23 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		if len(msg.ToolCalls) == 0 {
 			return nil
 		}
-		x.toolTurn(ctx, req, msg)
+		x.toolTurn(ctx, msg)
 	}
 }
 
-// prepare starts the run (when it waited in the queue) and returns its
-// first model request.
+// prepare starts the run (when it waited in the queue) and gathers what
+// its model requests are made of: the thread's history and the tools.
 //
 //go:noinline
-func (x *execution) prepare(ctx context.Context, system string) (*agentstream.ModelRequest, error) {
+func (x *execution) prepare(ctx context.Context) error {
 	r := x.r
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	if x.run.Status != agentstream.RunRunning { // it waited: saved as queued
 		started := r.now().UTC()
 		if err := r.store.StartRun(ctx, x.run.ID, started); err != nil {
-			return nil, err
+			return err
 		}
 		x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
 	}
@@ -233,17 +232,31 @@ func (x *execution) prepare(ctx context.Context, system string) (*agentstream.Mo
 	if !ok {
 		var err error
 		if history, err = r.store.ListMessages(ctx, x.run.ThreadID); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	x.history = history
 	x.tools = r.toolsFor(ctx, x.agent)
+	return nil
+}
+
+// request returns the model request of the run's next turn: the system
+// message, the history, then what the run's earlier turns produced (their
+// answers and tool results, in order). It is made anew for each turn
+// rather than kept and added to: nothing holds it while the answer
+// streams (the model lets go of it once sent), where a request kept for
+// the next turn held a copy of every message, hundreds of bytes each, for
+// the whole stream (BenchmarkStreamMemory in ../server).
+//
+//go:noinline
+func (x *execution) request(system string) *agentstream.ModelRequest {
+	msgs := modelInput(system, x.history, len(x.msgs))
 	return &agentstream.ModelRequest{
 		Model:       x.agent.Model,
-		Messages:    modelInput(system, history),
+		Messages:    append(msgs, x.msgs...),
 		Tools:       x.tools.specs,
 		Temperature: x.agent.Temperature,
-	}, nil
+	}
 }
 
 // mayCall says whether the run may make its model call of this turn:
@@ -269,15 +282,13 @@ func (x *execution) mayCall(ctx context.Context, turn int) error {
 	return nil
 }
 
-// toolTurn calls the tools msg asks for and adds the call and its results
-// to req for the next turn.
+// toolTurn calls the tools msg asks for; the call (msg) and its results
+// are then in x.msgs, for the next turn's request.
 //
 //go:noinline
-func (x *execution) toolTurn(ctx context.Context, req *agentstream.ModelRequest, msg *agentstream.Message) {
+func (x *execution) toolTurn(ctx context.Context, msg *agentstream.Message) {
 	r := x.r
-	results := x.callTools(ctx, msg.ToolCalls)
-	req.Messages = append(req.Messages, *msg)
-	req.Messages = append(req.Messages, results...)
+	x.callTools(ctx, msg.ToolCalls)
 	// A tool boundary is a checkpoint: a crash from here on loses
 	// only what the next turn streams.
 	if err := r.store.CheckpointRun(ctx, x.run.ID, storable(x.msgs[x.saved:])); err != nil {
@@ -673,14 +684,15 @@ func outcome(ctx context.Context, err error) (agentstream.RunStatus, *agentstrea
 // modelInput is the system message, then the thread's history made valid
 // for a chat API: tool calls without a result (a run that died between the
 // call and the result) are dropped, and so are results whose call is gone.
-func modelInput(system string, history []agentstream.Message) []agentstream.Message {
+// The slice returned has room for extra more messages.
+func modelInput(system string, history []agentstream.Message, extra int) []agentstream.Message {
 	answered := map[string]bool{}
 	for _, m := range history {
 		if m.Role == agentstream.RoleTool {
 			answered[m.ToolCallID] = true
 		}
 	}
-	out := make([]agentstream.Message, 0, len(history)+1)
+	out := make([]agentstream.Message, 0, len(history)+1+extra)
 	if system != "" {
 		out = append(out, agentstream.Message{Role: agentstream.RoleSystem, Content: system})
 	}
