@@ -184,9 +184,10 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 	sent := &sentBody{}
 	sent.b.Store(&body)
 	defer sent.b.Store(nil)
+	// An attempt has no context of its own: each cancel context is paid
+	// for every open stream (its parent's map of children, its Done
+	// channel), and the call's is enough (see drainingBody).
 	watch := option.WithMiddleware(func(r *http.Request, next option.MiddlewareNext) (*http.Response, error) {
-		actx, acancel := context.WithCancel(r.Context())
-		r = r.WithContext(actx)
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body, r.GetBody = sent.open(), sent.reopen
 		}
@@ -194,10 +195,9 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 		res, err := next(r)
 		idle.Reset(m.idle)
 		if err != nil || res.Body == nil {
-			acancel()
 			return res, err
 		}
-		res.Body = &drainingBody{rc: res.Body, cancel: acancel}
+		res.Body = &drainingBody{rc: res.Body}
 		return res, nil
 	})
 
@@ -222,6 +222,11 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 			_ = raw.Body.Close()
 		}
 		return nil, m.callError(ctx, sctx, err, false)
+	}
+	if b, ok := raw.Body.(*drainingBody); ok {
+		// The call's answer: its drain may cancel the call, which ends
+		// once the body is closed anyway (call.close).
+		b.abort = func() { cancel(nil) }
 	}
 	return &call{ctx: sctx, cancel: cancel, idle: idle, body: raw.Body}, nil
 }
@@ -289,10 +294,16 @@ func (m *Model) streamError(ctx, sctx context.Context, err error) error {
 // was read to the end, and Stream closes it as soon as it sees [DONE]. Without this, every call could dial and handshake anew. The
 // drain is bounded in bytes and time; a server holding the response open
 // past it loses its connection, as it would have anyway.
+//
+// Only the call's answer is drained: the time bound cancels the call's
+// context, which an attempt that is retried must not do. Such an
+// attempt's body (an error status's, closed by openai-go before it
+// retries) is closed as it is; over HTTP/1.1 its connection is then not
+// reused, which costs the retry, already waiting its backoff, a dial.
 type drainingBody struct {
-	rc     io.ReadCloser
-	cancel context.CancelFunc // the attempt's context
-	ended  bool               // a Read returned an error (io.EOF included)
+	rc    io.ReadCloser
+	abort func() // cancels the call; nil but for the call's answer
+	ended bool   // a Read returned an error (io.EOF included)
 }
 
 const (
@@ -309,14 +320,12 @@ func (b *drainingBody) Read(p []byte) (int, error) {
 }
 
 func (b *drainingBody) Close() error {
-	if !b.ended {
-		t := time.AfterFunc(drainTimeout, b.cancel)
+	if !b.ended && b.abort != nil {
+		t := time.AfterFunc(drainTimeout, b.abort)
 		_, _ = io.CopyN(io.Discard, b.rc, maxDrain)
 		t.Stop()
 	}
-	err := b.rc.Close()
-	b.cancel()
-	return err
+	return b.rc.Close()
 }
 
 // accumulator gathers a streamed answer.
