@@ -476,7 +476,7 @@ func (x *execution) toolMessage(c agentstream.ToolCall, output string) agentstre
 }
 
 func (x *execution) callTool(ctx context.Context, c agentstream.ToolCall) (output string, isErr bool) {
-	t, ok := x.tools.byName[c.Name]
+	t, ok := x.tools.find(c.Name)
 	if !ok {
 		return fmt.Sprintf("error: there is no tool named %q", c.Name), true
 	}
