@@ -155,7 +155,7 @@ func (d *direct) beat() {
 	if d.gone || d.done {
 		return
 	}
-	if !d.st.sentInPeriod && !d.s.heartbeat(d.st.out, d.st.enc, d.st.buf) {
+	if !d.st.sentInPeriod && !d.s.heartbeat(d.st.out, d.st.enc) {
 		d.gone = true
 		return
 	}
