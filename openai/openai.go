@@ -226,7 +226,7 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 	if b, ok := raw.Body.(*drainingBody); ok {
 		// The call's answer: its drain may cancel the call, which ends
 		// once the body is closed anyway (call.close).
-		b.abort = func() { cancel(nil) }
+		b.abort = cancel
 	}
 	return &call{ctx: sctx, cancel: cancel, idle: idle, body: raw.Body}, nil
 }
@@ -302,8 +302,8 @@ func (m *Model) streamError(ctx, sctx context.Context, err error) error {
 // reused, which costs the retry, already waiting its backoff, a dial.
 type drainingBody struct {
 	rc    io.ReadCloser
-	abort func() // cancels the call; nil but for the call's answer
-	ended bool   // a Read returned an error (io.EOF included)
+	abort context.CancelCauseFunc // the call's; nil but for the call's answer
+	ended bool                    // a Read returned an error (io.EOF included)
 }
 
 const (
@@ -321,7 +321,7 @@ func (b *drainingBody) Read(p []byte) (int, error) {
 
 func (b *drainingBody) Close() error {
 	if !b.ended && b.abort != nil {
-		t := time.AfterFunc(drainTimeout, b.abort)
+		t := time.AfterFunc(drainTimeout, func() { b.abort(nil) })
 		_, _ = io.CopyN(io.Discard, b.rc, maxDrain)
 		t.Stop()
 	}
