@@ -23,6 +23,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,10 @@ type Model struct {
 	svc    oai.ChatCompletionService
 	idle   time.Duration
 	apiKey string
+	// shareHeader says whether requests may share their headers' map
+	// (see sharedHeader); header is the map shared.
+	shareHeader bool
+	header      atomic.Pointer[http.Header]
 }
 
 var _ agentstream.Model = (*Model)(nil)
@@ -49,7 +54,8 @@ func New(cfg Config) (*Model, error) {
 		return nil, err
 	}
 	hc := cfg.HTTPClient
-	if hc == nil {
+	own := hc == nil
+	if own {
 		hc = defaultHTTPClient(cfg.H2C)
 	}
 	opts := []option.RequestOption{
@@ -68,10 +74,51 @@ func New(cfg Config) (*Model, error) {
 	// environment (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID…), which
 	// could send an OpenAI key to another server.
 	return &Model{
-		svc:    oai.NewChatCompletionService(opts...),
-		idle:   cfg.IdleTimeout,
-		apiKey: cfg.APIKey,
+		svc:         oai.NewChatCompletionService(opts...),
+		idle:        cfg.IdleTimeout,
+		apiKey:      cfg.APIKey,
+		shareHeader: own,
 	}, nil
+}
+
+// sharedHeader returns h, or a map of the same headers that earlier
+// requests sent. The transport holds a request, headers included, for as
+// long as its answer is read, and openai-go gives each attempt a copy of
+// its headers (a map of a dozen, about 1 KB): the same for every first
+// attempt of every call. Sharing one map is sound only if nothing
+// modifies a request's headers once it reaches this middleware: openai-go
+// does not (it sets them before), net/http's Transport must not, and its
+// Client does only with a cookie jar; so only the Model's own client
+// shares them, not one given in Config.HTTPClient (a transport that signs
+// requests may well set a header).
+func (m *Model) sharedHeader(h http.Header) http.Header {
+	if !m.shareHeader {
+		return h
+	}
+	p := m.header.Load()
+	if p == nil {
+		c := h.Clone() // the first request's own stays its own
+		m.header.CompareAndSwap(nil, &c)
+		return h
+	}
+	if sameHeader(*p, h) {
+		return *p
+	}
+	return h
+}
+
+// sameHeader says whether a and b hold the same headers, values in the
+// same order.
+func sameHeader(a, b http.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, va := range a {
+		if vb, ok := b[k]; !ok || !slices.Equal(va, vb) {
+			return false
+		}
+	}
+	return true
 }
 
 func defaultHTTPClient(h2c bool) *http.Client {
@@ -191,6 +238,7 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body, r.GetBody = sent.open(), sent.reopen
 		}
+		r.Header = m.sharedHeader(r.Header)
 		idle.Reset(m.idle)
 		res, err := next(r)
 		idle.Reset(m.idle)
