@@ -15,7 +15,8 @@
 // answer needs, with a small validating JSON reader that hands anything
 // unusual to encoding/json: about 1 µs and 1 allocation (the text itself)
 // per chunk; encoding/json alone would take several times more. See
-// BenchmarkStreamChunks.
+// BenchmarkStreamChunks. The reader's buffers come from pools for each
+// chunk: a stream waiting for its next chunk holds none.
 package openai
 
 import (
