@@ -129,8 +129,8 @@ func (s *textRecorder) recorded() []textCall {
 	return append([]textCall(nil), s.calls...)
 }
 
-// TestPartialTextIncrements: each save passes only the text since the
-// last save that succeeded, from where the stored text ends; a failed
+// TestPartialTextIncrements: given the text since its previous call, each
+// save passes only the text since the last save that succeeded, from where the stored text ends; a failed
 // save's increment goes with the next; a character split between pieces,
 // and invalid bytes the next piece may extend, wait for the next save;
 // the increments, made storable one by one, add up to the text made
@@ -152,9 +152,12 @@ func TestPartialTextIncrements(t *testing.T) {
 		{sofar: "Grüße, 日本語 ok 日 x\xff\x00y"},
 		{sofar: "Grüße, 日本語 ok 日 x\xff\x00y"}, // nothing new
 	}
+	prev := ""
 	for i, s := range saves {
+		// Each call is given what came since the previous one.
 		m := msg
-		m.Content = s.sofar
+		m.Content = strings.TrimPrefix(s.sofar, prev)
+		prev = s.sofar
 		err := p.save(t.Context(), st, "run_1", m)
 		if (err != nil) != s.wantErr {
 			t.Fatalf("save %d: error %v", i, err)

@@ -14,9 +14,10 @@ import (
 	"github.com/agentstream/agentstream"
 )
 
-// checkpointer saves the latest partial answer offered to it, one save at
-// a time, on a goroutine of its own: while a save is under way, newer
-// offers replace each other, and the newest is saved next.
+// checkpointer saves the partial answers offered to it, one save at a
+// time, on a goroutine of its own. An offer is the text that came since
+// the previous offer (see partialText): while a save is under way, newer
+// offers are joined, and saved together next.
 type checkpointer struct {
 	save func(agentstream.Message)
 
@@ -29,6 +30,9 @@ type checkpointer struct {
 func (c *checkpointer) offer(m agentstream.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.next != nil {
+		m.Content = c.next.Content + m.Content
+	}
 	c.next = &m
 	if !c.running {
 		c.running, c.idle = true, make(chan struct{})
@@ -69,27 +73,40 @@ func (c *checkpointer) wait() {
 // leaves its increment to the next, which is made from the same place (a
 // failed save that the store did keep is replaced: see CheckpointText).
 // One goroutine saves at a time (the checkpointer's).
+//
+// It is given the text that came since its previous call, not the answer
+// so far: the model already gathers the whole answer, and a second copy
+// of it, kept for the stream's whole length, was a share of the memory of
+// every open stream (BenchmarkStreamMemory in ../server).
 type partialText struct {
-	raw    int   // bytes of the answer saved
-	stored int64 // bytes of the text stored for them (storable)
+	pending string // text given but not saved yet
+	stored  int64  // bytes of the text stored (storable)
 }
 
-// save saves what m.Content, the answer so far, holds past what is saved.
-// The increment ends with the last complete character: a character whose
-// bytes came in two pieces, or invalid bytes that the next piece may
-// extend, go with the next save, so that the increments made storable
-// one by one add up to the whole text made storable.
+// save saves what m.Content, the text that came since the previous call,
+// and what is pending hold. The increment ends with the last complete
+// character: a character whose bytes came in two pieces, or invalid bytes
+// that the next piece may extend, go with the next save, so that the
+// increments made storable one by one add up to the whole text made
+// storable.
 func (p *partialText) save(ctx context.Context, st agentstream.Store, runID string, m agentstream.Message) error {
-	inc := completeText(m.Content[p.raw:])
+	text := m.Content
+	if p.pending != "" {
+		text = p.pending + text
+	}
+	inc := completeText(text)
 	if inc == "" {
+		p.pending = text
 		return nil
 	}
 	m.Content = inc
 	m = m.Storable()
 	if err := st.CheckpointText(ctx, runID, m, p.stored); err != nil {
+		p.pending = text
 		return err
 	}
-	p.raw += len(inc)
+	// A copy of the few bytes left: a slice of text would keep it whole.
+	p.pending = strings.Clone(text[len(inc):])
 	p.stored += int64(len(m.Content))
 	return nil
 }
@@ -185,8 +202,7 @@ func (x *execution) append(ctx context.Context, evs ...agentstream.Event) {
 // loop runs model turns and tool calls until the model answers without
 // calling a tool. It returns nil on success.
 func (x *execution) loop(ctx context.Context, system string) error {
-	req, err := x.prepare(ctx, system)
-	if err != nil {
+	if err := x.prepare(ctx); err != nil {
 		return err
 	}
 	for turn := 1; ; turn++ {
@@ -194,7 +210,7 @@ func (x *execution) loop(ctx context.Context, system string) error {
 			return err
 		}
 		before := x.run.Usage
-		msg, err := x.modelTurn(ctx, req)
+		msg, err := x.modelTurn(ctx, x.request(system))
 		x.countUsage(ctx, before)
 		if err != nil {
 			return err
@@ -202,23 +218,23 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		if len(msg.ToolCalls) == 0 {
 			return nil
 		}
-		x.toolTurn(ctx, req, msg)
+		x.toolTurn(ctx, msg)
 	}
 }
 
-// prepare starts the run (when it waited in the queue) and returns its
-// first model request.
+// prepare starts the run (when it waited in the queue) and gathers what
+// its model requests are made of: the thread's history and the tools.
 //
 //go:noinline
-func (x *execution) prepare(ctx context.Context, system string) (*agentstream.ModelRequest, error) {
+func (x *execution) prepare(ctx context.Context) error {
 	r := x.r
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	if x.run.Status != agentstream.RunRunning { // it waited: saved as queued
 		started := r.now().UTC()
 		if err := r.store.StartRun(ctx, x.run.ID, started); err != nil {
-			return nil, err
+			return err
 		}
 		x.run.Status, x.run.StartedAt = agentstream.RunRunning, &started
 	}
@@ -228,17 +244,31 @@ func (x *execution) prepare(ctx context.Context, system string) (*agentstream.Mo
 	if !ok {
 		var err error
 		if history, err = r.store.ListMessages(ctx, x.run.ThreadID); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	x.history = history
 	x.tools = r.toolsFor(ctx, x.agent)
+	return nil
+}
+
+// request returns the model request of the run's next turn: the system
+// message, the history, then what the run's earlier turns produced (their
+// answers and tool results, in order). It is made anew for each turn
+// rather than kept and added to: nothing holds it while the answer
+// streams (the model lets go of it once sent), where a request kept for
+// the next turn held a copy of every message, hundreds of bytes each, for
+// the whole stream (BenchmarkStreamMemory in ../server).
+//
+//go:noinline
+func (x *execution) request(system string) *agentstream.ModelRequest {
+	msgs := modelInput(system, x.history, len(x.msgs))
 	return &agentstream.ModelRequest{
 		Model:       x.agent.Model,
-		Messages:    modelInput(system, history),
+		Messages:    append(msgs, x.msgs...),
 		Tools:       x.tools.specs,
 		Temperature: x.agent.Temperature,
-	}, nil
+	}
 }
 
 // mayCall says whether the run may make its model call of this turn:
@@ -264,15 +294,13 @@ func (x *execution) mayCall(ctx context.Context, turn int) error {
 	return nil
 }
 
-// toolTurn calls the tools msg asks for and adds the call and its results
-// to req for the next turn.
+// toolTurn calls the tools msg asks for; the call (msg) and its results
+// are then in x.msgs, for the next turn's request.
 //
 //go:noinline
-func (x *execution) toolTurn(ctx context.Context, req *agentstream.ModelRequest, msg *agentstream.Message) {
+func (x *execution) toolTurn(ctx context.Context, msg *agentstream.Message) {
 	r := x.r
-	results := x.callTools(ctx, msg.ToolCalls)
-	req.Messages = append(req.Messages, *msg)
-	req.Messages = append(req.Messages, results...)
+	x.callTools(ctx, msg.ToolCalls)
 	// A tool boundary is a checkpoint: a crash from here on loses
 	// only what the next turn streams.
 	if err := r.store.CheckpointRun(ctx, x.run.ID, storable(x.msgs[x.saved:])); err != nil {
@@ -344,8 +372,9 @@ type modelCall struct {
 	msg   *agentstream.Message
 	saver *checkpointer
 	// The answer so far is checkpointed every CheckpointInterval, so a
-	// process that dies mid-answer loses at most that much of it.
-	sofar          strings.Builder
+	// process that dies mid-answer loses at most that much of it. Only
+	// the text since the last checkpoint is kept here (see partialText).
+	unsaved        strings.Builder
 	lastCheckpoint time.Time
 	// Each delta goes to the log in this one array, not a slice made per
 	// token: the log keeps the events, never the slice.
@@ -372,11 +401,13 @@ func (t *modelCall) onDelta(d agentstream.ModelDelta) {
 	case d.Text != "":
 		t.delta[0] = agentstream.NewDeltaEvent(t.msg.ID, d.Text)
 		x.append(ctx, t.delta[:]...)
-		t.sofar.WriteString(d.Text)
+		t.unsaved.WriteString(d.Text)
 		if now := time.Now(); now.Sub(t.lastCheckpoint) >= x.r.cfg.CheckpointInterval {
 			t.lastCheckpoint = now
 			partial := *t.msg
-			partial.Content, partial.Status, partial.CreatedAt = t.sofar.String(), agentstream.MessagePartial, now.UTC()
+			partial.Content, partial.Status, partial.CreatedAt = t.unsaved.String(), agentstream.MessagePartial, now.UTC()
+			// Reset lets go of the text, which the offer keeps.
+			t.unsaved.Reset()
 			t.saver.offer(partial)
 		}
 	}
@@ -498,7 +529,7 @@ func (x *execution) toolMessage(c agentstream.ToolCall, output string) agentstre
 }
 
 func (x *execution) callTool(ctx context.Context, c agentstream.ToolCall) (output string, isErr bool) {
-	t, ok := x.tools.byName[c.Name]
+	t, ok := x.tools.find(c.Name)
 	if !ok {
 		return fmt.Sprintf("error: there is no tool named %q", c.Name), true
 	}
@@ -706,14 +737,15 @@ func outcome(ctx context.Context, err error) (agentstream.RunStatus, *agentstrea
 // modelInput is the system message, then the thread's history made valid
 // for a chat API: tool calls without a result (a run that died between the
 // call and the result) are dropped, and so are results whose call is gone.
-func modelInput(system string, history []agentstream.Message) []agentstream.Message {
+// The slice returned has room for extra more messages.
+func modelInput(system string, history []agentstream.Message, extra int) []agentstream.Message {
 	answered := map[string]bool{}
 	for _, m := range history {
 		if m.Role == agentstream.RoleTool {
 			answered[m.ToolCallID] = true
 		}
 	}
-	out := make([]agentstream.Message, 0, len(history)+1)
+	out := make([]agentstream.Message, 0, len(history)+1+extra)
 	if system != "" {
 		out = append(out, agentstream.Message{Role: agentstream.RoleSystem, Content: system})
 	}

@@ -40,7 +40,7 @@ func checkHistories(t *testing.T, h *harness, threadID string, firsts []int, inp
 				break
 			}
 		}
-		want := modelInput("You help.", upTo)
+		want := modelInput("You help.", upTo, 0)
 		got := reqs[firsts[k]].Messages
 		if g, w := sent(got), sent(want); g != w {
 			t.Errorf("run %d (%q) started from\n%s\nwant (from the store)\n%s", k+1, input, g, w)

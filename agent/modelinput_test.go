@@ -89,7 +89,7 @@ func TestModelInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			before := deepCopy(tt.history)
-			got := modelInput(tt.system, tt.history)
+			got := modelInput(tt.system, tt.history, 0)
 			if g := describe(got); !reflect.DeepEqual(g, tt.want) {
 				t.Fatalf("got\n  %s\nwant\n  %s", strings.Join(g, "\n  "), strings.Join(tt.want, "\n  "))
 			}

@@ -15,26 +15,69 @@ import (
 )
 
 // runTools are the tools of one run: the agent's own and those its tool
-// sources had when the run started, by name, with their specs in the
-// order the model is told of them.
+// sources had when the run started, with their specs in the order the
+// model is told of them. They are held for the whole run: a few tools are
+// found by name in specs, without a map (hundreds of bytes per open
+// stream, BenchmarkStreamMemory in ../server); many, in byName.
 type runTools struct {
-	byName map[string]agentstream.Tool
-	specs  []agentstream.ToolSpec
+	tools  []agentstream.Tool
+	specs  []agentstream.ToolSpec // specs[i] is tools[i]'s
+	byName map[string]int         // nil for up to mapTools tools
+}
+
+// mapTools is the most tools a run finds by a scan of their names.
+const mapTools = 16
+
+// find returns the tool named name.
+func (rt *runTools) find(name string) (agentstream.Tool, bool) {
+	if rt.byName != nil {
+		i, ok := rt.byName[name]
+		if !ok {
+			return nil, false
+		}
+		return rt.tools[i], true
+	}
+	for i := range rt.specs {
+		if rt.specs[i].Name == name {
+			return rt.tools[i], true
+		}
+	}
+	return nil, false
+}
+
+// add adds t, unless a tool of that name is there (then false).
+func (rt *runTools) add(t agentstream.Tool, spec agentstream.ToolSpec) bool {
+	if _, dup := rt.find(spec.Name); dup {
+		return false
+	}
+	if rt.byName == nil && len(rt.specs) == mapTools {
+		rt.byName = make(map[string]int, 2*mapTools)
+		for i := range rt.specs {
+			rt.byName[rt.specs[i].Name] = i
+		}
+	}
+	if rt.byName != nil {
+		rt.byName[spec.Name] = len(rt.specs)
+	}
+	rt.tools = append(rt.tools, t)
+	rt.specs = append(rt.specs, spec)
+	return true
 }
 
 // toolsFor gathers the tools of a run of ca. A tool source's tool named
 // like one gathered before is left out, with a log line: names are the
 // model's only way to say which tool it calls.
 func (r *Runner) toolsFor(ctx context.Context, ca *compiledAgent) runTools {
-	rt := runTools{byName: make(map[string]agentstream.Tool, len(ca.tools))}
+	var rt runTools
+	if len(ca.sources) == 0 && len(ca.tools) > 0 {
+		rt.tools = make([]agentstream.Tool, 0, len(ca.tools))
+		rt.specs = make([]agentstream.ToolSpec, 0, len(ca.tools))
+	}
 	add := func(t agentstream.Tool, from string) {
 		spec := t.Spec()
-		if _, dup := rt.byName[spec.Name]; dup {
+		if !rt.add(t, spec) {
 			r.logger.Warn("a tool is named like another tool of the agent; it is left out", "agent", ca.Name, "tool", spec.Name, "source", from)
-			return
 		}
-		rt.byName[spec.Name] = t
-		rt.specs = append(rt.specs, spec)
 	}
 	for _, t := range ca.tools {
 		add(t, "tools")

@@ -153,12 +153,24 @@ func (d *direct) deliver(evs []agentstream.Event) {
 // catchUp sends the log's events after the last one sent up to to: those
 // the run did not deliver. False: the log did not give them within a
 // heartbeat, or the client left (then gone is set).
+//
+// The events are in the log already (the runner executes inline only on
+// a log readable on append), so they are read first under noWait: a
+// context under the request's, made for a read that does not wait, would
+// leave the request's context a map of children and a Done channel for
+// the rest of the stream. A read that would wait fails at once under
+// noWait, and is made again under a context of its own.
 func (d *direct) catchUp(to int64) bool {
 	st := d.st
-	ctx, cancel := context.WithTimeout(st.ctx, d.s.opts.Heartbeat)
-	defer cancel()
+	ctx := noWait
 	for st.after < to {
 		evs, _, err := d.s.log.Read(ctx, d.runID, st.after, int(min(to-st.after, readBatch)))
+		if err != nil && ctx == noWait {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(st.ctx, d.s.opts.Heartbeat)
+			defer cancel()
+			continue
+		}
 		if err != nil {
 			return false
 		}
@@ -170,6 +182,14 @@ func (d *direct) catchUp(to int64) bool {
 	return true
 }
 
+// noWait is a context already cancelled: a read under it returns what is
+// there, or fails at once.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // beat sends a heartbeat when no event was sent for a period.
 func (d *direct) beat() {
 	d.mu.Lock()
@@ -177,7 +197,7 @@ func (d *direct) beat() {
 	if d.gone || d.done {
 		return
 	}
-	if !d.st.sentInPeriod && !d.s.heartbeat(d.st.out, d.st.enc, d.st.buf) {
+	if !d.st.sentInPeriod && !d.s.heartbeat(d.st.out, d.st.enc) {
 		d.gone = true
 		return
 	}

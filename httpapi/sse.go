@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -68,9 +69,6 @@ type stream struct {
 	run *agentstream.Run
 	out *sseOut
 	enc wire.Encoder
-	// buf is held for the life of the stream: sized for a few events, it
-	// grows for a reader that falls behind.
-	buf []byte
 	// after is the id of the last event sent.
 	after int64
 	// One heartbeat period is one context, not one per read: a context
@@ -104,29 +102,55 @@ func (s *Server) openStream(w http.ResponseWriter, r *http.Request, run *agentst
 	// bounded too; net/http clears it before the connection serves
 	// another request.
 	out := &sseOut{w: w, rc: http.NewResponseController(w), stall: s.opts.StallTimeout}
-	buf := enc.Start(make([]byte, 0, 512))
-	if !out.send(buf) {
+	bp := getWriteBuf()
+	*bp = enc.Start(*bp)
+	ok := out.send(*bp)
+	putWriteBuf(bp)
+	if !ok {
 		return nil
 	}
-	return &stream{ctx: r.Context(), run: run, out: out, enc: enc, buf: buf, after: after}
+	return &stream{ctx: r.Context(), run: run, out: out, enc: enc, after: after}
+}
+
+// writeBufs are the buffers events are encoded into for a write. A
+// stream's own, held for its whole life when it waits between events
+// far longer than it writes, was a share of the memory of every open
+// stream (BenchmarkStreamMemory in ../server).
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// getWriteBuf returns an empty buffer from writeBufs.
+func getWriteBuf() *[]byte {
+	bp := writeBufs.Get().(*[]byte)
+	*bp = (*bp)[:0]
+	return bp
+}
+
+// putWriteBuf gives a buffer back, unless a batch grew it past a write.
+func putWriteBuf(bp *[]byte) {
+	if cap(*bp) <= 2*maxWrite {
+		writeBufs.Put(bp)
+	}
 }
 
 // sendEvents encodes and sends evs; false means the client is gone.
 func (st *stream) sendEvents(evs []agentstream.Event) bool {
-	buf := st.buf[:0]
+	bp := getWriteBuf()
+	defer putWriteBuf(bp)
+	buf := *bp
 	for i := range evs {
 		buf = wire.EncodeEvent(st.enc, buf, evs[i])
 		st.after = evs[i].Seq
 		// A reader that fell behind holds at most about one write's
 		// worth of encoded events, however big the batch.
 		if len(buf) >= maxWrite {
+			*bp = buf
 			if !st.out.send(buf) {
 				return false
 			}
 			buf = buf[:0]
 		}
 	}
-	st.buf = buf
+	*bp = buf
 	if len(buf) > 0 && !st.out.send(buf) {
 		return false
 	}
@@ -162,7 +186,7 @@ func (s *Server) readFailed(st *stream, err error) (stop, sent bool) {
 		} else {
 			st.endedQuietly = 0
 		}
-		return !s.heartbeat(st.out, st.enc, st.buf), false
+		return !s.heartbeat(st.out, st.enc), false
 	case errors.Is(err, agentstream.ErrNotFound), errors.Is(err, agentstream.ErrGone):
 		sent, ok := s.endFromStore(ctx, st.out, st.enc, run, st.after)
 		if ok {
@@ -183,16 +207,18 @@ func (s *Server) readFailed(st *stream, err error) (stop, sent bool) {
 		case <-hb.ctx.Done():
 		}
 		hb.renew()
-		return !s.heartbeat(st.out, st.enc, st.buf), false
+		return !s.heartbeat(st.out, st.enc), false
 	}
 	s.logger.Error("reading a run's events", "run_id", run.ID, "err", err)
 	return true, false
 }
 
-// heartbeat writes enc's heartbeat, when it has one, reusing buf; false
-// means the client is gone.
-func (s *Server) heartbeat(out *sseOut, enc wire.Encoder, buf []byte) bool {
-	b := enc.Heartbeat(buf[:0])
+// heartbeat writes enc's heartbeat, when it has one; false means the
+// client is gone.
+func (s *Server) heartbeat(out *sseOut, enc wire.Encoder) bool {
+	bp := getWriteBuf()
+	defer putWriteBuf(bp)
+	b := enc.Heartbeat(*bp)
 	return len(b) == 0 || out.send(b)
 }
 

@@ -15,7 +15,8 @@
 // answer needs, with a small validating JSON reader that hands anything
 // unusual to encoding/json: about 1 µs and 1 allocation (the text itself)
 // per chunk; encoding/json alone would take several times more. See
-// BenchmarkStreamChunks.
+// BenchmarkStreamChunks. The reader's buffers come from pools for each
+// chunk: a stream waiting for its next chunk holds none.
 //
 // The goroutine that streams an answer waits in it for as long as it
 // lasts, and a goroutine's stack is only halved when under a quarter of
@@ -28,6 +29,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,10 @@ type Model struct {
 	svc    oai.ChatCompletionService
 	idle   time.Duration
 	apiKey string
+	// shareHeader says whether requests may share their headers' map
+	// (see sharedHeader); header is the map shared.
+	shareHeader bool
+	header      atomic.Pointer[http.Header]
 }
 
 var _ agentstream.Model = (*Model)(nil)
@@ -54,7 +60,8 @@ func New(cfg Config) (*Model, error) {
 		return nil, err
 	}
 	hc := cfg.HTTPClient
-	if hc == nil {
+	own := hc == nil
+	if own {
 		hc = defaultHTTPClient(cfg.H2C)
 	}
 	opts := []option.RequestOption{
@@ -73,10 +80,51 @@ func New(cfg Config) (*Model, error) {
 	// environment (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID…), which
 	// could send an OpenAI key to another server.
 	return &Model{
-		svc:    oai.NewChatCompletionService(opts...),
-		idle:   cfg.IdleTimeout,
-		apiKey: cfg.APIKey,
+		svc:         oai.NewChatCompletionService(opts...),
+		idle:        cfg.IdleTimeout,
+		apiKey:      cfg.APIKey,
+		shareHeader: own,
 	}, nil
+}
+
+// sharedHeader returns h, or a map of the same headers that earlier
+// requests sent. The transport holds a request, headers included, for as
+// long as its answer is read, and openai-go gives each attempt a copy of
+// its headers (a map of a dozen, about 1 KB): the same for every first
+// attempt of every call. Sharing one map is sound only if nothing
+// modifies a request's headers once it reaches this middleware: openai-go
+// does not (it sets them before), net/http's Transport must not, and its
+// Client does only with a cookie jar; so only the Model's own client
+// shares them, not one given in Config.HTTPClient (a transport that signs
+// requests may well set a header).
+func (m *Model) sharedHeader(h http.Header) http.Header {
+	if !m.shareHeader {
+		return h
+	}
+	p := m.header.Load()
+	if p == nil {
+		c := h.Clone() // the first request's own stays its own
+		m.header.CompareAndSwap(nil, &c)
+		return h
+	}
+	if sameHeader(*p, h) {
+		return *p
+	}
+	return h
+}
+
+// sameHeader says whether a and b hold the same headers, values in the
+// same order.
+func sameHeader(a, b http.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, va := range a {
+		if vb, ok := b[k]; !ok || !slices.Equal(va, vb) {
+			return false
+		}
+	}
+	return true
 }
 
 func defaultHTTPClient(h2c bool) *http.Client {
@@ -202,20 +250,21 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 	sent := &sentBody{}
 	sent.b.Store(&body)
 	defer sent.b.Store(nil)
+	// An attempt has no context of its own: each cancel context is paid
+	// for every open stream (its parent's map of children, its Done
+	// channel), and the call's is enough (see drainingBody).
 	watch := option.WithMiddleware(func(r *http.Request, next option.MiddlewareNext) (*http.Response, error) {
-		actx, acancel := context.WithCancel(r.Context())
-		r = r.WithContext(actx)
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body, r.GetBody = sent.open(), sent.reopen
 		}
+		r.Header = m.sharedHeader(r.Header)
 		idle.Reset(m.idle)
 		res, err := next(r)
 		idle.Reset(m.idle)
 		if err != nil || res.Body == nil {
-			acancel()
 			return res, err
 		}
-		res.Body = &drainingBody{rc: res.Body, cancel: acancel}
+		res.Body = &drainingBody{rc: res.Body}
 		return res, nil
 	})
 
@@ -240,6 +289,11 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 			_ = raw.Body.Close()
 		}
 		return nil, m.callError(ctx, sctx, err, false)
+	}
+	if b, ok := raw.Body.(*drainingBody); ok {
+		// The call's answer: its drain may cancel the call, which ends
+		// once the body is closed anyway (call.close).
+		b.abort = cancel
 	}
 	return &call{ctx: sctx, cancel: cancel, idle: idle, body: raw.Body}, nil
 }
@@ -307,10 +361,16 @@ func (m *Model) streamError(ctx, sctx context.Context, err error) error {
 // was read to the end, and Stream closes it as soon as it sees [DONE]. Without this, every call could dial and handshake anew. The
 // drain is bounded in bytes and time; a server holding the response open
 // past it loses its connection, as it would have anyway.
+//
+// Only the call's answer is drained: the time bound cancels the call's
+// context, which an attempt that is retried must not do. Such an
+// attempt's body (an error status's, closed by openai-go before it
+// retries) is closed as it is; over HTTP/1.1 its connection is then not
+// reused, which costs the retry, already waiting its backoff, a dial.
 type drainingBody struct {
-	rc     io.ReadCloser
-	cancel context.CancelFunc // the attempt's context
-	ended  bool               // a Read returned an error (io.EOF included)
+	rc    io.ReadCloser
+	abort context.CancelCauseFunc // the call's; nil but for the call's answer
+	ended bool                    // a Read returned an error (io.EOF included)
 }
 
 const (
@@ -327,14 +387,12 @@ func (b *drainingBody) Read(p []byte) (int, error) {
 }
 
 func (b *drainingBody) Close() error {
-	if !b.ended {
-		t := time.AfterFunc(drainTimeout, b.cancel)
+	if !b.ended && b.abort != nil {
+		t := time.AfterFunc(drainTimeout, func() { b.abort(nil) })
 		_, _ = io.CopyN(io.Discard, b.rc, maxDrain)
 		t.Stop()
 	}
-	err := b.rc.Close()
-	b.cancel()
-	return err
+	return b.rc.Close()
 }
 
 // accumulator gathers a streamed answer.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/agentstream/agentstream"
@@ -20,14 +21,25 @@ import (
 // (OpenAI's about 330 with its usual fields); a server sending a whole
 // tool call in one chunk may send more, but not this much. The read
 // buffer holds about three chunks: a longer line is gathered in
-// sseReader.line, and the buffer is held for the whole stream, so it
-// counts in the memory of every open stream.
+// sseReader.line.
 const (
 	sseBufferSize = 1 << 10
 	maxEventSize  = 32 << 20
 	// keepBuffer is the most an event's or a line's buffer keeps once
 	// the event is read.
 	keepBuffer = 64 << 10
+	// waitSize is what the read that waits for the next event reads at
+	// most; the buffers are taken once it has something (see sseReader).
+	waitSize = 64
+)
+
+// A stream spends almost all its time waiting for its next chunk, and
+// the read and data buffers (1.5 KB) were held meanwhile by every open
+// stream (BenchmarkStreamMemory in ../server): a reader takes them from
+// these pools when an event starts and gives them back once it is read.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, sseBufferSize) }}
+	dataPool   = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 )
 
 // errEventTooLarge ends a stream whose event exceeds maxEventSize.
@@ -42,31 +54,99 @@ var errEventTooLarge = fmt.Errorf("event over %d MiB", maxEventSize>>20)
 // stream carries everything in data. An event without a data line is no
 // event; an event cut by the end of the body is dropped, as the spec says.
 // A lone CR does not end a line.
+//
+// Between events, with nothing buffered, the reader holds no buffer: it
+// waits for the next event with a read of at most waitSize bytes into
+// wait, then takes a bufio.Reader from readerPool that reads those bytes
+// first, and the data buffer from dataPool; next gives both back.
 type sseReader struct {
+	src stickyReader
+	// br is nil between events when it had nothing buffered.
 	br *bufio.Reader
-	// line holds a line longer than br's buffer; data the event's data.
-	// Both are reused from event to event.
+	// line holds a line longer than br's buffer; data the event's data
+	// (taken from dataPool as datap, nil with it).
 	line, data []byte
+	datap      *[]byte
 	started    bool // the first line was read (and its BOM dropped)
 	max        int  // bound of an event's data and of a line
+	wait       [waitSize]byte
 }
 
 func newSSEReader(r io.Reader) *sseReader {
-	return &sseReader{br: bufio.NewReaderSize(r, sseBufferSize), max: maxEventSize}
+	return &sseReader{src: stickyReader{r: r}, max: maxEventSize}
+}
+
+// stickyReader reads head, then r; once r fails, it fails the same way
+// without reading r again (a bufio.Reader given back to its pool forgets
+// an error it had not returned yet).
+type stickyReader struct {
+	head []byte
+	r    io.Reader
+	err  error
+}
+
+func (s *stickyReader) Read(p []byte) (int, error) {
+	if len(s.head) > 0 {
+		n := copy(p, s.head)
+		s.head = s.head[n:]
+		return n, nil
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	s.err = err
+	return n, err
+}
+
+// release gives the buffers back to their pools, br only when it holds
+// nothing more to read: what data held is no longer valid.
+func (r *sseReader) release() {
+	if r.datap != nil {
+		// A stream is read for minutes: one large event must not leave
+		// its buffer that large in the pool.
+		if cap(r.data) <= keepBuffer {
+			*r.datap = r.data[:0]
+			dataPool.Put(r.datap)
+		}
+		r.data, r.datap = nil, nil
+	}
+	if r.br != nil && r.br.Buffered() == 0 && len(r.src.head) == 0 {
+		r.br.Reset(nil) // the pool must not keep the stream
+		readerPool.Put(r.br)
+		r.br = nil
+	}
+}
+
+// reader returns br, taking it from its pool once the next bytes are in.
+func (r *sseReader) reader() (*bufio.Reader, error) {
+	if r.br != nil {
+		return r.br, nil
+	}
+	for range 100 { // as bufio.Reader, a reader that never gives anything fails
+		n, err := r.src.Read(r.wait[:])
+		if n > 0 {
+			r.src.head = r.wait[:n]
+			r.br = readerPool.Get().(*bufio.Reader)
+			r.br.Reset(&r.src)
+			return r.br, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, io.ErrNoProgress
 }
 
 // next returns the data of the next event, valid until the next call.
 // It returns io.EOF when the body ends, or another error from reading it.
 func (r *sseReader) next() ([]byte, error) {
-	// A stream is read for minutes: one large event must not leave its
-	// buffers that large for the rest of it.
-	if cap(r.data) > keepBuffer {
-		r.data = nil
-	}
+	r.release()
+	// A stream is read for minutes: one large line must not leave its
+	// buffer that large for the rest of it.
 	if cap(r.line) > keepBuffer {
 		r.line = nil
 	}
-	r.data = r.data[:0]
 	hasData := false
 	for {
 		line, err := r.readLine()
@@ -92,6 +172,10 @@ func (r *sseReader) next() ([]byte, error) {
 		if len(r.data)+1+len(value) > r.max {
 			return nil, errEventTooLarge
 		}
+		if r.datap == nil {
+			r.datap = dataPool.Get().(*[]byte)
+			r.data = (*r.datap)[:0]
+		}
 		if hasData {
 			r.data = append(r.data, '\n')
 		}
@@ -103,11 +187,15 @@ func (r *sseReader) next() ([]byte, error) {
 // readLine returns the next line without its LF or CRLF, valid until the
 // next call. A last line without LF is dropped: it cannot end an event.
 func (r *sseReader) readLine() ([]byte, error) {
-	line, err := r.br.ReadSlice('\n')
+	br, err := r.reader()
+	if err != nil {
+		return nil, err
+	}
+	line, err := br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		r.line = append(r.line[:0], line...)
 		for err == bufio.ErrBufferFull {
-			line, err = r.br.ReadSlice('\n')
+			line, err = br.ReadSlice('\n')
 			if len(r.line)+len(line) > r.max {
 				return nil, errEventTooLarge
 			}
@@ -297,11 +385,10 @@ func (d *chunkDecoder) next() (*chunk, error) {
 //
 //go:noinline
 func (d *chunkDecoder) wait() error {
-	br := d.sse.br
-	if br.Buffered() > 0 {
-		return nil
-	}
-	_, err := br.Peek(1)
+	// The last event's buffers go back to their pools first: a stream
+	// waiting holds none (see sseReader).
+	d.sse.release()
+	_, err := d.sse.reader()
 	return err
 }
 

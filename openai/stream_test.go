@@ -128,6 +128,90 @@ func TestSSEReaderReleasesLargeBuffers(t *testing.T) {
 	}
 }
 
+// eventReader gives one event per Read, as a paced stream does, and
+// counts the reads that wait for an event (of at most waitSize bytes)
+// made while s held a buffer.
+type eventReader struct {
+	evs         []string
+	s           *sseReader
+	waits, held int
+}
+
+func (e *eventReader) Read(p []byte) (int, error) {
+	if len(p) == waitSize {
+		e.waits++
+		if e.s.br != nil || e.s.datap != nil || e.s.data != nil {
+			e.held++
+		}
+	}
+	if len(e.evs) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, e.evs[0])
+	if e.evs[0] = e.evs[0][n:]; e.evs[0] == "" {
+		e.evs = e.evs[1:]
+	}
+	return n, nil
+}
+
+// TestSSEReaderWaitsWithoutBuffers: between events, with nothing left to
+// read, the reader holds no buffer while it waits for the next one, and
+// events longer than that wait's read come whole.
+func TestSSEReaderWaitsWithoutBuffers(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("z", 3*waitSize)
+	want := []string{"a", long, "b", long}
+	r := &eventReader{}
+	for _, w := range want {
+		r.evs = append(r.evs, "data: "+w+"\n\n")
+	}
+	s := newSSEReader(r)
+	r.s = s
+	for _, w := range want {
+		if data, err := s.next(); err != nil || string(data) != w {
+			t.Fatalf("event %.20q, %v; want %.20q", data, err, w)
+		}
+	}
+	if _, err := s.next(); err != io.EOF {
+		t.Fatalf("after the events: %v", err)
+	}
+	if r.waits != len(want)+1 || r.held != 0 {
+		t.Errorf("%d reads waited for an event, %d of them with buffers held; want %d, 0", r.waits, r.held, len(want)+1)
+	}
+}
+
+// lastRead gives body with err in one Read, then io.EOF.
+type lastRead struct {
+	body string
+	err  error
+}
+
+func (l *lastRead) Read(p []byte) (int, error) {
+	if l.body == "" {
+		return 0, io.EOF
+	}
+	n := copy(p, l.body)
+	l.body = l.body[n:]
+	if l.body != "" {
+		return n, nil
+	}
+	return n, l.err
+}
+
+// TestSSEReaderErrorWithLastEvent: an error that comes with the last
+// event's bytes is the stream's error after that event, though the
+// reader let go of its buffer (and of the error it held) in between.
+func TestSSEReaderErrorWithLastEvent(t *testing.T) {
+	t.Parallel()
+	s := newSSEReader(&lastRead{body: "data: a\n\n", err: io.ErrUnexpectedEOF})
+	if data, err := s.next(); err != nil || string(data) != "a" {
+		t.Fatalf("event %q, %v; want \"a\"", data, err)
+	}
+	if _, err := s.next(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("after the event: %v, want %v", err, io.ErrUnexpectedEOF)
+	}
+}
+
 // decodeBody decodes a streamed body read in pieces of step bytes.
 func decodeBody(body []byte, step int) (agentstream.ModelResult, []agentstream.ModelDelta, error) {
 	var acc accumulator
