@@ -70,8 +70,11 @@ func readErr(l *Log, id string, after int64) error {
 }
 
 // checkSegments checks r's segments: all full but the last, which holds
-// the newest event; the dropped events still held in the first counted
-// in deadBytes and outweighed by the retained ones. r.mu is held.
+// the newest event; each holding the text and full events of its
+// entries, in order, and no more: the first only those of its entries from
+// letGo on. The dropped events still held (from letGo to off) are
+// outweighed by the retained ones, and none once r is closed. r.mu is
+// held.
 func checkSegments(t testing.TB, id string, r *runLog) {
 	t.Helper()
 	if len(r.segs) == 0 {
@@ -81,23 +84,46 @@ func checkSegments(t testing.TB, id string, r *runLog) {
 		return
 	}
 	for k, s := range r.segs[:len(r.segs)-1] {
-		if len(s) != segEvents {
-			t.Errorf("run %s: segment %d of %d holds %d events", id, k, len(r.segs), len(s))
+		if len(s.ents) != segEvents {
+			t.Errorf("run %s: segment %d of %d holds %d events", id, k, len(r.segs), len(s.ents))
 		}
 	}
-	if r.off >= segEvents || (len(r.segs)-1)*segEvents+len(r.segs[len(r.segs)-1]) != r.off+r.n {
-		t.Errorf("run %s: %d segments, the last of %d, for %d dropped and %d retained events", id, len(r.segs), len(r.segs[len(r.segs)-1]), r.off, r.n)
+	if last := r.segs[len(r.segs)-1]; r.off >= segEvents || (len(r.segs)-1)*segEvents+len(last.ents) != r.off+r.n {
+		t.Errorf("run %s: %d segments, the last of %d, for %d dropped and %d retained events", id, len(r.segs), len(last.ents), r.off, r.n)
+	}
+	if r.letGo > r.off {
+		t.Errorf("run %s: %d positions let go of, %d dropped", id, r.letGo, r.off)
+	}
+	for k, s := range r.segs {
+		lo := 0
+		if k == 0 {
+			lo = r.letGo
+		}
+		var text, full uint32
+		for _, e := range s.ents[lo:] {
+			switch {
+			case e.pre < 0 && e.start != full:
+				t.Errorf("run %s: segment %d: a full event at %d, want %d", id, k, e.start, full)
+			case e.pre < 0:
+				full++
+			case int(e.pre) >= len(s.pres) || e.start != text || e.end < e.start:
+				t.Errorf("run %s: segment %d: a delta of prefix %d of %d at text %d:%d, want from %d", id, k, e.pre, len(s.pres), e.start, e.end, text)
+				return
+			default:
+				text = e.end
+			}
+		}
+		if int(text) != len(s.text) || int(full) != len(s.full) {
+			t.Errorf("run %s: segment %d holds %d bytes of text and %d full events for %d and %d", id, k, len(s.text), len(s.full), text, full)
+		}
 	}
 	var dead int64
-	for _, ev := range r.segs[0][:r.off] {
-		if ev.Seq != 0 {
-			dead += ev.Size()
-		} else if ev.Type != "" || ev.Data != nil {
-			t.Errorf("run %s: a position let go of holds an event", id)
-		}
+	for j := r.letGo; j < r.off; j++ {
+		s, e := r.entry(j)
+		dead += s.size(e)
 	}
-	if dead != r.deadBytes || (r.deadBytes > r.bytes && !r.closed) {
-		t.Errorf("run %s: %d dropped events hold %d bytes, counted %d, for %d retained bytes", id, r.off, dead, r.deadBytes, r.bytes)
+	if (dead > r.bytes && !r.closed) || (r.closed && r.letGo != r.off) {
+		t.Errorf("run %s: %d dropped events hold %d bytes (%d let go of), for %d retained bytes", id, r.off, dead, r.letGo, r.bytes)
 	}
 }
 
@@ -111,11 +137,13 @@ func checkLog(t testing.TB, l *Log) {
 	for id, r := range l.runs {
 		r.mu.Lock()
 		var b int64
-		for i := range r.n {
-			if ev := r.at(i); ev.Seq != r.first+int64(i) {
-				t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
+		if r.n > 0 {
+			for i, ev := range r.events(r.off, r.n) {
+				if ev.Seq != r.first+int64(i) {
+					t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
+				}
+				b += ev.Size()
 			}
-			b += r.at(i).Size()
 		}
 		if b != r.bytes {
 			t.Errorf("run %s: counts %d bytes, holds %d", id, r.bytes, b)
@@ -525,8 +553,9 @@ func TestFinishedCap(t *testing.T) {
 		r := l.runs[id]
 		l.mu.RUnlock()
 		r.mu.Lock()
-		if s := r.segs[len(r.segs)-1]; cap(s) != len(s) || r.deadBytes != 0 {
-			t.Errorf("finished run %s holds room for %d events in its last segment of %d, and %d dropped bytes", id, cap(s), len(s), r.deadBytes)
+		if s := r.segs[len(r.segs)-1]; cap(s.ents) != len(s.ents) || cap(s.text) != len(s.text) || cap(s.full) != len(s.full) || r.letGo != r.off {
+			t.Errorf("finished run %s holds room for %d events in its last segment of %d (text %d of %d, full %d of %d), and %d dropped events of %d not let go of",
+				id, cap(s.ents), len(s.ents), cap(s.text), len(s.text), cap(s.full), len(s.full), r.off-r.letGo, r.off)
 		}
 		r.mu.Unlock()
 		checkLog(t, l)
@@ -592,7 +621,7 @@ func TestIdleReaderHoldsNothing(t *testing.T) {
 	r.mu.Lock()
 	room := 0
 	for _, s := range r.segs {
-		room += cap(s)
+		room += cap(s.ents)
 	}
 	if r.bytes > runCap || room > r.n+2*segEvents {
 		t.Errorf("run holds %d bytes in %d events, its segments have room for %d", r.bytes, r.n, room)
