@@ -801,6 +801,94 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkReadBack reads a finished run of 1,000 deltas back in batches
+// of 256, as a reader catching up does. One op is the whole run read.
+func BenchmarkReadBack(b *testing.B) {
+	l := New(Options{})
+	const id, n = "run", 1000
+	for i := range n {
+		mustAppend(b, l, id, agentstream.NewDeltaEvent("msg_01JE5GQ8ZK3V7XN2M4P6R8T0WY", fmt.Sprint(" tok", i%10)))
+	}
+	mustAppend(b, l, id, ended(id))
+	b.ReportAllocs()
+	for b.Loop() {
+		for after, end := int64(0), false; !end; {
+			evs, e, err := l.Read(ctx, id, after, 256)
+			if err != nil {
+				b.Fatal(err)
+			}
+			after, end = evs[len(evs)-1].Seq, e
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(n+1), "ns/event")
+}
+
+// BenchmarkAppendRead appends a delta and reads it back, as a reader
+// following the run live does, without waiting for it: the cost of
+// building its data.
+func BenchmarkAppendRead(b *testing.B) {
+	l := New(Options{})
+	const id = "run"
+	ev := agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: "msg_1", Delta: "token "})
+	b.ReportAllocs()
+	for b.Loop() {
+		seq := mustAppend(b, l, id, ev)
+		if evs, _, err := l.Read(ctx, id, seq-1, 256); err != nil || len(evs) != 1 {
+			b.Fatal(len(evs), err)
+		}
+	}
+}
+
+// BenchmarkRunMemory measures the live heap 1,000 open runs' logs take
+// with a given number of tokens each (after run.created, run.started and
+// step.started, as a run appends them): heap-B/run, and heap-B/token
+// (that, less the same for no token, per token).
+func BenchmarkRunMemory(b *testing.B) {
+	for _, tokens := range []int{0, 4, 16, 64, 256} {
+		b.Run(fmt.Sprint("tokens=", tokens), func(b *testing.B) {
+			const runs = 1000
+			var perRun float64
+			for b.Loop() {
+				perRun = runMemory(b, runs, tokens) / runs
+			}
+			b.ReportMetric(perRun, "heap-B/run")
+			if tokens > 0 {
+				b.ReportMetric((perRun-runMemory(b, runs, 0)/runs)/float64(tokens), "heap-B/token")
+			}
+		})
+	}
+}
+
+// runMemory returns the live heap the logs of runs runs of tokens tokens
+// take.
+func runMemory(b *testing.B, runs, tokens int) float64 {
+	b.Helper()
+	before := heapLive()
+	l := New(Options{})
+	words := []string{" the", " quick", " brown", " fox", " jumps", ",", " over", " lazy", " dogs", "."}
+	for i := range runs {
+		id, msg := agentstream.NewID("run_"), agentstream.NewID("msg_")
+		mustAppend(b, l, id, agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{RunID: id, ThreadID: agentstream.NewID("thr_"), Agent: "assistant", Status: agentstream.RunQueued}))
+		mustAppend(b, l, id, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: id}))
+		mustAppend(b, l, id, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: 1, MessageID: msg}))
+		for k := range tokens {
+			mustAppend(b, l, id, agentstream.NewDeltaEvent(msg, words[(i+k)%len(words)]))
+		}
+	}
+	after := heapLive()
+	runtime.KeepAlive(l)
+	return float64(int64(after) - int64(before))
+}
+
+// heapLive returns the bytes of live heap objects, after a collection.
+func heapLive() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
 // BenchmarkRead follows a live appender with 1 and 1000 readers reading
 // in batches of 256, as the SSE handler does. One op is one appended event,
 // delivered to every reader. With lag=0 the appender waits for every
