@@ -42,10 +42,10 @@
 // writes it) is kept compact: its escaped text, in its segment's text,
 // and a 12-byte entry; the prefix up to the text is kept once per message
 // (segments refer to it). About 22 bytes for a token of 5 characters,
-// where the event as appended takes 48 and its data 64 or 80. Every other event
-// (another type, or data of another shape) is kept as appended, its data
-// shared with the caller. The split needs no parsing of the text, so any
-// data is rebuilt exactly.
+// where the event as appended takes 48 and its data 64 or 80. Every other
+// event (another type, or data of another shape) is kept as appended, its
+// data shared with the caller. The split needs no parsing of the text, so
+// any data is rebuilt exactly.
 //
 // Segments, rather than one array that doubles, keep what a run holds
 // beyond its events to one part-filled segment (a log's first segment
@@ -73,6 +73,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,8 +180,8 @@ type segment struct {
 	// full holds the events kept as they were appended (Seq set).
 	full []agentstream.Event
 	// pres are the prefixes of the compact entries' data,
-	// {"message_id":"<id>","delta":" (a message's shared by every
-	// segment that has its deltas).
+	// {"message_id":"<id>","delta":" (a message's one array, shared by
+	// the segments its deltas are in).
 	pres [][]byte
 }
 
@@ -650,8 +651,8 @@ func (l *Log) enforce() {
 // Events kept as appended are shared: a read of those only, within a
 // segment, allocates nothing. A read that returns compact deltas
 // allocates the events and one buffer for their data, built from the
-// prefix and text each keeps. ErrGone when events after `after` were
-// dropped under the caps.
+// prefix and text each keeps, unless another reader built them (recent).
+// ErrGone when events after `after` were dropped under the caps.
 func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]agentstream.Event, bool, error) {
 	r := l.get(runID)
 	if r == nil {
@@ -673,10 +674,26 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 		}
 		i, n := after-(r.first-1), int64(r.n)
 		if i < n {
-			evs := r.events(r.off+int(i), int(min(int64(max), n-i)))
-			done := r.closed && i+int64(len(evs)) == n
+			j, count := r.off+int(i), int(min(int64(max), n-i))
+			done := r.closed && i+int64(count) == n
+			if evs := r.shared(j, count); evs != nil {
+				r.mu.Unlock()
+				return evs, done, nil
+			}
+			if j+count == r.off+r.n && count <= segEvents && !r.closed {
+				// A reader caught up: others may be, they share
+				// these events. A big batch (a reader catching up) is
+				// not held for them.
+				evs := r.batch(j, count, false).build()
+				r.recent = evs
+				r.mu.Unlock()
+				return evs, done, nil
+			}
+			// A reader catching up builds its events without holding
+			// the log, which appends meanwhile.
+			b := r.batch(j, count, true)
 			r.mu.Unlock()
-			return evs, done, nil
+			return b.build(), done, nil
 		}
 		if r.closed {
 			r.mu.Unlock()
@@ -697,10 +714,11 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 	}
 }
 
-// events returns count events from position j on, across segments. When
-// they are all kept as appended, in one segment, they are shared: a
-// segment's full events are never modified. r.mu is held.
-func (r *runLog) events(j, count int) []agentstream.Event {
+// shared returns the count events from position j on when they can be
+// shared: all kept as appended, in one segment (a segment's full events
+// are never modified), or built by an earlier read (recent); else nil.
+// r.mu is held.
+func (r *runLog) shared(j, count int) []agentstream.Event {
 	s, p := &r.segs[j/segEvents], j%segEvents
 	if p+count <= len(s.ents) {
 		ents := s.ents[p : p+count]
@@ -709,22 +727,55 @@ func (r *runLog) events(j, count int) []agentstream.Event {
 			return s.full[a.start : b.start+1 : b.start+1]
 		}
 	}
-	seq := r.first + int64(j-r.off)
 	if c := r.recent; len(c) > 0 {
+		seq := r.first + int64(j-r.off)
 		if d := int(seq - c[0].Seq); d >= 0 && d+count <= len(c) {
 			return c[d : d+count : d+count]
 		}
 	}
+	return nil
+}
+
+// batch is what a read needs to build count events: the segments that
+// hold them (the first from position p on) and the first one's Seq.
+type batch struct {
+	segs     []segment
+	p, count int
+	seq      int64
+}
+
+// batch returns the batch of count events from position j on; own when
+// it is to be built without r.mu: its segments are then copies of the
+// log's (what they hold is never modified, and appends write past it).
+// r.mu is held.
+func (r *runLog) batch(j, count int, own bool) batch {
+	segs := r.segs[j/segEvents : (j+count-1)/segEvents+1]
+	if own {
+		segs = slices.Clone(segs)
+	}
+	return batch{segs: segs, p: j % segEvents, count: count, seq: r.first + int64(j-r.off)}
+}
+
+// entry returns the segment and entry of the batch's event x.
+func (b batch) entry(x int) (*segment, entry) {
+	k := b.p + x
+	s := &b.segs[k/segEvents]
+	return s, s.ents[k%segEvents]
+}
+
+// build returns the batch's events, the deltas' data built in one
+// buffer.
+func (b batch) build() []agentstream.Event {
 	size := 0
-	for k := j; k < j+count; k++ {
-		if s, e := r.entry(k); e.pre >= 0 {
+	for x := range b.count {
+		if s, e := b.entry(x); e.pre >= 0 {
 			size += len(s.pres[e.pre]) + int(e.end-e.start) + len(deltaEnd)
 		}
 	}
-	out := make([]agentstream.Event, count)
+	out := make([]agentstream.Event, b.count)
 	buf := make([]byte, 0, size)
 	for x := range out {
-		s, e := r.entry(j + x)
+		s, e := b.entry(x)
 		if e.pre < 0 {
 			out[x] = s.full[e.start]
 			continue
@@ -733,12 +784,7 @@ func (r *runLog) events(j, count int) []agentstream.Event {
 		buf = append(buf, s.pres[e.pre]...)
 		buf = append(buf, s.text[e.start:e.end]...)
 		buf = append(buf, deltaEnd...)
-		out[x] = agentstream.Event{Seq: seq + int64(x), Type: agentstream.EventMessageDelta, Data: buf[a:len(buf):len(buf)]}
-	}
-	if j+count == r.off+r.n && count <= segEvents && !r.closed {
-		// A reader caught up: more may be, but a big batch (a reader
-		// catching up) is not held for them.
-		r.recent = out
+		out[x] = agentstream.Event{Seq: b.seq + int64(x), Type: agentstream.EventMessageDelta, Data: buf[a:len(buf):len(buf)]}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package memlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -138,7 +139,7 @@ func checkLog(t testing.TB, l *Log) {
 		r.mu.Lock()
 		var b int64
 		if r.n > 0 {
-			for i, ev := range r.events(r.off, r.n) {
+			for i, ev := range r.batch(r.off, r.n, false).build() {
 				if ev.Seq != r.first+int64(i) {
 					t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
 				}
@@ -721,6 +722,14 @@ func TestConcurrentTrim(t *testing.T) {
 					for i, ev := range evs {
 						if ev.Seq != after+1+int64(i) {
 							t.Errorf("run %s after %d: event %d has seq %d", id, after, i, ev.Seq)
+							return
+						}
+						// Data built while the run appends and trims is
+						// whole.
+						var d agentstream.MessageDeltaData
+						if ev.Type == agentstream.EventMessageDelta &&
+							(json.Unmarshal(ev.Data, &d) != nil || !strings.HasPrefix(d.MessageID, "msg_") || strings.Trim(d.Delta, "x") != "") {
+							t.Errorf("run %s: event %d is %s", id, ev.Seq, ev.Data)
 							return
 						}
 					}
