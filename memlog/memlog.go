@@ -63,7 +63,10 @@
 // and returns new events: two allocations. A reader following the run
 // live shares them with the next reader that asks for the same newest
 // events (the run's other live readers), and events kept as appended,
-// read within a segment, are shared with the log. A slice returned by
+// read within a segment, are shared with the log. A reader catching up
+// (a batch short of the newest event) builds its events without holding
+// the log, from copies of the segments' headers, so that appends do not
+// wait for it. A slice returned by
 // Read stays valid (what it holds is never modified), holding its own
 // events until its reader lets go of it. A run's own client (agent.Inline)
 // gets its events from the run, not from the log.

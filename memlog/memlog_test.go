@@ -898,6 +898,37 @@ func heapLive() uint64 {
 	return m.HeapAlloc
 }
 
+// BenchmarkAppendWhileCatchUp appends deltas while a reader reads the
+// run's first 9,000 events again and again in batches of 256, as readers
+// catching up do: what such a reader costs the appender.
+func BenchmarkAppendWhileCatchUp(b *testing.B) {
+	l := New(Options{MaxRunBytes: 1 << 30, MaxTotalBytes: 1 << 30})
+	ev := agentstream.NewDeltaEvent("msg_01JE5GQ8ZK3V7XN2M4P6R8T0WY", " tok")
+	for range 10000 {
+		mustAppend(b, l, "run", ev)
+	}
+	c, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c.Err() == nil {
+			for after := int64(0); after < 9000; {
+				evs, _, err := l.Read(c, "run", after, 256)
+				if err != nil {
+					return
+				}
+				after = evs[len(evs)-1].Seq
+			}
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		mustAppend(b, l, "run", ev)
+	}
+	cancel()
+	<-done
+}
+
 // BenchmarkRead follows a live appender with 1 and 1000 readers reading
 // in batches of 256, as the SSE handler does. One op is one appended event,
 // delivered to every reader. With lag=0 the appender waits for every
