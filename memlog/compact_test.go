@@ -377,3 +377,25 @@ func FuzzCompactDelta(f *testing.F) {
 		checkLog(t, l)
 	})
 }
+
+// TestTextRoom: a segment takes room for about as much text as the one
+// before it took, but a long delta there does not make room for more.
+func TestTextRoom(t *testing.T) {
+	t.Parallel()
+	l := New(Options{})
+	const id = "run"
+	for i := range segEvents {
+		text := "token"
+		if i == segEvents-1 {
+			text = strings.Repeat("x", 64<<10)
+		}
+		mustAppend(t, l, id, agentstream.NewDeltaEvent("msg_1", text))
+	}
+	mustAppend(t, l, id, agentstream.NewDeltaEvent("msg_1", "token"))
+	r := l.get(id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := cap(r.segs[1].text); c > segEvents*32 {
+		t.Errorf("the segment after a long delta has room for %d bytes of text", c)
+	}
+}

@@ -438,8 +438,9 @@ func (r *runLog) push(ev agentstream.Event) {
 		if k == 0 {
 			c = firstSegEvents
 		} else {
-			// Room for as much text as the segment before took.
-			text = len(r.segs[k-1].text)
+			// Room for as much text as the segment before took, up to
+			// 32 bytes a delta: a long one does not make room for more.
+			text = min(len(r.segs[k-1].text), segEvents*32)
 		}
 		r.segs = append(r.segs, segment{ents: make([]entry, 0, c), text: make([]byte, 0, text)})
 	case len(r.segs[k].ents) == cap(r.segs[k].ents):
