@@ -52,8 +52,10 @@ func TerminalEventFor(s RunStatus) EventType {
 
 // Event is one entry of a run's log. Data is the event's JSON payload
 // exactly as the native wire format sends it; it is encoded once, when the
-// event is made, and shared read-only by every reader. Seq is assigned by
-// the log on append, from 1 without gaps.
+// event is made, and read-only from then on: readers may share it (the
+// in-process log keeps a message.delta's text compactly and builds its
+// data again, byte for byte, for a read). Seq is assigned by the log on
+// append, from 1 without gaps.
 type Event struct {
 	Seq  int64
 	Type EventType
@@ -86,11 +88,13 @@ func NewEvent(t EventType, payload any) Event {
 // byte as encoding/json encodes it (TestDeltaEvent, FuzzDeltaEvent),
 // without reflection or boxing the payload in an interface.
 //
-// The event log keeps the data for the rest of the run, a token at a
-// time, so it is allocated at its exact length: encoded first in a
-// buffer on the stack, it takes the heap's next size up (64 bytes for a
-// token of up to 7 ASCII characters with a 30-character message id),
-// where room for escapes would make every one 80.
+// A log that keeps events as appended (redislog's, until Redis has them)
+// keeps the data a token at a time, so it is allocated at its exact
+// length: encoded first in a buffer on the stack, it takes the heap's
+// next size up (64 bytes for a token of up to 7 ASCII characters with a
+// 30-character message id), where room for escapes would make every one
+// 80. The in-process log copies the text it keeps: there the data is
+// garbage once the run has delivered it.
 func NewDeltaEvent(messageID, delta string) Event {
 	var buf [128]byte
 	b := appendDelta(buf[:0], messageID, delta)

@@ -7,8 +7,9 @@
 // nothing.
 //
 // The log is bounded. An event counts agentstream.Event.Size bytes:
-// len(Data) + len(Type) + 48 (the Event in the log's slice); Stats reports
-// the total.
+// len(Data) + len(Type) + 48, what it takes as appended (a compact delta,
+// below, takes less but counts the same, as in every EventLog); Stats
+// reports the total.
 //
 //   - Per run: when an append takes a run's log over Options.MaxRunBytes,
 //     its oldest events are dropped until it fits again, always keeping the
@@ -35,26 +36,47 @@
 //   - In time: a finished run's log is evicted Options.Retention after its
 //     terminal event.
 //
+// Most of a run's events are message.delta, a token each, whose data
+// repeat the message's id: a delta whose data is
+// {"message_id":"<id>","delta":"<text>"} (as agentstream.NewDeltaEvent
+// writes it) is kept compact: its escaped text, in its segment's text,
+// and a 12-byte entry; the prefix up to the text is kept once per message
+// (segments refer to it). About 22 bytes for a token of 5 characters,
+// where the event as appended takes 48 and its data 64 or 80. Every other
+// event (another type, or data of another shape) is kept as appended, its
+// data shared with the caller. The split needs no parsing of the text, so
+// any data is rebuilt exactly.
+//
 // Segments, rather than one array that doubles, keep what a run holds
 // beyond its events to one part-filled segment (a log's first segment
-// starts at 4 events and doubles up to 32), and appends copy nothing once
-// it is full: an open stream's log has room for at most 31 more events,
+// starts at 4 events and doubles up to 32), and appends copy no events
+// once it is full: an open stream's log has room for at most 31 more events,
 // where a doubled array has room for as many again as it holds. A
 // finished log's last segment is trimmed to its events (it takes no
 // more). Dropped events release their memory: a segment goes once all
 // its events are dropped, and the dropped events at the start of the
 // first one are let go (the segment copied without them) as soon as they
 // outweigh the retained ones, or when the run finishes. So the memory in
-// use stays within a small multiple of what Stats counts. A slice
-// already returned by Read stays valid (events are never modified),
-// holding its own events until its reader lets go of it. A Read of a
-// reader following the run live shares the segment's events; one that
-// reaches past a segment (a reader catching up) gets a copy of up to max
-// events, so that it catches up in few writes.
+// use stays within a small multiple of what Stats counts.
+//
+// A Read builds the data of the compact deltas it returns, in one buffer,
+// and returns new events: two allocations. A reader following the run
+// live shares them with the next reader that asks for the same newest
+// events (the run's other live readers), and events kept as appended,
+// read within a segment, are shared with the log. A reader catching up
+// (a batch short of the newest event) builds its events without holding
+// the log, from copies of the segments' headers, so that appends do not
+// wait for it. A slice returned by
+// Read stays valid (what it holds is never modified), holding its own
+// events until its reader lets go of it. A run's own client (agent.Inline)
+// gets its events from the run, not from the log.
 package memlog
 
 import (
+	"bytes"
 	"context"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,35 +162,154 @@ type Log struct {
 	armed bool
 }
 
-// segEvents is the number of events of a full segment (48 bytes each,
-// 1,536 bytes, a size class of Go's heap); firstSegEvents the room of a
-// log's first segment, doubled as it fills up to segEvents, so that a
-// short run takes little.
+// segEvents is the number of events of a full segment; firstSegEvents
+// the room of a log's first segment, doubled as it fills up to
+// segEvents, so that a short run takes little.
 const (
 	segEvents      = 32
 	firstSegEvents = 4
 )
+
+// segment holds up to segEvents consecutive events of a run: each is an
+// entry, either a compact message.delta or an event kept as appended.
+// What a segment's arrays hold below their length is never modified: an
+// append writes past it, a trim or a growth copies the segment. So a Read
+// can hand out full (capped) without copying it.
+type segment struct {
+	ents []entry
+	// text holds the escaped delta texts of the compact entries, in
+	// order.
+	text []byte
+	// full holds the events kept as they were appended (Seq set).
+	full []agentstream.Event
+	// pres are the prefixes of the compact entries' data,
+	// {"message_id":"<id>","delta":" (a message's one array, shared by
+	// the segments its deltas are in).
+	pres [][]byte
+}
+
+// entry is an event of a segment. A compact message.delta (pre >= 0) has
+// the data pres[pre] + text[start:end] + `"}`; another event (pre < 0) is
+// full[start].
+type entry struct {
+	start, end uint32
+	pre        int32
+}
+
+// A message.delta's data as agentstream.NewDeltaEvent writes it:
+// deltaHead, the message id's JSON string, deltaMid, the escaped delta,
+// deltaEnd.
+const (
+	deltaHead = `{"message_id":"`
+	deltaMid  = `","delta":"`
+	deltaEnd  = `"}`
+)
+
+// deltaSize is the Size of a message.delta without its data.
+var deltaSize = agentstream.Event{Type: agentstream.EventMessageDelta}.Size()
+
+// size is the Size of the event of e.
+func (s *segment) size(e entry) int64 {
+	if e.pre < 0 {
+		return s.full[e.start].Size()
+	}
+	return deltaSize + int64(len(s.pres[e.pre])+int(e.end-e.start)+len(deltaEnd))
+}
+
+// compact returns the entry of a message.delta with data d, its escaped
+// text appended to s.text, when d is pre + text + deltaEnd for a prefix
+// pre of s or of a message.delta's shape; ok is false otherwise: the
+// event is to be kept as it is. Only the split of d is looked for, so d
+// is rebuilt exactly whatever it holds. r.mu is held.
+func (r *runLog) compact(s *segment, d []byte) (e entry, ok bool) {
+	pre := -1
+	for i := len(s.pres) - 1; i >= 0; i-- {
+		if framed(d, s.pres[i]) {
+			pre = i
+			break
+		}
+	}
+	if pre < 0 {
+		p := deltaPrefix(d)
+		if p == nil {
+			return entry{}, false
+		}
+		if !bytes.Equal(p, r.pre) {
+			// A new message (or one interleaved with another): its
+			// prefix, kept once for all its deltas.
+			r.pre = bytes.Clone(p)
+		}
+		s.pres = append(s.pres, r.pre)
+		pre = len(s.pres) - 1
+	}
+	text := d[len(s.pres[pre]) : len(d)-len(deltaEnd)]
+	if uint64(len(s.text))+uint64(len(text)) > math.MaxUint32 {
+		return entry{}, false
+	}
+	e = entry{start: uint32(len(s.text)), pre: int32(pre)}
+	s.text = append(s.text, text...)
+	e.end = uint32(len(s.text))
+	return e, true
+}
+
+// framed reports whether d is pre + text + deltaEnd.
+func framed(d, pre []byte) bool {
+	return len(d) >= len(pre)+len(deltaEnd) && bytes.HasPrefix(d, pre) && bytes.HasSuffix(d, []byte(deltaEnd))
+}
+
+// deltaPrefix returns the start of d up to the delta's text when d is a
+// message.delta's data (deltaHead, a string, deltaMid, text, deltaEnd),
+// else nil.
+func deltaPrefix(d []byte) []byte {
+	if !bytes.HasPrefix(d, []byte(deltaHead)) {
+		return nil
+	}
+	i := len(deltaHead)
+	for i < len(d) && d[i] != '"' {
+		if d[i] == '\\' {
+			i++ // the escaped byte
+		}
+		i++
+	}
+	if i >= len(d) || !bytes.HasPrefix(d[i:], []byte(deltaMid)) {
+		return nil
+	}
+	p := d[:i+len(deltaMid)]
+	if !framed(d, p) {
+		return nil
+	}
+	return p
+}
 
 type runLog struct {
 	id string
 
 	mu sync.Mutex
 	// segs hold the events: the one at position j, counted from
-	// segs[0][0], is segs[j/segEvents][j%segEvents]. Every segment but the
-	// last is full; the first grows while it is the only one. The first
-	// off positions of segs[0] are dropped events (or empty, once let
-	// go); the n retained ones follow.
-	segs [][]agentstream.Event
-	off  int
-	n    int
+	// segs[0].ents[0], is segs[j/segEvents].ents[j%segEvents]. Every
+	// segment but the last is full; the first grows while it is the only
+	// one. The first off positions of segs[0] are dropped events, the
+	// first letGo of them let go of (their text and full events no longer
+	// held); the n retained ones follow.
+	segs  []segment
+	off   int
+	letGo int
+	n     int
+	// pre is the prefix of the last compact delta, shared by the segments
+	// its message's deltas go on in.
+	pre []byte
+	// recent are the events of the last read that built deltas' data
+	// and reached the newest event (at most segEvents), shared with the
+	// readers that ask for them next: those following the run live ask
+	// for the same ones. Let go once any event is dropped, or the run
+	// ends.
+	recent []agentstream.Event
 	// first is the Seq of the first retained event, or the next Seq when
 	// there is none.
 	first int64
 	// bytes is the size of the retained events.
-	bytes int64
-	// deadBytes is the size of the dropped events still in segs[0].
-	deadBytes int64
-	closed    bool
+	bytes  int64
+	closed bool
 	// waiting are the readers waiting for the next append, which wakes
 	// each and empties the list. A reader that stops waiting (its context
 	// ended) takes itself off.
@@ -196,7 +337,9 @@ func (l *Log) get(runID string) *runLog {
 }
 
 // Append implements agentstream.EventLog. It drops the run's oldest events
-// past MaxRunBytes and enforces MaxTotalBytes before returning.
+// past MaxRunBytes and enforces MaxTotalBytes before returning. The
+// events passed in are left as they are: a compact delta's text is
+// copied.
 func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Event) (int64, error) {
 	r := l.get(runID)
 	if len(events) == 0 {
@@ -245,17 +388,18 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 	r.bytes += added
 	dropped := r.trim(l.opts.MaxRunBytes)
 	if terminal {
-		r.closed = true
 		// No more appends: the room left in the last segment, and the
 		// dropped events of the first, would be held for Retention for
-		// nothing. Readers keep the old arrays as long as they need them.
+		// nothing.
 		last := len(r.segs) - 1
-		if s := r.segs[last]; cap(s) > len(s) {
-			r.segs[last] = r.segCopy(last, len(s))
+		if s := &r.segs[last]; cap(s.ents) > len(s.ents) || cap(s.text) > len(s.text) || cap(s.full) > len(s.full) {
+			r.segs[last] = r.segCopy(last, len(s.ents))
 		}
-		if r.deadBytes > 0 {
-			r.segs[0] = r.segCopy(0, cap(r.segs[0]))
+		if r.letGo < r.off {
+			r.segs[0] = r.segCopy(0, cap(r.segs[0].ents))
 		}
+		r.closed = true
+		r.recent = nil
 	}
 	for i, w := range r.waiting {
 		w.c <- struct{}{} // never blocks: see waiter
@@ -278,43 +422,89 @@ func (l *Log) Append(_ context.Context, runID string, events ...agentstream.Even
 	return last, nil
 }
 
-// at returns the retained event i (0 is the oldest). r.mu is held.
-func (r *runLog) at(i int) *agentstream.Event {
-	j := r.off + i
-	return &r.segs[j/segEvents][j%segEvents]
+// entry returns the segment and entry at position j. r.mu is held.
+func (r *runLog) entry(j int) (*segment, entry) {
+	s := &r.segs[j/segEvents]
+	return s, s.ents[j%segEvents]
 }
 
-// push appends ev. r.mu is held.
+// push appends ev, whose Seq is set. r.mu is held.
 func (r *runLog) push(ev agentstream.Event) {
 	j := r.off + r.n
 	k := j / segEvents
 	switch {
 	case k == len(r.segs):
-		c := segEvents
+		c, text := segEvents, firstSegEvents*8
 		if k == 0 {
 			c = firstSegEvents
+		} else {
+			// Room for as much text as the segment before took, up to
+			// 32 bytes a delta: a long one does not make room for more.
+			text = min(len(r.segs[k-1].text), segEvents*32)
 		}
-		r.segs = append(r.segs, make([]agentstream.Event, 0, c))
-	case len(r.segs[k]) == cap(r.segs[k]):
-		// The first segment, growing: readers keep the old array.
-		r.segs[k] = r.segCopy(k, min(2*cap(r.segs[k]), segEvents))
+		r.segs = append(r.segs, segment{ents: make([]entry, 0, c), text: make([]byte, 0, text)})
+	case len(r.segs[k].ents) == cap(r.segs[k].ents):
+		// The first segment, growing.
+		r.segs[k] = r.segCopy(k, min(2*cap(r.segs[k].ents), segEvents))
 	}
-	r.segs[k] = append(r.segs[k], ev)
+	s := &r.segs[k]
+	e, ok := entry{}, false
+	if ev.Type == agentstream.EventMessageDelta {
+		e, ok = r.compact(s, ev.Data)
+	}
+	if !ok {
+		e = entry{start: uint32(len(s.full)), pre: -1}
+		s.full = append(s.full, ev)
+	}
+	s.ents = append(s.ents, e)
 	r.n++
+	if len(s.ents) == segEvents && cap(s.text)-len(s.text) > len(s.text)/8 {
+		// A full segment takes no more text.
+		s.text = exact(s.text)
+	}
 }
 
-// segCopy returns a copy of segment k with room for c events, without the
-// dropped events of the first segment (their positions left empty, which
-// lets them go). r.mu is held.
-func (r *runLog) segCopy(k, c int) []agentstream.Event {
+// exact returns a copy of s without room for more.
+func exact[T any](s []T) []T {
+	return append(make([]T, 0, len(s)), s...)
+}
+
+// segCopy returns a copy of segment k with room for c events, its text
+// and full events taking no more than they hold, without the dropped
+// events of the first segment (their entries left empty, their text and
+// full events let go). r.mu is held.
+func (r *runLog) segCopy(k, c int) segment {
 	s := r.segs[k]
-	moved := make([]agentstream.Event, len(s), c)
 	lo := 0
 	if k == 0 {
 		lo = r.off
-		r.deadBytes = 0
+		r.letGo = r.off
 	}
-	copy(moved[lo:], s[lo:])
+	// The retained entries' text and full events are at the end of
+	// s.text and s.full, from those of the first retained entry on.
+	t, f := uint32(len(s.text)), uint32(len(s.full))
+	for _, e := range s.ents[lo:] {
+		if e.pre < 0 {
+			f = min(f, e.start)
+		} else {
+			t = min(t, e.start)
+		}
+	}
+	moved := segment{
+		ents: make([]entry, len(s.ents), c),
+		text: exact(s.text[t:]),
+		full: exact(s.full[f:]),
+		pres: s.pres,
+	}
+	for i, e := range s.ents[lo:] {
+		if e.pre < 0 {
+			e.start -= f
+		} else {
+			e.start -= t
+			e.end -= t
+		}
+		moved.ents[lo+i] = e
+	}
 	return moved
 }
 
@@ -326,7 +516,8 @@ func (r *runLog) trim(limit int64) int64 {
 	}
 	k, dropped := 0, int64(0)
 	for r.bytes-dropped > limit && k < r.n-1 {
-		dropped += r.at(k).Size()
+		s, e := r.entry(r.off + k)
+		dropped += s.size(e)
 		k++
 	}
 	if k == 0 {
@@ -338,20 +529,21 @@ func (r *runLog) trim(limit int64) int64 {
 	r.n -= k
 	r.first += int64(k)
 	r.bytes -= dropped
+	r.recent = nil
 	for r.off >= segEvents {
-		r.segs[0] = nil
+		r.segs[0] = segment{}
 		r.segs = r.segs[1:]
 		r.off -= segEvents
+		r.letGo = 0
 	}
-	r.deadBytes = 0
-	for _, ev := range r.segs[0][:r.off] {
-		if ev.Seq != 0 { // not a position already let go of
-			r.deadBytes += ev.Size()
-		}
+	var dead int64
+	for j := r.letGo; j < r.off; j++ {
+		s, e := r.entry(j)
+		dead += s.size(e)
 	}
-	if r.deadBytes > r.bytes {
+	if dead > r.bytes {
 		// Let the dropped events go: a copy of at most one segment.
-		r.segs[0] = r.segCopy(0, cap(r.segs[0]))
+		r.segs[0] = r.segCopy(0, cap(r.segs[0].ents))
 	}
 	return dropped
 }
@@ -459,9 +651,12 @@ func (l *Log) enforce() {
 	}
 }
 
-// Read implements agentstream.EventLog. It costs O(returned events) and
-// allocates nothing when events are there: the result shares the log's
-// array. ErrGone when events after `after` were dropped under the caps.
+// Read implements agentstream.EventLog. It costs O(returned events).
+// Events kept as appended are shared: a read of those only, within a
+// segment, allocates nothing. A read that returns compact deltas
+// allocates the events and one buffer for their data, built from the
+// prefix and text each keeps, unless another reader built them (recent).
+// ErrGone when events after `after` were dropped under the caps.
 func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]agentstream.Event, bool, error) {
 	r := l.get(runID)
 	if r == nil {
@@ -483,27 +678,26 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 		}
 		i, n := after-(r.first-1), int64(r.n)
 		if i < n {
-			// Events of a segment, from the one after `after`. They are
-			// never modified once appended, so the slice can be shared: a
-			// later append or trim may copy a segment but leaves this
-			// array intact.
-			j := r.off + int(i)
-			s, p := r.segs[j/segEvents], j%segEvents
-			end := len(s)
-			if max < end-p {
-				end = p + max
+			j, count := r.off+int(i), int(min(int64(max), n-i))
+			done := r.closed && i+int64(count) == n
+			if evs := r.shared(j, count); evs != nil {
+				r.mu.Unlock()
+				return evs, done, nil
 			}
-			evs := s[p:end:end]
-			if k := int64(len(evs)); k < int64(max) && i+k < n {
-				// A reader more than a segment behind (a resume, a slow
-				// client) gets up to max events, copied, so that it
-				// catches up in few writes; a reader following the run
-				// live shares the segment and copies nothing.
-				evs = r.gather(j, int(min(int64(max), n-i)))
+			if j+count == r.off+r.n && count <= segEvents && !r.closed {
+				// A reader caught up: others may be, they share
+				// these events. A big batch (a reader catching up) is
+				// not held for them.
+				evs := r.batch(j, count, false).build()
+				r.recent = evs
+				r.mu.Unlock()
+				return evs, done, nil
 			}
-			done := r.closed && i+int64(len(evs)) == n
+			// A reader catching up builds its events without holding
+			// the log, which appends meanwhile.
+			b := r.batch(j, count, true)
 			r.mu.Unlock()
-			return evs, done, nil
+			return b.build(), done, nil
 		}
 		if r.closed {
 			r.mu.Unlock()
@@ -524,14 +718,77 @@ func (l *Log) Read(ctx context.Context, runID string, after int64, max int) ([]a
 	}
 }
 
-// gather copies count events from index j (counting from segs[0][0])
-// on, across segments. r.mu is held.
-func (r *runLog) gather(j, count int) []agentstream.Event {
-	out := make([]agentstream.Event, 0, count)
-	for len(out) < count {
-		k := j + len(out)
-		seg, q := r.segs[k/segEvents], k%segEvents
-		out = append(out, seg[q:min(len(seg), q+count-len(out))]...)
+// shared returns the count events from position j on when they can be
+// shared: all kept as appended, in one segment (a segment's full events
+// are never modified), or built by an earlier read (recent); else nil.
+// r.mu is held.
+func (r *runLog) shared(j, count int) []agentstream.Event {
+	s, p := &r.segs[j/segEvents], j%segEvents
+	if p+count <= len(s.ents) {
+		ents := s.ents[p : p+count]
+		if a, b := ents[0], ents[count-1]; a.pre < 0 && b.pre < 0 && int(b.start-a.start) == count-1 {
+			// Full events only: they take consecutive places in full.
+			return s.full[a.start : b.start+1 : b.start+1]
+		}
+	}
+	if c := r.recent; len(c) > 0 {
+		seq := r.first + int64(j-r.off)
+		if d := int(seq - c[0].Seq); d >= 0 && d+count <= len(c) {
+			return c[d : d+count : d+count]
+		}
+	}
+	return nil
+}
+
+// batch is what a read needs to build count events: the segments that
+// hold them (the first from position p on) and the first one's Seq.
+type batch struct {
+	segs     []segment
+	p, count int
+	seq      int64
+}
+
+// batch returns the batch of count events from position j on; own when
+// it is to be built without r.mu: its segments are then copies of the
+// log's (what they hold is never modified, and appends write past it).
+// r.mu is held.
+func (r *runLog) batch(j, count int, own bool) batch {
+	segs := r.segs[j/segEvents : (j+count-1)/segEvents+1]
+	if own {
+		segs = slices.Clone(segs)
+	}
+	return batch{segs: segs, p: j % segEvents, count: count, seq: r.first + int64(j-r.off)}
+}
+
+// entry returns the segment and entry of the batch's event x.
+func (b batch) entry(x int) (*segment, entry) {
+	k := b.p + x
+	s := &b.segs[k/segEvents]
+	return s, s.ents[k%segEvents]
+}
+
+// build returns the batch's events, the deltas' data built in one
+// buffer.
+func (b batch) build() []agentstream.Event {
+	size := 0
+	for x := range b.count {
+		if s, e := b.entry(x); e.pre >= 0 {
+			size += len(s.pres[e.pre]) + int(e.end-e.start) + len(deltaEnd)
+		}
+	}
+	out := make([]agentstream.Event, b.count)
+	buf := make([]byte, 0, size)
+	for x := range out {
+		s, e := b.entry(x)
+		if e.pre < 0 {
+			out[x] = s.full[e.start]
+			continue
+		}
+		a := len(buf)
+		buf = append(buf, s.pres[e.pre]...)
+		buf = append(buf, s.text[e.start:e.end]...)
+		buf = append(buf, deltaEnd...)
+		out[x] = agentstream.Event{Seq: b.seq + int64(x), Type: agentstream.EventMessageDelta, Data: buf[a:len(buf):len(buf)]}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package memlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -70,8 +71,11 @@ func readErr(l *Log, id string, after int64) error {
 }
 
 // checkSegments checks r's segments: all full but the last, which holds
-// the newest event; the dropped events still held in the first counted
-// in deadBytes and outweighed by the retained ones. r.mu is held.
+// the newest event; each holding the text and full events of its
+// entries, in order, and no more: the first only those of its entries from
+// letGo on. The dropped events still held (from letGo to off) are
+// outweighed by the retained ones, and none once r is closed. r.mu is
+// held.
 func checkSegments(t testing.TB, id string, r *runLog) {
 	t.Helper()
 	if len(r.segs) == 0 {
@@ -81,23 +85,46 @@ func checkSegments(t testing.TB, id string, r *runLog) {
 		return
 	}
 	for k, s := range r.segs[:len(r.segs)-1] {
-		if len(s) != segEvents {
-			t.Errorf("run %s: segment %d of %d holds %d events", id, k, len(r.segs), len(s))
+		if len(s.ents) != segEvents {
+			t.Errorf("run %s: segment %d of %d holds %d events", id, k, len(r.segs), len(s.ents))
 		}
 	}
-	if r.off >= segEvents || (len(r.segs)-1)*segEvents+len(r.segs[len(r.segs)-1]) != r.off+r.n {
-		t.Errorf("run %s: %d segments, the last of %d, for %d dropped and %d retained events", id, len(r.segs), len(r.segs[len(r.segs)-1]), r.off, r.n)
+	if last := r.segs[len(r.segs)-1]; r.off >= segEvents || (len(r.segs)-1)*segEvents+len(last.ents) != r.off+r.n {
+		t.Errorf("run %s: %d segments, the last of %d, for %d dropped and %d retained events", id, len(r.segs), len(last.ents), r.off, r.n)
+	}
+	if r.letGo > r.off {
+		t.Errorf("run %s: %d positions let go of, %d dropped", id, r.letGo, r.off)
+	}
+	for k, s := range r.segs {
+		lo := 0
+		if k == 0 {
+			lo = r.letGo
+		}
+		var text, full uint32
+		for _, e := range s.ents[lo:] {
+			switch {
+			case e.pre < 0 && e.start != full:
+				t.Errorf("run %s: segment %d: a full event at %d, want %d", id, k, e.start, full)
+			case e.pre < 0:
+				full++
+			case int(e.pre) >= len(s.pres) || e.start != text || e.end < e.start:
+				t.Errorf("run %s: segment %d: a delta of prefix %d of %d at text %d:%d, want from %d", id, k, e.pre, len(s.pres), e.start, e.end, text)
+				return
+			default:
+				text = e.end
+			}
+		}
+		if int(text) != len(s.text) || int(full) != len(s.full) {
+			t.Errorf("run %s: segment %d holds %d bytes of text and %d full events for %d and %d", id, k, len(s.text), len(s.full), text, full)
+		}
 	}
 	var dead int64
-	for _, ev := range r.segs[0][:r.off] {
-		if ev.Seq != 0 {
-			dead += ev.Size()
-		} else if ev.Type != "" || ev.Data != nil {
-			t.Errorf("run %s: a position let go of holds an event", id)
-		}
+	for j := r.letGo; j < r.off; j++ {
+		s, e := r.entry(j)
+		dead += s.size(e)
 	}
-	if dead != r.deadBytes || (r.deadBytes > r.bytes && !r.closed) {
-		t.Errorf("run %s: %d dropped events hold %d bytes, counted %d, for %d retained bytes", id, r.off, dead, r.deadBytes, r.bytes)
+	if (dead > r.bytes && !r.closed) || (r.closed && r.letGo != r.off) {
+		t.Errorf("run %s: %d dropped events hold %d bytes (%d let go of), for %d retained bytes", id, r.off, dead, r.letGo, r.bytes)
 	}
 }
 
@@ -111,11 +138,13 @@ func checkLog(t testing.TB, l *Log) {
 	for id, r := range l.runs {
 		r.mu.Lock()
 		var b int64
-		for i := range r.n {
-			if ev := r.at(i); ev.Seq != r.first+int64(i) {
-				t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
+		if r.n > 0 {
+			for i, ev := range r.batch(r.off, r.n, false).build() {
+				if ev.Seq != r.first+int64(i) {
+					t.Errorf("run %s: event %d has seq %d, first is %d", id, i, ev.Seq, r.first)
+				}
+				b += ev.Size()
 			}
-			b += r.at(i).Size()
 		}
 		if b != r.bytes {
 			t.Errorf("run %s: counts %d bytes, holds %d", id, r.bytes, b)
@@ -525,8 +554,9 @@ func TestFinishedCap(t *testing.T) {
 		r := l.runs[id]
 		l.mu.RUnlock()
 		r.mu.Lock()
-		if s := r.segs[len(r.segs)-1]; cap(s) != len(s) || r.deadBytes != 0 {
-			t.Errorf("finished run %s holds room for %d events in its last segment of %d, and %d dropped bytes", id, cap(s), len(s), r.deadBytes)
+		if s := r.segs[len(r.segs)-1]; cap(s.ents) != len(s.ents) || cap(s.text) != len(s.text) || cap(s.full) != len(s.full) || r.letGo != r.off {
+			t.Errorf("finished run %s holds room for %d events in its last segment of %d (text %d of %d, full %d of %d), and %d dropped events of %d not let go of",
+				id, cap(s.ents), len(s.ents), cap(s.text), len(s.text), cap(s.full), len(s.full), r.off-r.letGo, r.off)
 		}
 		r.mu.Unlock()
 		checkLog(t, l)
@@ -592,7 +622,7 @@ func TestIdleReaderHoldsNothing(t *testing.T) {
 	r.mu.Lock()
 	room := 0
 	for _, s := range r.segs {
-		room += cap(s)
+		room += cap(s.ents)
 	}
 	if r.bytes > runCap || room > r.n+2*segEvents {
 		t.Errorf("run holds %d bytes in %d events, its segments have room for %d", r.bytes, r.n, room)
@@ -694,6 +724,14 @@ func TestConcurrentTrim(t *testing.T) {
 							t.Errorf("run %s after %d: event %d has seq %d", id, after, i, ev.Seq)
 							return
 						}
+						// Data built while the run appends and trims is
+						// whole.
+						var d agentstream.MessageDeltaData
+						if ev.Type == agentstream.EventMessageDelta &&
+							(json.Unmarshal(ev.Data, &d) != nil || !strings.HasPrefix(d.MessageID, "msg_") || strings.Trim(d.Delta, "x") != "") {
+							t.Errorf("run %s: event %d is %s", id, ev.Seq, ev.Data)
+							return
+						}
 					}
 					if len(evs) > 0 {
 						after = evs[len(evs)-1].Seq
@@ -770,6 +808,125 @@ func BenchmarkAppend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkReadBack reads a finished run of 1,000 deltas back in batches
+// of 256, as a reader catching up does. One op is the whole run read.
+func BenchmarkReadBack(b *testing.B) {
+	l := New(Options{})
+	const id, n = "run", 1000
+	for i := range n {
+		mustAppend(b, l, id, agentstream.NewDeltaEvent("msg_01JE5GQ8ZK3V7XN2M4P6R8T0WY", fmt.Sprint(" tok", i%10)))
+	}
+	mustAppend(b, l, id, ended(id))
+	b.ReportAllocs()
+	for b.Loop() {
+		for after, end := int64(0), false; !end; {
+			evs, e, err := l.Read(ctx, id, after, 256)
+			if err != nil {
+				b.Fatal(err)
+			}
+			after, end = evs[len(evs)-1].Seq, e
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(n+1), "ns/event")
+}
+
+// BenchmarkAppendRead appends a delta and reads it back, as a reader
+// following the run live does, without waiting for it: the cost of
+// building its data.
+func BenchmarkAppendRead(b *testing.B) {
+	l := New(Options{})
+	const id = "run"
+	ev := agentstream.NewEvent(agentstream.EventMessageDelta, agentstream.MessageDeltaData{MessageID: "msg_1", Delta: "token "})
+	b.ReportAllocs()
+	for b.Loop() {
+		seq := mustAppend(b, l, id, ev)
+		if evs, _, err := l.Read(ctx, id, seq-1, 256); err != nil || len(evs) != 1 {
+			b.Fatal(len(evs), err)
+		}
+	}
+}
+
+// BenchmarkRunMemory measures the live heap 1,000 open runs' logs take
+// with a given number of tokens each (after run.created, run.started and
+// step.started, as a run appends them): heap-B/run, and heap-B/token
+// (that, less the same for no token, per token).
+func BenchmarkRunMemory(b *testing.B) {
+	for _, tokens := range []int{0, 4, 16, 64, 256} {
+		b.Run(fmt.Sprint("tokens=", tokens), func(b *testing.B) {
+			const runs = 1000
+			var perRun float64
+			for b.Loop() {
+				perRun = runMemory(b, runs, tokens) / runs
+			}
+			b.ReportMetric(perRun, "heap-B/run")
+			if tokens > 0 {
+				b.ReportMetric((perRun-runMemory(b, runs, 0)/runs)/float64(tokens), "heap-B/token")
+			}
+		})
+	}
+}
+
+// runMemory returns the live heap the logs of runs runs of tokens tokens
+// take.
+func runMemory(b *testing.B, runs, tokens int) float64 {
+	b.Helper()
+	before := heapLive()
+	l := New(Options{})
+	words := []string{" the", " quick", " brown", " fox", " jumps", ",", " over", " lazy", " dogs", "."}
+	for i := range runs {
+		id, msg := agentstream.NewID("run_"), agentstream.NewID("msg_")
+		mustAppend(b, l, id, agentstream.NewEvent(agentstream.EventRunCreated, agentstream.RunCreatedData{RunID: id, ThreadID: agentstream.NewID("thr_"), Agent: "assistant", Status: agentstream.RunQueued}))
+		mustAppend(b, l, id, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: id}))
+		mustAppend(b, l, id, agentstream.NewEvent(agentstream.EventStepStarted, agentstream.StepStartedData{Step: 1, MessageID: msg}))
+		for k := range tokens {
+			mustAppend(b, l, id, agentstream.NewDeltaEvent(msg, words[(i+k)%len(words)]))
+		}
+	}
+	after := heapLive()
+	runtime.KeepAlive(l)
+	return float64(int64(after) - int64(before))
+}
+
+// heapLive returns the bytes of live heap objects, after a collection.
+func heapLive() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkAppendWhileCatchUp appends deltas while a reader reads the
+// run's first 9,000 events again and again in batches of 256, as readers
+// catching up do: what such a reader costs the appender.
+func BenchmarkAppendWhileCatchUp(b *testing.B) {
+	l := New(Options{MaxRunBytes: 1 << 30, MaxTotalBytes: 1 << 30})
+	ev := agentstream.NewDeltaEvent("msg_01JE5GQ8ZK3V7XN2M4P6R8T0WY", " tok")
+	for range 10000 {
+		mustAppend(b, l, "run", ev)
+	}
+	c, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c.Err() == nil {
+			for after := int64(0); after < 9000; {
+				evs, _, err := l.Read(c, "run", after, 256)
+				if err != nil {
+					return
+				}
+				after = evs[len(evs)-1].Seq
+			}
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		mustAppend(b, l, "run", ev)
+	}
+	cancel()
+	<-done
 }
 
 // BenchmarkRead follows a live appender with 1 and 1000 readers reading
