@@ -119,23 +119,38 @@ func (r *sseReader) release() {
 }
 
 // reader returns br, taking it from its pool once the next bytes are in.
+// The stream waits for the model in its read, so its frame is kept small
+// (a stack is only halved when under a quarter of it is in use): the
+// body is read without stickyReader's frame (nothing is left of a head
+// once br is given back), and the pool's work is in take.
 func (r *sseReader) reader() (*bufio.Reader, error) {
 	if r.br != nil {
 		return r.br, nil
 	}
 	for range 100 { // as bufio.Reader, a reader that never gives anything fails
-		n, err := r.src.Read(r.wait[:])
+		if r.src.err != nil {
+			return nil, r.src.err
+		}
+		n, err := r.src.r.Read(r.wait[:])
+		r.src.err = err
 		if n > 0 {
-			r.src.head = r.wait[:n]
-			r.br = readerPool.Get().(*bufio.Reader)
-			r.br.Reset(&r.src)
-			return r.br, nil
+			return r.take(n), nil
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	return nil, io.ErrNoProgress
+}
+
+// take makes br read the n bytes in wait, then the body.
+//
+//go:noinline
+func (r *sseReader) take(n int) *bufio.Reader {
+	r.src.head = r.wait[:n]
+	r.br = readerPool.Get().(*bufio.Reader)
+	r.br.Reset(&r.src)
+	return r.br
 }
 
 // next returns the data of the next event, valid until the next call.
