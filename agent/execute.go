@@ -340,7 +340,7 @@ func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest
 	msg, saver := x.startTurn(ctx)
 	t := newModelCall(x, ctx, msg, saver)
 	var err error
-	if m, ok := x.agent.model.(streamerTo); ok {
+	if m, ok := x.agent.model.(streamerTo); ok && m.Streamer() == x.agent.model {
 		err = m.StreamTo(ctx, req, t.onDelta, &t.res)
 	} else {
 		err = streamModel(ctx, x.agent.model, req, t.onDelta, &t.res)
@@ -351,8 +351,13 @@ func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest
 // streamerTo is a Model that also streams with its request and answer
 // by pointer (openai.Model): Stream's by value take room twice in the
 // frame of its caller, which waits for the whole answer (see execute).
+// StreamTo is called only on a model whose Streamer is the model itself:
+// a type that embeds *openai.Model has StreamTo and Streamer promoted,
+// but may have a Stream of its own (logging, a fallback), which must be
+// the one called; its Streamer is the embedded model, not it.
 type streamerTo interface {
 	StreamTo(ctx context.Context, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error
+	Streamer() agentstream.Model
 }
 
 // streamModel calls m's Stream for a model without StreamTo. Not inlined:

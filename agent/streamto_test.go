@@ -24,9 +24,25 @@ func (m *streamToModel) StreamTo(ctx context.Context, req *agentstream.ModelRequ
 	return err
 }
 
+func (m *streamToModel) Streamer() agentstream.Model { return m }
+
+// wrappedModel embeds a model with StreamTo (as a user's type may embed
+// *openai.Model) and has a Stream of its own, which must not be bypassed.
+type wrappedModel struct {
+	*streamToModel
+	own atomic.Int32
+}
+
+func (w *wrappedModel) Stream(ctx context.Context, req agentstream.ModelRequest, onDelta func(agentstream.ModelDelta)) (agentstream.ModelResult, error) {
+	w.own.Add(1)
+	return w.streamToModel.Stream(ctx, req, onDelta)
+}
+
 // TestModelStreamTo: a model with StreamTo is called through it (its
-// request and answer by pointer), one without through Stream; the run
-// streams and saves the same answer, tool turn included, either way.
+// request and answer by pointer), one without through Stream, and one
+// that embeds a model with StreamTo but has a Stream of its own through
+// that Stream; the run streams and saves the same answer, tool turn
+// included, each way.
 func TestModelStreamTo(t *testing.T) {
 	t.Parallel()
 	script := scripted(
@@ -39,18 +55,25 @@ func TestModelStreamTo(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		streamTo  bool
+		wrapped   bool
 		wantViaTo int32
+		wantOwn   int32
 	}{
-		{"Stream", false, 0},
-		{"StreamTo", true, 2},
+		{"Stream", false, false, 0, 0},
+		{"StreamTo", true, false, 2, 0},
+		{"wrapped", false, true, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			fake := &fakeModel{script: script}
 			var model agentstream.Model = fake
 			to := &streamToModel{fakeModel: fake}
-			if tc.streamTo {
+			wrapped := &wrappedModel{streamToModel: to}
+			switch {
+			case tc.streamTo:
 				model = to
+			case tc.wrapped:
+				model = wrapped
 			}
 			h := newHarness(t, setup{model: model, tools: []agentstream.Tool{echo}})
 			th := h.thread(nil)
@@ -59,6 +82,9 @@ func TestModelStreamTo(t *testing.T) {
 			end(t, evs, agentstream.EventRunCompleted)
 			if got := to.viaTo.Load(); got != tc.wantViaTo {
 				t.Errorf("%d calls through StreamTo, want %d", got, tc.wantViaTo)
+			}
+			if got := wrapped.own.Load(); got != tc.wantOwn {
+				t.Errorf("%d calls through the wrapper's own Stream, want %d", got, tc.wantOwn)
 			}
 			var text string
 			for _, ev := range evs {

@@ -183,6 +183,12 @@ func (m *Model) StreamTo(ctx context.Context, req *agentstream.ModelRequest, onD
 	return m.ended(ctx, c, &d.acc, err, res)
 }
 
+// Streamer returns m: the model whose StreamTo this is. A type that
+// embeds *Model has StreamTo promoted, and may have a Stream of its own
+// that must not be bypassed; the agent package calls StreamTo only on a
+// model whose Streamer is itself, and Stream on any other.
+func (m *Model) Streamer() agentstream.Model { return m }
+
 // ended sets *res to what a stream that ended with err (nil at its end)
 // gathered, and returns its error. It is kept out of StreamTo's frame
 // (see there).
