@@ -180,7 +180,7 @@ func (m *Model) StreamTo(ctx context.Context, req *agentstream.ModelRequest, onD
 	}
 	d := newChunkDecoder(c.body)
 	err = consume(d, &d.acc, onDelta, c.idle, m.idle)
-	return m.ended(ctx, c, &d.acc, err, res)
+	return m.ended(ctx, c, d, err, res)
 }
 
 // Streamer returns m: the model whose StreamTo this is. A type that
@@ -194,8 +194,9 @@ func (m *Model) Streamer() agentstream.Model { return m }
 // (see there).
 //
 //go:noinline
-func (m *Model) ended(ctx context.Context, c *call, acc *accumulator, err error, res *agentstream.ModelResult) error {
-	*res = acc.result()
+func (m *Model) ended(ctx context.Context, c *call, d *chunkDecoder, err error, res *agentstream.ModelResult) error {
+	d.sse.done()
+	*res = d.acc.result()
 	if err != nil {
 		return m.streamError(ctx, c.ctx, err)
 	}

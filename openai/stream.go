@@ -118,6 +118,18 @@ func (r *sseReader) release() {
 	}
 }
 
+// done gives the buffers back for good, once the stream is over (its end,
+// [DONE] or an error): what br still holds is never read.
+func (r *sseReader) done() {
+	r.release()
+	if r.br != nil {
+		r.br.Reset(nil)
+		readerPool.Put(r.br)
+		r.br = nil
+	}
+	r.src.head = nil
+}
+
 // reader returns br, taking it from its pool once the next bytes are in.
 // The stream waits for the model in its read, so its frame is kept small
 // (a stack is only halved when under a quarter of it is in use): the

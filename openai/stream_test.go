@@ -180,6 +180,40 @@ func TestSSEReaderWaitsWithoutBuffers(t *testing.T) {
 	}
 }
 
+// TestSSEReaderDone: a stream that is over gives its buffers back, at
+// its end and when it stops before it (after [DONE], on an error), with
+// bytes still buffered.
+func TestSSEReaderDone(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		body   string
+		events int // read before done
+	}{
+		{"at the end", "data: a\n\n", 2},
+		{"before the end", "data: a\n\ndata: [DONE]\n\n: trailing\n", 1},
+		{"mid-event", "data: a\n\ndata: b", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSSEReader(strings.NewReader(tc.body))
+			for range tc.events {
+				_, _ = s.next() // the last may be io.EOF
+			}
+			if tc.events == 1 {
+				// Something is buffered: release alone keeps br.
+				if _, err := s.reader(); err != nil || s.br == nil {
+					t.Fatalf("no reader with bytes buffered: %v", err)
+				}
+			}
+			s.done()
+			if s.br != nil || s.datap != nil || s.data != nil || len(s.src.head) != 0 {
+				t.Errorf("after done: reader %v, data buffer %v, head %q", s.br != nil, s.datap != nil, s.src.head)
+			}
+		})
+	}
+}
+
 // lastRead gives body with err in one Read, then io.EOF.
 type lastRead struct {
 	body string
