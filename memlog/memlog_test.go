@@ -42,6 +42,30 @@ func sized(i, n int) agentstream.Event {
 		agentstream.MessageDeltaData{MessageID: fmt.Sprint("msg_", i), Delta: strings.Repeat("x", n)})
 }
 
+// tagged is appender a's i-th delta: its message is a's, its text says
+// i (and its length varies with i), so that untag can tell whether data
+// read back is exactly what was appended.
+func tagged(a, i int) agentstream.Event {
+	return agentstream.NewDeltaEvent(fmt.Sprint("msg_", a), strings.Repeat(string(rune('a'+a)), 20+i%5*40)+fmt.Sprint(":", i))
+}
+
+// untag returns the a and i of an event tagged made, ok only when its
+// data is exactly tagged(a, i)'s.
+func untag(ev agentstream.Event) (a, i int, ok bool) {
+	var d agentstream.MessageDeltaData
+	if json.Unmarshal(ev.Data, &d) != nil {
+		return 0, 0, false
+	}
+	_, colon, found := strings.Cut(d.Delta, ":")
+	if _, err := fmt.Sscanf(d.MessageID, "msg_%d", &a); err != nil || !found {
+		return 0, 0, false
+	}
+	if _, err := fmt.Sscanf(colon, "%d", &i); err != nil {
+		return 0, 0, false
+	}
+	return a, i, string(tagged(a, i).Data) == string(ev.Data)
+}
+
 func ended(id string) agentstream.Event {
 	return agentstream.NewEvent(agentstream.EventRunCompleted,
 		agentstream.RunEndData{RunID: id, Status: agentstream.RunCompleted})
@@ -664,7 +688,7 @@ func TestConcurrentTrim(t *testing.T) {
 		for a := range appenders {
 			appending.Go(func() {
 				for i := range each {
-					seq, err := l.Append(ctx, id, sized(i, 20+i%5*40))
+					seq, err := l.Append(ctx, id, tagged(a, i))
 					if err != nil {
 						t.Errorf("append: %v", err)
 						return
@@ -694,8 +718,13 @@ func TestConcurrentTrim(t *testing.T) {
 				t.Errorf("run %s: terminal seq %d, want %d", id, last, 1+appenders*each+1)
 			}
 		})
+		// What each reader read of each appender's events: the seq of
+		// its i-th, checked against the seq Append returned.
+		read := make([]map[[2]int]int64, readers)
+		var reading sync.WaitGroup
 		for r := range readers {
-			wg.Go(func() {
+			read[r] = map[[2]int]int64{}
+			reading.Go(func() {
 				batch := []int{1, 3, 16, 256}[r]
 				var after, kept int64
 				for {
@@ -725,12 +754,14 @@ func TestConcurrentTrim(t *testing.T) {
 							return
 						}
 						// Data built while the run appends and trims is
-						// whole.
-						var d agentstream.MessageDeltaData
-						if ev.Type == agentstream.EventMessageDelta &&
-							(json.Unmarshal(ev.Data, &d) != nil || !strings.HasPrefix(d.MessageID, "msg_") || strings.Trim(d.Delta, "x") != "") {
-							t.Errorf("run %s: event %d is %s", id, ev.Seq, ev.Data)
-							return
+						// exactly the event's, whose seq is checked below.
+						if ev.Type == agentstream.EventMessageDelta && ev.Seq > 1 {
+							a, i, ok := untag(ev)
+							if !ok {
+								t.Errorf("run %s: event %d is %s", id, ev.Seq, ev.Data)
+								return
+							}
+							read[r][[2]int{a, i}] = ev.Seq
 						}
 					}
 					if len(evs) > 0 {
@@ -745,6 +776,18 @@ func TestConcurrentTrim(t *testing.T) {
 				}
 			})
 		}
+		wg.Go(func() {
+			reading.Wait()
+			appending.Wait()
+			for r, m := range read {
+				for k, seq := range m {
+					if want := seqs[k[0]][k[1]]; seq != want {
+						t.Errorf("run %s, reader %d: event %d of appender %d read at seq %d, appended at %d", id, r, k[1], k[0], seq, want)
+						return
+					}
+				}
+			}
+		})
 	}
 	wg.Wait()
 	t.Logf("readers fell behind the caps %d times", gones.Load())
