@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
+	"strconv"
 
 	"github.com/agentstream/agentstream/config"
 	"github.com/agentstream/agentstream/server"
@@ -102,11 +104,13 @@ func serve(ctx context.Context, stopSignals func(), args []string, getenv func(s
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevelVar}))
+	gogc, from := setGC(getenv, debug.SetGCPercent)
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "agentstream serve: %v\n", err)
 		return 1
 	}
+	logger.Info("garbage collector", "GOGC", gogc, "from", from)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
 	select {
@@ -128,6 +132,28 @@ func serve(ctx context.Context, stopSignals func(), args []string, getenv func(s
 	}
 	logger.Info("stopped")
 	return 0
+}
+
+// defaultGOGC is the garbage collector's GOGC when the environment sets
+// none. Between collections Go lets the heap grow by GOGC% of what is
+// live (and of the goroutines' stacks); an open stream keeps about 42 KB
+// of both, so Go's default of 100 let each take some 77 KiB at 1,000
+// streams, 50 some 69 KiB, for no CPU per token the bench could tell
+// from its spread (BENCHMARKS.md, "Round five"). A server whose heap is
+// mostly something else (large histories, many tools) collects more
+// often for it: GOGC=100 in the environment restores Go's default.
+const defaultGOGC = 50
+
+// setGC sets the collector's GOGC to defaultGOGC (through set, which is
+// debug.SetGCPercent) unless the environment sets GOGC (Go's runtime has
+// applied it then), and returns the GOGC that applies and where it is
+// from, for the log.
+func setGC(getenv func(string) string, set func(int) int) (gogc, from string) {
+	if v := getenv("GOGC"); v != "" {
+		return v, "the environment"
+	}
+	set(defaultGOGC)
+	return strconv.Itoa(defaultGOGC), "agentstream's default (set GOGC to change it)"
 }
 
 // plural is "1 problem", "2 problems".

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentstream/agentstream/sim"
 )
 
 // TestProcessRedisUnreachable: the real binary, given a Redis URL at a
@@ -49,5 +51,50 @@ func TestProcessRedisUnreachable(t *testing.T) {
 	}
 	if strings.Contains(string(out), "pool.go") {
 		t.Fatalf("go-redis's own log lines leaked:\n%s", out)
+	}
+}
+
+// TestSetGC: without GOGC in the environment (or with it empty, which Go
+// takes as unset), serve sets the collector to defaultGOGC; with it set,
+// Go's runtime has applied it and serve leaves it.
+func TestSetGC(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env     map[string]string
+		set     int // what setGC set; -2 for nothing
+		gogc    string
+		fromEnv bool
+	}{
+		{nil, defaultGOGC, "50", false},
+		{map[string]string{"GOGC": ""}, defaultGOGC, "50", false},
+		{map[string]string{"GOGC": "100"}, -2, "100", true},
+		{map[string]string{"GOGC": "off"}, -2, "off", true},
+	} {
+		set := -2
+		gogc, from := setGC(func(k string) string { return tc.env[k] }, func(p int) int { set = p; return 100 })
+		if set != tc.set || gogc != tc.gogc || (from == "the environment") != tc.fromEnv {
+			t.Errorf("env %v: set %d, GOGC %q from %q; want set %d, GOGC %q, from the environment %v", tc.env, set, gogc, from, tc.set, tc.gogc, tc.fromEnv)
+		}
+	}
+}
+
+// TestProcessGOGC: the real binary says in its log which GOGC applies:
+// agentstream's default without GOGC in its environment, the
+// environment's with it.
+func TestProcessGOGC(t *testing.T) {
+	t.Parallel()
+	model := startSim(t, func(*sim.Request) sim.Behavior { return sim.Behavior{Tokens: 1, Pace: -1, TTFT: -1} })
+	for _, tc := range []struct {
+		env, want string
+	}{
+		{"GOGC=", `msg="garbage collector" GOGC=50 from="agentstream's default (set GOGC to change it)"`},
+		{"GOGC=120", `msg="garbage collector" GOGC=120 from="the environment"`},
+	} {
+		dir := t.TempDir()
+		p := startServeEnv(t, writeConfig(t, dir, ""), filepath.Join(dir, "a.db"), model.URL(), []string{tc.env})
+		if log := p.log.String(); !strings.Contains(log, tc.want) {
+			t.Errorf("with %s, the log lacks %s:\n%s", tc.env, tc.want, log)
+		}
+		p.stopGracefully(procStartTimeout)
 	}
 }
