@@ -172,12 +172,12 @@ func (r *Runner) execute(st *runStart) {
 	x.finish(st.ctx, err)
 }
 
-// newExecution is not inlined: copying the run and its input would take
-// room in execute's frame.
+// newExecution returns the run's execution, which Start made in place in
+// st. Not inlined, so that execute's frame stays as it was.
 //
 //go:noinline
 func newExecution(st *runStart) *execution {
-	return &execution{r: st.r, run: st.run, agent: st.ca, input: st.input, deliver: st.deliver}
+	return &st.x
 }
 
 // append adds evs to the run's log and gives them to deliver, when the
@@ -718,7 +718,9 @@ func (r *Runner) forget(run agentstream.Run) {
 	delete(r.active, run.ID)
 	if t := r.threads[run.ThreadID]; t != nil && t.runID == run.ID {
 		delete(r.threads, run.ThreadID)
-		close(t.done)
+		if t.done != nil { // made only for a run waiting for this one
+			close(t.done)
+		}
 	}
 	r.mu.Unlock()
 }

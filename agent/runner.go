@@ -502,9 +502,9 @@ func (in *Inline) Run(deliver func([]agentstream.Event)) {
 	}
 	defer raiseInlinePanic()
 	st := in.st
-	st.deliver = deliver
-	st.r.execute(st)              // st.exec without its frame
-	st.r.pool.next(st.run.UserID) // the worker startNow took, as pool.exec gives it back
+	st.x.deliver = deliver
+	st.x.r.execute(st)                // st.exec without its frame
+	st.x.r.pool.next(st.x.run.UserID) // the worker startNow took, as pool.exec gives it back
 }
 
 // raiseInlinePanic, deferred by Inline.Run, raises a panic of the run
@@ -521,27 +521,26 @@ func raiseInlinePanic() {
 // the job's closure and for execute, not a closure's many captures, which
 // a frame under the whole run would hold (see execute).
 type runStart struct {
-	r      *Runner
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	run    agentstream.Run
-	ca     *compiledAgent
 	system string
-	input  agentstream.Message
-	// deliver is set by an Inline's Run.
-	deliver func([]agentstream.Event)
+	// x is the run's execution, which holds the run, its agent and input
+	// (x.r, x.run, x.agent, x.input; x.deliver is set by an Inline's Run):
+	// in place, not copied into an execution of its own, so that an open
+	// stream holds them once (BenchmarkStreamMemory in ../server).
+	x execution
 	// lastPos is the queue position last told, guarded by posMu.
 	posMu   sync.Mutex
 	lastPos int
 }
 
 // exec executes the run: the job's run.
-func (st *runStart) exec() { st.r.execute(st) }
+func (st *runStart) exec() { st.x.r.execute(st) }
 
 // done ends what Start began for the run, once it has executed.
 func (st *runStart) done() {
 	st.cancel(nil)
-	st.r.wg.Done()
+	st.x.r.wg.Done()
 }
 
 // dequeued notes that the run has left the queue: a late position is
@@ -563,7 +562,7 @@ func (st *runStart) positioned(pos int) {
 		return
 	}
 	st.lastPos = pos
-	st.r.appendEvents(context.Background(), st.run.ID,
+	st.x.r.appendEvents(context.Background(), st.x.run.ID,
 		agentstream.NewEvent(agentstream.EventRunQueued, agentstream.RunQueuedData{Position: pos}))
 }
 
@@ -578,6 +577,9 @@ const (
 )
 
 // threadRun is the active run of a thread; done closes when it has ended.
+// done is made, under Runner.mu, only when a run waits for this one
+// (multitask enqueue or interrupt): most runs have none waiting, and an
+// open stream held the channel for nothing.
 type threadRun struct {
 	runID string
 	done  chan struct{}
@@ -602,17 +604,20 @@ func (r *Runner) createRun(ctx context.Context, multitask string, run agentstrea
 			return agentstream.Message{}, agentstream.Wrap(agentstream.CodeConflict, err,
 				"the thread already has an active run; wait for it to end, cancel it, or send multitask \"enqueue\" or \"interrupt\"")
 		}
-		r.mu.Lock()
-		active := r.threads[run.ThreadID]
-		r.mu.Unlock()
-		if active != nil && multitask == MultitaskInterrupt {
-			r.stop(active.runID, errCancelled)
-		}
 		// Wait for the active run to end. One this runner does not know
 		// (a Start still saving it) is polled for.
 		var done <-chan struct{}
+		r.mu.Lock()
+		active := r.threads[run.ThreadID]
 		if active != nil {
+			if active.done == nil {
+				active.done = make(chan struct{})
+			}
 			done = active.done
+		}
+		r.mu.Unlock()
+		if active != nil && multitask == MultitaskInterrupt {
+			r.stop(active.runID, errCancelled)
 		}
 		select {
 		case <-done:
@@ -800,10 +805,11 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	execCtx, cancel := context.WithCancelCause(r.base)
 	r.mu.Lock()
 	r.active[run.ID] = cancel
-	r.threads[run.ThreadID] = &threadRun{runID: run.ID, done: make(chan struct{})}
+	r.threads[run.ThreadID] = &threadRun{runID: run.ID}
 	r.mu.Unlock()
 
-	st := &runStart{r: r, ctx: execCtx, cancel: cancel, run: run, ca: ca, system: system, input: input, lastPos: int(^uint(0) >> 1)}
+	st := &runStart{ctx: execCtx, cancel: cancel, system: system, lastPos: int(^uint(0) >> 1)}
+	st.x.r, st.x.run, st.x.agent, st.x.input = r, run, ca, input
 	j := &job{user: run.UserID, run: st.exec, positioned: st.positioned}
 	// A run cancelled (or interrupted) while it waits leaves the queue and
 	// ends now: it needs no worker to be saved as cancelled. withdraw

@@ -728,3 +728,43 @@ func TestNewThreadRefusedByLimits(t *testing.T) {
 		t.Fatalf("after the refusal: %d running, %d queued; want the held run only", running, queued)
 	}
 }
+
+// TestThreadDoneMadeForWaiter: a run's done channel is made only when a
+// run waits for it (an open stream holds none for nothing), and it closes
+// when the run ends, which starts the waiting run.
+func TestThreadDoneMadeForWaiter(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	h := newHarness(t, setup{script: scripted(turn{text: []string{"a"}, wait: release})})
+	th := h.thread(nil)
+	first := h.start(th, "first")
+	h.model.waitStreamed(t, 1)
+	if id, done := activeRun(h, th.ID); id != first.ID || done != nil {
+		t.Fatalf("active run %q with done %v, want %s with none", id, done, first.ID)
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := h.r.Start(context.Background(), StartRequest{Thread: th, UserID: th.UserID, Input: "second", Multitask: MultitaskEnqueue})
+		second <- err
+	}()
+	var done chan struct{}
+	eventually(t, "the second run to wait for the first", func() bool {
+		_, done = activeRun(h, th.ID)
+		return done != nil
+	})
+	close(release)
+	receive(t, done, "the first run's done to close")
+	if err := receive(t, second, "the second Start"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// activeRun is the runner's active run of a thread and its done channel.
+func activeRun(h *harness, threadID string) (string, chan struct{}) {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	if t := h.r.threads[threadID]; t != nil {
+		return t.runID, t.done
+	}
+	return "", nil
+}
