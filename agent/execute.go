@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,9 +129,11 @@ type execution struct {
 	r     *Runner
 	run   agentstream.Run
 	agent *compiledAgent
-	// input is the run's stored user message; history the thread's
-	// messages when the run started, input last (nil until known).
-	input   agentstream.Message
+	// input[0] is the run's stored user message; history the thread's
+	// messages when the run started, input last (nil until known). A
+	// thread's first message is its whole history: input[:] then, the
+	// message held once for the whole run, not copied.
+	input   [1]agentstream.Message
 	history []agentstream.Message
 	// checkpointFailed is set when a checkpoint was not saved: a later one
 	// may then have stored this run's messages in another order than msgs
@@ -240,7 +243,10 @@ func (x *execution) prepare(ctx context.Context) error {
 	}
 	x.append(ctx, agentstream.NewEvent(agentstream.EventRunStarted, agentstream.RunStartedData{RunID: x.run.ID}))
 
-	history, ok := r.histories.get(x.run.ThreadID, x.input)
+	history, ok := x.input[:], x.input[0].Seq == 1
+	if !ok {
+		history, ok = r.histories.get(x.run.ThreadID, x.input[0])
+	}
 	if !ok {
 		var err error
 		if history, err = r.store.ListMessages(ctx, x.run.ThreadID); err != nil {
@@ -622,7 +628,9 @@ func (x *execution) finish(runCtx context.Context, err error) {
 	// The thread's messages are now the history this run started from and
 	// the messages it saved; the next run here starts from them.
 	if serr == nil && x.history != nil && !x.checkpointFailed.Load() {
-		r.histories.put(x.run.ThreadID, append(x.history[:len(x.history):len(x.history)], storable(x.msgs)...))
+		// A copy: history may be x.input[:], which the cache must not
+		// keep (it would keep the whole execution).
+		r.histories.put(x.run.ThreadID, slices.Concat(x.history, storable(x.msgs)))
 	} else {
 		r.histories.drop(x.run.ThreadID)
 	}

@@ -525,7 +525,7 @@ type runStart struct {
 	cancel context.CancelCauseFunc
 	system string
 	// x is the run's execution, which holds the run, its agent and input
-	// (x.r, x.run, x.agent, x.input; x.deliver is set by an Inline's Run):
+	// (x.r, x.run, x.agent, x.input[0]; x.deliver is set by an Inline's Run):
 	// in place, not copied into an execution of its own, so that an open
 	// stream holds them once (BenchmarkStreamMemory in ../server).
 	x execution
@@ -809,7 +809,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (agentstream.Run, 
 	r.mu.Unlock()
 
 	st := &runStart{ctx: execCtx, cancel: cancel, system: system, lastPos: int(^uint(0) >> 1)}
-	st.x.r, st.x.run, st.x.agent, st.x.input = r, run, ca, input
+	st.x.r, st.x.run, st.x.agent, st.x.input[0] = r, run, ca, input
 	j := &job{user: run.UserID, run: st.exec, positioned: st.positioned}
 	// A run cancelled (or interrupted) while it waits leaves the queue and
 	// ends now: it needs no worker to be saved as cancelled. withdraw
