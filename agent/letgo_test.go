@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -40,4 +41,42 @@ func TestRequestNotHeldWhileStreaming(t *testing.T) {
 	if model.calls.Load() != 1 || model.held.Load() != 0 {
 		t.Fatalf("%d calls, %d with their messages held by the run", model.calls.Load(), model.held.Load())
 	}
+}
+
+// TestFirstHistoryCachedApart: a thread's first message is its run's
+// history without a copy (the execution's own input), so the history
+// cache must get a copy of it: the cache keeping the history of a run
+// that produced no message must not keep the whole execution.
+func TestFirstHistoryCachedApart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, setup{script: scripted(turn{err: errors.New("the model failed")})})
+	th := h.thread(nil)
+	st := runInline(t, h, th)
+	runtime.GC()
+	h.r.histories.mu.Lock()
+	cached := h.r.histories.m[th.ID].msgs
+	h.r.histories.mu.Unlock()
+	if len(cached) != 1 || cached[0].Content != "go" {
+		t.Fatalf("cached history %+v, want the input alone", cached)
+	}
+	if st.Value() != nil {
+		t.Error("the history cache keeps the run's execution")
+	}
+}
+
+// runInline runs a run of th inline to its end ("go", failed) and returns
+// a weak pointer to what Start made for it.
+func runInline(t testing.TB, h *harness, th agentstream.Thread) weak.Pointer[runStart] {
+	t.Helper()
+	in := new(Inline)
+	run, err := h.r.Start(t.Context(), StartRequest{Thread: th, UserID: th.UserID, Input: "go", Inline: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.Ready() {
+		t.Fatal("the run is not to execute inline")
+	}
+	in.Run(nil)
+	end(t, h.events(run.ID), agentstream.EventRunFailed)
+	return weak.Make(in.st)
 }
