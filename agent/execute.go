@@ -209,7 +209,7 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		if err := x.mayCall(ctx, turn); err != nil {
 			return err
 		}
-		msg, err := x.modelTurn(ctx, system)
+		msg, err := x.modelTurn(ctx, x.request(system))
 		if err != nil {
 			return err
 		}
@@ -335,8 +335,7 @@ func (x *execution) countUsage(ctx context.Context, before agentstream.Usage) {
 // endTurn, and what its deltas update is in a modelCall, on the heap (see
 // execute): what it passes on is one pointer, and only x and t are kept
 // in its frame across the call.
-func (x *execution) modelTurn(ctx context.Context, system string) (*agentstream.Message, error) {
-	req := x.request(system)
+func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest) (*agentstream.Message, error) {
 	t := x.startTurn(ctx)
 	var err error
 	if t.to != nil {
