@@ -162,7 +162,7 @@ type execution struct {
 // ../server). An inline run (Inline) waits under the HTTP handler's
 // frames too, and all of them must stay under 3,296 bytes in use for its
 // goroutine to live in 8 KiB: the frames from Inline.Run down to the
-// model's body read take about 750 bytes today (TestInlineStackDepth in
+// model's body read take about 470 bytes today (TestInlineStackDepth in
 // ../httpapi measures them with the handler's).
 func (r *Runner) execute(st *runStart) {
 	defer st.done()

@@ -422,7 +422,9 @@ func (m *Model) streamError(ctx, sctx context.Context, err error) error {
 type drainingBody struct {
 	rc    io.ReadCloser
 	abort context.CancelCauseFunc // the call's; nil but for the call's answer
-	ended bool                    // a Read returned an error (io.EOF included)
+	// ended: a Read returned an error (io.EOF included). StreamTo reads
+	// rc itself (see Model.decoder) and sets it in ended.
+	ended bool
 }
 
 const (
