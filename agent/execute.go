@@ -165,7 +165,7 @@ type execution struct {
 // ../server). An inline run (Inline) waits under the HTTP handler's
 // frames too, and all of them must stay under 3,296 bytes in use for its
 // goroutine to live in 8 KiB: the frames from Inline.Run down to the
-// model's body read take about 750 bytes today (TestInlineStackDepth in
+// model's body read take about 470 bytes today (TestInlineStackDepth in
 // ../httpapi measures them with the handler's).
 func (r *Runner) execute(st *runStart) {
 	defer st.done()
@@ -212,9 +212,7 @@ func (x *execution) loop(ctx context.Context, system string) error {
 		if err := x.mayCall(ctx, turn); err != nil {
 			return err
 		}
-		before := x.run.Usage
 		msg, err := x.modelTurn(ctx, x.request(system))
-		x.countUsage(ctx, before)
 		if err != nil {
 			return err
 		}
@@ -341,17 +339,17 @@ func (x *execution) countUsage(ctx context.Context, before agentstream.Usage) {
 // records the assistant message it produced (partial on failure). It
 // waits in the model's Stream: its start and end are in startTurn and
 // endTurn, and what its deltas update is in a modelCall, on the heap (see
-// execute).
+// execute): what it passes on is one pointer, and only x and t are kept
+// in its frame across the call.
 func (x *execution) modelTurn(ctx context.Context, req *agentstream.ModelRequest) (*agentstream.Message, error) {
-	msg, saver := x.startTurn(ctx)
-	t := newModelCall(x, ctx, msg, saver)
+	t := x.startTurn(ctx)
 	var err error
-	if m, ok := x.agent.model.(streamerTo); ok && m.Streamer() == x.agent.model {
-		err = m.StreamTo(ctx, req, t.onDelta, &t.res)
+	if t.to != nil {
+		err = t.to.StreamTo(ctx, req, t.on, &t.res)
 	} else {
-		err = streamModel(ctx, x.agent.model, req, t.onDelta, &t.res)
+		err = streamModel(t, req)
 	}
-	return x.endTurn(ctx, msg, saver, &t.res, err)
+	return x.endTurn(t, err)
 }
 
 // streamerTo is a Model that also streams with its request and answer
@@ -370,9 +368,9 @@ type streamerTo interface {
 // its request and answer by value would take room in modelTurn's frame.
 //
 //go:noinline
-func streamModel(ctx context.Context, m agentstream.Model, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error {
+func streamModel(t *modelCall, req *agentstream.ModelRequest) error {
 	var err error
-	*res, err = m.Stream(ctx, *req, onDelta)
+	t.res, err = t.x.agent.model.Stream(t.ctx, *req, t.on)
 	return err
 }
 
@@ -391,11 +389,12 @@ type modelCall struct {
 	// token: the log keeps the events, never the slice.
 	delta [1]agentstream.Event
 	res   agentstream.ModelResult
-}
-
-//go:noinline
-func newModelCall(x *execution, ctx context.Context, msg *agentstream.Message, saver *checkpointer) *modelCall {
-	return &modelCall{x: x, ctx: ctx, msg: msg, saver: saver, lastCheckpoint: time.Now()}
+	// before is the run's usage before the call, for countUsage.
+	before agentstream.Usage
+	// to is the model when it is its own streamerTo (nil otherwise), and
+	// on is onDelta: worked out in startTurn, not in modelTurn's frame.
+	to streamerTo
+	on func(agentstream.ModelDelta)
 }
 
 // onDelta is the model call's onDelta.
@@ -425,10 +424,11 @@ func (t *modelCall) onDelta(d agentstream.ModelDelta) {
 }
 
 // startTurn starts a model call: its message, its step.started, and the
-// checkpointer of its partial answers.
+// checkpointer of its partial answers, in the modelCall it returns.
 //
 //go:noinline
-func (x *execution) startTurn(ctx context.Context) (*agentstream.Message, *checkpointer) {
+func (x *execution) startTurn(ctx context.Context) *modelCall {
+	before := x.run.Usage
 	r := x.r
 	msg := &agentstream.Message{
 		ID: agentstream.NewID("msg_"), ThreadID: x.run.ThreadID, RunID: x.run.ID,
@@ -448,13 +448,26 @@ func (x *execution) startTurn(ctx context.Context) (*agentstream.Message, *check
 			}
 		}
 	}}
-	return msg, saver
+	t := &modelCall{x: x, ctx: ctx, msg: msg, saver: saver, lastCheckpoint: time.Now(), before: before}
+	t.on = t.onDelta
+	if m, ok := x.agent.model.(streamerTo); ok && m.Streamer() == x.agent.model {
+		t.to = m
+	}
+	return t
 }
 
-// endTurn records what a model call that ended with err produced.
+// endTurn records what the model call t, which ended with err, produced,
+// and counts its tokens. Its one pointer keeps modelTurn's frame small.
 //
 //go:noinline
-func (x *execution) endTurn(ctx context.Context, msg *agentstream.Message, saver *checkpointer, res *agentstream.ModelResult, err error) (*agentstream.Message, error) {
+func (x *execution) endTurn(t *modelCall, err error) (*agentstream.Message, error) {
+	msg, err := x.recordTurn(t.ctx, t.msg, t.saver, &t.res, err)
+	x.countUsage(t.ctx, t.before)
+	return msg, err
+}
+
+// recordTurn records what a model call that ended with err produced.
+func (x *execution) recordTurn(ctx context.Context, msg *agentstream.Message, saver *checkpointer, res *agentstream.ModelResult, err error) (*agentstream.Message, error) {
 	r := x.r
 	// What is saved next (a tool boundary, the end) must not be overwritten
 	// by a partial checkpoint still on its way.

@@ -503,9 +503,16 @@ func (in *Inline) Run(deliver func([]agentstream.Event)) {
 	defer raiseInlinePanic()
 	st := in.st
 	st.x.deliver = deliver
-	st.x.r.execute(st)                // st.exec without its frame
-	st.x.r.pool.next(st.x.run.UserID) // the worker startNow took, as pool.exec gives it back
+	st.x.r.execute(st) // st.exec without its frame
+	st.ran()
 }
+
+// ran gives back the worker startNow took for st's inline run, as
+// pool.exec does: out of Inline.Run, whose frame its arguments would
+// take room in (see there).
+//
+//go:noinline
+func (st *runStart) ran() { st.x.r.pool.next(st.x.run.UserID) }
 
 // raiseInlinePanic, deferred by Inline.Run, raises a panic of the run
 // again on a goroutine of its own, which ends the process.

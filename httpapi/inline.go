@@ -36,10 +36,10 @@ func (s *Server) runInline(w http.ResponseWriter, r *http.Request, f *follow) {
 		return
 	}
 	d := &direct{s: s, runID: f.run.ID, inline: f.inline}
-	// The run executes whatever happens here: were openDirect to panic,
+	// The run executes whatever happens here: were d.open to panic,
 	// this runs it before net/http recovers (Run runs it once).
 	defer d.end()
-	s.openDirect(w, r, f, d)
+	d.open(w, r, f)
 	if d.st == nil {
 		f.inline.Run(nil) // the client left at once: the run goes on
 		return
@@ -57,14 +57,15 @@ func (d *direct) end() {
 	d.inline.Run(nil)
 }
 
-// openDirect opens the stream of runInline into d. It and closeDirect hold what
+// open opens the stream of runInline into d. It and closeDirect hold what
 // runInline does before and after the run, so that runInline's frame,
 // on the stack for the whole stream, stays small: a stack is only halved
 // when under a quarter of it is in use (BenchmarkStreamMemory in
 // ../server). d.st stays nil when the client left at once.
 //
 //go:noinline
-func (s *Server) openDirect(w http.ResponseWriter, r *http.Request, f *follow, d *direct) {
+func (d *direct) open(w http.ResponseWriter, r *http.Request, f *follow) {
+	s := d.s
 	d.st = s.openStream(w, r, f.run, 0, f.enc)
 	if d.st != nil {
 		d.st.out.setStall(min(s.opts.StallTimeout, inlineStall))
@@ -83,7 +84,7 @@ func (s *Server) openDirect(w http.ResponseWriter, r *http.Request, f *follow, d
 
 // closeDirect ends d's direct writes once the run has returned and
 // follows the rest of the run from the log when its terminal event was
-// not sent (see openDirect).
+// not sent (see direct.open).
 //
 //go:noinline
 func (s *Server) closeDirect(d *direct) {

@@ -26,15 +26,17 @@ import (
 // streaming goroutine in an 8 KiB stack", has the figures.
 const (
 	// waitBudget: while it waits for the model. net/http adds 1,184
-	// bytes above (conn.serve, serverHandler, goexit and the park) and
-	// 408 below with an HTTP/2 upstream; Go halves a stack at a
-	// collection only when under 3,296 bytes of it are in use (a quarter
-	// of 16 KiB, less 800): 3,296 − 1,184 − 408 = 1,704 at most. The
-	// frames use some 1,140 today; the budget leaves room for ~110 bytes
-	// more, so that a frame that grows is looked at, not let through
-	// (the SSE reader's pooled buffers, first merged with a 152-byte
-	// frame under the wait, took 1,295).
-	waitBudget = 1250
+	// bytes above (conn.serve, serverHandler, goexit and the park) and,
+	// below, 408 with an HTTP/2 upstream and 1,272 with HTTP/1.1; Go
+	// halves a stack at a collection only when under 3,296 bytes of it
+	// are in use (a quarter of 16 KiB, less 800): 3,296 − 1,184 − 1,272
+	// = 840 at most with HTTP/1.1 (1,704 with HTTP/2). The frames use
+	// some 840 today, and BenchmarkStreamMemory in ../server shows the
+	// HTTP/1.1 stream's stack halved, just; the budget leaves room for
+	// ~100 bytes more, so that a frame that grows is looked at, not let
+	// through (the SSE reader's pooled buffers, first merged with a
+	// 152-byte frame under the wait, took 160 more).
+	waitBudget = 940
 	// writeBudget: at the deepest point of a token's way, the write of
 	// its event to the client. net/http adds 1,184 above and about 920
 	// below (the flush down to the write system call); a stack of 8 KiB

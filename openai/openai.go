@@ -171,16 +171,10 @@ func (m *Model) Stream(ctx context.Context, req agentstream.ModelRequest, onDelt
 func (m *Model) StreamTo(ctx context.Context, req *agentstream.ModelRequest, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) error {
 	c, err := m.send(ctx, req)
 	if err != nil {
-		*res = agentstream.ModelResult{}
-		return err
+		return failed(res, err)
 	}
 	defer c.close()
-	if onDelta == nil {
-		onDelta = func(agentstream.ModelDelta) {}
-	}
-	d := newChunkDecoder(c.body)
-	err = consume(d, &d.acc, onDelta, c.idle, m.idle)
-	return m.ended(ctx, c, d, err, res)
+	return ended(consume(m.decoder(c, onDelta, res)))
 }
 
 // Streamer returns m: the model whose StreamTo this is. A type that
@@ -189,16 +183,64 @@ func (m *Model) StreamTo(ctx context.Context, req *agentstream.ModelRequest, onD
 // model whose Streamer is itself, and Stream on any other.
 func (m *Model) Streamer() agentstream.Model { return m }
 
+// decoder returns the decoder of c's answer, holding what consume and
+// ended need rather than StreamTo's frame and their arguments (StreamTo
+// waits for the whole answer). It reads the transport's body itself,
+// not through drainingBody, whose frame would be under the wait for each
+// chunk; ended tells the drainingBody when the body ended.
+//
+//go:noinline
+func (m *Model) decoder(c *call, onDelta func(agentstream.ModelDelta), res *agentstream.ModelResult) *chunkDecoder {
+	if onDelta == nil {
+		onDelta = func(agentstream.ModelDelta) {}
+	}
+	var body io.Reader = c.body
+	db, ok := c.body.(*drainingBody)
+	if ok {
+		body = db.rc
+	}
+	d := newChunkDecoder(body)
+	d.onDelta, d.idle, d.idleFor = onDelta, c.idle, m.idle
+	d.end = &streamEnd{model: m, call: c, drained: db, res: res}
+	return d
+}
+
+// failed sets *res to no answer and returns err, a call's that did
+// not start: out of StreamTo, whose frame would keep err meanwhile.
+//
+//go:noinline
+func failed(res *agentstream.ModelResult, err error) error {
+	*res = agentstream.ModelResult{}
+	return err
+}
+
+// streamEnd is what ended needs of a stream's call.
+type streamEnd struct {
+	model *Model
+	call  *call
+	// drained is the call's drainingBody, whose body the decoder reads
+	// directly (see decoder); nil when there is none.
+	drained *drainingBody
+	res     *agentstream.ModelResult
+}
+
 // ended sets *res to what a stream that ended with err (nil at its end)
 // gathered, and returns its error. It is kept out of StreamTo's frame
 // (see there).
 //
 //go:noinline
-func (m *Model) ended(ctx context.Context, c *call, d *chunkDecoder, err error, res *agentstream.ModelResult) error {
+func ended(d *chunkDecoder, err error) error {
+	e := d.end
+	if e.drained != nil && d.sse.src.err != nil {
+		// A read of the body failed (io.EOF included), as drainingBody's
+		// own Read would have noted: it need not be drained.
+		e.drained.ended = true
+	}
 	d.sse.done()
+	res := e.res
 	*res = d.acc.result()
 	if err != nil {
-		return m.streamError(ctx, c.ctx, err)
+		return e.model.streamError(e.call.parent, e.call.ctx, err)
 	}
 	if res.FinishReason == "" {
 		// The body ended cleanly but before a finish_reason: a proxy cut
@@ -210,6 +252,9 @@ func (m *Model) ended(ctx context.Context, c *call, d *chunkDecoder, err error, 
 
 // call is a model call whose answer has started.
 type call struct {
+	// parent is StreamTo's context (here, not in StreamTo's arguments to
+	// decoder: see there).
+	parent context.Context
 	// ctx carries the call; the idle timer cancels it when the upstream is
 	// silent for Model.idle.
 	ctx    context.Context
@@ -302,7 +347,7 @@ func (m *Model) send(ctx context.Context, req *agentstream.ModelRequest) (_ *cal
 		// once the body is closed anyway (call.close).
 		b.abort = cancel
 	}
-	return &call{ctx: sctx, cancel: cancel, idle: idle, body: raw.Body}, nil
+	return &call{parent: ctx, ctx: sctx, cancel: cancel, idle: idle, body: raw.Body}, nil
 }
 
 // sentBody is a call's request body, for its attempts to read until the
@@ -377,7 +422,9 @@ func (m *Model) streamError(ctx, sctx context.Context, err error) error {
 type drainingBody struct {
 	rc    io.ReadCloser
 	abort context.CancelCauseFunc // the call's; nil but for the call's answer
-	ended bool                    // a Read returned an error (io.EOF included)
+	// ended: a Read returned an error (io.EOF included). StreamTo reads
+	// rc itself (see Model.decoder) and sets it in ended.
+	ended bool
 }
 
 const (

@@ -356,6 +356,13 @@ type chunkDecoder struct {
 	// acc gathers the chunks for Model.Stream: here rather than in its
 	// frame, which stays on the stack for the whole stream.
 	acc accumulator
+	// What consume calls for each delta (not nil), and the idle timer it
+	// runs while it waits (nil for none), for idleFor.
+	onDelta func(agentstream.ModelDelta)
+	idle    *time.Timer
+	idleFor time.Duration
+	// end is what ended needs (Model.StreamTo's; nil in tests).
+	end *streamEnd
 }
 
 // newChunkDecoder is not inlined: its buffers' setup would take room in
@@ -402,52 +409,66 @@ func (d *chunkDecoder) next() (*chunk, error) {
 	}
 }
 
-// wait returns once the body has more to read, or its error (io.EOF at
-// its end), which is then what next would have returned: an event
-// comes in one piece almost always, so the stream's goroutine waits for
-// the model here, under consume's small frame, rather than under next's
-// and the SSE reader's (a stack is only halved when under a quarter of
-// it is in use; BenchmarkStreamMemory in ../server). A piece of an event
-// that comes alone is waited for in next, as before.
-//
-//go:noinline
-func (d *chunkDecoder) wait() error {
-	// The last event's buffers go back to their pools first: a stream
-	// waiting holds none (see sseReader).
-	d.sse.release()
-	_, err := d.sse.reader()
-	return err
-}
-
-// consume reads d's chunks into acc until the stream ends: nil at [DONE]
-// or the end of the body, otherwise the error that ended it. The idle
-// timer, when not nil, runs while consume waits for a chunk and is
-// stopped while a chunk is handled.
-func consume(d *chunkDecoder, acc *accumulator, onDelta func(agentstream.ModelDelta), idle *time.Timer, idleFor time.Duration) error {
+// consume reads d's chunks into d.acc, calling d.onDelta, until the
+// stream ends, and returns d (for ended) with nil at [DONE] or the end of the body, otherwise the error
+// that ended it. The idle timer, when not nil, runs while consume waits
+// for a chunk and is stopped while a chunk is handled. Its one argument
+// keeps its frame and its caller's small (both are under the wait).
+func consume(d *chunkDecoder) (*chunkDecoder, error) {
 	for {
-		if idle != nil {
-			idle.Reset(idleFor)
+		if d.idle != nil {
+			d.idle.Reset(d.idleFor)
 		}
-		err := d.wait()
-		var c *chunk
-		if err == nil {
-			c, err = d.next()
+		// It waits for the next bytes of the body (or its error, io.EOF
+		// at its end, then what next would have returned) in reader,
+		// straight under this frame: an event comes in one piece almost
+		// always, so the stream's goroutine waits for the model here,
+		// not under next's and the SSE reader's frames (a stack is only
+		// halved when under a quarter of it is in use;
+		// BenchmarkStreamMemory in ../server). A piece of an event that
+		// comes alone is waited for in next, as before. The last event's
+		// buffers go back to their pools first: a stream waiting holds
+		// none (see sseReader).
+		d.sse.release()
+		if _, err := d.sse.reader(); err != nil {
+			return d, d.stop(err)
 		}
-		if idle != nil {
-			idle.Stop()
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var usage *chunkUsage
-		if d.hasUsage {
-			usage = &d.usage
-		}
-		if err := acc.add(c, usage, onDelta); err != nil {
-			return err
+		if end, err := d.step(); end {
+			return d, err
 		}
 	}
+}
+
+// step decodes the next chunk and adds it to d.acc, the idle timer
+// stopped in between; end is true when the stream is over, with err nil
+// at its end. Out of consume, whose frame is under the wait: what step
+// holds would take room there.
+//
+//go:noinline
+func (d *chunkDecoder) step() (end bool, err error) {
+	c, err := d.next()
+	if err != nil {
+		return true, d.stop(err)
+	}
+	d.stop(nil)
+	var usage *chunkUsage
+	if d.hasUsage {
+		usage = &d.usage
+	}
+	err = d.acc.add(c, usage, d.onDelta)
+	return err != nil, err
+}
+
+// stop stops the idle timer, and returns what consume returns for err:
+// nil for io.EOF (the stream's end), err otherwise.
+//
+//go:noinline
+func (d *chunkDecoder) stop(err error) error {
+	if d.idle != nil {
+		d.idle.Stop()
+	}
+	if err == io.EOF {
+		return nil
+	}
+	return err
 }

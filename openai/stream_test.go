@@ -248,10 +248,11 @@ func TestSSEReaderErrorWithLastEvent(t *testing.T) {
 
 // decodeBody decodes a streamed body read in pieces of step bytes.
 func decodeBody(body []byte, step int) (agentstream.ModelResult, []agentstream.ModelDelta, error) {
-	var acc accumulator
 	var rec recorder
-	err := consume(newChunkDecoder(pieces{bytes.NewReader(body), step}), &acc, rec.on, nil, 0)
-	return acc.result(), rec.deltas, err
+	d := newChunkDecoder(pieces{bytes.NewReader(body), step})
+	d.onDelta = rec.on
+	_, err := consume(d)
+	return d.acc.result(), rec.deltas, err
 }
 
 func sseBody(events ...string) string {
