@@ -797,13 +797,16 @@ func TestConcurrentTrim(t *testing.T) {
 	}
 }
 
-func heapInuse() uint64 {
+// collected returns the memory statistics after two collections.
+func collected() runtime.MemStats {
 	var m runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return m
 }
+
+func heapInuse() uint64 { return collected().HeapInuse }
 
 // TestMemoryReleased: dropped events are garbage, whether a run is
 // trimmed by its own appends or, idle, by another run's.
@@ -933,13 +936,7 @@ func runMemory(b *testing.B, runs, tokens int) float64 {
 }
 
 // heapLive returns the bytes of live heap objects, after a collection.
-func heapLive() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
+func heapLive() uint64 { return collected().HeapAlloc }
 
 // BenchmarkAppendWhileCatchUp appends deltas while a reader reads the
 // run's first 9,000 events again and again in batches of 256, as readers
